@@ -1,0 +1,22 @@
+//! jobcarbon-core: units, the ASCᵉ formulas of Eilam et al. (HotCarbon '23), conserving
+//! allocation, the product lineage DAG and offline scenario evaluation.
+//!
+//! Pure by design: no async runtime, no Kubernetes, no HTTP. Every other crate translates
+//! the outside world into these types.
+
+pub mod allocation;
+pub mod domain;
+pub mod formulas;
+pub mod observation;
+pub mod product;
+pub mod quantity;
+pub mod terms;
+pub mod units;
+
+pub use domain::{Component, Phase, ProductType, Term, UnallocatedReason, WorkloadRef};
+pub use observation::{
+    ClusterSnapshot, EnergyDelta, EnergyOwner, EnergyReading, NodeFacts, PodFacts, PodKey,
+};
+pub use product::{LineageEdge, ProductDef, RetrainingPolicy};
+pub use terms::Terms;
+pub use units::{Grams, GramsPerKwh, GramsPerSecond, Joules, Pue, Seconds, Watts};

@@ -1,0 +1,1 @@
+//! Real Prometheus harness (being built).

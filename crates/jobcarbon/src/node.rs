@@ -1,0 +1,11 @@
+//! `jobcarbon node` (being built).
+
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> ExitCode {
+    eprintln!("jobcarbon node: not built yet");
+    ExitCode::from(1)
+}
