@@ -8,6 +8,7 @@ pub mod allocation;
 pub mod domain;
 pub mod formulas;
 pub mod observation;
+pub mod plan;
 pub mod product;
 pub mod quantity;
 pub mod terms;
