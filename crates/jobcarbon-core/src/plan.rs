@@ -93,6 +93,9 @@ impl Retraining {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StrategyCost {
     pub name: String,
+    /// The model that serves the inference.
+    pub serves: String,
+    pub description: Option<String>,
     /// EPC of the served model: paid once, whatever the traffic.
     pub upfront: Grams,
     pub retraining: Option<Retraining>,
@@ -325,14 +328,11 @@ pub struct Comparison {
     pub break_even_service_life_s: Option<f64>,
 }
 
-/// Every ordered pair (a, b) with a ≠ b.
+/// Every unordered pair (a listed before b), by index into `strategies`.
 pub fn compare_all(strategies: &[StrategyCost], horizon: &Horizon) -> Vec<Comparison> {
     let mut out = Vec::new();
-    for a in strategies {
-        for b in strategies {
-            if a.name == b.name {
-                continue;
-            }
+    for (i, a) in strategies.iter().enumerate() {
+        for b in &strategies[i + 1..] {
             out.push(Comparison {
                 strategy: a.name.clone(),
                 against: b.name.clone(),
@@ -506,6 +506,73 @@ pub fn sweep(
     })
 }
 
+/// One strategy in a plan report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StrategyReport {
+    pub name: String,
+    pub description: Option<String>,
+    pub serves: String,
+    /// Serving cost of one request (ASCᵉ without model EPC and re-training): the floor the
+    /// per-inference figure approaches at high traffic.
+    pub per_request_serving_g: f64,
+    pub retraining: Option<Retraining>,
+    /// Under the plan's traffic and service life.
+    pub outlook: Outlook,
+}
+
+/// Everything `jobcarbon plan` reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanReport {
+    pub traffic_per_day: f64,
+    pub service_life_s: f64,
+    pub strategies: Vec<StrategyReport>,
+    /// Lowest life-cycle total at the plan's traffic and service life.
+    pub cheapest: String,
+    /// Every pair of strategies, in listing order.
+    pub break_even: Vec<Comparison>,
+    pub sweeps: Vec<Sweep>,
+}
+
+/// Evaluate a plan: every strategy's outlook, every pair's break-even, every sweep.
+pub fn report(
+    strategies: &[StrategyCost],
+    horizon: &Horizon,
+    sweeps: &[SweepSpec],
+) -> Result<PlanReport, PlanError> {
+    horizon.validate()?;
+    let reports: Vec<StrategyReport> = strategies
+        .iter()
+        .map(|s| StrategyReport {
+            name: s.name.clone(),
+            description: s.description.clone(),
+            serves: s.serves.clone(),
+            per_request_serving_g: s.per_request.asce().value(),
+            retraining: s.effective_retraining(horizon),
+            outlook: s.outlook(horizon),
+        })
+        .collect();
+    let cheapest = reports
+        .iter()
+        .fold(None::<&StrategyReport>, |best, r| match best {
+            Some(b) if b.outlook.total_g <= r.outlook.total_g => Some(b),
+            _ => Some(r),
+        })
+        .map(|r| r.name.clone())
+        .unwrap_or_default();
+    let sweeps = sweeps
+        .iter()
+        .map(|spec| sweep(strategies, horizon, spec))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(PlanReport {
+        traffic_per_day: horizon.traffic.requests_per_day(),
+        service_life_s: horizon.service_life.value(),
+        strategies: reports,
+        cheapest,
+        break_even: compare_all(strategies, horizon),
+        sweeps,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -515,6 +582,8 @@ mod tests {
     fn strategy(name: &str, upfront: f64, per_request: f64) -> StrategyCost {
         StrategyCost {
             name: name.to_owned(),
+            serves: format!("{name}-model"),
+            description: None,
             upfront: Grams(upfront),
             retraining: None,
             per_request: Terms::of(Term::Operational, Grams(per_request)),
@@ -696,6 +765,8 @@ mod tests {
         )
             .prop_map(move |(u, p, rt)| StrategyCost {
                 name: name.to_owned(),
+                serves: "m".to_owned(),
+                description: None,
                 upfront: Grams(u),
                 retraining: rt.map(|(c, i)| Retraining {
                     carbon_per_retraining: Grams(c),
