@@ -7,6 +7,7 @@
 pub mod allocation;
 pub mod domain;
 pub mod formulas;
+pub mod lineage;
 pub mod observation;
 pub mod plan;
 pub mod product;
