@@ -11,6 +11,7 @@ pub mod lineage;
 pub mod observation;
 pub mod product;
 pub mod quantity;
+pub mod scenario;
 pub mod terms;
 pub mod units;
 
