@@ -79,7 +79,7 @@ pub enum Problem {
         known: Vec<String>,
     },
     #[error("{what} must be greater than zero (got {value})")]
-    NotPositive { what: &'static str, value: f64 },
+    NotPositive { what: &'static str, value: String },
     #[error("{what} must be in {range} (got {value})")]
     OutOfRange {
         what: &'static str,
@@ -138,7 +138,16 @@ pub fn parse_yaml<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, Scen
     });
     result.map_err(|e| {
         let line_column = e.location().map(|l| (l.line(), l.column()));
-        let path = path.filter(|p| p != ".").unwrap_or_default();
+        // Syntax errors leave `?` where the parser had not yet read a key.
+        let path = path
+            .map(|p| {
+                p.split('.')
+                    .take_while(|segment| *segment != "?")
+                    .collect::<Vec<_>>()
+                    .join(".")
+            })
+            .filter(|p| p != ".")
+            .unwrap_or_default();
         let message = plain_message(&e);
         ScenarioError {
             file: file.to_owned(),
@@ -154,6 +163,11 @@ fn plain_message(error: &serde_saphyr::Error) -> String {
     let rendered = error.without_snippet().to_string();
     let first = rendered.lines().next().unwrap_or("").trim();
     let first = match first.rfind(" at line ") {
+        Some(i) => &first[..i],
+        None => first,
+    };
+    // Advice about parser options is for programmers, not for the author of the file.
+    let first = match first.find(", set DuplicateKeyPolicy") {
         Some(i) => &first[..i],
         None => first,
     };
@@ -585,7 +599,7 @@ fn positive(
         Err(ScenarioError::new(
             file,
             path,
-            Problem::NotPositive { what, value },
+            Problem::NotPositive { what, value: value.to_string() },
         ))
     }
 }
@@ -596,7 +610,18 @@ fn positive_time(
     file: &str,
     path: String,
 ) -> Result<Seconds, ScenarioError> {
-    positive(value.value(), what, file, path).map(Seconds)
+    if value.value().is_finite() && value > Seconds::ZERO {
+        Ok(value)
+    } else {
+        Err(ScenarioError::new(
+            file,
+            path,
+            Problem::NotPositive {
+                what,
+                value: value.to_string(),
+            },
+        ))
+    }
 }
 
 fn unknown(
