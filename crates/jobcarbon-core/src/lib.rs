@@ -12,6 +12,7 @@ pub mod observation;
 pub mod plan;
 pub mod product;
 pub mod quantity;
+pub mod scenario;
 pub mod terms;
 pub mod units;
 
