@@ -10,6 +10,7 @@ pub mod formulas;
 pub mod lineage;
 pub mod observation;
 pub mod plan;
+pub mod plan_file;
 pub mod product;
 pub mod quantity;
 pub mod scenario;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod calc;
+mod chart;
 mod check_config;
 mod crd;
 mod datasheet;
@@ -14,6 +15,7 @@ mod demo;
 mod ledger;
 mod node;
 mod plan;
+mod report_fmt;
 
 #[derive(Debug, Parser)]
 #[command(
