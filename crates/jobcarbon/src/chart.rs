@@ -20,18 +20,22 @@ const PALETTE: [RGBColor; 8] = [
 /// Samples per line: log-spaced, enough for a smooth curve.
 const SAMPLES: usize = 61;
 
-/// The traffic span drawn: two decades either side of the plan's traffic and of every
-/// break-even point, or the sweep's own range when one is given.
-pub fn default_span(horizon: &Horizon, break_evens: &[(usize, usize, BreakEven)]) -> (f64, f64) {
-    let mut lo = horizon.traffic.requests_per_day();
-    let mut hi = lo;
+/// The traffic span drawn (requests/day): the sweep's range when one is given, else two
+/// decades either side of the plan's traffic; widened to show every break-even point.
+pub fn span(
+    horizon: &Horizon,
+    break_evens: &[(usize, usize, BreakEven)],
+    sweep: Option<(f64, f64)>,
+) -> (f64, f64) {
+    let traffic = horizon.traffic.requests_per_day();
+    let (mut lo, mut hi) = sweep.unwrap_or((traffic / 100.0, traffic * 100.0));
     for (_, _, be) in break_evens {
         if let Some(r) = be.traffic() {
-            lo = lo.min(r.requests_per_day());
-            hi = hi.max(r.requests_per_day());
+            lo = lo.min(r.requests_per_day() / 10.0);
+            hi = hi.max(r.requests_per_day() * 10.0);
         }
     }
-    (lo / 100.0, hi * 100.0)
+    (lo, hi)
 }
 
 /// Render the chart as an SVG document. `span` is in requests per day.
@@ -121,7 +125,7 @@ pub fn render(
         chart
             .draw_series(markers.iter().map(|(x, y, label)| {
                 Text::new(
-                    format!("{label} at {x:.3e}/d"),
+                    format!("{label} at {}/day", crate::report_fmt::sig(*x)),
                     (*x, *y * 1.25),
                     ("sans-serif", 12),
                 )

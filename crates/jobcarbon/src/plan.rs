@@ -124,17 +124,19 @@ fn write_chart(input: &PlanInput, path: &std::path::Path) -> anyhow::Result<()> 
             (i, j, be)
         })
         .collect();
-    let span = match input.sweeps.iter().find(|s| s.axis == SweepAxis::Traffic) {
-        Some(s) if s.values.len() > 1 => {
+    let sweep_span = input
+        .sweeps
+        .iter()
+        .find(|s| s.axis == SweepAxis::Traffic && s.values.len() > 1)
+        .map(|s| {
             let lo = s.values.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = s.values.iter().copied().fold(0.0, f64::max);
             (
                 RequestRate(lo).requests_per_day(),
                 RequestRate(hi).requests_per_day(),
             )
-        }
-        _ => chart::default_span(&input.horizon, &pairs),
-    };
+        });
+    let span = chart::span(&input.horizon, &pairs, sweep_span);
     let svg = chart::render(&input.strategies, &input.horizon, &pairs, span)?;
     std::fs::write(path, svg)
         .map_err(|e| anyhow::anyhow!("writing the chart to {}: {e}", path.display()))
@@ -149,24 +151,47 @@ fn break_even_text(c: &Comparison) -> String {
             cheaper_above,
         } => format!(
             "{} requests/day ({} requests over the service life): {cheaper_below} is cheaper below, {cheaper_above} above",
-            count(*requests_per_day),
-            count(*requests),
+            amount(*requests_per_day),
+            amount(*requests),
         ),
         BreakEven::Parallel { cheaper, margin_g } => format!(
             "none: same serving cost per request, {cheaper} is cheaper at every volume by {}",
             grams(*margin_g)
         ),
         BreakEven::Dominated { cheaper } => format!(
-            "none: {cheaper} is cheaper at every volume (lower or equal up-front, re-training and per-request cost)"
+            "none: {cheaper} is cheaper at every volume (its fixed cost, up-front EPC plus re-training over the service life, and its per-request cost are both lower or equal)"
         ),
         BreakEven::Identical => "none: identical cost at every volume".to_owned(),
     }
 }
 
-fn life_text(c: &Comparison) -> String {
+/// A count that may be tiny: plain below 1000, with separators above.
+fn amount(v: f64) -> String {
+    if v.abs() < 1000.0 { sig(v) } else { count(v) }
+}
+
+fn life_text(c: &Comparison, report: &PlanReport) -> String {
+    let upfront = |name: &str| {
+        report
+            .strategies
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.outlook.upfront_g)
+            .unwrap_or(0.0)
+    };
+    let (dearer, cheaper) = if upfront(&c.strategy) >= upfront(&c.against) {
+        (&c.strategy, &c.against)
+    } else {
+        (&c.against, &c.strategy)
+    };
     match c.break_even_service_life_s {
-        Some(s) => format!("they cost the same after {} of service at the plan's traffic", duration(s)),
-        None => "no service life makes them equal at the plan's traffic".to_owned(),
+        Some(s) => format!(
+            "at the plan's traffic, {dearer}'s extra up-front carbon over {cheaper} is paid back after {} of service",
+            duration(s)
+        ),
+        None => format!(
+            "at the plan's traffic, no service life pays back {dearer}'s extra up-front carbon over {cheaper}"
+        ),
     }
 }
 
@@ -242,7 +267,7 @@ pub fn render_table(report: &PlanReport, file: &str) -> String {
             c.strategy,
             c.against,
             break_even_text(c),
-            life_text(c)
+            life_text(c, report)
         ));
     }
     for sweep in &report.sweeps {
@@ -270,7 +295,7 @@ pub fn render_markdown(report: &PlanReport, file: &str) -> String {
             c.strategy,
             c.against,
             break_even_text(c),
-            life_text(c)
+            life_text(c, report)
         ));
     }
     for sweep in &report.sweeps {
