@@ -5,6 +5,7 @@
 //! the outside world into these types.
 
 pub mod allocation;
+pub mod datasheet;
 pub mod domain;
 pub mod formulas;
 pub mod lineage;

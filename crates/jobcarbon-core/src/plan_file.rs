@@ -352,6 +352,20 @@ impl PlanDoc {
                     ));
                 }
             }
+            if let Some((i, job)) = strategy.jobs.iter().enumerate().find(|(_, j)| {
+                j.builds
+                    .as_deref()
+                    .is_some_and(|p| self.products.get(p).is_some())
+            }) {
+                return Err(invalid(
+                    file,
+                    at(&format!("jobs[{i}].builds")),
+                    format!(
+                        "{:?} is a shared product, built by the shared jobs; a strategy builds its own products",
+                        job.builds.as_deref().unwrap_or_default()
+                    ),
+                ));
+            }
             if let Some((i, _)) = strategy
                 .jobs
                 .iter()
@@ -370,29 +384,7 @@ impl PlanDoc {
                 .evaluate(file)
                 .map_err(|e| self.locate(name, e))?;
             let request_index = self.jobs.len() + request_job;
-            let upfront = report
-                .products
-                .iter()
-                .find(|p| p.name == strategy.serves)
-                .map(|p| p.epc.total())
-                .unwrap_or(Grams::ZERO);
-            let mut per_request = report.jobs[request_index].terms;
-            per_request[Term::ModelEpc] = Grams::ZERO;
-            per_request[Term::Retraining] = Grams::ZERO;
-            let retraining = strategy.retraining.as_ref().map(|r| {
-                let from_jobs: Grams = self
-                    .jobs
-                    .iter()
-                    .chain(strategy.jobs.iter())
-                    .zip(&report.jobs)
-                    .filter(|(spec, _)| spec.retrains.as_deref() == Some(strategy.serves.as_str()))
-                    .map(|(_, job)| job.terms.asce())
-                    .sum();
-                Retraining {
-                    carbon_per_retraining: from_jobs + r.carbon.map(|q| q.0).unwrap_or(Grams::ZERO),
-                    interval: r.interval.0,
-                }
-            });
+            let cost = serving_cost(name, &scenario, &report, &strategy.serves, request_index);
             let lifetime = served.lifetime.map(|q| q.0).unwrap_or(Seconds::ZERO);
             match &served_lifetime {
                 None => served_lifetime = Some((name.to_owned(), lifetime)),
@@ -410,12 +402,8 @@ impl PlanDoc {
                 Some(_) => {}
             }
             strategies.push(StrategyCost {
-                name: name.to_owned(),
-                serves: strategy.serves.clone(),
                 description: strategy.description.clone(),
-                upfront,
-                retraining,
-                per_request,
+                ..cost
             });
             evaluated.push(EvaluatedStrategy {
                 name: name.to_owned(),
@@ -455,6 +443,56 @@ impl PlanDoc {
             },
             evaluated,
         ))
+    }
+}
+
+/// The cost structure of serving `model` in an evaluated scenario: its EPC up front, the
+/// terms of `request_job` (one request) without `model_epc` and `retraining`, and its
+/// re-training policy's carbon (declared plus the ASCᵉ of its `retrains` jobs) per interval.
+pub fn serving_cost(
+    name: &str,
+    scenario: &ScenarioDoc,
+    report: &Report,
+    model: &str,
+    request_job: usize,
+) -> StrategyCost {
+    let upfront = report
+        .products
+        .iter()
+        .find(|p| p.name == model)
+        .map(|p| p.epc.total())
+        .unwrap_or(Grams::ZERO);
+    let mut per_request = report
+        .jobs
+        .get(request_job)
+        .map(|j| j.terms)
+        .unwrap_or_default();
+    per_request[Term::ModelEpc] = Grams::ZERO;
+    per_request[Term::Retraining] = Grams::ZERO;
+    let retraining = scenario
+        .products
+        .get(model)
+        .and_then(|p| p.retraining.as_ref())
+        .map(|r| {
+            let from_jobs: Grams = scenario
+                .jobs
+                .iter()
+                .zip(&report.jobs)
+                .filter(|(spec, _)| spec.retrains.as_deref() == Some(model))
+                .map(|(_, job)| job.terms.asce())
+                .sum();
+            Retraining {
+                carbon_per_retraining: from_jobs + r.carbon.map(|q| q.0).unwrap_or(Grams::ZERO),
+                interval: r.interval.0,
+            }
+        });
+    StrategyCost {
+        name: name.to_owned(),
+        serves: model.to_owned(),
+        description: None,
+        upfront,
+        retraining,
+        per_request,
     }
 }
 

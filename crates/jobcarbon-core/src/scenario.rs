@@ -1215,3 +1215,24 @@ struct Retraining {
     carbon: Grams,
     jobs_per_interval: f64,
 }
+
+/// A region as evaluation uses it: PUE and intensity with any mix resolved.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ResolvedRegion {
+    pub pue: Pue,
+    pub intensity: GramsPerKwh,
+}
+
+impl ScenarioDoc {
+    /// Every region's PUE and intensity, in document order (data sheets state them).
+    pub fn resolved_regions(&self, file: &str) -> Result<Vec<(String, ResolvedRegion)>, ScenarioError> {
+        let resolved = self.resolve_regions(file)?;
+        Ok(self
+            .regions
+            .names()
+            .into_iter()
+            .zip(resolved)
+            .map(|(name, r)| (name, ResolvedRegion { pue: r.pue, intensity: r.intensity }))
+            .collect())
+    }
+}

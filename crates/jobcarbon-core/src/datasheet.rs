@@ -1,0 +1,499 @@
+//! Carbon data sheets for models and datasets ("models and data sets should be published with
+//! a data sheet that reports based on the metrics", Eilam et al. §3).
+//!
+//! A sheet is built from an evaluated scenario — the same [`Report`] `jobcarbon calc` prints —
+//! so its numbers are calc's numbers. Rendering (Markdown, JSON) lives in the binary.
+
+use crate::lineage::EdgeKind;
+use crate::plan::{Horizon, RequestRate};
+use crate::plan_file::serving_cost;
+use crate::scenario::{JobSpec, Report, ScenarioDoc, ScenarioError};
+use crate::terms::Terms;
+use crate::units::Seconds;
+use crate::{ProductType, Term};
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+/// A product's carbon data sheet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DataSheet {
+    pub product: String,
+    #[serde(rename = "type")]
+    pub kind: ProductType,
+    /// Where the numbers come from (the file, and the strategy for plan files).
+    pub source: String,
+    pub epc: EpcSheet,
+    pub lineage: LineageNode,
+    /// Amortisation period LT, when the product has one.
+    pub lifetime_s: Option<f64>,
+    pub amortisation: Option<Amortisation>,
+    /// The jobs of the source that serve this model, as `calc` prices them.
+    pub inference: Vec<ServingJob>,
+    /// Per-inference ASCᵉ at a stated traffic (plan arithmetic over the same evaluation).
+    pub at_traffic: Vec<AtTraffic>,
+    pub assumptions: Assumptions,
+    /// Hugging Face model-card metadata (`co2_eq_emissions`).
+    pub co2_eq_emissions: Co2EqEmissions,
+}
+
+/// EPC = measured + inherited + declared.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EpcSheet {
+    pub total_g: f64,
+    pub measured_g: f64,
+    pub inherited_g: f64,
+    pub declared_g: f64,
+    pub declared_source: Option<String>,
+    /// The build jobs behind `measured_g`.
+    pub built_by: Vec<JobLine>,
+    /// `inherited_g`, edge by edge.
+    pub inherited_from: Vec<InheritedLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobLine {
+    pub job: String,
+    pub energy_j: f64,
+    pub asce_g: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InheritedLine {
+    pub product: String,
+    /// `derivedFrom` (a parent model) or `datasets`.
+    pub via: &'static str,
+    pub weight: f64,
+    /// The parent's whole EPC.
+    pub product_epc_g: f64,
+    /// weight × the parent's EPC.
+    pub inherited_g: f64,
+}
+
+/// The lineage above a product: what it was derived from, recursively.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LineageNode {
+    pub product: String,
+    #[serde(rename = "type")]
+    pub kind: ProductType,
+    pub epc_g: f64,
+    /// How the child reaches this node (absent at the root).
+    pub via: Option<&'static str>,
+    pub weight: Option<f64>,
+    pub parents: Vec<LineageNode>,
+}
+
+/// How far the EPC has been carried by inference in the source.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Amortisation {
+    pub lifetime_s: f64,
+    /// EPC spread evenly over the lifetime.
+    pub epc_per_day_g: f64,
+    /// Σ `model_epc` of the serving jobs in the source.
+    pub amortised_g: f64,
+    pub remaining_g: f64,
+    pub amortised_fraction: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServingJob {
+    pub job: String,
+    pub asce_g: f64,
+    pub terms: Terms,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AtTraffic {
+    pub job: String,
+    pub traffic_per_day: f64,
+    pub service_life_s: f64,
+    pub per_inference_g: f64,
+    pub terms: Terms,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RegionLine {
+    pub name: String,
+    pub pue: f64,
+    pub intensity_g_per_kwh: f64,
+    /// `{source: fraction}` when the intensity is a mix.
+    pub mix: Option<Vec<(String, f64)>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SystemLine {
+    pub name: String,
+    pub embodied_g: f64,
+    pub lifetime_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlatformLine {
+    pub name: String,
+    pub overhead_g_per_s: f64,
+    pub epc_g: f64,
+    pub lifetime_s: Option<f64>,
+}
+
+/// The regions, systems and platforms used by the jobs behind the sheet's numbers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Assumptions {
+    pub regions: Vec<RegionLine>,
+    pub systems: Vec<SystemLine>,
+    pub platforms: Vec<PlatformLine>,
+}
+
+/// The fields of Hugging Face's `co2_eq_emissions` model-card metadata that fit: `emissions`
+/// in grams is this product's own creation (measured + declared); the inherited share is in
+/// its parents' cards and in [`EpcSheet`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Co2EqEmissions {
+    pub emissions: f64,
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub training_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub geographical_location: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hardware_used: Option<String>,
+}
+
+/// The inputs of one sheet.
+#[derive(Debug, Clone, Copy)]
+pub struct SheetSource<'a> {
+    /// File (and strategy) for the `source` line.
+    pub source: &'a str,
+    /// File name for error messages.
+    pub file: &'a str,
+    pub scenario: &'a ScenarioDoc,
+    pub report: &'a Report,
+    /// Traffic to state per-inference carbon at.
+    pub traffic: Option<RequestRate>,
+    /// Service life for that figure (default: the product's lifetime).
+    pub service_life: Option<Seconds>,
+}
+
+/// Why a sheet cannot be built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DataSheetError {
+    #[error("{file}: no product {product:?} (defined: {})", .known.join(", "))]
+    UnknownProduct {
+        file: String,
+        product: String,
+        known: Vec<String>,
+    },
+    #[error("{0}")]
+    Scenario(#[from] ScenarioError),
+    #[error("{file}: {reason}")]
+    NoServiceLife { file: String, reason: String },
+}
+
+fn via(kind: EdgeKind) -> &'static str {
+    kind.field()
+}
+
+impl SheetSource<'_> {
+    fn epc_g(&self, product: &str) -> f64 {
+        self.report
+            .products
+            .iter()
+            .find(|p| p.name == product)
+            .map(|p| p.epc.total().value())
+            .unwrap_or(0.0)
+    }
+
+    fn lineage(&self, product: &str, via: Option<&'static str>, weight: Option<f64>) -> LineageNode {
+        let spec = self.scenario.products.get(product);
+        let kind = spec.map(|s| s.kind).unwrap_or(ProductType::Model);
+        let parents = spec
+            .map(|s| {
+                let parents = s.derived_from.iter().map(|e| (e, EdgeKind::DerivedFrom));
+                let datasets = s.datasets.iter().map(|e| (e, EdgeKind::Dataset));
+                parents
+                    .chain(datasets)
+                    .map(|(e, kind)| self.lineage(&e.product, Some(kind.field()), Some(e.weight)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        LineageNode {
+            product: product.to_owned(),
+            kind,
+            epc_g: self.epc_g(product),
+            via,
+            weight,
+            parents,
+        }
+    }
+
+    /// The product and everything above it in the lineage.
+    fn ancestry(&self, product: &str, out: &mut BTreeSet<String>) {
+        if !out.insert(product.to_owned()) {
+            return;
+        }
+        if let Some(spec) = self.scenario.products.get(product) {
+            for e in spec.derived_from.iter().chain(&spec.datasets) {
+                self.ancestry(&e.product, out);
+            }
+        }
+    }
+}
+
+/// Build `product`'s data sheet from an evaluated scenario.
+pub fn build(product: &str, src: SheetSource<'_>) -> Result<DataSheet, DataSheetError> {
+    let Some(report) = src.report.products.iter().find(|p| p.name == product) else {
+        return Err(DataSheetError::UnknownProduct {
+            file: src.file.to_owned(),
+            product: product.to_owned(),
+            known: src.report.products.iter().map(|p| p.name.clone()).collect(),
+        });
+    };
+    let spec = src.scenario.products.get(product);
+    let jobs: Vec<(usize, &JobSpec)> = src.scenario.jobs.iter().enumerate().collect();
+    let built_by: Vec<JobLine> = jobs
+        .iter()
+        .filter(|(_, j)| j.builds.as_deref() == Some(product))
+        .filter_map(|(i, j)| {
+            let r = src.report.jobs.get(*i)?;
+            Some(JobLine {
+                job: j.name.clone(),
+                energy_j: r.energy.value(),
+                asce_g: r.terms.asce().value(),
+            })
+        })
+        .collect();
+    let epc = EpcSheet {
+        total_g: report.epc.total().value(),
+        measured_g: report.epc.measured.value(),
+        inherited_g: report.epc.inherited.value(),
+        declared_g: report.epc.declared.value(),
+        declared_source: spec.and_then(|s| s.declared.as_ref()).and_then(|d| d.source.clone()),
+        built_by,
+        inherited_from: report
+            .epc
+            .inherited_from
+            .iter()
+            .map(|share| InheritedLine {
+                product: share.product.clone(),
+                via: via(share.kind),
+                weight: share.weight,
+                product_epc_g: src.epc_g(&share.product),
+                inherited_g: share.grams.value(),
+            })
+            .collect(),
+    };
+
+    let serving: Vec<usize> = jobs
+        .iter()
+        .filter(|(_, j)| j.serves.as_deref() == Some(product))
+        .map(|(i, _)| *i)
+        .collect();
+    let inference: Vec<ServingJob> = serving
+        .iter()
+        .filter_map(|&i| {
+            let r = src.report.jobs.get(i)?;
+            Some(ServingJob {
+                job: r.name.clone(),
+                asce_g: r.terms.asce().value(),
+                terms: r.terms,
+            })
+        })
+        .collect();
+    let lifetime = spec.and_then(|s| s.lifetime).map(|q| q.0);
+    let amortisation = lifetime.map(|l| {
+        let total = epc.total_g;
+        let amortised: f64 = inference.iter().map(|j| j.terms[Term::ModelEpc].value()).sum();
+        Amortisation {
+            lifetime_s: l.value(),
+            epc_per_day_g: total / (l.value() / 86_400.0),
+            amortised_g: amortised,
+            remaining_g: (total - amortised).max(0.0),
+            amortised_fraction: if total > 0.0 { amortised / total } else { 0.0 },
+        }
+    });
+
+    let mut at_traffic = Vec::new();
+    if let Some(traffic) = src.traffic {
+        let service_life = match src.service_life.or(lifetime) {
+            Some(l) => l,
+            None => {
+                return Err(DataSheetError::NoServiceLife {
+                    file: src.file.to_owned(),
+                    reason: format!(
+                        "{product:?} has no lifetime to amortise its EPC over at the stated traffic; give --service-life"
+                    ),
+                });
+            }
+        };
+        let horizon = Horizon {
+            traffic,
+            service_life,
+            retraining_interval: None,
+        };
+        horizon.validate().map_err(|e| DataSheetError::NoServiceLife {
+            file: src.file.to_owned(),
+            reason: e.to_string(),
+        })?;
+        for &i in &serving {
+            let cost = serving_cost(product, src.scenario, src.report, product, i);
+            let outlook = cost.outlook(&horizon);
+            at_traffic.push(AtTraffic {
+                job: src.scenario.jobs[i].name.clone(),
+                traffic_per_day: traffic.requests_per_day(),
+                service_life_s: service_life.value(),
+                per_inference_g: outlook.per_inference_g,
+                terms: outlook.per_inference_terms,
+            });
+        }
+    }
+
+    let mut lineage_products = BTreeSet::new();
+    src.ancestry(product, &mut lineage_products);
+    let involved: Vec<&JobSpec> = src
+        .scenario
+        .jobs
+        .iter()
+        .filter(|j| {
+            j.builds.as_ref().is_some_and(|b| lineage_products.contains(b))
+                || j.serves.as_deref() == Some(product)
+                || j.retrains.as_deref() == Some(product)
+        })
+        .collect();
+    let assumptions = assumptions(&src, &involved)?;
+    let own_jobs: Vec<&JobSpec> = src
+        .scenario
+        .jobs
+        .iter()
+        .filter(|j| j.builds.as_deref() == Some(product))
+        .collect();
+    let co2_eq_emissions = co2_eq_emissions(&src, report.kind, &epc, spec, &own_jobs);
+    Ok(DataSheet {
+        product: product.to_owned(),
+        kind: report.kind,
+        source: src.source.to_owned(),
+        lineage: src.lineage(product, None, None),
+        epc,
+        lifetime_s: lifetime.map(Seconds::value),
+        amortisation,
+        inference,
+        at_traffic,
+        assumptions,
+        co2_eq_emissions,
+    })
+}
+
+fn assumptions(src: &SheetSource<'_>, jobs: &[&JobSpec]) -> Result<Assumptions, DataSheetError> {
+    let used = |pick: &dyn Fn(&JobSpec) -> Option<String>| -> BTreeSet<String> {
+        jobs.iter().filter_map(|j| pick(j)).collect()
+    };
+    let regions_used = used(&|j| Some(j.region.clone()));
+    let systems_used = used(&|j| j.system.clone());
+    let platforms_used = used(&|j| j.platform.clone());
+    let regions = src
+        .scenario
+        .resolved_regions(src.file)?
+        .into_iter()
+        .filter(|(name, _)| regions_used.contains(name))
+        .map(|(name, r)| {
+            let mix = src.scenario.regions.get(&name).and_then(|spec| match &spec.intensity {
+                crate::scenario::IntensitySpec::Mix(mix) => {
+                    Some(mix.iter().map(|(s, f)| (s.to_owned(), *f)).collect())
+                }
+                crate::scenario::IntensitySpec::Value(_) => None,
+            });
+            RegionLine {
+                name,
+                pue: r.pue.value(),
+                intensity_g_per_kwh: r.intensity.value(),
+                mix,
+            }
+        })
+        .collect();
+    let systems = src
+        .scenario
+        .systems
+        .iter()
+        .filter(|(name, _)| systems_used.contains(*name))
+        .map(|(name, s)| SystemLine {
+            name: name.to_owned(),
+            embodied_g: s.embodied.0.value(),
+            lifetime_s: s.lifetime.0.value(),
+        })
+        .collect();
+    let platforms = src
+        .scenario
+        .platforms
+        .iter()
+        .filter(|(name, _)| platforms_used.contains(*name))
+        .map(|(name, p)| PlatformLine {
+            name: name.to_owned(),
+            overhead_g_per_s: p.overhead.map(|q| q.0.value()).unwrap_or(0.0),
+            epc_g: p.epc.map(|q| q.0.value()).unwrap_or(0.0),
+            lifetime_s: p.lifetime.map(|q| q.0.value()),
+        })
+        .collect();
+    Ok(Assumptions {
+        regions,
+        systems,
+        platforms,
+    })
+}
+
+fn co2_eq_emissions(
+    src: &SheetSource<'_>,
+    kind: ProductType,
+    epc: &EpcSheet,
+    spec: Option<&crate::scenario::ProductSpec>,
+    own_jobs: &[&JobSpec],
+) -> Co2EqEmissions {
+    let mut sources = Vec::new();
+    if !epc.built_by.is_empty() {
+        let names: Vec<&str> = epc.built_by.iter().map(|j| j.job.as_str()).collect();
+        sources.push(format!(
+            "jobcarbon: ASCe of build jobs {} in {}",
+            names.join(", "),
+            src.source
+        ));
+    }
+    if epc.declared_g > 0.0 || epc.declared_source.is_some() {
+        sources.push(format!(
+            "declared: {}",
+            epc.declared_source.as_deref().unwrap_or("no source given")
+        ));
+    }
+    if sources.is_empty() {
+        sources.push(format!("jobcarbon: {} (no build jobs, nothing declared)", src.source));
+    }
+    // Hugging Face knows two training types; a model derived from another is fine-tuned
+    // (distillation included), one without parents is pre-trained.
+    let training_type = match kind {
+        ProductType::Model => Some(
+            if spec.is_some_and(|s| !s.derived_from.is_empty()) {
+                "fine-tuning"
+            } else {
+                "pre-training"
+            }
+            .to_owned(),
+        ),
+        _ => None,
+    };
+    let regions: BTreeSet<&str> = own_jobs.iter().map(|j| j.region.as_str()).collect();
+    let hardware: Vec<String> = own_jobs
+        .iter()
+        .map(|j| {
+            let devices = j.devices.unwrap_or(1.0);
+            match &j.system {
+                Some(system) => format!("{devices} devices on {system}"),
+                None => format!("{devices} devices"),
+            }
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    Co2EqEmissions {
+        emissions: epc.measured_g + epc.declared_g,
+        source: sources.join("; "),
+        training_type,
+        geographical_location: (!regions.is_empty())
+            .then(|| regions.into_iter().collect::<Vec<_>>().join(", ")),
+        hardware_used: (!hardware.is_empty()).then(|| hardware.join(", ")),
+    }
+}
