@@ -201,7 +201,12 @@ impl SheetSource<'_> {
             .unwrap_or(0.0)
     }
 
-    fn lineage(&self, product: &str, via: Option<&'static str>, weight: Option<f64>) -> LineageNode {
+    fn lineage(
+        &self,
+        product: &str,
+        via: Option<&'static str>,
+        weight: Option<f64>,
+    ) -> LineageNode {
         let spec = self.scenario.products.get(product);
         let kind = spec.map(|s| s.kind).unwrap_or(ProductType::Model);
         let parents = spec
@@ -265,7 +270,9 @@ pub fn build(product: &str, src: SheetSource<'_>) -> Result<DataSheet, DataSheet
         measured_g: report.epc.measured.value(),
         inherited_g: report.epc.inherited.value(),
         declared_g: report.epc.declared.value(),
-        declared_source: spec.and_then(|s| s.declared.as_ref()).and_then(|d| d.source.clone()),
+        declared_source: spec
+            .and_then(|s| s.declared.as_ref())
+            .and_then(|d| d.source.clone()),
         built_by,
         inherited_from: report
             .epc
@@ -300,7 +307,10 @@ pub fn build(product: &str, src: SheetSource<'_>) -> Result<DataSheet, DataSheet
     let lifetime = spec.and_then(|s| s.lifetime).map(|q| q.0);
     let amortisation = lifetime.map(|l| {
         let total = epc.total_g;
-        let amortised: f64 = inference.iter().map(|j| j.terms[Term::ModelEpc].value()).sum();
+        let amortised: f64 = inference
+            .iter()
+            .map(|j| j.terms[Term::ModelEpc].value())
+            .sum();
         Amortisation {
             lifetime_s: l.value(),
             epc_per_day_g: total / (l.value() / 86_400.0),
@@ -328,10 +338,12 @@ pub fn build(product: &str, src: SheetSource<'_>) -> Result<DataSheet, DataSheet
             service_life,
             retraining_interval: None,
         };
-        horizon.validate().map_err(|e| DataSheetError::NoServiceLife {
-            file: src.file.to_owned(),
-            reason: e.to_string(),
-        })?;
+        horizon
+            .validate()
+            .map_err(|e| DataSheetError::NoServiceLife {
+                file: src.file.to_owned(),
+                reason: e.to_string(),
+            })?;
         for &i in &serving {
             let cost = serving_cost(product, src.scenario, src.report, product, i);
             let outlook = cost.outlook(&horizon);
@@ -352,7 +364,9 @@ pub fn build(product: &str, src: SheetSource<'_>) -> Result<DataSheet, DataSheet
         .jobs
         .iter()
         .filter(|j| {
-            j.builds.as_ref().is_some_and(|b| lineage_products.contains(b))
+            j.builds
+                .as_ref()
+                .is_some_and(|b| lineage_products.contains(b))
                 || j.serves.as_deref() == Some(product)
                 || j.retrains.as_deref() == Some(product)
         })
@@ -393,12 +407,16 @@ fn assumptions(src: &SheetSource<'_>, jobs: &[&JobSpec]) -> Result<Assumptions, 
         .into_iter()
         .filter(|(name, _)| regions_used.contains(name))
         .map(|(name, r)| {
-            let mix = src.scenario.regions.get(&name).and_then(|spec| match &spec.intensity {
-                crate::scenario::IntensitySpec::Mix(mix) => {
-                    Some(mix.iter().map(|(s, f)| (s.to_owned(), *f)).collect())
-                }
-                crate::scenario::IntensitySpec::Value(_) => None,
-            });
+            let mix = src
+                .scenario
+                .regions
+                .get(&name)
+                .and_then(|spec| match &spec.intensity {
+                    crate::scenario::IntensitySpec::Mix(mix) => {
+                        Some(mix.iter().map(|(s, f)| (s.to_owned(), *f)).collect())
+                    }
+                    crate::scenario::IntensitySpec::Value(_) => None,
+                });
             RegionLine {
                 name,
                 pue: r.pue.value(),
@@ -460,7 +478,10 @@ fn co2_eq_emissions(
         ));
     }
     if sources.is_empty() {
-        sources.push(format!("jobcarbon: {} (no build jobs, nothing declared)", src.source));
+        sources.push(format!(
+            "jobcarbon: {} (no build jobs, nothing declared)",
+            src.source
+        ));
     }
     // Hugging Face knows two training types; a model derived from another is fine-tuned
     // (distillation included), one without parents is pre-trained.

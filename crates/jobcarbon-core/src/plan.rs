@@ -627,8 +627,14 @@ mod tests {
         assert!(close(o.operational_g, 3500.0));
         assert!(close(o.total_g, 5200.0));
         assert!(close(o.per_inference_g, 5200.0 / 7000.0));
-        assert!(close(o.per_inference_terms.asce().value(), o.per_inference_g));
-        assert!(close(o.per_inference_terms[Term::ModelEpc].value(), 1000.0 / 7000.0));
+        assert!(close(
+            o.per_inference_terms.asce().value(),
+            o.per_inference_g
+        ));
+        assert!(close(
+            o.per_inference_terms[Term::ModelEpc].value(),
+            1000.0 / 7000.0
+        ));
     }
 
     #[test]
@@ -673,14 +679,18 @@ mod tests {
             interval: Seconds::from_days(1.0),
         });
         let h = horizon(1.0, 100.0);
-        let rate = break_even(&a, &b, &h).traffic().map(RequestRate::requests_per_day);
+        let rate = break_even(&a, &b, &h)
+            .traffic()
+            .map(RequestRate::requests_per_day);
         assert!(close(rate.unwrap_or_default(), 190.0 / 0.9));
         // Weekly instead of daily, by the sweep override: (90 + 100/7) / 0.9.
         let weekly = Horizon {
             retraining_interval: Some(Seconds::from_days(7.0)),
             ..h
         };
-        let rate = break_even(&a, &b, &weekly).traffic().map(RequestRate::requests_per_day);
+        let rate = break_even(&a, &b, &weekly)
+            .traffic()
+            .map(RequestRate::requests_per_day);
         assert!(close(rate.unwrap_or_default(), (90.0 + 100.0 / 7.0) / 0.9));
     }
 

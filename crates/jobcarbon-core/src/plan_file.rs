@@ -29,13 +29,15 @@
 //! `retrains` jobs' ASCᵉ plus `retraining.carbon` is the carbon of one re-training.
 
 use crate::domain::Term;
-use crate::plan::{Horizon, Retraining, RequestRate, Scale, StrategyCost, SweepAxis, SweepSpec, range};
+use crate::plan::{
+    Horizon, RequestRate, Retraining, Scale, StrategyCost, SweepAxis, SweepSpec, range,
+};
 use crate::quantity::{Q, Unit, parse};
 use crate::scenario::{
     JobSpec, Named, PlatformSpec, Problem, ProductSpec, RegionSpec, Report, RetrainingSpec,
     ScenarioDoc, ScenarioError, SystemSpec, parse_yaml,
 };
-use crate::units::{GramsPerKwh, Grams, Seconds};
+use crate::units::{Grams, GramsPerKwh, Seconds};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -380,9 +382,7 @@ impl PlanDoc {
             }
 
             let scenario = self.scenario_of(strategy, traffic);
-            let report = scenario
-                .evaluate(file)
-                .map_err(|e| self.locate(name, e))?;
+            let report = scenario.evaluate(file).map_err(|e| self.locate(name, e))?;
             let request_index = self.jobs.len() + request_job;
             let cost = serving_cost(name, &scenario, &report, &strategy.serves, request_index);
             let lifetime = served.lifetime.map(|q| q.0).unwrap_or(Seconds::ZERO);
@@ -532,7 +532,11 @@ impl<U: Copy> RangeDoc<U> {
             (Some(values), None, None) if self.steps.is_none() && self.scale.is_none() => {
                 let values: Vec<f64> = values.iter().map(|q| base(q.0)).collect();
                 if values.is_empty() {
-                    return Err(invalid(file, format!("{at}.values"), "give at least one value"));
+                    return Err(invalid(
+                        file,
+                        format!("{at}.values"),
+                        "give at least one value",
+                    ));
                 }
                 if let Some(bad) = values.iter().position(|v| !(v.is_finite() && *v > 0.0)) {
                     return Err(invalid(
@@ -654,8 +658,14 @@ mod tests {
         assert_eq!(s.values, vec![86_400.0, 7.0 * 86_400.0]);
         let s = parse_sweep_arg("service-life=1y..3y:3").unwrap();
         assert_eq!(s.values.len(), 3);
-        assert!(matches!(parse_sweep_arg("speed=1..2"), Err(SweepArgError::Axis(_))));
-        assert!(matches!(parse_sweep_arg("traffic"), Err(SweepArgError::Shape(_))));
+        assert!(matches!(
+            parse_sweep_arg("speed=1..2"),
+            Err(SweepArgError::Axis(_))
+        ));
+        assert!(matches!(
+            parse_sweep_arg("traffic"),
+            Err(SweepArgError::Shape(_))
+        ));
         assert!(matches!(
             parse_sweep_arg("traffic=1e3/d..1e5/d:x"),
             Err(SweepArgError::Value(_))

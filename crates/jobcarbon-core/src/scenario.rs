@@ -1225,14 +1225,25 @@ pub struct ResolvedRegion {
 
 impl ScenarioDoc {
     /// Every region's PUE and intensity, in document order (data sheets state them).
-    pub fn resolved_regions(&self, file: &str) -> Result<Vec<(String, ResolvedRegion)>, ScenarioError> {
+    pub fn resolved_regions(
+        &self,
+        file: &str,
+    ) -> Result<Vec<(String, ResolvedRegion)>, ScenarioError> {
         let resolved = self.resolve_regions(file)?;
         Ok(self
             .regions
             .names()
             .into_iter()
             .zip(resolved)
-            .map(|(name, r)| (name, ResolvedRegion { pue: r.pue, intensity: r.intensity }))
+            .map(|(name, r)| {
+                (
+                    name,
+                    ResolvedRegion {
+                        pue: r.pue,
+                        intensity: r.intensity,
+                    },
+                )
+            })
             .collect())
     }
 }

@@ -2,7 +2,9 @@
 //! every break-even point marked. SVG through plotters (no font files needed: SVG text is laid
 //! out by the viewer).
 
-use jobcarbon_core::plan::{BreakEven, Horizon, RequestRate, StrategyCost, range, Scale, SweepAxis};
+use jobcarbon_core::plan::{
+    BreakEven, Horizon, RequestRate, Scale, StrategyCost, SweepAxis, range,
+};
 use plotters::prelude::*;
 
 /// Colours of the strategy lines, in order (Okabe–Ito, readable with colour blindness).
@@ -70,12 +72,21 @@ pub fn render(
                 ..*horizon
             };
             let g = strategies.get(*a)?.outlook(&h).per_inference_g;
-            let names = (strategies.get(*a)?.name.as_str(), strategies.get(*b)?.name.as_str());
-            Some((r.requests_per_day(), g, format!("{} = {}", names.0, names.1)))
+            let names = (
+                strategies.get(*a)?.name.as_str(),
+                strategies.get(*b)?.name.as_str(),
+            );
+            Some((
+                r.requests_per_day(),
+                g,
+                format!("{} = {}", names.0, names.1),
+            ))
         })
         .collect();
     let ys = curves.iter().flatten().map(|p| p.1);
-    let (y_lo, y_hi) = ys.fold((f64::INFINITY, 0.0f64), |(lo, hi), y| (lo.min(y), hi.max(y)));
+    let (y_lo, y_hi) = ys.fold((f64::INFINITY, 0.0f64), |(lo, hi), y| {
+        (lo.min(y), hi.max(y))
+    });
     if !(y_lo.is_finite() && y_lo > 0.0 && y_hi.is_finite()) {
         anyhow::bail!("nothing to chart: per-inference carbon is zero or not finite");
     }
@@ -108,7 +119,10 @@ pub fn render(
         for (i, (strategy, curve)) in strategies.iter().zip(&curves).enumerate() {
             let colour = PALETTE[i % PALETTE.len()];
             chart
-                .draw_series(LineSeries::new(curve.iter().copied(), colour.stroke_width(3)))
+                .draw_series(LineSeries::new(
+                    curve.iter().copied(),
+                    colour.stroke_width(3),
+                ))
                 .map_err(draw_error)?
                 .label(strategy.name.as_str())
                 .legend(move |(x, y)| {
@@ -143,6 +157,8 @@ pub fn render(
     Ok(svg)
 }
 
-fn draw_error<E: std::error::Error + Send + Sync + 'static>(e: DrawingAreaErrorKind<E>) -> anyhow::Error {
+fn draw_error<E: std::error::Error + Send + Sync + 'static>(
+    e: DrawingAreaErrorKind<E>,
+) -> anyhow::Error {
     anyhow::anyhow!("drawing the chart: {e}")
 }

@@ -3,13 +3,13 @@
 //! scenario evaluation `jobcarbon calc` runs; for a plan file, from the strategy's scenario.
 
 use crate::report_fmt::{duration, grams, markdown_table, sig};
+use jobcarbon_core::Term;
 use jobcarbon_core::datasheet::{self, DataSheet, LineageNode, SheetSource};
 use jobcarbon_core::plan::RequestRate;
 use jobcarbon_core::plan_file::PlanDoc;
 use jobcarbon_core::quantity::parse;
 use jobcarbon_core::scenario::{ScenarioDoc, ScenarioError, parse_yaml};
 use jobcarbon_core::units::Seconds;
-use jobcarbon_core::Term;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -111,17 +111,28 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-fn write_both(dir: &Path, product: &str, markdown: &str, json: &str) -> anyhow::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+fn write_both(
+    dir: &Path,
+    product: &str,
+    markdown: &str,
+    json: &str,
+) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
     let stem: String = product
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let mut written = Vec::new();
     for (ext, text) in [("md", markdown), ("json", json)] {
         let path = dir.join(format!("{stem}.{ext}"));
-        std::fs::write(&path, text).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+        std::fs::write(&path, text)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
         written.push(path);
     }
     Ok(written)
@@ -246,7 +257,12 @@ pub fn render_markdown(sheet: &DataSheet) -> anyhow::Result<String> {
     out.push_str(&markdown_table(
         &["part", "carbon", "grams", "from"],
         &[
-            vec!["measured".into(), grams(e.measured_g), sig(e.measured_g), built_by],
+            vec![
+                "measured".into(),
+                grams(e.measured_g),
+                sig(e.measured_g),
+                built_by,
+            ],
             vec![
                 "inherited".into(),
                 grams(e.inherited_g),
@@ -259,7 +275,12 @@ pub fn render_markdown(sheet: &DataSheet) -> anyhow::Result<String> {
                 sig(e.declared_g),
                 e.declared_source.clone().unwrap_or_default(),
             ],
-            vec!["**total**".into(), grams(e.total_g), sig(e.total_g), String::new()],
+            vec![
+                "**total**".into(),
+                grams(e.total_g),
+                sig(e.total_g),
+                String::new(),
+            ],
         ],
     ));
     if !e.inherited_from.is_empty() {
@@ -353,7 +374,10 @@ pub fn render_markdown(sheet: &DataSheet) -> anyhow::Result<String> {
                 vec![r.name.clone(), sig(r.pue), sig(r.intensity_g_per_kwh), mix]
             })
             .collect();
-        out.push_str(&markdown_table(&["region", "PUE", "gCO2e/kWh", "mix"], &rows));
+        out.push_str(&markdown_table(
+            &["region", "PUE", "gCO2e/kWh", "mix"],
+            &rows,
+        ));
     }
     if !a.systems.is_empty() {
         out.push('\n');

@@ -229,7 +229,12 @@ const STRATEGY_HEADER: [&str; 8] = [
 fn sweep_rows(sweep: &Sweep) -> (Vec<String>, Vec<Vec<String>>) {
     let mut header = vec![format!("{} ({})", sweep.axis, sweep.unit)];
     if let Some(first) = sweep.points.first() {
-        header.extend(first.outlooks.iter().map(|o| format!("{} g/inference", o.strategy)));
+        header.extend(
+            first
+                .outlooks
+                .iter()
+                .map(|o| format!("{} g/inference", o.strategy)),
+        );
     }
     header.push("cheapest".to_owned());
     let rows = sweep

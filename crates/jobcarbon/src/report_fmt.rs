@@ -144,7 +144,10 @@ mod tests {
     fn aligns_columns() {
         let t = text_table(
             &["name", "g"],
-            &[vec!["a".into(), "1".into()], vec!["bbb".into(), "100".into()]],
+            &[
+                vec!["a".into(), "1".into()],
+                vec!["bbb".into(), "100".into()],
+            ],
         );
         assert_eq!(t, "name    g\na       1\nbbb   100\n");
     }

@@ -130,7 +130,14 @@ fn datasheet_reports_lineage_amortisation_and_assumptions() {
     let file = scenario_file(&dir);
     let file = file.to_str().unwrap();
     let sheet = run_json(&[
-        "datasheet", "student", "--from", file, "--format", "json", "--traffic", "1000/d",
+        "datasheet",
+        "student",
+        "--from",
+        file,
+        "--format",
+        "json",
+        "--traffic",
+        "1000/d",
     ]);
     // Lineage: student ← bert ← corpus, and student ← corpus.
     let lineage = &sheet["lineage"];
@@ -147,21 +154,32 @@ fn datasheet_reports_lineage_amortisation_and_assumptions() {
             )
         })
         .collect();
-    assert_eq!(parents, [("bert", "derivedFrom", 0.25), ("corpus", "datasets", 0.1)]);
+    assert_eq!(
+        parents,
+        [("bert", "derivedFrom", 0.25), ("corpus", "datasets", 0.1)]
+    );
     assert_eq!(lineage["parents"][0]["parents"][0]["product"], "corpus");
     // Amortisation: the EPC over a 2-year lifetime.
     let epc = sheet["epc"]["total_g"].as_f64().unwrap();
     let a = &sheet["amortisation"];
     assert!((a["epc_per_day_g"].as_f64().unwrap() - epc / 730.0).abs() < 1e-9 * epc);
-    let amortised = sheet["inference"][0]["terms"]["model_epc"].as_f64().unwrap();
+    let amortised = sheet["inference"][0]["terms"]["model_epc"]
+        .as_f64()
+        .unwrap();
     assert!((a["amortised_g"].as_f64().unwrap() - amortised).abs() < 1e-15);
     // At 1000 requests/day over the 2-year lifetime: EPC / 730,000 per inference, and
     // re-training (5 kg + the nightly job) / 1000 — the same as calc's with 1000 jobs a day.
     let at = &sheet["at_traffic"][0];
     let terms = &at["terms"];
     assert!((terms["model_epc"].as_f64().unwrap() - epc / 730_000.0).abs() < 1e-9 * epc);
-    assert_same(&terms["retraining"], &sheet["inference"][0]["terms"]["retraining"]);
-    assert_same(&terms["operational"], &sheet["inference"][0]["terms"]["operational"]);
+    assert_same(
+        &terms["retraining"],
+        &sheet["inference"][0]["terms"]["retraining"],
+    );
+    assert_same(
+        &terms["operational"],
+        &sheet["inference"][0]["terms"]["operational"],
+    );
     // Assumptions: the regions, systems and platform behind these numbers.
     let regions: Vec<&str> = sheet["assumptions"]["regions"]
         .as_array()
@@ -191,10 +209,12 @@ fn datasheet_reports_lineage_amortisation_and_assumptions() {
     let bert = run_json(&["datasheet", "bert", "--from", file, "--format", "json"]);
     assert_eq!(bert["co2_eq_emissions"]["training_type"], "pre-training");
     assert_eq!(bert["co2_eq_emissions"]["emissions"], 652_000.0);
-    assert!(bert["co2_eq_emissions"]["source"]
-        .as_str()
-        .unwrap()
-        .contains("Strubell et al. 2019"));
+    assert!(
+        bert["co2_eq_emissions"]["source"]
+            .as_str()
+            .unwrap()
+            .contains("Strubell et al. 2019")
+    );
     // Datasets have no training type.
     let corpus = run_json(&["datasheet", "corpus", "--from", file, "--format", "json"]);
     assert!(corpus["co2_eq_emissions"].get("training_type").is_none());
@@ -209,7 +229,11 @@ fn markdown_has_hugging_face_front_matter() {
         .arg(&file)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let md = String::from_utf8(out.stdout).unwrap();
     let front = md
         .strip_prefix("---\n")
@@ -264,7 +288,12 @@ fn plan_datasheet_numbers_equal_plan() {
     }
     // A shared product, addressed by strategy too.
     let sheet = run_json(&[
-        "datasheet", "distil/bert-base", "--from", file, "--format", "json",
+        "datasheet",
+        "distil/bert-base",
+        "--from",
+        file,
+        "--format",
+        "json",
     ]);
     assert_eq!(sheet["epc"]["declared_g"], 652_000.0);
 }
@@ -281,7 +310,11 @@ fn out_writes_markdown_and_json() {
         .arg(&out_dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let md = std::fs::read_to_string(out_dir.join("student.md")).unwrap();
     assert!(md.starts_with("---\nco2_eq_emissions:"));
     let json: Value =
@@ -301,7 +334,10 @@ fn bad_requests_exit_2_with_reasons() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("scenario.yaml") && err.contains("gpt-9") && err.contains("student"), "{err}");
+    assert!(
+        err.contains("scenario.yaml") && err.contains("gpt-9") && err.contains("student"),
+        "{err}"
+    );
 
     let out = jobcarbon()
         .args(["datasheet", "student", "--from", "http://ledger:9464"])
@@ -319,7 +355,11 @@ fn bad_requests_exit_2_with_reasons() {
 
     // A scenario error is reported with its path, as calc reports it.
     let broken = dir.path().join("broken.yaml");
-    std::fs::write(&broken, SCENARIO.replace("region: quebec}", "region: mars}")).unwrap();
+    std::fs::write(
+        &broken,
+        SCENARIO.replace("region: quebec}", "region: mars}"),
+    )
+    .unwrap();
     let out = jobcarbon()
         .args(["datasheet", "student", "--from"])
         .arg(&broken)
@@ -327,5 +367,8 @@ fn bad_requests_exit_2_with_reasons() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("broken.yaml") && err.contains("jobs[0].region"), "{err}");
+    assert!(
+        err.contains("broken.yaml") && err.contains("jobs[0].region"),
+        "{err}"
+    );
 }

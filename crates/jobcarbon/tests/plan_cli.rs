@@ -49,7 +49,9 @@ fn close(got: f64, want: f64) -> bool {
 
 #[track_caller]
 fn assert_close(got: &Value, want: f64) {
-    let got = got.as_f64().unwrap_or_else(|| panic!("not a number: {got}"));
+    let got = got
+        .as_f64()
+        .unwrap_or_else(|| panic!("not a number: {got}"));
     assert!(close(got, want), "got {got}, want {want}");
 }
 
@@ -141,7 +143,10 @@ fn parallel_and_dominated_strategies_have_no_break_even() {
         .output()
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("small vs big: none: small is cheaper at every volume"), "{text}");
+    assert!(
+        text.contains("small vs big: none: small is cheaper at every volume"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -241,7 +246,11 @@ fn paper_question_matches_hand_computation() {
     // Break-even traffic for every pair: (ΔU/L + ΔC/I) / Δp.
     let fixed = |h: &Hand| h.upfront / life + h.per_retraining / interval;
     let find = |n: &str| &hand.iter().find(|(name, _)| *name == n).unwrap().1;
-    let (ft, scratch, distil) = (find("fine-tune-roberta"), find("from-scratch"), find("distil"));
+    let (ft, scratch, distil) = (
+        find("fine-tune-roberta"),
+        find("from-scratch"),
+        find("distil"),
+    );
     for (a, b, ha, hb) in [
         ("fine-tune-roberta", "from-scratch", ft, scratch),
         ("fine-tune-roberta", "distil", ft, distil),
@@ -265,9 +274,15 @@ fn paper_question_matches_hand_computation() {
     let out = jobcarbon().arg("plan").arg(example()).output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("cheapest over the life cycle: distil"), "{text}");
+    assert!(
+        text.contains("cheapest over the life cycle: distil"),
+        "{text}"
+    );
     assert!(text.contains("from-scratch vs distil: none: distil is cheaper at every volume"));
-    assert!(text.contains("fine-tune-roberta vs from-scratch: 24.79 requests/day"), "{text}");
+    assert!(
+        text.contains("fine-tune-roberta vs from-scratch: 24.79 requests/day"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -310,7 +325,11 @@ jobs:
         .args(["--format", "json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let calc: Value = serde_json::from_slice(&out.stdout).unwrap();
     let request = calc["jobs"]
         .as_array()
@@ -347,7 +366,11 @@ fn per_inference_column(sweep: &Value, strategy_index: usize) -> Vec<f64> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| p["outlooks"][strategy_index]["per_inference_g"].as_f64().unwrap())
+        .map(|p| {
+            p["outlooks"][strategy_index]["per_inference_g"]
+                .as_f64()
+                .unwrap()
+        })
         .collect()
 }
 
@@ -405,7 +428,11 @@ fn chart_is_well_formed_svg_with_one_series_per_strategy() {
         .arg(&svg_path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(&svg_path).unwrap();
     let doc = roxmltree::Document::parse(&text).expect("well-formed XML");
     assert_eq!(doc.root_element().tag_name().name(), "svg");
@@ -425,12 +452,22 @@ fn chart_is_well_formed_svg_with_one_series_per_strategy() {
         .filter_map(|n| n.text().map(|t| t.trim().to_owned()))
         .collect();
     for name in ["fine-tune-roberta", "from-scratch", "distil"] {
-        assert!(texts.iter().any(|t| t == name), "{name} missing from {texts:?}");
+        assert!(
+            texts.iter().any(|t| t == name),
+            "{name} missing from {texts:?}"
+        );
     }
     // Two break-even points (the third pair has none) plus the legend's marker.
-    let circles = doc.descendants().filter(|n| n.has_tag_name("circle")).count();
+    let circles = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("circle"))
+        .count();
     assert_eq!(circles, 3);
-    assert!(texts.iter().any(|t| t.starts_with("fine-tune-roberta = from-scratch at 24.79")));
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("fine-tune-roberta = from-scratch at 24.79"))
+    );
 }
 
 #[test]
@@ -454,7 +491,12 @@ fn plan_error(text: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let file = write(&dir, "bad.yaml", text);
     let out = jobcarbon().arg("plan").arg(&file).output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("bad.yaml"), "{err}");
     err
