@@ -599,7 +599,10 @@ fn positive(
         Err(ScenarioError::new(
             file,
             path,
-            Problem::NotPositive { what, value: value.to_string() },
+            Problem::NotPositive {
+                what,
+                value: value.to_string(),
+            },
         ))
     }
 }
@@ -852,7 +855,10 @@ impl ScenarioDoc {
                         dependencies.push(Dependency {
                             dependent: name.clone(),
                             on: defs[m].name.clone(),
-                            reason: format!("job {} builds it serving {}", spec.name, defs[m].name),
+                            reason: format!(
+                                "job {} builds {name} serving {}",
+                                spec.name, defs[m].name
+                            ),
                         });
                         dependency_job.push(i);
                     }
@@ -1193,16 +1199,20 @@ impl ScenarioDoc {
                     dependency_job.get(*index).copied().unwrap_or(0)
                 )
             }
-            LineageError::Cycle { edges } => match edges.first().map(|e| (&e.from, &e.origin)) {
+            // A job that closes a cycle is the likelier mistake: point at it first.
+            LineageError::Cycle { edges } => match edges
+                .iter()
+                .find(|e| matches!(e.origin, EdgeOrigin::Dependency { .. }))
+                .or(edges.first())
+                .map(|e| (&e.from, &e.origin))
+            {
                 Some((from, EdgeOrigin::Lineage { kind, index })) => {
                     format!("products.{from}.{kind}[{index}].product")
                 }
-                Some((_, EdgeOrigin::Dependency { index, .. })) => {
-                    format!(
-                        "jobs[{}].serves",
-                        dependency_job.get(*index).copied().unwrap_or(0)
-                    )
-                }
+                Some((_, EdgeOrigin::Dependency { index, .. })) => format!(
+                    "jobs[{}].serves",
+                    dependency_job.get(*index).copied().unwrap_or(0)
+                ),
                 None => "products".to_owned(),
             },
         };
