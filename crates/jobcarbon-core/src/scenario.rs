@@ -52,7 +52,8 @@ pub struct ScenarioError {
     pub path: String,
     /// 1-based line and column, for problems the YAML parser located.
     pub line_column: Option<(u64, u64)>,
-    pub problem: Problem,
+    /// Boxed: errors travel through every `Result` of parsing and evaluation.
+    pub problem: Box<Problem>,
 }
 
 fn location(path: &str, line_column: &Option<(u64, u64)>) -> String {
@@ -106,7 +107,7 @@ impl ScenarioError {
             file: file.to_owned(),
             path: path.into(),
             line_column: None,
-            problem,
+            problem: Box::new(problem),
         }
     }
 
@@ -153,7 +154,7 @@ pub fn parse_yaml<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, Scen
             file: file.to_owned(),
             path,
             line_column: line_column.filter(|&(l, _)| l > 0),
-            problem: Problem::Syntax(message),
+            problem: Box::new(Problem::Syntax(message)),
         }
     })
 }

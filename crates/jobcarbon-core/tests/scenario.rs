@@ -1,6 +1,8 @@
 //! Scenario evaluation through the public API: the paper's numbers, order independence,
 //! one test per error class, and properties over generated scenarios.
 
+#![allow(clippy::unwrap_used)] // test helpers: a panic is a failed test
+
 use jobcarbon_core::ProductType;
 use jobcarbon_core::lineage::LineageError;
 use jobcarbon_core::quantity::Q;
@@ -172,7 +174,7 @@ fn unknown_reference_lists_what_is_defined() {
     ));
     assert_eq!(e.path, "jobs[0].region");
     assert!(matches!(
-        e.problem,
+        *e.problem,
         Problem::UnknownReference { kind: "region", .. }
     ));
     assert!(
@@ -188,7 +190,7 @@ fn unknown_reference_lists_what_is_defined() {
 fn zero_and_negative_lifetimes_and_durations_are_rejected() {
     let e = error("systems: {s: {embodied: 1g, lifetime: 0y}}\n");
     assert_eq!(e.path, "systems.s.lifetime");
-    assert!(matches!(e.problem, Problem::NotPositive { .. }));
+    assert!(matches!(*e.problem, Problem::NotPositive { .. }));
     let e = error("products: {m: {type: model, lifetime: -1y}}\n");
     assert_eq!(e.path, "products.m.lifetime");
     assert!(e.to_string().contains("negative"), "{e}");
@@ -205,7 +207,7 @@ fn weight_outside_unit_interval_is_rejected() {
     );
     assert_eq!(e.path, "products.b.derivedFrom[0].weight");
     assert!(matches!(
-        e.problem,
+        *e.problem,
         Problem::Lineage(LineageError::WeightOutOfRange { .. })
     ));
 }
@@ -245,7 +247,7 @@ fn unknown_key_is_rejected_with_its_path() {
 #[test]
 fn malformed_yaml_has_line_and_column() {
     let e = error("regions: {r: {intensity: 400}\njobs: []\n");
-    assert!(matches!(e.problem, Problem::Syntax(_)));
+    assert!(matches!(*e.problem, Problem::Syntax(_)));
     assert_eq!(e.line_column.map(|(l, _)| l), Some(2), "{e}");
     assert!(e.to_string().starts_with("t.yaml: "), "{e}");
 }
@@ -408,30 +410,32 @@ proptest! {
 #[test]
 fn a_region_can_be_built_in_code() {
     // The entry types are public so other tools (jobcarbon plan) can assemble scenarios.
-    let mut doc = ScenarioDoc::default();
-    doc.regions = Named(vec![(
-        "r".into(),
-        RegionSpec {
-            pue: Some(1.5),
-            intensity: IntensitySpec::Value(GramsPerKwh(200.0)),
-        },
-    )]);
-    doc.jobs = vec![JobSpec {
-        name: "a".into(),
-        energy: Some(Q(Joules::from_kwh(2.0))),
-        power: None,
-        devices: None,
-        duration: Q(Seconds(60.0)),
-        region: "r".into(),
-        system: None,
-        share: None,
-        platform: None,
-        concurrent: None,
-        builds: None,
-        serves: None,
-        retrains: None,
-        concurrent_serving: None,
-    }];
+    let doc = ScenarioDoc {
+        regions: Named(vec![(
+            "r".into(),
+            RegionSpec {
+                pue: Some(1.5),
+                intensity: IntensitySpec::Value(GramsPerKwh(200.0)),
+            },
+        )]),
+        jobs: vec![JobSpec {
+            name: "a".into(),
+            energy: Some(Q(Joules::from_kwh(2.0))),
+            power: None,
+            devices: None,
+            duration: Q(Seconds(60.0)),
+            region: "r".into(),
+            system: None,
+            share: None,
+            platform: None,
+            concurrent: None,
+            builds: None,
+            serves: None,
+            retrains: None,
+            concurrent_serving: None,
+        }],
+        ..ScenarioDoc::default()
+    };
     let report = doc.evaluate("code").unwrap();
     assert!(close(report.jobs[0].terms.jsc().value(), 600.0, 1e-12));
 }

@@ -1,5 +1,7 @@
 //! Every class of bad input makes `jobcarbon calc` exit 2 with `FILE: PATH: REASON`.
 
+#![allow(clippy::unwrap_used)] // test helpers: a panic is a failed test
+
 use assert_cmd::Command;
 use std::path::Path;
 

@@ -1,6 +1,8 @@
 //! `jobcarbon calc` on the shipped examples: the paper's numbers and a hand-computed life cycle,
 //! to 1e-9 relative, through the real binary.
 
+#![allow(clippy::unwrap_used)] // test helpers: a panic is a failed test
+
 use assert_cmd::Command;
 use serde_json::Value;
 use std::path::PathBuf;
