@@ -52,7 +52,8 @@ pub struct ScenarioError {
     pub path: String,
     /// 1-based line and column, for problems the YAML parser located.
     pub line_column: Option<(u64, u64)>,
-    pub problem: Problem,
+    /// Boxed: errors travel through every `Result` of parsing and evaluation.
+    pub problem: Box<Problem>,
 }
 
 fn location(path: &str, line_column: &Option<(u64, u64)>) -> String {
@@ -106,7 +107,7 @@ impl ScenarioError {
             file: file.to_owned(),
             path: path.into(),
             line_column: None,
-            problem,
+            problem: Box::new(problem),
         }
     }
 
@@ -153,7 +154,7 @@ pub fn parse_yaml<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, Scen
             file: file.to_owned(),
             path,
             line_column: line_column.filter(|&(l, _)| l > 0),
-            problem: Problem::Syntax(message),
+            problem: Box::new(Problem::Syntax(message)),
         }
     })
 }
@@ -599,7 +600,10 @@ fn positive(
         Err(ScenarioError::new(
             file,
             path,
-            Problem::NotPositive { what, value: value.to_string() },
+            Problem::NotPositive {
+                what,
+                value: value.to_string(),
+            },
         ))
     }
 }
@@ -852,7 +856,10 @@ impl ScenarioDoc {
                         dependencies.push(Dependency {
                             dependent: name.clone(),
                             on: defs[m].name.clone(),
-                            reason: format!("job {} builds it serving {}", spec.name, defs[m].name),
+                            reason: format!(
+                                "job {} builds {name} serving {}",
+                                spec.name, defs[m].name
+                            ),
                         });
                         dependency_job.push(i);
                     }
@@ -1193,16 +1200,20 @@ impl ScenarioDoc {
                     dependency_job.get(*index).copied().unwrap_or(0)
                 )
             }
-            LineageError::Cycle { edges } => match edges.first().map(|e| (&e.from, &e.origin)) {
+            // A job that closes a cycle is the likelier mistake: point at it first.
+            LineageError::Cycle { edges } => match edges
+                .iter()
+                .find(|e| matches!(e.origin, EdgeOrigin::Dependency { .. }))
+                .or(edges.first())
+                .map(|e| (&e.from, &e.origin))
+            {
                 Some((from, EdgeOrigin::Lineage { kind, index })) => {
                     format!("products.{from}.{kind}[{index}].product")
                 }
-                Some((_, EdgeOrigin::Dependency { index, .. })) => {
-                    format!(
-                        "jobs[{}].serves",
-                        dependency_job.get(*index).copied().unwrap_or(0)
-                    )
-                }
+                Some((_, EdgeOrigin::Dependency { index, .. })) => format!(
+                    "jobs[{}].serves",
+                    dependency_job.get(*index).copied().unwrap_or(0)
+                ),
                 None => "products".to_owned(),
             },
         };
