@@ -75,11 +75,11 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(path) = &args.chart {
-        if let Err(e) = write_chart(&input, path) {
-            eprintln!("jobcarbon plan: {e:#}");
-            return ExitCode::from(1);
-        }
+    if let Some(path) = &args.chart
+        && let Err(e) = write_chart(&input, path)
+    {
+        eprintln!("jobcarbon plan: {e:#}");
+        return ExitCode::from(1);
     }
     let out = match args.format {
         Format::Json => match serde_json::to_string_pretty(&report) {

@@ -1,6 +1,8 @@
 //! `jobcarbon datasheet` through the binary: its numbers are `calc`'s (scenario files) and
 //! `plan`'s (plan files); Markdown front matter in Hugging Face's `co2_eq_emissions` fields.
 
+#![allow(clippy::unwrap_used)] // test helpers: a panic is a failed test
+
 use assert_cmd::Command;
 use serde_json::Value;
 use std::path::{Path, PathBuf};

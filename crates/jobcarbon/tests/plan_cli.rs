@@ -1,6 +1,8 @@
 //! `jobcarbon plan` through the binary: hand-computed break-evens, the paper's example,
 //! agreement with `calc`, sweeps, the chart and located errors.
 
+#![allow(clippy::unwrap_used)] // test helpers: a panic is a failed test
+
 use assert_cmd::Command;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
