@@ -435,6 +435,17 @@ pub fn range(
     }
 }
 
+/// The strategy with the lowest total (ties: the first listed).
+fn cheapest<'a>(outlooks: impl Iterator<Item = &'a Outlook>) -> String {
+    outlooks
+        .fold(None::<&Outlook>, |best, o| match best {
+            Some(b) if b.total_g <= o.total_g => Some(b),
+            _ => Some(o),
+        })
+        .map(|o| o.strategy.clone())
+        .unwrap_or_default()
+}
+
 /// One value of a sweep and every strategy's outlook there.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SweepPoint {
@@ -481,14 +492,7 @@ pub fn sweep(
         let horizon = spec.horizon_at(base, value);
         horizon.validate()?;
         let outlooks: Vec<Outlook> = strategies.iter().map(|s| s.outlook(&horizon)).collect();
-        let cheapest = outlooks
-            .iter()
-            .fold(None::<&Outlook>, |best, o| match best {
-                Some(b) if b.total_g <= o.total_g => Some(b),
-                _ => Some(o),
-            })
-            .map(|o| o.strategy.clone())
-            .unwrap_or_default();
+        let cheapest = cheapest(outlooks.iter());
         let value = match spec.axis {
             SweepAxis::Traffic => RequestRate(value).requests_per_day(),
             _ => value,
@@ -551,14 +555,7 @@ pub fn report(
             outlook: s.outlook(horizon),
         })
         .collect();
-    let cheapest = reports
-        .iter()
-        .fold(None::<&StrategyReport>, |best, r| match best {
-            Some(b) if b.outlook.total_g <= r.outlook.total_g => Some(b),
-            _ => Some(r),
-        })
-        .map(|r| r.name.clone())
-        .unwrap_or_default();
+    let cheapest = cheapest(reports.iter().map(|r| &r.outlook));
     let sweeps = sweeps
         .iter()
         .map(|spec| sweep(strategies, horizon, spec))

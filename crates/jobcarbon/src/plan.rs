@@ -89,8 +89,8 @@ pub fn run(args: Args) -> ExitCode {
                 return ExitCode::from(1);
             }
         },
-        Format::Table => render_table(&report, &args.file.display().to_string()),
-        Format::Markdown => render_markdown(&report, &args.file.display().to_string()),
+        Format::Table => render(&report, &args.file.display().to_string(), false),
+        Format::Markdown => render(&report, &args.file.display().to_string(), true),
     };
     print!("{out}");
     ExitCode::SUCCESS
@@ -262,52 +262,62 @@ fn headline(report: &PlanReport) -> String {
     )
 }
 
-pub fn render_table(report: &PlanReport, file: &str) -> String {
-    let mut out = format!("plan {file}: {}\n\n", headline(report));
-    out.push_str(&text_table(&STRATEGY_HEADER, &strategy_rows(report)));
-    out.push_str("\nbreak-even\n");
-    for c in &report.break_even {
-        out.push_str(&format!(
-            "  {} vs {}: {}; {}\n",
-            c.strategy,
-            c.against,
-            break_even_text(c),
-            life_text(c, report)
-        ));
-    }
-    for sweep in &report.sweeps {
-        let (header, rows) = sweep_rows(sweep);
-        let header: Vec<&str> = header.iter().map(String::as_str).collect();
-        out.push_str(&format!("\nsweep over {}\n", sweep.axis));
-        out.push_str(&text_table(&header, &rows));
-    }
-    out
-}
-
-pub fn render_markdown(report: &PlanReport, file: &str) -> String {
-    let mut out = format!("# Life-cycle plan: `{file}`\n\n{}.\n\n", headline(report));
-    out.push_str("## Strategies\n\n");
-    out.push_str(&markdown_table(&STRATEGY_HEADER, &strategy_rows(report)));
-    for s in &report.strategies {
-        if let Some(d) = &s.description {
-            out.push_str(&format!("\n- **{}**: {d}", s.name));
+/// The human report: an aligned text table, or Markdown for a design document.
+pub fn render(report: &PlanReport, file: &str, markdown: bool) -> String {
+    let table = |header: &[&str], rows: &[Vec<String>]| {
+        if markdown {
+            markdown_table(header, rows)
+        } else {
+            text_table(header, rows)
         }
+    };
+    let mut out = if markdown {
+        format!(
+            "# Life-cycle plan: `{file}`\n\n{}.\n\n## Strategies\n\n",
+            headline(report)
+        )
+    } else {
+        format!("plan {file}: {}\n\n", headline(report))
+    };
+    out.push_str(&table(&STRATEGY_HEADER, &strategy_rows(report)));
+    if markdown {
+        for s in &report.strategies {
+            if let Some(d) = &s.description {
+                out.push_str(&format!("\n- **{}**: {d}", s.name));
+            }
+        }
+        out.push('\n');
     }
-    out.push_str("\n\n## Break-even\n\n");
+    out.push_str(if markdown {
+        "\n## Break-even\n\n"
+    } else {
+        "\nbreak-even\n"
+    });
     for c in &report.break_even {
+        let (a, b) = if markdown {
+            (
+                format!("- **{}**", c.strategy),
+                format!("**{}**", c.against),
+            )
+        } else {
+            (format!("  {}", c.strategy), c.against.clone())
+        };
         out.push_str(&format!(
-            "- **{}** vs **{}**: {}; {}.\n",
-            c.strategy,
-            c.against,
+            "{a} vs {b}: {}; {}{}\n",
             break_even_text(c),
-            life_text(c, report)
+            life_text(c, report),
+            if markdown { "." } else { "" }
         ));
     }
     for sweep in &report.sweeps {
         let (header, rows) = sweep_rows(sweep);
         let header: Vec<&str> = header.iter().map(String::as_str).collect();
-        out.push_str(&format!("\n## Sweep over {}\n\n", sweep.axis));
-        out.push_str(&markdown_table(&header, &rows));
+        out.push_str(&if markdown {
+            format!("\n## Sweep over {}\n\n", sweep.axis)
+        } else {
+            format!("\nsweep over {}\n", sweep.axis)
+        });
+        out.push_str(&table(&header, &rows));
     }
     out
 }
