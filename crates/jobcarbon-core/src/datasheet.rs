@@ -12,7 +12,7 @@ use crate::terms::Terms;
 use crate::units::Seconds;
 use crate::{ProductType, Term};
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A product's carbon data sheet.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -116,7 +116,7 @@ pub struct RegionLine {
     pub pue: f64,
     pub intensity_g_per_kwh: f64,
     /// `{source: fraction}` when the intensity is a mix.
-    pub mix: Option<Vec<(String, f64)>>,
+    pub mix: Option<BTreeMap<String, f64>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -321,7 +321,8 @@ pub fn build(product: &str, src: SheetSource<'_>) -> Result<DataSheet, DataSheet
     });
 
     let mut at_traffic = Vec::new();
-    if let Some(traffic) = src.traffic {
+    // Only serving jobs have a per-inference figure to state.
+    if let Some(traffic) = src.traffic.filter(|_| !serving.is_empty()) {
         let service_life = match src.service_life.or(lifetime) {
             Some(l) => l,
             None => {
@@ -516,5 +517,143 @@ fn co2_eq_emissions(
         geographical_location: (!regions.is_empty())
             .then(|| regions.into_iter().collect::<Vec<_>>().join(", ")),
         hardware_used: (!hardware.is_empty()).then(|| hardware.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCENARIO: &str = r#"
+regions:
+  train: {pue: 1.5, intensity: {mix: {coal: 0.5, wind: 0.5}}}
+  serve: {pue: 1, intensity: 100}
+  unused: {pue: 1, intensity: 999}
+systems:
+  gpu: {embodied: 1t, lifetime: 1y}
+  spare: {embodied: 5t, lifetime: 1y}
+products:
+  data: {type: dataset, declared: {carbon: 2kg, source: crawl log}}
+  parent: {type: model, lifetime: 1y, datasets: [{product: data, weight: 1}]}
+  child: {type: model, lifetime: 100d, derivedFrom: [{product: parent, weight: 0.5}]}
+jobs:
+  - {name: pre, builds: parent, energy: 10kWh, duration: 1h, region: train, system: gpu}
+  - {name: tune, builds: child, power: 100W, devices: 4, duration: 10h, region: train}
+  - {name: q, serves: child, energy: 1Wh, duration: 1s, region: serve}
+"#;
+
+    fn sheet(product: &str, traffic: Option<RequestRate>) -> DataSheet {
+        let doc = ScenarioDoc::from_yaml("s.yaml", SCENARIO).unwrap();
+        let report = doc.evaluate("s.yaml").unwrap();
+        build(
+            product,
+            SheetSource {
+                source: "s.yaml",
+                file: "s.yaml",
+                scenario: &doc,
+                report: &report,
+                traffic,
+                service_life: None,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn epc_lineage_and_hugging_face_fields() {
+        let s = sheet("child", None);
+        // tune: 4 kWh × 1.5 × (0.5·820 + 0.5·11) = 6 kWh × 415.5 g/kWh.
+        let tune = 6.0 * 415.5;
+        assert!((s.epc.measured_g - tune).abs() < 1e-9);
+        let parent = s.lineage.parents[0].epc_g;
+        assert!((s.epc.inherited_g - 0.5 * parent).abs() < 1e-9);
+        assert_eq!(s.epc.inherited_from[0].via, "derivedFrom");
+        assert_eq!(s.lineage.parents[0].parents[0].product, "data");
+        assert_eq!(s.lineage.parents[0].parents[0].epc_g, 2000.0);
+        assert_eq!(s.co2_eq_emissions.emissions, s.epc.measured_g);
+        assert_eq!(
+            s.co2_eq_emissions.training_type.as_deref(),
+            Some("fine-tuning")
+        );
+        assert_eq!(
+            s.co2_eq_emissions.geographical_location.as_deref(),
+            Some("train")
+        );
+        assert_eq!(
+            s.co2_eq_emissions.hardware_used.as_deref(),
+            Some("4 devices")
+        );
+        // Assumptions name only what the lineage and serving jobs used.
+        let regions: Vec<&str> = s
+            .assumptions
+            .regions
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(regions, ["train", "serve"]);
+        let mix = s.assumptions.regions[0].mix.clone().unwrap();
+        assert_eq!(mix.get("coal"), Some(&0.5));
+        let systems: Vec<&str> = s
+            .assumptions
+            .systems
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(systems, ["gpu"]);
+    }
+
+    #[test]
+    fn amortisation_and_stated_traffic() {
+        let s = sheet("child", Some(RequestRate::per_day(1000.0)));
+        let a = s.amortisation.clone().unwrap();
+        assert!((a.epc_per_day_g - s.epc.total_g / 100.0).abs() < 1e-9);
+        assert!((a.amortised_g - s.inference[0].terms[Term::ModelEpc].value()).abs() < 1e-12);
+        // 1000 requests a day over the 100-day lifetime: EPC / 100,000 each, plus 0.1 g.
+        let at = &s.at_traffic[0];
+        let want = s.epc.total_g / 100_000.0 + 0.1;
+        assert!(
+            (at.per_inference_g - want).abs() < 1e-9 * want,
+            "{}",
+            at.per_inference_g
+        );
+    }
+
+    #[test]
+    fn datasets_and_declared_products() {
+        let s = sheet("data", None);
+        assert_eq!(s.co2_eq_emissions.training_type, None);
+        assert_eq!(s.co2_eq_emissions.emissions, 2000.0);
+        assert!(s.co2_eq_emissions.source.contains("crawl log"));
+        assert!(s.amortisation.is_none());
+        assert!(s.assumptions.regions.is_empty());
+    }
+
+    #[test]
+    fn unknown_product_names_the_known_ones() {
+        let doc = ScenarioDoc::from_yaml("s.yaml", SCENARIO).unwrap();
+        let report = doc.evaluate("s.yaml").unwrap();
+        let src = SheetSource {
+            source: "s.yaml",
+            file: "s.yaml",
+            scenario: &doc,
+            report: &report,
+            traffic: None,
+            service_life: None,
+        };
+        let err = build("nope", src).unwrap_err().to_string();
+        assert!(
+            err.contains("s.yaml") && err.contains("nope") && err.contains("child"),
+            "{err}"
+        );
+        // A dataset serves nothing: a stated traffic adds no figure.
+        let data = build(
+            "data",
+            SheetSource {
+                traffic: Some(RequestRate(1.0)),
+                ..src
+            },
+        )
+        .unwrap();
+        assert!(data.at_traffic.is_empty());
     }
 }

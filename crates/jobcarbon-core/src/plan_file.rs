@@ -675,4 +675,89 @@ mod tests {
             Err(SweepArgError::Value(_))
         ));
     }
+
+    const PLAN: &str = r#"
+regions: {r: {pue: 1, intensity: 1000}}
+products:
+  base: {type: model, declared: 9kg}
+jobs:
+  - {name: pretrain, builds: base, energy: 1kWh, duration: 1h, region: r}
+traffic: 50/d
+strategies:
+  small:
+    serves: a
+    products: {a: {type: model, lifetime: 100d, declared: 1kg}}
+    jobs: [{name: q, serves: a, energy: 1Wh, duration: 1s, region: r}]
+  big:
+    serves: b
+    products: {b: {type: model, lifetime: 100d, derivedFrom: [{product: base, weight: 0.5}]}}
+    jobs:
+      - {name: q, serves: b, energy: 0.1Wh, duration: 1s, region: r}
+      - {name: rt, retrains: b, energy: 2kWh, duration: 1h, region: r}
+    retraining: {interval: 10d, carbon: 500g}
+"#;
+
+    fn evaluate(text: &str) -> Result<PlanInput, ScenarioError> {
+        PlanDoc::from_yaml("p.yaml", text)?
+            .evaluate("p.yaml")
+            .map(|(input, _)| input)
+    }
+
+    #[test]
+    fn strategies_reduce_to_their_cost_structure() {
+        let input = evaluate(PLAN).unwrap();
+        assert_eq!(input.horizon.service_life, Seconds::from_days(100.0));
+        assert_eq!(input.horizon.traffic, RequestRate::per_day(50.0));
+        let big = &input.strategies[1];
+        // 0.5 × (9 kg declared + 1 kWh × 1000 g/kWh).
+        assert!((big.upfront.value() - 5000.0).abs() < 1e-9);
+        assert!((big.per_request.asce().value() - 0.1).abs() < 1e-12);
+        let rt = big.retraining.unwrap();
+        assert!((rt.carbon_per_retraining.value() - 2500.0).abs() < 1e-9);
+        assert_eq!(rt.interval, Seconds::from_days(10.0));
+        assert!(input.strategies[0].retraining.is_none());
+    }
+
+    #[test]
+    fn errors_are_located_in_plan_terms() {
+        let at = |text: String| evaluate(&text).unwrap_err().path;
+        // A shared job keeps its place; a strategy's job is found in its strategy.
+        assert_eq!(
+            at(PLAN.replace(
+                "duration: 1h, region: r}\ntraffic",
+                "duration: 1h, region: x}\ntraffic"
+            )),
+            "jobs[0].region"
+        );
+        assert_eq!(
+            at(PLAN.replace(
+                "energy: 2kWh, duration: 1h, region: r",
+                "energy: 2kWh, duration: 1h, region: x"
+            )),
+            "strategies.big.jobs[1].region"
+        );
+        assert_eq!(
+            at(PLAN.replace("weight: 0.5", "weight: 2")),
+            "strategies.big.products.b.derivedFrom[0].weight"
+        );
+        assert_eq!(
+            at(PLAN.replace("    retraining: {interval: 10d, carbon: 500g}\n", "")),
+            "strategies.big.jobs[1].retrains"
+        );
+        assert_eq!(
+            at(PLAN.replace("{name: q, serves: a,", "{name: q, serves: a, builds: base,")),
+            "strategies.small.jobs[0].builds"
+        );
+        assert_eq!(
+            at(PLAN.replace(
+                "products: {a: {type: model",
+                "products: {base: {type: model}, a: {type: model"
+            )),
+            "strategies.small.products.base"
+        );
+        assert_eq!(
+            at(PLAN.replace("lifetime: 100d, derivedFrom", "lifetime: 200d, derivedFrom")),
+            "serviceLife"
+        );
+    }
 }
