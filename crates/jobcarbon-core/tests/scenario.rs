@@ -144,6 +144,7 @@ fn json_has_exactly_the_design_keys() {
         ]
     );
     assert_eq!(keys(&value), ["jobs", "products"]);
+    assert!(!value.to_string().contains("-0.0"), "no negative zeros in the output");
 }
 
 // --- one test per error class ------------------------------------------------------------
