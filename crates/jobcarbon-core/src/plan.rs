@@ -78,7 +78,9 @@ impl Unit for RequestRate {
 /// Carbon of one re-training and how often it happens.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Retraining {
+    #[serde(rename = "carbon_per_retraining_g")]
     pub carbon_per_retraining: Grams,
+    #[serde(rename = "interval_s")]
     pub interval: Seconds,
 }
 

@@ -227,7 +227,11 @@ const STRATEGY_HEADER: [&str; 8] = [
 ];
 
 fn sweep_rows(sweep: &Sweep) -> (Vec<String>, Vec<Vec<String>>) {
-    let mut header = vec![format!("{} ({})", sweep.axis, sweep.unit)];
+    // Times print with their own units (`7 d`), traffic as a bare count.
+    let mut header = vec![match sweep.axis {
+        SweepAxis::Traffic => format!("{} ({})", sweep.axis, sweep.unit),
+        _ => sweep.axis.to_string(),
+    }];
     if let Some(first) = sweep.points.first() {
         header.extend(
             first

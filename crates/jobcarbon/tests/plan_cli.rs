@@ -166,7 +166,7 @@ fn retraining_cadence_enters_the_break_even() {
         190.0 / 0.9,
     );
     let big = strategy(&report, "big");
-    assert_close(&big["retraining"]["carbon_per_retraining"], 1000.0);
+    assert_close(&big["retraining"]["carbon_per_retraining_g"], 1000.0);
     assert_close(&big["outlook"]["retrainings"], 10.0);
     assert_close(&big["outlook"]["retraining_g"], 10_000.0);
     // The command-line interval overrides the file's: every 20 days halves the rate.
@@ -239,7 +239,7 @@ fn paper_question_matches_hand_computation() {
         let o = &s["outlook"];
         assert_close(&o["upfront_g"], h.upfront);
         assert_close(&s["per_request_serving_g"], h.per_request);
-        assert_close(&s["retraining"]["carbon_per_retraining"], h.per_retraining);
+        assert_close(&s["retraining"]["carbon_per_retraining_g"], h.per_retraining);
         let requests = traffic * life;
         let total = h.upfront + h.per_retraining * life / interval + h.per_request * requests;
         assert_close(&o["total_g"], total);
