@@ -110,7 +110,7 @@ impl WatchHealth {
 }
 
 /// What the watchers need to know.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WatchConfig {
     #[serde(default)]
@@ -126,6 +126,16 @@ pub struct WatchConfig {
 
 fn yes() -> bool {
     true
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        Self {
+            attribution: AttributionConfig::default(),
+            products: BTreeMap::new(),
+            watch_products: true,
+        }
+    }
 }
 
 /// The cluster as the reflectors see it. Cheap to clone; every clone reads the same stores.
