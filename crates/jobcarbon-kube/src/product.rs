@@ -16,6 +16,8 @@ pub const GROUP: &str = "jobcarbon.io";
 pub const REQUEST_PRESETS: [&str; 4] = ["vllm", "triton", "tgi", "kserve"];
 
 /// A model, dataset or platform whose creation carbon (EPC) is amortised over the jobs using it.
+// Each printcolumn repeats `type_ = "string"`; clippy reads that as a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "jobcarbon.io",

@@ -162,7 +162,7 @@ fn check(schema: &Value, value: &Value, at: &str) -> Result<(), String> {
         }
         for (key, child) in obj {
             let Some(child_schema) = props.and_then(|p| p.get(key)) else {
-                if at == "" && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
+                if at.is_empty() && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
                     continue;
                 }
                 return Err(format!("{at}.{key}: unknown field"));

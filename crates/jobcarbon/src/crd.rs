@@ -13,7 +13,10 @@ pub fn run() -> ExitCode {
         }
     };
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(yaml.as_bytes()).and_then(|()| stdout.flush()) {
+    match stdout
+        .write_all(yaml.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("jobcarbon crd: cannot write to stdout: {error}");
