@@ -7,7 +7,6 @@
 mod support;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use jobcarbon_kube::trim::trim_pod;
 use jobcarbon_kube::{AttributionConfig, NodeTable};
 use std::hint::black_box;
 
@@ -30,27 +29,26 @@ fn benches(c: &mut Criterion) {
     let nodes = nodes(5_000);
     let table = NodeTable::new(&nodes);
     let full = support::training_pod(4242, "node-01234");
-    let mut trimmed = full.clone();
-    trim_pod(&mut trimmed);
+    let trimmed = support::decode_as_store_does(&full);
+    let json = serde_json::to_vec(&full).unwrap_or_default();
 
     c.bench_function("resolve_pod (one event, 5k nodes)", |b| {
         b.iter(|| config.resolve_pod(black_box(&trimmed), black_box(&table)))
     });
-    c.bench_function("trim_pod (one full pod)", |b| {
-        b.iter_batched(
-            || full.clone(),
-            |mut p| {
-                trim_pod(&mut p);
-                p
-            },
-            criterion::BatchSize::SmallInput,
-        )
+    c.bench_function("decode + trim one pod event (SlimPod)", |b| {
+        b.iter(|| {
+            let mut p: jobcarbon_kube::SlimPod =
+                serde_json::from_slice(black_box(&json)).unwrap_or_default();
+            jobcarbon_kube::trim::trim_pod(&mut p);
+            p
+        })
     });
     let pods: Vec<_> = (0..100_000)
         .map(|i| {
-            let mut p = support::training_pod(i, &format!("node-{:05}", i % 5_000));
-            trim_pod(&mut p);
-            p
+            support::decode_as_store_does(&support::training_pod(
+                i,
+                &format!("node-{:05}", i % 5_000),
+            ))
         })
         .collect();
     let mut group = c.benchmark_group("snapshot");

@@ -7,8 +7,9 @@
 mod support;
 
 use jobcarbon_kube::AttributionConfig;
-use jobcarbon_kube::trim::{trim_node, trim_pod};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use jobcarbon_kube::SlimPod;
+use jobcarbon_kube::trim::trim_node;
+use k8s_openapi::api::core::v1::Node;
 use kube::runtime::reflector;
 use kube::runtime::watcher::Event;
 
@@ -40,7 +41,7 @@ fn main() {
 
     let (base, _) = rss();
     let (node_store, mut node_writer) = reflector::store::<Node>();
-    let (pod_store, mut pod_writer) = reflector::store::<Pod>();
+    let (pod_store, mut pod_writer) = reflector::store::<SlimPod>();
     // The watcher's initial list: objects arrive one by one, are trimmed, buffered, then swapped in.
     node_writer.apply_watcher_event(&Event::Init);
     for i in 0..nodes {
@@ -62,8 +63,10 @@ fn main() {
     node_writer.apply_watcher_event(&Event::InitDone);
     pod_writer.apply_watcher_event(&Event::Init);
     for i in 0..pods {
-        let mut p = support::training_pod(i, &format!("node-{:05}", i % nodes.max(1)));
-        trim_pod(&mut p);
+        // Decoded from the JSON an API server sends, as the watcher does.
+        let full = support::training_pod(i, &format!("node-{:05}", i % nodes.max(1)));
+        let p = support::decode_as_store_does(&full);
+        drop(full);
         pod_writer.apply_watcher_event(&Event::InitApply(p));
     }
     pod_writer.apply_watcher_event(&Event::InitDone);
@@ -79,7 +82,7 @@ fn main() {
     assert_eq!(snapshot.pods.len(), pods);
 
     let store_bytes = stored.saturating_sub(base);
-    println!("kube store memory: {pods} pods on {nodes} nodes (trimmed)");
+    println!("kube store memory: {pods} pods on {nodes} nodes (SlimPod, trimmed)");
     println!("  RSS before stores          {:8.1} MiB", mib(base));
     println!("  RSS with stores            {:8.1} MiB", mib(stored));
     println!("  peak RSS while listing     {:8.1} MiB", mib(stored_peak));

@@ -4,8 +4,9 @@
 use crate::labels::{LabelIssue, LabelSchema, PlatformSelector};
 use crate::owner::resolve_workload;
 use crate::resources::{Resources, node_allocatable, parse_quantity, pod_requests};
+use crate::slim::SlimPod;
 use jobcarbon_core::{ClusterSnapshot, NodeFacts, PodFacts, PodKey};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
@@ -95,7 +96,7 @@ impl NodeTable {
 
 impl AttributionConfig {
     /// Resolve one pod. `None` for a pod without name or namespace.
-    pub fn resolve_pod(&self, pod: &Pod, nodes: &NodeTable) -> Option<ResolvedPod> {
+    pub fn resolve_pod(&self, pod: &SlimPod, nodes: &NodeTable) -> Option<ResolvedPod> {
         let meta = &pod.metadata;
         let name = meta.name.as_deref().filter(|n| !n.is_empty())?;
         let namespace = meta.namespace.as_deref().filter(|n| !n.is_empty())?;
@@ -153,7 +154,7 @@ impl AttributionConfig {
     /// Products are validated separately ([`crate::product::validate_products`]).
     pub fn index<'a>(
         &self,
-        pods: impl IntoIterator<Item = &'a Pod>,
+        pods: impl IntoIterator<Item = &'a SlimPod>,
         nodes: impl IntoIterator<Item = &'a Node> + Clone,
     ) -> (ClusterSnapshot, IndexIssues) {
         let mut issues = IndexIssues::default();

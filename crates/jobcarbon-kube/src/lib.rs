@@ -14,6 +14,7 @@ pub mod labels;
 pub mod owner;
 pub mod product;
 pub mod resources;
+pub mod slim;
 pub mod status;
 pub mod trim;
 pub mod watch;
@@ -24,6 +25,7 @@ pub use product::{
     EpcStatus, InferenceRequests, ProductCondition, ProductError, ProductSpec, ProductValidation,
     SoftwareProduct, SoftwareProductSpec, SoftwareProductStatus, validate_products,
 };
+pub use slim::SlimPod;
 pub use status::{FIELD_MANAGER, status_apply_body, write_product_status};
 pub use watch::{ClusterState, CrdPresence, WatchConfig, WatchHealth};
 

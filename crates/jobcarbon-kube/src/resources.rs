@@ -1,7 +1,8 @@
 //! Reserved resources: what a pod requests and what a node can allocate, for the
 //! embodied-system share (reserved / allocatable, SCI's RR/ToR).
 
-use k8s_openapi::api::core::v1::{Node, PodSpec};
+use crate::slim::{SlimContainer, SlimPodSpec};
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use std::collections::BTreeMap;
 
@@ -65,11 +66,11 @@ impl Resources {
 
 /// Effective requests the scheduler reserves for a pod: the larger of the sum over app
 /// containers and the largest init container, plus pod overhead.
-pub fn pod_requests(spec: Option<&PodSpec>) -> Resources {
+pub fn pod_requests(spec: Option<&SlimPodSpec>) -> Resources {
     let Some(spec) = spec else {
         return Resources::default();
     };
-    let requests = |c: &k8s_openapi::api::core::v1::Container| {
+    let requests = |c: &SlimContainer| {
         Resources::from_map(c.resources.as_ref().and_then(|r| r.requests.as_ref()))
     };
     let app = spec

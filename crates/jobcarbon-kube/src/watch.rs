@@ -7,10 +7,11 @@
 
 use crate::index::{AttributionConfig, IndexIssues};
 use crate::product::{ProductSpec, ProductValidation, SoftwareProduct, validate_products};
+use crate::slim::SlimPod;
 use crate::trim::{trim_node, trim_pod};
 use futures::{Stream, StreamExt};
 use jobcarbon_core::ClusterSnapshot;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
@@ -141,7 +142,7 @@ impl Default for WatchConfig {
 /// The cluster as the reflectors see it. Cheap to clone; every clone reads the same stores.
 #[derive(Clone)]
 pub struct ClusterState {
-    pods: Store<Pod>,
+    pods: Store<SlimPod>,
     nodes: Store<Node>,
     products: Store<SoftwareProduct>,
     config: Arc<WatchConfig>,
@@ -164,16 +165,18 @@ impl ClusterState {
         config: WatchConfig,
     ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
         let health = Arc::new(Mutex::new(WatchHealth::default()));
-        let (pods, pod_writer) = reflector::store::<Pod>();
+        let (pods, pod_writer) = reflector::store::<SlimPod>();
         let (nodes, node_writer) = reflector::store::<Node>();
         let (products, product_writer) = reflector::store::<SoftwareProduct>();
         let watch_products = config.watch_products;
 
-        let pod_stream =
-            watcher::watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-                .default_backoff()
-                .modify(trim_pod)
-                .reflect(pod_writer);
+        let pod_stream = watcher::watcher(
+            Api::<SlimPod>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .modify(trim_pod)
+        .reflect(pod_writer);
         let node_stream =
             watcher::watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
                 .default_backoff()

@@ -3,12 +3,13 @@
 mod support;
 
 use jobcarbon_core::Phase;
+use jobcarbon_kube::SlimPod;
 use jobcarbon_kube::labels::{PHASE_LABEL, PRODUCT_LABEL, is_valid_product_name};
-use jobcarbon_kube::trim::{trim_node, trim_pod};
+use jobcarbon_kube::trim::trim_node;
 use jobcarbon_kube::{AttributionConfig, LabelIssue, LabelSchema, NodeTable, PlatformSelector};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
-use support::{PodBuilder, node, training_pod};
+use support::{PodBuilder, decode_as_store_does, node, training_pod};
 
 fn gpu_node() -> k8s_openapi::api::core::v1::Node {
     node(
@@ -134,27 +135,26 @@ fn reserved_share_counts_init_containers_and_pending_pods_do_not_run() {
 }
 
 #[test]
-fn trimming_keeps_every_fact_attribution_reads() {
+fn slim_pods_keep_every_fact_attribution_reads() {
     let nodes = [gpu_node()];
     let table = NodeTable::new(&nodes);
     let config = AttributionConfig::default();
     for i in 0..20 {
-        let pod = training_pod(i, "n1");
-        let mut trimmed = pod.clone();
-        trim_pod(&mut trimmed);
+        let full = training_pod(i, "n1");
+        let decoded = decode_as_store_does(&full);
+        let converted = SlimPod::from(full);
+        assert_eq!(decoded, converted);
+        assert!(decoded.metadata.annotations.is_none());
+        assert!(decoded.metadata.managed_fields.is_none());
+        let facts = config
+            .resolve_pod(&decoded, &table)
+            .unwrap_or_else(|| panic!("unresolved"));
+        assert_eq!(facts.facts.phase, Phase::Training);
+        assert_eq!(facts.facts.reserved_share, 0.125);
         assert_eq!(
-            config.resolve_pod(&pod, &table),
-            config.resolve_pod(&trimmed, &table)
+            facts.facts.workload.workload,
+            format!("Job/train-{}", i / 4)
         );
-        assert!(trimmed.metadata.annotations.is_none());
-        assert!(
-            trimmed
-                .spec
-                .iter()
-                .flat_map(|s| &s.containers)
-                .all(|c| c.env.is_none() && c.image.is_none())
-        );
-        assert!(trimmed.spec.as_ref().is_some_and(|s| s.volumes.is_none()));
     }
     let mut n = gpu_node();
     let before = config.node_facts(&n);

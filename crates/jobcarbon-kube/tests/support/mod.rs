@@ -115,7 +115,13 @@ impl PodBuilder {
         self
     }
 
-    pub fn build(self) -> Pod {
+    /// The pod as the store keeps it.
+    pub fn build(self) -> jobcarbon_kube::SlimPod {
+        self.0.into()
+    }
+
+    /// The full `v1` Pod.
+    pub fn build_full(self) -> Pod {
         self.0
     }
 }
@@ -149,6 +155,14 @@ pub fn node(name: &str, cpu: &str, memory: &str, gpus: u32, labels: &[(&str, &st
     }
 }
 
+/// `pod` as the API server sends it, decoded the way the watcher decodes it and trimmed.
+pub fn decode_as_store_does(pod: &Pod) -> jobcarbon_kube::SlimPod {
+    let json = serde_json::to_vec(pod).unwrap_or_default();
+    let mut slim: jobcarbon_kube::SlimPod = serde_json::from_slice(&json).unwrap_or_default();
+    jobcarbon_kube::trim::trim_pod(&mut slim);
+    slim
+}
+
 /// A realistic training pod as the API server stores it (labels, owner, requests, env, volumes).
 pub fn training_pod(index: usize, node_name: &str) -> Pod {
     let job = format!("train-{}", index / 4);
@@ -170,7 +184,7 @@ pub fn training_pod(index: usize, node_name: &str) -> Pod {
     .owner("Job", &job)
     .node(node_name)
     .container_requests("8", "64Gi", 1)
-    .build();
+    .build_full();
     if let Some(spec) = pod.spec.as_mut() {
         for c in &mut spec.containers {
             c.env = Some(
