@@ -5,7 +5,7 @@
 //!
 //! Point a kube `Client` at [`FakeKubeApi::url`] with a plain `http://` URL:
 //!
-//! ```ignore
+//! ```text
 //! let api = FakeKubeApi::start().await?;
 //! api.push_list("/api/v1/pods", list("v1", "PodList", "100", vec![pod_json]));
 //! api.push_watch("/api/v1/pods", WatchScript::hang(vec![event("ADDED", &pod_json)]));
