@@ -131,7 +131,15 @@ impl ScenarioError {
 /// Parse YAML into `T`, with the document path and line/column of any error.
 pub fn parse_yaml<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, ScenarioError> {
     let mut path = None;
-    let result = serde_saphyr::with_deserializer_from_str(text, |de| {
+    // The default budget (250k nodes) stops near 20k jobs. The text is already in memory, so
+    // allow as many nodes as it has bytes; alias expansion keeps its own default limits.
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_nodes: text.len().max(250_000),
+            max_events: text.len().saturating_mul(4).max(1_000_000),
+        },
+    };
+    let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
         serde_path_to_error::deserialize(de).map_err(|e| {
             path = Some(e.path().to_string());
             e.into_inner()
@@ -229,6 +237,13 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Named<T> {
     }
 }
 
+/// `jobs:` with nothing after it is an empty list, as it reads.
+fn list_or_nothing<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Vec<T>, D::Error> {
+    Option::<Vec<T>>::deserialize(deserializer).map(Option::unwrap_or_default)
+}
+
 /// A `jobcarbon calc` scenario file (DESIGN §7).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -244,7 +259,7 @@ pub struct ScenarioDoc {
     pub platforms: Named<PlatformSpec>,
     #[serde(default)]
     pub products: Named<ProductSpec>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "list_or_nothing")]
     pub jobs: Vec<JobSpec>,
 }
 
@@ -335,9 +350,9 @@ pub struct ProductSpec {
     /// Amortisation period LT; required for a model that jobs serve.
     #[serde(default)]
     pub lifetime: Option<Q<Seconds>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "list_or_nothing")]
     pub derived_from: Vec<EdgeSpec>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "list_or_nothing")]
     pub datasets: Vec<EdgeSpec>,
     #[serde(default)]
     pub declared: Option<DeclaredSpec>,

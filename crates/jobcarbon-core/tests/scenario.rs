@@ -144,7 +144,10 @@ fn json_has_exactly_the_design_keys() {
         ]
     );
     assert_eq!(keys(&value), ["jobs", "products"]);
-    assert!(!value.to_string().contains("-0.0"), "no negative zeros in the output");
+    assert!(
+        !value.to_string().contains("-0.0"),
+        "no negative zeros in the output"
+    );
 }
 
 // --- one test per error class ------------------------------------------------------------
@@ -439,4 +442,11 @@ fn a_region_can_be_built_in_code() {
     };
     let report = doc.evaluate("code").unwrap();
     assert!(close(report.jobs[0].terms.jsc().value(), 600.0, 1e-12));
+}
+
+#[test]
+fn empty_sections_read_as_empty() {
+    let report = eval("regions:\nproducts:\n  d: {type: dataset, datasets:}\njobs:\n").unwrap();
+    assert!(report.jobs.is_empty());
+    assert_eq!(report.products.len(), 1);
 }
