@@ -233,7 +233,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Named<T> {
                 Ok(Named::default())
             }
         }
-        deserializer.deserialize_map(NamedVisitor(PhantomData))
+        deserializer.deserialize_any(NamedVisitor(PhantomData))
     }
 }
 
