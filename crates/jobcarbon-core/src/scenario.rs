@@ -603,18 +603,19 @@ impl Job {
     }
 }
 
+/// `path` is built only on error: scenarios can have 100k jobs.
 fn positive(
     value: f64,
     what: &'static str,
     file: &str,
-    path: String,
+    path: impl FnOnce() -> String,
 ) -> Result<f64, ScenarioError> {
     if value.is_finite() && value > 0.0 {
         Ok(value)
     } else {
         Err(ScenarioError::new(
             file,
-            path,
+            path(),
             Problem::NotPositive {
                 what,
                 value: value.to_string(),
@@ -627,14 +628,14 @@ fn positive_time(
     value: Seconds,
     what: &'static str,
     file: &str,
-    path: String,
+    path: impl FnOnce() -> String,
 ) -> Result<Seconds, ScenarioError> {
     if value.value().is_finite() && value > Seconds::ZERO {
         Ok(value)
     } else {
         Err(ScenarioError::new(
             file,
-            path,
+            path(),
             Problem::NotPositive {
                 what,
                 value: value.to_string(),
@@ -699,7 +700,7 @@ impl ScenarioDoc {
                     )),
                 ));
             }
-            let duration = positive_time(spec.duration.0, "duration", file, at("duration"))?;
+            let duration = positive_time(spec.duration.0, "duration", file, || at("duration"))?;
             let energy = match (spec.energy, spec.power) {
                 (Some(energy), None) => {
                     if spec.devices.is_some() {
@@ -714,8 +715,9 @@ impl ScenarioDoc {
                     energy.0
                 }
                 (None, Some(power)) => {
-                    let devices =
-                        positive(spec.devices.unwrap_or(1.0), "devices", file, at("devices"))?;
+                    let devices = positive(spec.devices.unwrap_or(1.0), "devices", file, || {
+                        at("devices")
+                    })?;
                     energy_from_power(power.0, devices, duration)
                 }
                 (Some(_), Some(_)) => {
@@ -1076,12 +1078,9 @@ impl ScenarioDoc {
             .map(|(name, spec)| {
                 Ok(System {
                     embodied: spec.embodied.0,
-                    lifetime: positive_time(
-                        spec.lifetime.0,
-                        "lifetime",
-                        file,
-                        format!("systems.{name}.lifetime"),
-                    )?,
+                    lifetime: positive_time(spec.lifetime.0, "lifetime", file, || {
+                        format!("systems.{name}.lifetime")
+                    })?,
                 })
             })
             .collect()
@@ -1093,9 +1092,9 @@ impl ScenarioDoc {
             .map(|(name, spec)| {
                 let epc = spec.epc.map(|q| q.0).unwrap_or(Grams::ZERO);
                 let lifetime = match spec.lifetime {
-                    Some(l) => {
-                        positive_time(l.0, "lifetime", file, format!("platforms.{name}.lifetime"))?
-                    }
+                    Some(l) => positive_time(l.0, "lifetime", file, || {
+                        format!("platforms.{name}.lifetime")
+                    })?,
                     None if epc > Grams::ZERO => {
                         return Err(ScenarioError::new(
                             file,
@@ -1127,7 +1126,7 @@ impl ScenarioDoc {
         for (name, spec) in self.products.iter() {
             let at = |field: &str| format!("products.{name}.{field}");
             let lifetime = match spec.lifetime {
-                Some(l) => positive_time(l.0, "lifetime", file, at("lifetime"))?,
+                Some(l) => positive_time(l.0, "lifetime", file, || at("lifetime"))?,
                 None => Seconds::ZERO,
             };
             let edges = |list: &[EdgeSpec]| -> Vec<LineageEdge> {
@@ -1140,14 +1139,13 @@ impl ScenarioDoc {
             };
             let policy = match &spec.retraining {
                 Some(r) => {
-                    let interval =
-                        positive_time(r.interval.0, "interval", file, at("retraining.interval"))?;
-                    let jobs_per_interval = positive(
-                        r.jobs_per_interval,
-                        "jobsPerInterval",
-                        file,
-                        at("retraining.jobsPerInterval"),
-                    )?;
+                    let interval = positive_time(r.interval.0, "interval", file, || {
+                        at("retraining.interval")
+                    })?;
+                    let jobs_per_interval =
+                        positive(r.jobs_per_interval, "jobsPerInterval", file, || {
+                            at("retraining.jobsPerInterval")
+                        })?;
                     let carbon = r.carbon.map(|q| q.0).unwrap_or(Grams::ZERO);
                     retraining.push(Some(Retraining {
                         carbon,
