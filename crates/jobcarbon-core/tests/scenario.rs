@@ -450,3 +450,21 @@ fn empty_sections_read_as_empty() {
     assert!(report.jobs.is_empty());
     assert_eq!(report.products.len(), 1);
 }
+
+#[test]
+fn json_scenarios_evaluate_like_yaml() {
+    let json = r#"{"regions": {"r": {"pue": 1.08, "intensity": {"mix": {"coal": 0.8, "solar": 0.2}}}},
+        "jobs": [{"name": "a", "energy": "1kJ", "duration": "5m", "region": "r"}]}"#;
+    let report = ScenarioDoc::from_json("s.json", json)
+        .unwrap()
+        .evaluate("s.json")
+        .unwrap();
+    assert!(close(report.jobs[0].terms.jsc().value(), 0.19968, 1e-12));
+    let e =
+        ScenarioDoc::from_json("s.json", r#"{"jobs": [{"name": "a", "colour": 1}]}"#).unwrap_err();
+    assert_eq!(e.path, "jobs[0].colour");
+    assert_eq!(e.line_column.map(|(l, _)| l), Some(1));
+    assert!(e.to_string().contains("unknown field `colour`"), "{e}");
+    let e = ScenarioDoc::from_json("s.json", "{\"jobs\": [}").unwrap_err();
+    assert!(e.to_string().starts_with("s.json: "), "{e}");
+}
