@@ -110,6 +110,15 @@ fn scenario_yaml(products: usize, jobs: usize) -> String {
     y
 }
 
+/// The YAML scenario as JSON text, through a generic YAML value.
+fn scenario_json(yaml: &str) -> String {
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! { max_nodes: usize::MAX, max_events: usize::MAX },
+    };
+    let value: serde_json::Value = serde_saphyr::from_str_with_options(yaml, options).unwrap();
+    serde_json::to_string(&value).unwrap()
+}
+
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("calc");
     group.sample_size(10);
@@ -123,6 +132,18 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("evaluate", &id), &doc, |b, doc| {
             b.iter(|| black_box(doc.evaluate("bench").unwrap()))
         });
+        // The same scenario as JSON (`calc FILE.json`), the fast path for generated input.
+        let json = scenario_json(&yaml);
+        group.bench_with_input(
+            BenchmarkId::new("parse_json_and_evaluate", &id),
+            &json,
+            |b, json| {
+                b.iter(|| {
+                    let doc = ScenarioDoc::from_json("bench", json).unwrap();
+                    black_box(doc.evaluate("bench").unwrap())
+                })
+            },
+        );
         group.bench_with_input(
             BenchmarkId::new("parse_and_evaluate", &id),
             &yaml,

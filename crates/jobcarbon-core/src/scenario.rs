@@ -131,7 +131,15 @@ impl ScenarioError {
 /// Parse YAML into `T`, with the document path and line/column of any error.
 pub fn parse_yaml<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, ScenarioError> {
     let mut path = None;
-    let result = serde_saphyr::with_deserializer_from_str(text, |de| {
+    // The default budget (250k nodes) stops near 20k jobs. The text is already in memory, so
+    // allow as many nodes as it has bytes; alias expansion keeps its own default limits.
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_nodes: text.len().max(250_000),
+            max_events: text.len().saturating_mul(4).max(1_000_000),
+        },
+    };
+    let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
         serde_path_to_error::deserialize(de).map_err(|e| {
             path = Some(e.path().to_string());
             e.into_inner()
@@ -225,8 +233,15 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Named<T> {
                 Ok(Named::default())
             }
         }
-        deserializer.deserialize_map(NamedVisitor(PhantomData))
+        deserializer.deserialize_any(NamedVisitor(PhantomData))
     }
+}
+
+/// `jobs:` with nothing after it is an empty list, as it reads.
+fn list_or_nothing<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Vec<T>, D::Error> {
+    Option::<Vec<T>>::deserialize(deserializer).map(Option::unwrap_or_default)
 }
 
 /// A `jobcarbon calc` scenario file (DESIGN §7).
@@ -244,7 +259,7 @@ pub struct ScenarioDoc {
     pub platforms: Named<PlatformSpec>,
     #[serde(default)]
     pub products: Named<ProductSpec>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "list_or_nothing")]
     pub jobs: Vec<JobSpec>,
 }
 
@@ -335,9 +350,9 @@ pub struct ProductSpec {
     /// Amortisation period LT; required for a model that jobs serve.
     #[serde(default)]
     pub lifetime: Option<Q<Seconds>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "list_or_nothing")]
     pub derived_from: Vec<EdgeSpec>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "list_or_nothing")]
     pub datasets: Vec<EdgeSpec>,
     #[serde(default)]
     pub declared: Option<DeclaredSpec>,
@@ -456,6 +471,33 @@ impl ScenarioDoc {
     /// Parse a scenario file's text; `file` is used in error messages.
     pub fn from_yaml(file: &str, text: &str) -> Result<Self, ScenarioError> {
         parse_yaml(file, text)
+    }
+
+    /// Parse a scenario written as JSON (same schema). Much faster than YAML for large
+    /// generated scenarios (docs/performance.md).
+    pub fn from_json(file: &str, text: &str) -> Result<Self, ScenarioError> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let doc: Self = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            json_error(file, path, e.into_inner())
+        })?;
+        de.end().map_err(|e| json_error(file, String::new(), e))?;
+        Ok(doc)
+    }
+}
+
+fn json_error(file: &str, path: String, error: serde_json::Error) -> ScenarioError {
+    let message = error.to_string();
+    // serde_json appends " at line L column C"; we print the location ourselves.
+    let message = match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message,
+    };
+    ScenarioError {
+        file: file.to_owned(),
+        path: if path == "." { String::new() } else { path },
+        line_column: (error.line() > 0).then(|| (error.line() as u64, error.column() as u64)),
+        problem: Box::new(Problem::Syntax(message)),
     }
 }
 
@@ -588,18 +630,19 @@ impl Job {
     }
 }
 
+/// `path` is built only on error: scenarios can have 100k jobs.
 fn positive(
     value: f64,
     what: &'static str,
     file: &str,
-    path: String,
+    path: impl FnOnce() -> String,
 ) -> Result<f64, ScenarioError> {
     if value.is_finite() && value > 0.0 {
         Ok(value)
     } else {
         Err(ScenarioError::new(
             file,
-            path,
+            path(),
             Problem::NotPositive {
                 what,
                 value: value.to_string(),
@@ -612,14 +655,14 @@ fn positive_time(
     value: Seconds,
     what: &'static str,
     file: &str,
-    path: String,
+    path: impl FnOnce() -> String,
 ) -> Result<Seconds, ScenarioError> {
     if value.value().is_finite() && value > Seconds::ZERO {
         Ok(value)
     } else {
         Err(ScenarioError::new(
             file,
-            path,
+            path(),
             Problem::NotPositive {
                 what,
                 value: value.to_string(),
@@ -684,7 +727,7 @@ impl ScenarioDoc {
                     )),
                 ));
             }
-            let duration = positive_time(spec.duration.0, "duration", file, at("duration"))?;
+            let duration = positive_time(spec.duration.0, "duration", file, || at("duration"))?;
             let energy = match (spec.energy, spec.power) {
                 (Some(energy), None) => {
                     if spec.devices.is_some() {
@@ -699,8 +742,9 @@ impl ScenarioDoc {
                     energy.0
                 }
                 (None, Some(power)) => {
-                    let devices =
-                        positive(spec.devices.unwrap_or(1.0), "devices", file, at("devices"))?;
+                    let devices = positive(spec.devices.unwrap_or(1.0), "devices", file, || {
+                        at("devices")
+                    })?;
                     energy_from_power(power.0, devices, duration)
                 }
                 (Some(_), Some(_)) => {
@@ -1061,12 +1105,9 @@ impl ScenarioDoc {
             .map(|(name, spec)| {
                 Ok(System {
                     embodied: spec.embodied.0,
-                    lifetime: positive_time(
-                        spec.lifetime.0,
-                        "lifetime",
-                        file,
-                        format!("systems.{name}.lifetime"),
-                    )?,
+                    lifetime: positive_time(spec.lifetime.0, "lifetime", file, || {
+                        format!("systems.{name}.lifetime")
+                    })?,
                 })
             })
             .collect()
@@ -1078,9 +1119,9 @@ impl ScenarioDoc {
             .map(|(name, spec)| {
                 let epc = spec.epc.map(|q| q.0).unwrap_or(Grams::ZERO);
                 let lifetime = match spec.lifetime {
-                    Some(l) => {
-                        positive_time(l.0, "lifetime", file, format!("platforms.{name}.lifetime"))?
-                    }
+                    Some(l) => positive_time(l.0, "lifetime", file, || {
+                        format!("platforms.{name}.lifetime")
+                    })?,
                     None if epc > Grams::ZERO => {
                         return Err(ScenarioError::new(
                             file,
@@ -1112,7 +1153,7 @@ impl ScenarioDoc {
         for (name, spec) in self.products.iter() {
             let at = |field: &str| format!("products.{name}.{field}");
             let lifetime = match spec.lifetime {
-                Some(l) => positive_time(l.0, "lifetime", file, at("lifetime"))?,
+                Some(l) => positive_time(l.0, "lifetime", file, || at("lifetime"))?,
                 None => Seconds::ZERO,
             };
             let edges = |list: &[EdgeSpec]| -> Vec<LineageEdge> {
@@ -1125,14 +1166,13 @@ impl ScenarioDoc {
             };
             let policy = match &spec.retraining {
                 Some(r) => {
-                    let interval =
-                        positive_time(r.interval.0, "interval", file, at("retraining.interval"))?;
-                    let jobs_per_interval = positive(
-                        r.jobs_per_interval,
-                        "jobsPerInterval",
-                        file,
-                        at("retraining.jobsPerInterval"),
-                    )?;
+                    let interval = positive_time(r.interval.0, "interval", file, || {
+                        at("retraining.interval")
+                    })?;
+                    let jobs_per_interval =
+                        positive(r.jobs_per_interval, "jobsPerInterval", file, || {
+                            at("retraining.jobsPerInterval")
+                        })?;
                     let carbon = r.carbon.map(|q| q.0).unwrap_or(Grams::ZERO);
                     retraining.push(Some(Retraining {
                         carbon,

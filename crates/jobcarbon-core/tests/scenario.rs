@@ -144,7 +144,10 @@ fn json_has_exactly_the_design_keys() {
         ]
     );
     assert_eq!(keys(&value), ["jobs", "products"]);
-    assert!(!value.to_string().contains("-0.0"), "no negative zeros in the output");
+    assert!(
+        !value.to_string().contains("-0.0"),
+        "no negative zeros in the output"
+    );
 }
 
 // --- one test per error class ------------------------------------------------------------
@@ -439,4 +442,29 @@ fn a_region_can_be_built_in_code() {
     };
     let report = doc.evaluate("code").unwrap();
     assert!(close(report.jobs[0].terms.jsc().value(), 600.0, 1e-12));
+}
+
+#[test]
+fn empty_sections_read_as_empty() {
+    let report = eval("regions:\nproducts:\n  d: {type: dataset, datasets:}\njobs:\n").unwrap();
+    assert!(report.jobs.is_empty());
+    assert_eq!(report.products.len(), 1);
+}
+
+#[test]
+fn json_scenarios_evaluate_like_yaml() {
+    let json = r#"{"regions": {"r": {"pue": 1.08, "intensity": {"mix": {"coal": 0.8, "solar": 0.2}}}},
+        "jobs": [{"name": "a", "energy": "1kJ", "duration": "5m", "region": "r"}]}"#;
+    let report = ScenarioDoc::from_json("s.json", json)
+        .unwrap()
+        .evaluate("s.json")
+        .unwrap();
+    assert!(close(report.jobs[0].terms.jsc().value(), 0.19968, 1e-12));
+    let e =
+        ScenarioDoc::from_json("s.json", r#"{"jobs": [{"name": "a", "colour": 1}]}"#).unwrap_err();
+    assert_eq!(e.path, "jobs[0].colour");
+    assert_eq!(e.line_column.map(|(l, _)| l), Some(1));
+    assert!(e.to_string().contains("unknown field `colour`"), "{e}");
+    let e = ScenarioDoc::from_json("s.json", "{\"jobs\": [}").unwrap_err();
+    assert!(e.to_string().starts_with("s.json: "), "{e}");
 }

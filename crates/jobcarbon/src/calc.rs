@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Scenario file (YAML); `-` reads standard input.
+    /// Scenario file: YAML, or JSON when it ends in `.json`; `-` reads YAML from standard input.
     file: PathBuf,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -63,7 +63,15 @@ fn evaluate(file: &PathBuf) -> Result<Report, ScenarioError> {
         std::fs::read_to_string(file).map_err(|e| ScenarioError::unreadable(&name, &e))?
     };
     let label = if name == "-" { "<stdin>" } else { &name };
-    ScenarioDoc::from_yaml(label, &text)?.evaluate(label)
+    let doc = if file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+    {
+        ScenarioDoc::from_json(label, &text)?
+    } else {
+        ScenarioDoc::from_yaml(label, &text)?
+    };
+    doc.evaluate(label)
 }
 
 /// Jobs, then products, each an aligned table with a unit in every cell.

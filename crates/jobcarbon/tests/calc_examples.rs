@@ -211,3 +211,27 @@ fn reads_standard_input() {
     let r: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_close(&r["jobs"][0]["jsc_g"], 400.0);
 }
+
+#[test]
+fn json_files_are_read_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("scenario.json");
+    std::fs::write(
+        &file,
+        r#"{"regions": {"r": {"intensity": 400}}, "jobs": [{"name": "a", "energy": "1kWh", "duration": "1h", "region": "r"}]}"#,
+    )
+    .unwrap();
+    let output = Command::cargo_bin("jobcarbon")
+        .unwrap()
+        .args(["calc", "--format", "json"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let r: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_close(&r["jobs"][0]["jsc_g"], 400.0);
+}
