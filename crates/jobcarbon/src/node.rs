@@ -78,29 +78,39 @@ fn encode_gauge(
     Ok(())
 }
 
+fn encode_count(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: i64,
+) -> Result<(), std::fmt::Error> {
+    let gauge = ConstGauge::new(value);
+    gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)
+}
+
 impl Collector for AgentCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let Ok(state) = self.0.lock() else {
             return Ok(());
         };
         let none: Vec<(&'static str, String)> = Vec::new();
-        encode_gauge(
+        encode_count(
             &mut encoder,
             "jobcarbon_node_gpus",
             "NVIDIA GPUs seen through NVML (0 without a driver)",
-            &[(none.clone(), state.gpus as f64)],
+            i64::try_from(state.gpus).unwrap_or(i64::MAX),
         )?;
-        encode_gauge(
+        encode_count(
             &mut encoder,
             "jobcarbon_node_nvml_up",
             "Whether the last NVML sample succeeded",
-            &[(none.clone(), f64::from(u8::from(state.nvml_up)))],
+            i64::from(state.nvml_up),
         )?;
-        encode_gauge(
+        encode_count(
             &mut encoder,
             "jobcarbon_node_pod_resources_up",
             "Whether the last kubelet pod-resources List succeeded",
-            &[(none.clone(), f64::from(u8::from(state.pod_resources_up)))],
+            i64::from(state.pod_resources_up),
         )?;
         if let Some(t) = state.last_success {
             encode_gauge(
@@ -392,7 +402,7 @@ mod tests {
         });
         sample_once(&mut agent, failed, &mut assignments, &exported, &mut logged);
         let text = scrape(&exported, "text/plain");
-        assert!(text.contains("jobcarbon_node_gpus 2"), "{text}");
+        assert!(text.contains("jobcarbon_node_gpus 2\n"), "{text}");
         assert!(
             text.contains(r#"jobcarbon_node_gpu_energy_joules_total{gpu_uuid="GPU-0",gpu_model="NVIDIA A100-SXM4-80GB",namespace="ml",pod="a",container="main"} 1500"#),
             "{text}"
