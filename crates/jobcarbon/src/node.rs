@@ -71,7 +71,8 @@ fn encode_gauge(
     help: &str,
     series: &[(Vec<(&'static str, String)>, f64)],
 ) -> Result<(), std::fmt::Error> {
-    let mut family = encoder.encode_descriptor(name, help, None, ConstGauge::new(0.0).metric_type())?;
+    let mut family =
+        encoder.encode_descriptor(name, help, None, ConstGauge::new(0.0).metric_type())?;
     for (labels, value) in series {
         ConstGauge::new(*value).encode(family.encode_family(labels)?)?;
     }
@@ -252,7 +253,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         loop {
             ticker.tick().await;
             let listed = pod_resources.gpu_assignments().await;
-            sample_once(&mut agent, listed, &mut assignments, &sampler_state, &mut gpus_logged);
+            sample_once(
+                &mut agent,
+                listed,
+                &mut assignments,
+                &sampler_state,
+                &mut gpus_logged,
+            );
         }
     });
 
@@ -274,7 +281,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
 
 /// OpenMetrics when the scraper asks for it (Prometheus does), else the Prometheus text
 /// format 0.0.4 (curl, `promtool check metrics`).
-fn metrics_response(registry: &Registry, headers: &axum::http::HeaderMap) -> axum::response::Response {
+fn metrics_response(
+    registry: &Registry,
+    headers: &axum::http::HeaderMap,
+) -> axum::response::Response {
     let openmetrics = headers
         .get_all(header::ACCEPT)
         .iter()
@@ -373,7 +383,9 @@ mod tests {
     }
 
     fn futures_body(response: axum::response::Response) -> Vec<u8> {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         rt.block_on(async {
             axum::body::to_bytes(response.into_body(), usize::MAX)
                 .await
@@ -393,7 +405,13 @@ mod tests {
         let mut assignments = Vec::new();
         let mut logged = None;
         let shared = vec![assign("a", "GPU-0"), assign("b", "GPU-0")];
-        sample_once(&mut agent, Ok(shared.clone()), &mut assignments, &exported, &mut logged);
+        sample_once(
+            &mut agent,
+            Ok(shared.clone()),
+            &mut assignments,
+            &exported,
+            &mut logged,
+        );
         fake.advance(10.0);
         // A failed List keeps the last mapping.
         let failed = Err(PodResourcesError::Connect {
@@ -412,7 +430,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"jobcarbon_node_gpu_power_watts{gpu_uuid="GPU-0",gpu_model="NVIDIA A100-SXM4-80GB",namespace="ml",pod="b",container="main"} 150"#), "{text}");
-        assert!(text.contains(r#"jobcarbon_node_errors_total{part="pod_resources",kind="connect"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"jobcarbon_node_errors_total{part="pod_resources",kind="connect"} 1"#),
+            "{text}"
+        );
 
         let mut child = std::process::Command::new("promtool")
             .args(["check", "metrics"])
@@ -422,7 +443,12 @@ mod tests {
             .spawn()
             .expect("promtool on PATH (Debian package prometheus)");
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
         assert!(
             out.status.success(),

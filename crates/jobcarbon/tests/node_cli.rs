@@ -1,6 +1,9 @@
 //! `jobcarbon node --listen 127.0.0.1:PORT` on a machine without an NVIDIA driver: it starts,
 //! reports zero GPUs, `/healthz` answers 200 and `promtool check metrics` accepts `/metrics`.
 
+// Test helpers fail loudly: a panic is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -26,7 +29,11 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
 
 #[test]
 fn node_agent_without_driver_serves_zero_gpus_and_stays_healthy() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let dir = tempfile::tempdir().unwrap();
     let child = Command::new(assert_cmd::cargo::cargo_bin("jobcarbon"))
         .args(["node", "--listen", &format!("127.0.0.1:{port}")])
@@ -43,7 +50,10 @@ fn node_agent_without_driver_serves_zero_gpus_and_stays_healthy() {
 
     let deadline = Instant::now() + Duration::from_secs(20);
     let metrics = loop {
-        assert!(Instant::now() < deadline, "agent did not serve /metrics in time");
+        assert!(
+            Instant::now() < deadline,
+            "agent did not serve /metrics in time"
+        );
         if let Ok(Some(status)) = child.0.try_wait() {
             panic!("agent exited early: {status}");
         }
@@ -66,7 +76,12 @@ fn node_agent_without_driver_serves_zero_gpus_and_stays_healthy() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("promtool on PATH (Debian package prometheus)");
-    promtool.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
     let out = promtool.wait_with_output().unwrap();
     assert!(
         out.status.success(),
