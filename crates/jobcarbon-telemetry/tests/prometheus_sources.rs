@@ -507,3 +507,38 @@ async fn request_presets_and_scalars() {
         .unwrap_err();
     assert!(err.to_string().contains("no data"), "{err}");
 }
+
+#[tokio::test]
+async fn scraped_live_kepler_endpoint() {
+    // The harness' scrape mode: Prometheus scrapes a local exporter serving the v0.11.4 fixture.
+    let url = canned_server(
+        "200 OK",
+        "text/plain; version=0.0.4; charset=utf-8",
+        fixture("kepler/kepler-v0.11.4-gpu-node.prom"),
+    )
+    .await;
+    let target = url.trim_start_matches("http://").to_owned();
+    let prom = tokio::task::spawn_blocking(move || {
+        let prom = PromServer::builder()
+            .scrape(target, Duration::from_secs(1))
+            .start()
+            .unwrap();
+        prom.wait_for_data("kepler_pod_cpu_joules_total", Duration::from_secs(30))
+            .unwrap();
+        prom
+    })
+    .await
+    .unwrap();
+    let source = KeplerSource::new(client(&prom.url()), KeplerConfig::default()).unwrap();
+    let readings = source.read(Seconds(unix_now() as f64)).await.unwrap();
+    // 5 pods × (package, dram) + 2 pod GPU series + 2 idle zones + 2 idle GPUs.
+    assert_eq!(readings.len(), 16, "{readings:#?}");
+    let trainer_gpu = readings
+        .iter()
+        .find(|r| {
+            r.component == Component::Gpu
+                && matches!(&r.owner, EnergyOwner::Pod { key, .. } if key.pod == "bert-base-train-7x9kq")
+        })
+        .unwrap();
+    assert_eq!(trainer_gpu.cumulative, Joules(1.708221337e6));
+}
