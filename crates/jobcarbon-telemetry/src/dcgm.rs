@@ -13,7 +13,7 @@
 //!   honour the exporter's labels; the node is `Hostname` (`hostname` on newer builds).
 
 use crate::prom::{PromClient, PromSample};
-use crate::{EnergySource, SourceError, SourceHealth};
+use crate::{EnergySource, HealthCell, SourceError, SourceHealth};
 use async_trait::async_trait;
 use jobcarbon_core::{Component, EnergyOwner, EnergyReading, Joules, PodKey, Seconds};
 use std::collections::BTreeMap;
@@ -60,7 +60,7 @@ struct Integrated {
 pub struct DcgmSource {
     client: PromClient,
     config: DcgmConfig,
-    health: Mutex<SourceHealth>,
+    health: HealthCell,
     integrated: Mutex<BTreeMap<String, Integrated>>,
 }
 
@@ -69,7 +69,7 @@ impl DcgmSource {
         Self {
             client,
             config,
-            health: Mutex::new(SourceHealth::default()),
+            health: HealthCell::default(),
             integrated: Mutex::new(BTreeMap::new()),
         }
     }
@@ -265,15 +265,11 @@ impl EnergySource for DcgmSource {
     }
 
     async fn read(&self, at: Seconds) -> Result<Vec<EnergyReading>, SourceError> {
-        let result = self.read_inner(at).await;
-        if let Ok(mut h) = self.health.lock() {
-            h.record(&result);
-        }
-        result
+        self.health.record(self.read_inner(at).await)
     }
 
     fn health(&self) -> SourceHealth {
-        self.health.lock().map(|h| h.clone()).unwrap_or_default()
+        self.health.get()
     }
 }
 

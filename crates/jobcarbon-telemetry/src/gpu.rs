@@ -51,6 +51,16 @@ pub trait GpuBackend: Send + Sync {
     fn sample(&self) -> Result<Vec<GpuSample>, GpuError>;
 }
 
+/// A shared backend (tests keep a handle to drive a fake while the agent owns it).
+impl<T: GpuBackend + ?Sized> GpuBackend for std::sync::Arc<T> {
+    fn describe(&self) -> String {
+        self.as_ref().describe()
+    }
+    fn sample(&self) -> Result<Vec<GpuSample>, GpuError> {
+        self.as_ref().sample()
+    }
+}
+
 /// NVML through nvml-wrapper. Holds the library handle; after a failed call the handle is
 /// dropped and re-created on the next sample (a driver reload invalidates it).
 pub struct NvmlBackend {

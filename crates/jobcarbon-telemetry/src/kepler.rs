@@ -12,11 +12,10 @@
 //!   counter instead of starting a new one.
 
 use crate::prom::{PromClient, PromSample};
-use crate::{EnergySource, SourceError, SourceHealth};
+use crate::{EnergySource, HealthCell, SourceError, SourceHealth};
 use async_trait::async_trait;
 use jobcarbon_core::{Component, EnergyOwner, EnergyReading, Joules, PodKey, Seconds};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 /// `energy.kepler` (DESIGN §11); `off` is the ledger's business (no source built).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -124,7 +123,7 @@ const V2: &str =
 pub struct KeplerSource {
     client: PromClient,
     config: KeplerConfig,
-    health: Mutex<SourceHealth>,
+    health: HealthCell,
 }
 
 impl KeplerSource {
@@ -138,7 +137,7 @@ impl KeplerSource {
         Ok(Self {
             client,
             config,
-            health: Mutex::new(SourceHealth::default()),
+            health: HealthCell::default(),
         })
     }
 
@@ -192,15 +191,11 @@ impl EnergySource for KeplerSource {
     }
 
     async fn read(&self, at: Seconds) -> Result<Vec<EnergyReading>, SourceError> {
-        let result = self.read_generations(at).await;
-        if let Ok(mut h) = self.health.lock() {
-            h.record(&result);
-        }
-        result
+        self.health.record(self.read_generations(at).await)
     }
 
     fn health(&self) -> SourceHealth {
-        self.health.lock().map(|h| h.clone()).unwrap_or_default()
+        self.health.get()
     }
 }
 

@@ -90,6 +90,24 @@ impl SourceHealth {
     }
 }
 
+/// A source's [`SourceHealth`] behind a lock, shared by the Prometheus-backed sources.
+#[derive(Debug, Default)]
+pub struct HealthCell(std::sync::Mutex<SourceHealth>);
+
+impl HealthCell {
+    /// Records `result` and hands it back.
+    pub fn record<T>(&self, result: Result<T, SourceError>) -> Result<T, SourceError> {
+        if let Ok(mut h) = self.0.lock() {
+            h.record(&result);
+        }
+        result
+    }
+
+    pub fn get(&self) -> SourceHealth {
+        self.0.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+}
+
 /// Wall-clock now, seconds since the Unix epoch.
 pub fn now() -> Seconds {
     Seconds(

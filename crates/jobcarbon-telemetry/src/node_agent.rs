@@ -236,16 +236,6 @@ mod tests {
     use crate::gpu::{FakeGpu, FakeGpuBackend};
     use std::sync::Arc;
 
-    struct Shared(Arc<FakeGpuBackend>);
-    impl GpuBackend for Shared {
-        fn describe(&self) -> String {
-            self.0.describe()
-        }
-        fn sample(&self) -> Result<Vec<GpuSample>, GpuError> {
-            self.0.sample()
-        }
-    }
-
     fn assign(pod: &str, uuid: &str) -> GpuAssignment {
         GpuAssignment {
             namespace: "ml".into(),
@@ -271,7 +261,7 @@ mod tests {
             FakeGpu::new("GPU-0", "A100", Watts(300.0)),
             FakeGpu::new("GPU-1", "A100", Watts(60.0)),
         ]));
-        let mut agent = NodeAgent::new(Box::new(Shared(fake.clone())));
+        let mut agent = NodeAgent::new(Box::new(fake.clone()));
         let a = vec![assign("p1", "GPU-0"), assign("p2", "GPU-0")];
         agent.tick(&a, Seconds(0.0)).unwrap();
         fake.advance(10.0);
@@ -307,7 +297,7 @@ mod tests {
         gpu.mig_uuids = vec!["MIG-a".into(), "MIG-b".into()];
         gpu.energy_supported = false;
         let fake = Arc::new(FakeGpuBackend::new(vec![gpu]));
-        let mut agent = NodeAgent::new(Box::new(Shared(fake.clone())));
+        let mut agent = NodeAgent::new(Box::new(fake.clone()));
         let a = vec![assign("p1", "MIG-a"), assign("p2", "MIG-b")];
         agent.tick(&a, Seconds(0.0)).unwrap();
         agent.tick(&a, Seconds(30.0)).unwrap();

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use jobcarbon_core::{Seconds, Watts};
-use jobcarbon_telemetry::gpu::{FakeGpu, FakeGpuBackend, GpuBackend, GpuError, GpuSample};
+use jobcarbon_telemetry::gpu::{FakeGpu, FakeGpuBackend};
 use jobcarbon_telemetry::node_agent::NodeAgent;
 use jobcarbon_telemetry::podresources::v1;
 use jobcarbon_telemetry::podresources::v1::pod_resources_lister_server::{
@@ -164,16 +164,6 @@ async fn missing_socket_is_a_clear_error() {
     assert!(err.to_string().contains("absent.sock"), "{err}");
 }
 
-struct Shared(Arc<FakeGpuBackend>);
-impl GpuBackend for Shared {
-    fn describe(&self) -> String {
-        self.0.describe()
-    }
-    fn sample(&self) -> Result<Vec<GpuSample>, GpuError> {
-        self.0.sample()
-    }
-}
-
 #[tokio::test]
 async fn node_agent_two_gpus_one_shared_by_two_pods_one_idle() {
     // GPU 0 time-sliced between the trainer and a second pod (replica ids `::0`, `::1`);
@@ -211,7 +201,7 @@ async fn node_agent_two_gpus_one_shared_by_two_pods_one_idle() {
         FakeGpu::new(GPU0, "NVIDIA A100-SXM4-80GB", Watts(352.811)),
         FakeGpu::new(GPU1, "NVIDIA A100-SXM4-80GB", Watts(61.02)),
     ]));
-    let mut agent = NodeAgent::new(Box::new(Shared(fake.clone())));
+    let mut agent = NodeAgent::new(Box::new(fake.clone()));
     let assignments = client.gpu_assignments().await.unwrap();
     agent.tick(&assignments, Seconds(0.0)).unwrap();
     fake.advance(30.0);

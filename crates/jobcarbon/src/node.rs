@@ -349,17 +349,7 @@ pub fn run(args: Args) -> ExitCode {
 mod tests {
     use super::*;
     use jobcarbon_core::Watts;
-    use jobcarbon_telemetry::gpu::{FakeGpu, FakeGpuBackend, GpuSample};
-
-    struct Shared(Arc<FakeGpuBackend>);
-    impl GpuBackend for Shared {
-        fn describe(&self) -> String {
-            self.0.describe()
-        }
-        fn sample(&self) -> Result<Vec<GpuSample>, GpuError> {
-            self.0.sample()
-        }
-    }
+    use jobcarbon_telemetry::gpu::{FakeGpu, FakeGpuBackend};
 
     fn assign(pod: &str, uuid: &str) -> GpuAssignment {
         GpuAssignment {
@@ -400,7 +390,7 @@ mod tests {
             FakeGpu::new("GPU-0", "NVIDIA A100-SXM4-80GB", Watts(300.0)),
             FakeGpu::new("GPU-1", "NVIDIA A100-SXM4-80GB", Watts(60.0)),
         ]));
-        let mut agent = NodeAgent::new(Box::new(Shared(fake.clone())));
+        let mut agent = NodeAgent::new(Box::new(fake.clone()));
         let exported = Arc::new(Mutex::new(Exported::default()));
         let mut assignments = Vec::new();
         let mut logged = None;
