@@ -62,6 +62,28 @@ fn owner_energy(obs: &Observed, owner: &EnergyOwner, component: Option<Component
         .sum()
 }
 
+/// Asserts each `((namespace, pod), component, joules)`.
+fn expect_pods(obs: &Observed, expected: &[((&str, &str), Component, f64)]) {
+    for ((ns, pod), component, joules) in expected {
+        let actual = pod_energy(obs, ns, pod, *component);
+        assert!(
+            (actual - joules).abs() <= 1e-6 * joules.abs().max(1.0),
+            "{ns}/{pod} {component}: expected {joules}, got {actual}"
+        );
+    }
+}
+
+/// Asserts a node-level owner's energy per component.
+fn expect_node(obs: &Observed, owner: &EnergyOwner, expected: &[(Component, f64)]) {
+    for (component, joules) in expected {
+        let actual = owner_energy(obs, owner, Some(*component));
+        assert!(
+            (actual - joules).abs() <= 1e-6 * joules.abs().max(1.0),
+            "{owner:?} {component}: expected {joules}, got {actual}"
+        );
+    }
+}
+
 fn close(actual: f64, expected: f64) {
     assert!(
         (actual - expected).abs() <= 1e-6 * expected.abs().max(1.0),
@@ -99,58 +121,30 @@ async fn kepler_v2_fixture_by_hand() {
     let source = KeplerSource::new(client(&prom.url()), KeplerConfig::default()).unwrap();
     let obs = deltas(&source, t0, t1).await;
 
-    close(
-        pod_energy(&obs, "ml-training", "bert-base-train-7x9kq", Component::Cpu),
-        40211.3774019,
-    );
-    close(
-        pod_energy(
-            &obs,
-            "ml-training",
-            "bert-base-train-7x9kq",
-            Component::Dram,
-        ),
-        3187.7208311,
-    );
-    close(
-        pod_energy(&obs, "ml-training", "bert-base-train-7x9kq", Component::Gpu),
-        170822.1337,
-    );
-    close(
-        pod_energy(
-            &obs,
-            "ml-serving",
-            "bert-base-serve-6d8f7b9c5d-k2m4x",
-            Component::Gpu,
-        ),
-        54541.2003,
-    );
+    const TRAIN: (&str, &str) = ("ml-training", "bert-base-train-7x9kq");
+    const SERVE: (&str, &str) = ("ml-serving", "bert-base-serve-6d8f7b9c5d-k2m4x");
     // The terminated pod's final value continues its running counter.
-    close(
-        pod_energy(&obs, "ml-training", "bert-base-train-m4d2z", Component::Cpu),
-        30187.745112,
-    );
-    close(
-        pod_energy(
-            &obs,
-            "ml-training",
-            "bert-base-train-m4d2z",
-            Component::Dram,
-        ),
-        2201.4809677,
+    const DONE: (&str, &str) = ("ml-training", "bert-base-train-m4d2z");
+    expect_pods(
+        &obs,
+        &[
+            (TRAIN, Component::Cpu, 40211.3774019),
+            (TRAIN, Component::Dram, 3187.7208311),
+            (TRAIN, Component::Gpu, 170822.1337),
+            (SERVE, Component::Gpu, 54541.2003),
+            (DONE, Component::Cpu, 30187.745112),
+            (DONE, Component::Dram, 2201.4809677),
+        ],
     );
     // Node idle stays at node level: package + dram zones, and both GPUs' idle.
-    close(
-        owner_energy(&obs, &EnergyOwner::NodeIdle, Some(Component::Cpu)),
-        72673.7515945,
-    );
-    close(
-        owner_energy(&obs, &EnergyOwner::NodeIdle, Some(Component::Dram)),
-        13569.0511187,
-    );
-    close(
-        owner_energy(&obs, &EnergyOwner::NodeIdle, Some(Component::Gpu)),
-        112296.2528,
+    expect_node(
+        &obs,
+        &EnergyOwner::NodeIdle,
+        &[
+            (Component::Cpu, 72673.7515945),
+            (Component::Dram, 13569.0511187),
+            (Component::Gpu, 112296.2528),
+        ],
     );
     assert!(obs.deltas.iter().all(|d| d.node == "gpu-node-a1"));
     assert!(source.health().healthy);
@@ -175,31 +169,15 @@ async fn kepler_legacy_fixture_by_hand_and_auto_detection() {
         let source = KeplerSource::new(client(&prom.url()), config).unwrap();
         let obs = deltas(&source, t0, t1).await;
         // mode="dynamic" only; the per-container idle repeats are never booked.
-        close(
-            pod_energy(&obs, "ml-training", "bert-base-train-7x9kq", Component::Cpu),
-            40211.3774,
-        );
-        close(
-            pod_energy(
-                &obs,
-                "ml-training",
-                "bert-base-train-7x9kq",
-                Component::Dram,
-            ),
-            3187.7208,
-        );
-        close(
-            pod_energy(&obs, "ml-training", "bert-base-train-7x9kq", Component::Gpu),
-            170822.1337,
-        );
-        close(
-            pod_energy(
-                &obs,
-                "ml-training",
-                "bert-base-train-7x9kq",
-                Component::Other,
-            ),
-            0.0,
+        const TRAIN: (&str, &str) = ("ml-training", "bert-base-train-7x9kq");
+        expect_pods(
+            &obs,
+            &[
+                (TRAIN, Component::Cpu, 40211.3774),
+                (TRAIN, Component::Dram, 3187.7208),
+                (TRAIN, Component::Gpu, 170822.1337),
+                (TRAIN, Component::Other, 0.0),
+            ],
         );
         // system_processes + kernel_processes: node overhead, kept apart.
         close(
@@ -207,13 +185,10 @@ async fn kepler_legacy_fixture_by_hand_and_auto_detection() {
             10786.6046,
         );
         // Node idle from kepler_node_*{mode="idle"}: 2 × 388117.4 package, 2 × 39260.41 dram.
-        close(
-            owner_energy(&obs, &EnergyOwner::NodeIdle, Some(Component::Cpu)),
-            77623.48,
-        );
-        close(
-            owner_energy(&obs, &EnergyOwner::NodeIdle, Some(Component::Dram)),
-            7852.082,
+        expect_node(
+            &obs,
+            &EnergyOwner::NodeIdle,
+            &[(Component::Cpu, 77623.48), (Component::Dram, 7852.082)],
         );
     }
     // Asking for v2 where only legacy metrics exist is a clear error.
@@ -294,18 +269,20 @@ async fn dcgm_with_pod_labels_and_exported_labels() {
         let source = DcgmSource::new(client(&prom.url()), DcgmConfig::default());
         let obs = deltas(&source, t0, t1).await;
         // 10 % of 2718342105 mJ and 904117660 mJ.
-        close(
-            pod_energy(&obs, "ml-training", "bert-base-train-7x9kq", Component::Gpu),
-            271834.2105,
-        );
-        close(
-            pod_energy(
-                &obs,
-                "ml-serving",
-                "bert-base-serve-6d8f7b9c5d-k2m4x",
-                Component::Gpu,
-            ),
-            90411.766,
+        expect_pods(
+            &obs,
+            &[
+                (
+                    ("ml-training", "bert-base-train-7x9kq"),
+                    Component::Gpu,
+                    271834.2105,
+                ),
+                (
+                    ("ml-serving", "bert-base-serve-6d8f7b9c5d-k2m4x"),
+                    Component::Gpu,
+                    90411.766,
+                ),
+            ],
         );
         close(obs.total().value(), 271834.2105 + 90411.766);
         assert!(obs.deltas.iter().all(|d| d.node == "gpu-node-a1"));
