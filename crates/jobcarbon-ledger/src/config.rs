@@ -665,13 +665,18 @@ fn syntax_error(file: &str, path: String, err: serde_saphyr::Error) -> ConfigErr
     }
 }
 
-/// serde-saphyr's Display repeats the location and a source snippet; keep the first line.
+/// serde-saphyr's Display repeats the location and a source snippet; keep the reason.
 fn plain_reason(err: &serde_saphyr::Error) -> String {
-    err.to_string()
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
+    let text = err.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    // Drop a leading "line N column M: " (the location is reported separately).
+    match first.split_once(": ") {
+        Some((location, rest)) if location.starts_with("line ") && location.contains(" column ") => {
+            rest.to_owned()
+        }
+        _ => first.to_owned(),
+    }
 }
 
 #[cfg(test)]
