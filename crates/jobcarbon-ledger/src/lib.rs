@@ -12,6 +12,7 @@ pub mod config;
 pub mod counters;
 pub mod epc;
 pub mod interval;
+pub mod kube_cluster;
 pub mod runner;
 pub mod settings;
 pub mod state;

@@ -4,19 +4,18 @@
 //! /metrics and the JSON API; writes product EPC to SoftwareProduct status.
 
 use anyhow::Context;
-use async_trait::async_trait;
-use jobcarbon_core::{ClusterSnapshot, Component, Seconds};
+use jobcarbon_core::{Component, Seconds};
 use jobcarbon_kube::product::rfc3339;
 use jobcarbon_kube::status::StatusWriteError;
 use jobcarbon_kube::{ClusterState, EpcStatus, write_product_status};
-use jobcarbon_ledger::config::{GpuMode, KeplerMode, request_query};
+use jobcarbon_ledger::config::{GpuMode, KeplerMode};
+use jobcarbon_ledger::kube_cluster::KubeCluster;
 use jobcarbon_ledger::view::LedgerView;
-use jobcarbon_ledger::{ClusterError, ClusterSource, Config, Ledger, SharedView, Sources};
+use jobcarbon_ledger::{Config, Ledger, SharedView, Sources};
 use jobcarbon_telemetry::dcgm::{DcgmConfig, DcgmSource};
 use jobcarbon_telemetry::kepler::{self, KeplerConfig, KeplerSource};
 use jobcarbon_telemetry::prom::{PromClient, PromConfig, PromMetrics};
-use jobcarbon_telemetry::{EnergySource, MetricQuery, RequestQuery};
-use std::collections::BTreeMap;
+use jobcarbon_telemetry::{EnergySource, MetricQuery};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,27 +52,6 @@ pub fn run(args: Args) -> ExitCode {
             eprintln!("jobcarbon ledger: {e:#}");
             ExitCode::from(1)
         }
-    }
-}
-
-/// The Kubernetes watchers as the ledger's cluster source.
-struct KubeCluster {
-    state: ClusterState,
-}
-
-#[async_trait]
-impl ClusterSource for KubeCluster {
-    async fn snapshot(&self, _at: Seconds) -> Result<ClusterSnapshot, ClusterError> {
-        Ok(self.state.snapshot())
-    }
-
-    async fn request_queries(&self) -> BTreeMap<String, RequestQuery> {
-        self.state
-            .products()
-            .valid
-            .iter()
-            .filter_map(|p| Some((p.def.name.clone(), request_query(p.inference.as_ref()?)?)))
-            .collect()
     }
 }
 
