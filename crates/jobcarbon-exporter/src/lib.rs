@@ -55,11 +55,7 @@ fn unavailable(what: &str) -> Response {
 }
 
 async fn metrics_handler(State(view): State<SharedView>, headers: HeaderMap) -> Response {
-    let format = Format::from_accept(
-        headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok()),
-    );
+    let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     match encode_metrics(&view, format) {
         Ok(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
         Err(_) => unavailable("encoding failed"),
@@ -99,7 +95,9 @@ pub struct WorkloadJson {
     pub terms: Terms,
 }
 
-fn energy_json(energy: &BTreeMap<Component, jobcarbon_core::Joules>) -> BTreeMap<&'static str, f64> {
+fn energy_json(
+    energy: &BTreeMap<Component, jobcarbon_core::Joules>,
+) -> BTreeMap<&'static str, f64> {
     let mut out: BTreeMap<&'static str, f64> = Component::ALL
         .iter()
         .map(|c| (c.as_str(), energy.get(c).map(|j| j.value()).unwrap_or(0.0)))

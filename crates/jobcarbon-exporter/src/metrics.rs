@@ -142,7 +142,11 @@ fn workload_labels(s: &Series<'_>) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn with(mut labels: Vec<(&'static str, String)>, key: &'static str, value: &str) -> Vec<(&'static str, String)> {
+fn with(
+    mut labels: Vec<(&'static str, String)>,
+    key: &'static str,
+    value: &str,
+) -> Vec<(&'static str, String)> {
     labels.push((key, value.to_owned()));
     labels
 }
@@ -267,9 +271,9 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
         &mut encoder,
         "jobcarbon_grid_intensity_staleness_seconds",
         "Seconds since a live intensity was last read successfully (+Inf: never).",
-        view.regions.iter().filter_map(|(r, s)| {
-            Some((vec![("region", r.clone())], s.staleness?.value()))
-        }),
+        view.regions
+            .iter()
+            .filter_map(|(r, s)| Some((vec![("region", r.clone())], s.staleness?.value()))),
     )?;
     gauge(
         &mut encoder,
@@ -334,9 +338,7 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
         &mut encoder,
         "jobcarbon_last_interval_timestamp_seconds",
         "End of the last booked interval, seconds since the Unix epoch.",
-        state
-            .last_booked
-            .map(|t| (Vec::new(), t.value())),
+        state.last_booked.map(|t| (Vec::new(), t.value())),
     )?;
     let running = state.pods.values().filter(|a| a.running).count();
     gauge(

@@ -6,12 +6,12 @@ use crate::settings::{
     IdlePolicy, IntensitySpec, PlatformDef, PlatformSplit, RegionDef, Settings, SystemDef,
 };
 use jobcarbon_core::quantity::Q;
+use jobcarbon_core::{Grams, GramsPerSecond};
 use jobcarbon_core::{GramsPerKwh, ProductDef, Pue, Seconds};
 use jobcarbon_kube::{
     AttributionConfig, InferenceRequests, LabelSchema, PlatformSelector, ProductSpec,
     ProductValidation, WatchConfig, validate_products,
 };
-use jobcarbon_core::{Grams, GramsPerSecond};
 use jobcarbon_telemetry::{RequestPreset, RequestQuery};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -325,7 +325,11 @@ impl Config {
             })
         });
         let config = parsed.map_err(|err| {
-            syntax_error(file, failed_at.take().unwrap_or_else(|| ".".to_owned()), err)
+            syntax_error(
+                file,
+                failed_at.take().unwrap_or_else(|| ".".to_owned()),
+                err,
+            )
         })?;
         config.validate(file)?;
         Ok(config)
@@ -362,7 +366,10 @@ impl Config {
             if !region.pue.is_finite() || region.pue < 1.0 {
                 return Err(invalid(
                     format!("regions.{name}.pue"),
-                    format!("PUE {} is below 1 (facility energy ≥ IT energy)", region.pue),
+                    format!(
+                        "PUE {} is below 1 (facility energy ≥ IT energy)",
+                        region.pue
+                    ),
                 ));
             }
             if let IntensityConfig::Mix(mix) = &region.intensity {
@@ -411,7 +418,10 @@ impl Config {
         // references, weights, cycles), so the config and the CRD accept the same things.
         let validation = self.product_validation();
         if let Some(bad) = validation.invalid.first() {
-            return Err(invalid(format!("products.{}", bad.name), bad.error.to_string()));
+            return Err(invalid(
+                format!("products.{}", bad.name),
+                bad.error.to_string(),
+            ));
         }
         if self.inference.window.0.value() <= 0.0 {
             return Err(invalid(
@@ -452,7 +462,10 @@ impl Config {
                     }
                     IntensityConfig::Live(live) => IntensitySpec::Live {
                         promql: live.promql.clone(),
-                        fallback: live.fallback.map(|q| q.0).unwrap_or(LIVE_INTENSITY_FALLBACK),
+                        fallback: live
+                            .fallback
+                            .map(|q| q.0)
+                            .unwrap_or(LIVE_INTENSITY_FALLBACK),
                     },
                 };
                 (
@@ -573,7 +586,9 @@ fn plain_reason(err: &serde_saphyr::Error) -> String {
     let first = first.strip_prefix("error: ").unwrap_or(first);
     // Drop a leading "line N column M: " (the location is reported separately).
     match first.split_once(": ") {
-        Some((location, rest)) if location.starts_with("line ") && location.contains(" column ") => {
+        Some((location, rest))
+            if location.starts_with("line ") && location.contains(" column ") =>
+        {
             rest.to_owned()
         }
         _ => first.to_owned(),

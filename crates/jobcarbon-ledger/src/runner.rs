@@ -183,10 +183,9 @@ impl Ledger {
             match source.read(at).await {
                 Ok(readings) => {
                     status.last_success = Some(at);
-                    let counters = self
-                        .energy_counters
-                        .entry(name)
-                        .or_insert_with(|| CounterTracker::new(FirstSight::BookAfterFirstObservation));
+                    let counters = self.energy_counters.entry(name).or_insert_with(|| {
+                        CounterTracker::new(FirstSight::BookAfterFirstObservation)
+                    });
                     deltas.extend(counters.observe(&readings).deltas);
                     // Series gone for an hour will not come back with a final value.
                     counters.forget_older_than(at - Seconds::from_hours(1.0));

@@ -72,9 +72,13 @@ async fn demo(args: Args) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(jobcarbon_exporter::serve(listener, view.clone(), async move {
-        let _ = server_stop.wait_for(|stop| *stop).await;
-    }));
+    let server = tokio::spawn(jobcarbon_exporter::serve(
+        listener,
+        view.clone(),
+        async move {
+            let _ = server_stop.wait_for(|stop| *stop).await;
+        },
+    ));
 
     println!(
         "jobcarbon demo: a simulated cluster, {:.0} simulated seconds per second (1 day ≈ {:.0} s)",

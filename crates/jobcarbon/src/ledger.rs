@@ -64,7 +64,10 @@ fn zone_component(zone: &str) -> Component {
     }
 }
 
-fn energy_sources(config: &Config, client: &PromClient) -> anyhow::Result<Vec<Box<dyn EnergySource>>> {
+fn energy_sources(
+    config: &Config,
+    client: &PromClient,
+) -> anyhow::Result<Vec<Box<dyn EnergySource>>> {
     let mut sources: Vec<Box<dyn EnergySource>> = Vec::new();
     let kepler_mode = match config.energy.kepler {
         KeplerMode::Off => None,
@@ -152,9 +155,13 @@ async fn serve(config: Config, listen: SocketAddr) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "serving /metrics and /api/v1");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(jobcarbon_exporter::serve(listener, view.clone(), async move {
-        let _ = server_stop.wait_for(|stop| *stop).await;
-    }));
+    let server = tokio::spawn(jobcarbon_exporter::serve(
+        listener,
+        view.clone(),
+        async move {
+            let _ = server_stop.wait_for(|stop| *stop).await;
+        },
+    ));
 
     // Book once the first lists are in (or after one interval, whichever comes first), so
     // the first interval does not see an empty cluster.

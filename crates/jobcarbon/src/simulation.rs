@@ -382,12 +382,40 @@ impl EnergySource for SimKepler {
         let mut out = Vec::new();
         for p in Simulation.pods(t).iter().filter(|p| p.visible(t)) {
             let secs = p.active_seconds(t);
-            out.push(reading("kepler", p.node, pod_owner(p), Component::Cpu, p.cpu_w * secs, at));
-            out.push(reading("kepler", p.node, pod_owner(p), Component::Dram, p.dram_w * secs, at));
+            out.push(reading(
+                "kepler",
+                p.node,
+                pod_owner(p),
+                Component::Cpu,
+                p.cpu_w * secs,
+                at,
+            ));
+            out.push(reading(
+                "kepler",
+                p.node,
+                pod_owner(p),
+                Component::Dram,
+                p.dram_w * secs,
+                at,
+            ));
         }
         for n in &NODES {
-            out.push(reading("kepler", n.name, EnergyOwner::NodeIdle, Component::Cpu, n.idle_w * t, at));
-            out.push(reading("kepler", n.name, EnergyOwner::NodeSystem, Component::Other, n.system_w * t, at));
+            out.push(reading(
+                "kepler",
+                n.name,
+                EnergyOwner::NodeIdle,
+                Component::Cpu,
+                n.idle_w * t,
+                at,
+            ));
+            out.push(reading(
+                "kepler",
+                n.name,
+                EnergyOwner::NodeSystem,
+                Component::Other,
+                n.system_w * t,
+                at,
+            ));
         }
         Ok(out)
     }
@@ -403,14 +431,25 @@ impl EnergySource for SimDcgm {
         let pods = Simulation.pods(t);
         let mut out = Vec::new();
         for p in pods.iter().filter(|p| p.visible(t) && p.gpu_w > 0.0) {
-            out.push(reading("dcgm", p.node, pod_owner(p), Component::Gpu, p.gpu_w * p.active_seconds(t), at));
+            out.push(reading(
+                "dcgm",
+                p.node,
+                pod_owner(p),
+                Component::Gpu,
+                p.gpu_w * p.active_seconds(t),
+                at,
+            ));
         }
         // Idle GPUs: each node's GPUs not held by a running pod draw idle power. The counter
         // integrates exactly over the piecewise-constant occupancy of the timeline.
         for n in NODES.iter().filter(|n| n.gpus > 0) {
             let mut busy_gpu_seconds = 0.0;
             for p in pods.iter().filter(|p| p.node == n.name && p.gpu_w > 0.0) {
-                let gpus = if p.reserved_share >= 1.0 { n.gpus as f64 } else { 1.0 };
+                let gpus = if p.reserved_share >= 1.0 {
+                    n.gpus as f64
+                } else {
+                    1.0
+                };
                 busy_gpu_seconds += gpus * p.active_seconds(t);
             }
             let idle_gpu_seconds = (n.gpus as f64 * t - busy_gpu_seconds).max(0.0);
@@ -485,7 +524,11 @@ mod tests {
 
     #[test]
     fn request_counter_is_monotonic() {
-        let p = &Simulation.pods(DAY).into_iter().find(|p| p.requests_per_s > 0.0).unwrap();
+        let p = &Simulation
+            .pods(DAY)
+            .into_iter()
+            .find(|p| p.requests_per_s > 0.0)
+            .unwrap();
         let mut last = 0.0;
         for i in 0..200 {
             let c = Simulation::cumulative_requests_of(p, i as f64 * 600.0);

@@ -72,7 +72,10 @@ fn get(addr: &str, path: &str, accept: &str) -> std::io::Result<(u16, String)> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_owned()
@@ -164,17 +167,21 @@ fn demo_becomes_ready_and_serves_every_family() {
 
     // Wait until the simulated day has reached inference with re-training drained into it.
     let mut text = String::new();
-    wait_for("inference with re-training", Duration::from_secs(60), || {
-        text = get(&demo.addr, "/metrics", "*/*")
-            .map(|(_, b)| b)
-            .unwrap_or_default();
-        text.lines().any(|l| {
-            l.starts_with("jobcarbon_workload_carbon_grams_total")
-                && l.contains("term=\"retraining\"")
-                && l.contains("phase=\"inference\"")
-                && !l.ends_with(" 0.0")
-        })
-    });
+    wait_for(
+        "inference with re-training",
+        Duration::from_secs(60),
+        || {
+            text = get(&demo.addr, "/metrics", "*/*")
+                .map(|(_, b)| b)
+                .unwrap_or_default();
+            text.lines().any(|l| {
+                l.starts_with("jobcarbon_workload_carbon_grams_total")
+                    && l.contains("term=\"retraining\"")
+                    && l.contains("phase=\"inference\"")
+                    && !l.ends_with(" 0.0")
+            })
+        },
+    );
     for family in FAMILIES {
         // The source-errors family is declared even when no source has failed.
         let present = text.lines().any(|l| l.starts_with(family))
@@ -195,11 +202,7 @@ fn demo_becomes_ready_and_serves_every_family() {
             continue;
         };
         if let Some(labels) = series.strip_prefix("jobcarbon_workload_carbon_grams_total") {
-            let key = labels
-                .split(",term=")
-                .next()
-                .unwrap_or_default()
-                .to_owned();
+            let key = labels.split(",term=").next().unwrap_or_default().to_owned();
             *terms.entry(key).or_default() += value;
         } else if let Some(labels) = series.strip_prefix("jobcarbon_workload_asce_grams_total") {
             asce.insert(labels.trim_end_matches('}').to_owned(), value);
@@ -243,5 +246,9 @@ fn demo_becomes_ready_and_serves_every_family() {
     let (status, body) = get(&demo.addr, "/api/v1/workloads", "*/*").expect("workloads");
     assert_eq!(status, 200);
     let workloads: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-    assert!(workloads["workloads"].as_array().is_some_and(|w| w.len() >= 6));
+    assert!(
+        workloads["workloads"]
+            .as_array()
+            .is_some_and(|w| w.len() >= 6)
+    );
 }

@@ -22,7 +22,10 @@ fn check(text: &str) -> assert_cmd::assert::Assert {
 fn the_documented_example_is_valid() {
     Command::cargo_bin("jobcarbon")
         .expect("binary")
-        .args(["check-config", concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/ledger.yaml")])
+        .args([
+            "check-config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/ledger.yaml"),
+        ])
         .assert()
         .success()
         .stdout(predicate::str::contains("ok"));

@@ -74,7 +74,10 @@ fn samples(text: &str, name: &str) -> Vec<(BTreeMap<String, String>, f64)> {
 fn value(text: &str, name: &str, want: &[(&str, &str)]) -> f64 {
     samples(text, name)
         .into_iter()
-        .filter(|(labels, _)| want.iter().all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v)))
+        .filter(|(labels, _)| {
+            want.iter()
+                .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+        })
         .map(|(_, v)| v)
         .sum()
 }
@@ -121,10 +124,18 @@ async fn ledger_books_real_prometheus_and_api_server_data_as_computed_by_hand() 
     let api = FakeKubeApi::start().await.unwrap();
     api.push_list(
         "/api/v1/pods",
-        list("v1", "PodList", "1480301", pods["items"].as_array().unwrap().clone()),
+        list(
+            "v1",
+            "PodList",
+            "1480301",
+            pods["items"].as_array().unwrap().clone(),
+        ),
     );
     api.push_watch("/api/v1/pods", WatchScript::hang(vec![]));
-    api.push_list("/api/v1/nodes", list("v1", "NodeList", "1480301", vec![node()]));
+    api.push_list(
+        "/api/v1/nodes",
+        list("v1", "NodeList", "1480301", vec![node()]),
+    );
     api.push_watch("/api/v1/nodes", WatchScript::hang(vec![]));
 
     let config = Config::parse(
@@ -206,23 +217,39 @@ products:
     let serve_pod = ("pod", "bert-base-serve-6d8f7b9c5d-k2m4x");
     for (component, joules) in ["cpu", "dram", "gpu"].iter().zip(train) {
         close(
-            value(&text, "jobcarbon_workload_energy_joules_total", &[train_pod, ("component", component)]),
+            value(
+                &text,
+                "jobcarbon_workload_energy_joules_total",
+                &[train_pod, ("component", component)],
+            ),
             joules,
             &format!("train {component} energy"),
         );
     }
     close(
-        value(&text, "jobcarbon_workload_energy_joules_total", &[train_pod, ("component", "idle_share")]),
+        value(
+            &text,
+            "jobcarbon_workload_energy_joules_total",
+            &[train_pod, ("component", "idle_share")],
+        ),
         idle_of(e_train),
         "train idle share",
     );
     close(
-        value(&text, "jobcarbon_workload_carbon_grams_total", &[train_pod, ("term", "operational")]),
+        value(
+            &text,
+            "jobcarbon_workload_carbon_grams_total",
+            &[train_pod, ("term", "operational")],
+        ),
         train_operational,
         "train operational",
     );
     close(
-        value(&text, "jobcarbon_workload_carbon_grams_total", &[train_pod, ("term", "platform_operational")]),
+        value(
+            &text,
+            "jobcarbon_workload_carbon_grams_total",
+            &[train_pod, ("term", "platform_operational")],
+        ),
         platform / 2.0,
         "train platform tax",
     );
@@ -232,7 +259,11 @@ products:
         "train ASCe",
     );
     close(
-        value(&text, "jobcarbon_workload_carbon_grams_total", &[serve_pod, ("term", "model_epc")]),
+        value(
+            &text,
+            "jobcarbon_workload_carbon_grams_total",
+            &[serve_pod, ("term", "model_epc")],
+        ),
         model_epc,
         "serve model EPC share",
     );
@@ -242,12 +273,20 @@ products:
         "serve ASCe",
     );
     close(
-        value(&text, "jobcarbon_product_epc_grams", &[("product", "bert-base"), ("part", "measured")]),
+        value(
+            &text,
+            "jobcarbon_product_epc_grams",
+            &[("product", "bert-base"), ("part", "measured")],
+        ),
         train_asce,
         "bert-base measured EPC",
     );
     close(
-        value(&text, "jobcarbon_inference_requests_total", &[("product", "bert-base")]),
+        value(
+            &text,
+            "jobcarbon_inference_requests_total",
+            &[("product", "bert-base")],
+        ),
         600.0,
         "requests",
     );
@@ -261,11 +300,28 @@ products:
         "grams per request",
     );
     // Platform pods keep their energy series but carry no carbon of their own.
-    assert!(value(&text, "jobcarbon_workload_energy_joules_total", &[("namespace", "kube-system")]) > 0.0);
-    assert_eq!(value(&text, "jobcarbon_workload_asce_grams_total", &[("namespace", "kube-system")]), 0.0);
+    assert!(
+        value(
+            &text,
+            "jobcarbon_workload_energy_joules_total",
+            &[("namespace", "kube-system")]
+        ) > 0.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "jobcarbon_workload_asce_grams_total",
+            &[("namespace", "kube-system")]
+        ),
+        0.0
+    );
     // Every workload's ASCe is the sum of its terms.
     for (labels, asce) in samples(&text, "jobcarbon_workload_asce_grams_total") {
-        let terms = value(&text, "jobcarbon_workload_carbon_grams_total", &[("pod", &labels["pod"])]);
+        let terms = value(
+            &text,
+            "jobcarbon_workload_carbon_grams_total",
+            &[("pod", &labels["pod"])],
+        );
         close(terms, asce, &labels["pod"]);
     }
     // The sources read fine.
