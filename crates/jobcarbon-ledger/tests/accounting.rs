@@ -1,6 +1,9 @@
 //! The pure interval accounting: hand-computed cases from the paper and DESIGN §2, and the
 //! ledger-level conservation property.
 
+// Test helpers fail loudly: a panic is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use jobcarbon_core::{
     ClusterSnapshot, Component, EnergyDelta, EnergyOwner, Grams, GramsPerKwh, GramsPerSecond,
     Joules, NodeFacts, Phase, PodFacts, PodKey, ProductDef, ProductType, Pue, RetrainingPolicy,

@@ -108,25 +108,25 @@ fn energy_sources(
 async fn serve(config: Config, listen: SocketAddr) -> anyhow::Result<()> {
     let settings = config.settings();
     let interval = Duration::from_secs_f64(settings.interval.value());
-    let (energy, metrics): (Vec<Box<dyn EnergySource>>, Option<Box<dyn MetricQuery>>) =
-        match &config.prometheus {
-            Some(p) => {
-                let client = PromClient::new(PromConfig {
-                    url: p.url.clone(),
-                    bearer_token_file: p.bearer_token_file.clone(),
-                    timeout: Duration::from_secs_f64(p.timeout.0.value()),
-                })
-                .with_context(|| format!("prometheus.url {}", p.url))?;
-                (
-                    energy_sources(&config, &client)?,
-                    Some(Box::new(PromMetrics::new(client))),
-                )
-            }
-            None => {
-                tracing::warn!("no `prometheus:` in the config: no energy is measured");
-                (Vec::new(), None)
-            }
-        };
+    type Readers = (Vec<Box<dyn EnergySource>>, Option<Box<dyn MetricQuery>>);
+    let (energy, metrics): Readers = match &config.prometheus {
+        Some(p) => {
+            let client = PromClient::new(PromConfig {
+                url: p.url.clone(),
+                bearer_token_file: p.bearer_token_file.clone(),
+                timeout: Duration::from_secs_f64(p.timeout.0.value()),
+            })
+            .with_context(|| format!("prometheus.url {}", p.url))?;
+            (
+                energy_sources(&config, &client)?,
+                Some(Box::new(PromMetrics::new(client))),
+            )
+        }
+        None => {
+            tracing::warn!("no `prometheus:` in the config: no energy is measured");
+            (Vec::new(), None)
+        }
+    };
 
     let client = kube::Client::try_default()
         .await

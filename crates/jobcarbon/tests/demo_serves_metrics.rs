@@ -1,6 +1,9 @@
 //! `jobcarbon demo` starts, becomes ready within seconds and serves every metric family of
 //! DESIGN §8, promtool-clean, with ASCe = Σ terms per workload.
 
+// Test helpers fail loudly: a panic is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

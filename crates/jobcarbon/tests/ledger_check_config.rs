@@ -1,6 +1,9 @@
 //! `jobcarbon check-config`: the documented example passes; typos and bad values fail with
 //! the file, the line and column, the path in the document and a reason.
 
+// Test helpers fail loudly: a panic is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use assert_cmd::Command;
 use predicates::prelude::*;
 use std::io::Write;
