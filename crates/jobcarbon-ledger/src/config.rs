@@ -74,7 +74,9 @@ pub struct Config {
     pub node_region_label: String,
     #[serde(default = "default_region_name")]
     pub default_region: String,
-    #[serde(default)]
+    /// Embodied hardware by node labels. Absent: one catch-all from the Cloud Carbon Footprint
+    /// coefficients (see [`default_systems`]); `[]` books no embodied carbon.
+    #[serde(default = "default_systems")]
     pub systems: Vec<SystemConfig>,
     #[serde(default)]
     pub platform: PlatformConfig,
@@ -186,13 +188,28 @@ pub struct LiveConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SystemConfig {
     /// Node labels that must all match; `{}` matches every node (a catch-all default).
     #[serde(rename = "match")]
     pub matches: BTreeMap<String, String>,
     pub embodied: Q<Grams>,
+    /// Added per GPU the node reports (`nvidia.com/gpu` capacity).
+    #[serde(default)]
+    pub per_gpu: Option<Q<Grams>>,
     pub lifetime: Q<Seconds>,
+}
+
+/// Cloud Carbon Footprint's embodied coefficients (from the Dell PowerEdge R740 life-cycle
+/// assessment): a minimal rack server is 1,000 kgCO2e, each GPU adds 150 kgCO2e, over a
+/// 4-year server lifespan. Documented with the other sources in docs/configuration.md.
+pub fn default_systems() -> Vec<SystemConfig> {
+    vec![SystemConfig {
+        matches: BTreeMap::new(),
+        embodied: Q(Grams(1_000_000.0)),
+        per_gpu: Some(Q(Grams(150_000.0))),
+        lifetime: Q(Seconds::from_years(4.0)),
+    }]
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -488,6 +505,7 @@ impl Config {
                 .map(|s| SystemDef {
                     matches: s.matches.clone(),
                     embodied: s.embodied.0,
+                    per_gpu: s.per_gpu.map(|q| q.0).unwrap_or(Grams::ZERO),
                     lifetime: s.lifetime.0,
                 })
                 .collect(),
@@ -615,6 +633,21 @@ mod tests {
         assert_eq!(config.interval.0, Seconds(30.0));
         assert_eq!(config.default_region, "default");
         assert_eq!(config.energy.node_idle, IdlePolicy::ByEnergy);
+        // The CCF catch-all: 1 t + 150 kg per GPU over 4 years.
+        let settings = config.settings();
+        let node = jobcarbon_core::NodeFacts {
+            name: "n".into(),
+            region: None,
+            instance_type: None,
+            gpu_count: 8,
+            gpu_model: None,
+            labels: BTreeMap::new(),
+        };
+        let system = settings.system_for(&node).unwrap();
+        assert_eq!(system.embodied_of(&node), Grams(2_200_000.0));
+        assert_eq!(system.lifetime, Seconds::from_years(4.0));
+        let none = Config::parse("systems: []", "x.yaml").unwrap().settings();
+        assert!(none.system_for(&node).is_none());
     }
 
     #[test]

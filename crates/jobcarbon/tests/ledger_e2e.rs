@@ -147,6 +147,7 @@ energy: {{kepler: v2, gpu: kepler, nodeIdle: by-energy}}
 regions:
   us-south: {{pue: 1.1, intensity: 400}}
 defaultRegion: us-south
+systems: []
 platform: {{namespaces: [kube-system, kepler], epc: 0g}}
 products:
   bert-base: {{type: model, lifetime: 1y, inference: {{requests: {{preset: vllm}}}}}}
