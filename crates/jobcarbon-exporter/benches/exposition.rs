@@ -134,7 +134,8 @@ fn prometheus_registry(state: &LedgerState) -> prometheus::Registry {
                 .with_label_values(&[&base[..], &[t.as_str()]].concat())
                 .inc_by(a.carbon[t].value());
         }
-        asce.with_label_values(&base).inc_by(a.carbon.asce().value());
+        asce.with_label_values(&base)
+            .inc_by(a.carbon.asce().value());
     }
     registry.register(Box::new(energy)).unwrap();
     registry.register(Box::new(carbon)).unwrap();
