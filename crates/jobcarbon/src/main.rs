@@ -16,6 +16,7 @@ mod ledger;
 mod node;
 mod plan;
 mod report_fmt;
+mod simulation;
 
 #[derive(Debug, Parser)]
 #[command(
