@@ -7,8 +7,9 @@ Annotation texts are raw strings: Prometheus, not Helm, expands their {{ $labels
 {{- $a := .Values.alerts }}
 {{- $extra := $a.additionalLabels -}}
 groups:
-  - name: jobcarbon.thresholds
+  - name: jobcarbon
     rules:
+      # Evaluated first in the group, so the alert below compares against this evaluation's value.
       # One series per product: the grams-per-request threshold, value and `threshold` label,
       # from alerts.gramsPerRequest (per-product overrides, else the default). Dashboards plot it.
       - record: jobcarbon:inference_carbon_grams_per_request:threshold
@@ -28,8 +29,6 @@ groups:
             (max by (product) (jobcarbon_inference_carbon_grams_per_request) >= bool 0) * 0 + {{ $default }},
             "threshold", "{{ $default }}", "", ""
           )
-  - name: jobcarbon.alerts
-    rules:
       - alert: JobcarbonInferenceCarbonHigh
         expr: |
           max by (namespace, product) (jobcarbon_inference_carbon_grams_per_request)
