@@ -6,6 +6,9 @@
       `Dashboard`, each panel the `Panel<Options, FieldConfig>` of its plugin (timeseries, stat,
       table, ...), so a misspelt option or a wrong enum value fails.
 
+  check_dashboards.py rules-health --prometheus URL
+      Every rule loaded in that Prometheus has been evaluated, without error.
+
   check_dashboards.py queries --prometheus URL [--require-data] DASHBOARD.json...
       Runs every panel query and every template-variable query through the Prometheus HTTP
       API, with the template variables set to "All". Any error fails. An empty result fails
@@ -256,6 +259,21 @@ def queries(paths, prometheus, require_data):
     return 0
 
 
+def rules_health(prometheus):
+    data, error = api(prometheus, "/api/v1/rules", {})
+    if error:
+        print(f"ERROR: rules: {error}", file=sys.stderr)
+        return 1
+    rules = [r for g in data["groups"] for r in g["rules"]]
+    bad = [f"{r.get('name')}: {r.get('lastError')}" for r in rules if r.get("health") != "ok"]
+    if not rules or bad:
+        print("ERROR: rules not evaluating cleanly on " + prometheus + ":\n  " + "\n  ".join(bad or ["no rules loaded"]),
+              file=sys.stderr)
+        return 1
+    print(f"rules: {len(rules)} rules evaluate without error on {prometheus}")
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -269,7 +287,11 @@ def main():
     q.add_argument("--require-data", action="store_true",
                    help="fail on a query that returns no data")
     q.add_argument("dashboards", nargs="+")
+    rh = sub.add_parser("rules-health", help="every loaded rule evaluated without error")
+    rh.add_argument("--prometheus", required=True)
     args = parser.parse_args()
+    if args.command == "rules-health":
+        return rules_health(args.prometheus.rstrip("/"))
     if args.command == "typecheck":
         return typecheck(args.dashboards, args.node_modules)
     return queries(args.dashboards, args.prometheus.rstrip("/"), args.require_data)
