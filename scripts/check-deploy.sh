@@ -34,7 +34,7 @@ trap cleanup EXIT
 step() { printf '\n== check-deploy: %s\n' "$*"; }
 fail() { printf 'check-deploy: FAILED: %s\n' "$*" >&2; exit 1; }
 
-for tool in helm kubernetes-validate promtool prometheus hadolint tsc python3 curl; do
+for tool in helm kubernetes-validate promtool prometheus hadolint tsc python3; do
   command -v "$tool" >/dev/null || fail "$tool not found on PATH: run scripts/install-tools.sh"
 done
 # kubernetes-validate's own Python has PyYAML, which check_manifests.py needs.
@@ -141,15 +141,10 @@ EOF
     --web.listen-address="127.0.0.1:$port" >"$dir/log" 2>&1 &
   pids+=($!)
   prom_url="http://127.0.0.1:$port"
-  local scrapes=0
-  for _ in $(seq 1 60); do
-    scrapes=$(curl -fsS "$prom_url/api/v1/query" --data-urlencode \
-      'query=count_over_time(up{job="jobcarbon"}[1m]) and on () up{job="jobcarbon"} == 1' 2>/dev/null |
-      python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(int(float(r[0]["value"][1])) if r else 0)' 2>/dev/null || echo 0)
-    [ "$scrapes" -ge 4 ] && break
-    sleep 1
-  done
-  [ "$scrapes" -ge 4 ] || { tail -20 "$dir/log" >&2; fail "Prometheus ($name) did not scrape $target"; }
+  python3 scripts/check_dashboards.py wait-http "$prom_url/-/ready" --timeout 30 --pid "${pids[-1]}" ||
+    { tail -20 "$dir/log" >&2; fail "Prometheus ($name) did not start"; }
+  python3 scripts/check_dashboards.py wait-scrapes --prometheus "$prom_url" --job jobcarbon --scrapes 4 --timeout 60 ||
+    { tail -20 "$dir/log" >&2; fail "Prometheus ($name) did not scrape $target"; }
   # The rules must evaluate without error on these metrics.
   python3 scripts/check_dashboards.py rules-health --prometheus "$prom_url" || fail "rules on Prometheus ($name)"
 }
@@ -174,13 +169,8 @@ demo_port=$(free_port)
 "$bin" demo --listen "127.0.0.1:$demo_port" >"$work/demo.log" 2>&1 &
 demo_pid=$!
 pids+=("$demo_pid")
-for _ in $(seq 1 60); do
-  curl -fsS -o /dev/null "http://127.0.0.1:$demo_port/metrics" 2>/dev/null && break
-  kill -0 "$demo_pid" 2>/dev/null || { tail -20 "$work/demo.log" >&2; fail "\`jobcarbon demo\` exited before serving /metrics"; }
-  sleep 1
-done
-curl -fsS -o /dev/null "http://127.0.0.1:$demo_port/metrics" ||
-  { tail -20 "$work/demo.log" >&2; fail "\`jobcarbon demo\` does not serve /metrics on 127.0.0.1:$demo_port"; }
+python3 scripts/check_dashboards.py wait-http "http://127.0.0.1:$demo_port/metrics" --timeout 60 --pid "$demo_pid" ||
+  { tail -20 "$work/demo.log" >&2; fail "\`jobcarbon demo\` did not serve /metrics on 127.0.0.1:$demo_port"; }
 start_prometheus demo "127.0.0.1:$demo_port"
 python3 scripts/check_dashboards.py queries --prometheus "$prom_url" "$chart"/dashboards/*.json ||
   fail "dashboard queries on the demo's metrics"

@@ -6,6 +6,10 @@
       `Dashboard`, each panel the `Panel<Options, FieldConfig>` of its plugin (timeseries, stat,
       table, ...), so a misspelt option or a wrong enum value fails.
 
+  check_dashboards.py wait-scrapes --prometheus URL --job JOB [--scrapes N]
+  check_dashboards.py wait-http URL [--pid PID]
+      Helpers for the script: wait for a Prometheus to hold N scrapes, for a server to answer.
+
   check_dashboards.py rules-health --prometheus URL
       Every rule loaded in that Prometheus has been evaluated, without error.
 
@@ -259,6 +263,55 @@ def queries(paths, prometheus, require_data):
     return 0
 
 
+def wait_scrapes(prometheus, job, scrapes, timeout):
+    """Waits until Prometheus holds `scrapes` successful scrapes of `job`."""
+    query = f'count_over_time(up{{job="{job}"}}[5m]) and on () up{{job="{job}"}} == 1'
+    deadline = time.time() + timeout
+    got = 0
+    while time.time() < deadline:
+        data, _ = api(prometheus, "/api/v1/query", {"query": query})
+        result = (data or {}).get("result") or []
+        got = int(float(result[0]["value"][1])) if result else 0
+        if got >= scrapes:
+            print(f"prometheus: {got} scrapes of job {job} on {prometheus}")
+            return 0
+        time.sleep(0.5)
+    print(f"ERROR: Prometheus at {prometheus} holds {got} successful scrapes of job {job} "
+          f"after {timeout} s (wanted {scrapes})", file=sys.stderr)
+    return 1
+
+
+def alive(pid):
+    """A child the shell has not reaped yet is a zombie: exited, though kill(pid, 0) works."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def wait_http(url, timeout, pid):
+    """Waits until `url` answers 200; gives up early when process `pid` has exited."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return 0
+        except (urllib.error.URLError, OSError):
+            pass
+        if pid and not alive(pid):
+            print(f"ERROR: process {pid} exited before {url} answered", file=sys.stderr)
+            return 1
+        time.sleep(0.5)
+    print(f"ERROR: {url} did not answer 200 within {timeout} s", file=sys.stderr)
+    return 1
+
+
 def rules_health(prometheus):
     data, error = api(prometheus, "/api/v1/rules", {})
     if error:
@@ -289,7 +342,20 @@ def main():
     q.add_argument("dashboards", nargs="+")
     rh = sub.add_parser("rules-health", help="every loaded rule evaluated without error")
     rh.add_argument("--prometheus", required=True)
+    ws = sub.add_parser("wait-scrapes", help="wait until Prometheus holds N scrapes of a job")
+    ws.add_argument("--prometheus", required=True)
+    ws.add_argument("--job", required=True)
+    ws.add_argument("--scrapes", type=int, default=4)
+    ws.add_argument("--timeout", type=float, default=60)
+    wh = sub.add_parser("wait-http", help="wait until a URL answers 200")
+    wh.add_argument("url")
+    wh.add_argument("--timeout", type=float, default=60)
+    wh.add_argument("--pid", type=int, default=0, help="give up when this process exits")
     args = parser.parse_args()
+    if args.command == "wait-scrapes":
+        return wait_scrapes(args.prometheus.rstrip("/"), args.job, args.scrapes, args.timeout)
+    if args.command == "wait-http":
+        return wait_http(args.url, args.timeout, args.pid)
     if args.command == "rules-health":
         return rules_health(args.prometheus.rstrip("/"))
     if args.command == "typecheck":
