@@ -2,8 +2,9 @@
 # Checks everything users deploy, with the real tools (DESIGN §9); called by scripts/test.sh.
 #   1. the Helm chart: helm lint + helm template for the default values and every value set in
 #      tests/deploy/values/, validated by kubernetes-validate --strict against Kubernetes 1.30
-#      and by scripts/check_manifests.py (hardening, RBAC, HA, CLI, config keys); the value sets
-#      in tests/deploy/values-invalid/ must be rejected by values.schema.json;
+#      and by scripts/check_manifests.py (hardening, RBAC, HA, CLI, config keys), and the
+#      rendered ConfigMap by `jobcarbon check-config`; the value sets in
+#      tests/deploy/values-invalid/ must be rejected by values.schema.json;
 #   2. the CRD in the chart equals deploy/crds/ (the copy `jobcarbon crd` is tested against);
 #   3. deploy/ is what scripts/render-deploy.sh renders from the chart now;
 #   4. alert rules: promtool check rules, promtool test rules (every alert fires above its
@@ -42,8 +43,16 @@ kv_python=$(head -1 "$(readlink -f "$(command -v kubernetes-validate)")" | sed '
 # tsc lives in node_modules/typescript/bin; @grafana/schema is its sibling.
 node_modules=$(cd "$(dirname "$(readlink -f "$(command -v tsc)")")/../.." && pwd)
 
+step "the jobcarbon binary"
+bin=${JOBCARBON_BIN:-}
+if [ -z "$bin" ]; then
+  cargo build --locked --quiet -p jobcarbon --bin jobcarbon || fail "cargo build of the jobcarbon binary"
+  bin=target/debug/jobcarbon
+fi
+"$bin" --version
+
 # ---------------------------------------------------------------------------------------------
-step "helm lint, helm template | kubernetes-validate --strict -k $k8s_version"
+step "helm lint, helm template | kubernetes-validate --strict -k $k8s_version, jobcarbon check-config"
 value_sets=("")
 for f in tests/deploy/values/*.yaml; do value_sets+=("$f"); done
 for values in "${value_sets[@]}"; do
@@ -60,7 +69,11 @@ for values in "${value_sets[@]}"; do
   if grep -v "kind \(ServiceMonitor\|PrometheusRule\) with api version monitoring.coreos.com/v1" "$work/kv.out" | grep -q WARN; then
     cat "$work/kv.out" >&2; fail "kubernetes-validate warned on $name"
   fi
-  "$kv_python" scripts/check_manifests.py "$name" <"$work/rendered.yaml" || fail "manifest policy: $name"
+  "$kv_python" scripts/check_manifests.py "$name" --write-config "$work/config.yaml" <"$work/rendered.yaml" ||
+    fail "manifest policy: $name"
+  # The ledger itself must accept the config the chart renders.
+  "$bin" check-config "$work/config.yaml" ||
+    fail "\`jobcarbon check-config\` rejects the ConfigMap rendered for $name (config in $work/config.yaml)"
   if grep -q '^kind: PrometheusRule' "$work/rendered.yaml"; then
     helm template jobcarbon "$chart" "${args[@]}" --show-only templates/prometheusrule.yaml |
       awk 'found { sub(/^  /, ""); print } /^spec:$/ { found = 1 }' >"$work/rules-$(basename "$name" .yaml).yaml"
@@ -160,11 +173,6 @@ python3 scripts/check_dashboards.py queries --prometheus "$prom_url" --require-d
   fail "dashboard queries on the sample metrics"
 
 step "dashboards: every query on a real Prometheus scraping \`jobcarbon demo\`"
-bin=${JOBCARBON_BIN:-}
-if [ -z "$bin" ]; then
-  cargo build --locked --quiet -p jobcarbon --bin jobcarbon || fail "cargo build of the jobcarbon binary"
-  bin=target/debug/jobcarbon
-fi
 demo_port=$(free_port)
 "$bin" demo --listen "127.0.0.1:$demo_port" >"$work/demo.log" 2>&1 &
 demo_pid=$!

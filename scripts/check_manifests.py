@@ -3,7 +3,9 @@
 scripts/check-deploy.sh on every rendered value set; needs PyYAML, which kubernetes-validate's
 environment has).
 
-  check_manifests.py NAME < rendered.yaml
+  check_manifests.py NAME [--write-config FILE] < rendered.yaml
+      (--write-config: also write the ledger config the ConfigMap holds, for
+      `jobcarbon check-config FILE`)
 
 - hardened pods: seccomp RuntimeDefault, no privilege escalation, read-only root filesystem,
   every capability dropped, never privileged, no host namespaces, requests and limits set;
@@ -24,8 +26,8 @@ import sys
 
 import yaml
 
-CONFIG_KEYS = {"interval", "prometheus", "energy", "regions", "nodeRegionLabel", "defaultRegion",
-               "systems", "platform", "products", "state"}
+CONFIG_KEYS = {"interval", "prometheus", "energy", "sources", "regions", "nodeRegionLabel", "defaultRegion",
+               "systems", "platform", "products", "state", "inference", "exporter"}
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "*"}
 
 
@@ -109,7 +111,13 @@ def check_rbac(c, docs):
 
 
 def main():
-    name = sys.argv[1] if len(sys.argv) > 1 else "manifests"
+    args = sys.argv[1:]
+    config_out = None
+    if "--write-config" in args:
+        i = args.index("--write-config")
+        config_out = args[i + 1] if i + 1 < len(args) else sys.exit("--write-config needs a FILE")
+        del args[i:i + 2]
+    name = args[0] if args else "manifests"
     c = Checker(name)
     try:
         docs = list(objects(sys.stdin))
@@ -141,6 +149,9 @@ def main():
     for cm in kinds.get("ConfigMap", []):
         data = cm.get("data", {})
         if "config.yaml" in data:
+            if config_out:
+                with open(config_out, "w", encoding="utf-8") as f:
+                    f.write(data["config.yaml"])
             config = yaml.safe_load(data["config.yaml"])
             c.check(isinstance(config, dict) and set(config) <= CONFIG_KEYS, ident(cm),
                     f"config keys must be those of DESIGN §11, got {sorted(config or {})}")
