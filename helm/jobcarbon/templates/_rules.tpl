@@ -64,11 +64,24 @@ groups:
           summary: {{ `Energy source {{ $labels.source }} keeps failing ({{ $labels.kind }})` | quote }}
           description: {{ `Reads of energy source {{ $labels.source }} fail with {{ $labels.kind }} errors at {{ $value | printf "%.3g" }} per second.` | quote }}
           runbook_url: https://github.com/jobcarbon/jobcarbon/blob/main/docs/deploy.md#alerts
+      - alert: JobcarbonNodeAgentSamplingFailed
+        expr: |
+          min by (instance) (jobcarbon_node_nvml_up) == 0
+          or
+          min by (instance) (jobcarbon_node_pod_resources_up) == 0
+        for: {{ $a.sourceStale.for }}
+        labels:
+          severity: {{ $a.sourceStale.severity }}
+          {{- with $extra }}{{ toYaml . | nindent 10 }}{{ end }}
+        annotations:
+          summary: {{ `Node agent {{ $labels.instance }} cannot sample GPU energy` | quote }}
+          description: {{ `The jobcarbon node agent at {{ $labels.instance }} fails to read NVML or the kubelet pod-resources socket (see jobcarbon_node_errors_total); GPU energy of the pods on that node is not measured.` | quote }}
+          runbook_url: https://github.com/jobcarbon/jobcarbon/blob/main/docs/deploy.md#alerts
       - alert: JobcarbonLedgerNotBooking
         expr: |
-          time() - max(jobcarbon_last_booked_timestamp_seconds) > {{ $a.ledgerNotBooking.maxAgeSeconds }}
+          time() - max(jobcarbon_last_interval_timestamp_seconds) > {{ $a.ledgerNotBooking.maxAgeSeconds }}
           or
-          absent(jobcarbon_last_booked_timestamp_seconds)
+          absent(jobcarbon_last_interval_timestamp_seconds)
         for: {{ $a.ledgerNotBooking.for }}
         labels:
           severity: {{ $a.ledgerNotBooking.severity }}
