@@ -7,7 +7,7 @@
       table, ...), so a misspelt option or a wrong enum value fails.
 
   check_dashboards.py wait-scrapes --prometheus URL --job JOB [--scrapes N]
-  check_dashboards.py wait-http URL [--pid PID]
+  check_dashboards.py wait-http URL [--pid PID] [--contains TEXT]...
       Helpers for the script: wait for a Prometheus to hold N scrapes, for a server to answer.
 
   check_dashboards.py rules-health --prometheus URL
@@ -16,7 +16,7 @@
   check_dashboards.py queries --prometheus URL [--require-data] DASHBOARD.json...
       Runs every panel query and every template-variable query through the Prometheus HTTP
       API, with the template variables set to "All". Any error fails. An empty result fails
-      with --require-data, and is reported otherwise.
+      with --require-data (unless the query matches --allow-empty), and is reported otherwise.
 
 Standard library only, so it runs wherever python3 does.
 """
@@ -216,7 +216,7 @@ def run_variable(prometheus, variable):
     return not data, None
 
 
-def queries(paths, prometheus, require_data):
+def queries(paths, prometheus, require_data, allow_empty):
     now = time.time()
     failures, empties, count = [], [], 0
     for path in paths:
@@ -248,13 +248,17 @@ def queries(paths, prometheus, require_data):
                 if error:
                     failures.append(f"{where}: {error}\n    query: {promql}")
                 elif empty:
-                    empties.append(f"{where}\n    query: {promql}")
-    for empty in empties:
-        print(f"{'ERROR' if require_data else 'note'}: no data: {empty}",
-              file=sys.stderr if require_data else sys.stdout)
+                    empties.append((f"{where}\n    query: {promql}",
+                                    bool(allow_empty and re.search(allow_empty, promql))))
+    missing = [e for e, allowed in empties if require_data and not allowed]
+    for empty, allowed in empties:
+        if require_data and not allowed:
+            print(f"ERROR: no data: {empty}", file=sys.stderr)
+        else:
+            print(f"note: no data (allowed): {empty}")
     for failure in failures:
         print(f"ERROR: {failure}", file=sys.stderr)
-    if failures or (require_data and empties):
+    if failures or missing:
         print(f"dashboards: {len(failures)} failed and {len(empties)} empty of {count} queries "
               f"against {prometheus}", file=sys.stderr)
         return 1
@@ -294,13 +298,17 @@ def alive(pid):
         return True
 
 
-def wait_http(url, timeout, pid):
-    """Waits until `url` answers 200; gives up early when process `pid` has exited."""
+def wait_http(url, timeout, pid, contains):
+    """Waits until `url` answers 200 with a body holding every string of `contains`; gives up
+    early when process `pid` has exited."""
     deadline = time.time() + timeout
+    missing = contains
     while time.time() < deadline:
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
+                body = response.read().decode("utf-8", "replace")
+                missing = [c for c in contains if c not in body]
+                if response.status == 200 and not missing:
                     return 0
         except (urllib.error.URLError, OSError):
             pass
@@ -308,7 +316,8 @@ def wait_http(url, timeout, pid):
             print(f"ERROR: process {pid} exited before {url} answered", file=sys.stderr)
             return 1
         time.sleep(0.5)
-    print(f"ERROR: {url} did not answer 200 within {timeout} s", file=sys.stderr)
+    print(f"ERROR: {url} did not answer 200 within {timeout} s"
+          + (f" with {', '.join(missing)}" if missing else ""), file=sys.stderr)
     return 1
 
 
@@ -339,6 +348,8 @@ def main():
     q.add_argument("--prometheus", required=True, help="base URL, e.g. http://127.0.0.1:9090")
     q.add_argument("--require-data", action="store_true",
                    help="fail on a query that returns no data")
+    q.add_argument("--allow-empty", default="",
+                   help="with --require-data: a regex; queries matching it may return no data")
     q.add_argument("dashboards", nargs="+")
     rh = sub.add_parser("rules-health", help="every loaded rule evaluated without error")
     rh.add_argument("--prometheus", required=True)
@@ -351,16 +362,18 @@ def main():
     wh.add_argument("url")
     wh.add_argument("--timeout", type=float, default=60)
     wh.add_argument("--pid", type=int, default=0, help="give up when this process exits")
+    wh.add_argument("--contains", action="append", default=[],
+                    help="wait until the body holds this string (repeatable)")
     args = parser.parse_args()
     if args.command == "wait-scrapes":
         return wait_scrapes(args.prometheus.rstrip("/"), args.job, args.scrapes, args.timeout)
     if args.command == "wait-http":
-        return wait_http(args.url, args.timeout, args.pid)
+        return wait_http(args.url, args.timeout, args.pid, args.contains)
     if args.command == "rules-health":
         return rules_health(args.prometheus.rstrip("/"))
     if args.command == "typecheck":
         return typecheck(args.dashboards, args.node_modules)
-    return queries(args.dashboards, args.prometheus.rstrip("/"), args.require_data)
+    return queries(args.dashboards, args.prometheus.rstrip("/"), args.require_data, args.allow_empty)
 
 
 if __name__ == "__main__":
