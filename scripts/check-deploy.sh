@@ -11,8 +11,8 @@
 #      threshold and stays silent below it), per-product thresholds;
 #   5. dashboards: tsc against @grafana/schema; every panel and variable query run on a real
 #      Prometheus, first scraping tests/deploy/sample-metrics.prom (every query must return
-#      data), then scraping `jobcarbon demo` (no query may fail; all but the node agent's and
-#      the source errors' must return data);
+#      data), then scraping `jobcarbon demo` and `jobcarbon node` (no query may fail; all but
+#      the per-pod GPU and source-error queries must return data);
 #   6. hadolint on the Dockerfile.
 # Tools come from scripts/install-tools.sh (helm, kubernetes-validate, hadolint, tsc in
 # .tools/bin; prometheus and promtool from Debian). JOBCARBON_BIN overrides the binary used
@@ -135,10 +135,11 @@ python3 scripts/check_dashboards.py typecheck --node-modules "$node_modules" "$c
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-# start_prometheus NAME TARGET(host:port): a real Prometheus with the chart's rules, scraping
-# TARGET every second as job "jobcarbon"; returns once it holds a few scrapes. Sets $prom_url.
+# start_prometheus NAME TARGET [NODE_AGENT_TARGET] (host:port): a real Prometheus with the
+# chart's rules, scraping TARGET every second as job "jobcarbon" (and the node agent as job
+# "jobcarbon-node-agent"); returns once it holds a few scrapes. Sets $prom_url.
 start_prometheus() {
-  local name=$1 target=$2 port dir
+  local name=$1 target=$2 node_target=${3:-} port dir
   port=$(free_port)
   dir="$work/prometheus-$name"
   mkdir -p "$dir/data"
@@ -151,6 +152,13 @@ scrape_configs:
     honor_labels: true
     static_configs: [{targets: ["$target"]}]
 EOF
+  if [ -n "$node_target" ]; then
+    cat >>"$dir/prometheus.yml" <<EOF
+  - job_name: jobcarbon-node-agent
+    honor_labels: true
+    static_configs: [{targets: ["$node_target"]}]
+EOF
+  fi
   prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
     --web.listen-address="127.0.0.1:$port" >"$dir/log" 2>&1 &
   pids+=($!)
@@ -159,6 +167,10 @@ EOF
     { tail -20 "$dir/log" >&2; fail "Prometheus ($name) did not start"; }
   python3 scripts/check_dashboards.py wait-scrapes --prometheus "$prom_url" --job jobcarbon --scrapes 4 --timeout 60 ||
     { tail -20 "$dir/log" >&2; fail "Prometheus ($name) did not scrape $target"; }
+  if [ -n "$node_target" ]; then
+    python3 scripts/check_dashboards.py wait-scrapes --prometheus "$prom_url" --job jobcarbon-node-agent --scrapes 2 --timeout 30 ||
+      { tail -20 "$dir/log" >&2; fail "Prometheus ($name) did not scrape the node agent at $node_target"; }
+  fi
   # The rules must evaluate without error on these metrics.
   python3 scripts/check_dashboards.py rules-health --prometheus "$prom_url" || fail "rules on Prometheus ($name)"
 }
@@ -173,7 +185,7 @@ start_prometheus sample "127.0.0.1:$sample_port"
 python3 scripts/check_dashboards.py queries --prometheus "$prom_url" --require-data "$chart"/dashboards/*.json ||
   fail "dashboard queries on the sample metrics"
 
-step "dashboards: every query on a real Prometheus scraping \`jobcarbon demo\`"
+step "dashboards: every query on a real Prometheus scraping \`jobcarbon demo\` and \`jobcarbon node\`"
 demo_port=$(free_port)
 # A simulated day every 12 s: pre-training, distillation, inference and re-training all show up
 # within seconds. Prometheus starts once the demo exports every phase of the life cycle.
@@ -184,10 +196,20 @@ python3 scripts/check_dashboards.py wait-http "http://127.0.0.1:$demo_port/metri
   --contains 'phase="training"' --contains 'phase="inference"' --contains 'phase="retraining"' \
   --contains jobcarbon_inference_carbon_grams_per_request --contains jobcarbon_retraining_pool_grams ||
   { tail -20 "$work/demo.log" >&2; fail "\`jobcarbon demo\` did not serve its life cycle on /metrics (127.0.0.1:$demo_port)"; }
-start_prometheus demo "127.0.0.1:$demo_port"
-# The demo runs no node agent and its sources do not fail: those panels may be empty.
+# The real node agent as the DaemonSet runs it. Without a GPU driver or a kubelet here it
+# reports 0 GPUs and its NVML and pod-resources errors, and stays up (DESIGN §5).
+node_port=$(free_port)
+"$bin" node --listen "127.0.0.1:$node_port" --pod-resources-socket "$work/no-kubelet/kubelet.sock" \
+  >"$work/node-agent.log" 2>&1 &
+node_pid=$!
+pids+=("$node_pid")
+python3 scripts/check_dashboards.py wait-http "http://127.0.0.1:$node_port/healthz" --timeout 30 --pid "$node_pid" ||
+  { tail -20 "$work/node-agent.log" >&2; fail "\`jobcarbon node\` did not answer /healthz (the DaemonSet's probes)"; }
+start_prometheus demo "127.0.0.1:$demo_port" "127.0.0.1:$node_port"
+# The demo's sources never fail, and without a GPU the node agent has no per-pod GPU series and
+# no successful sample: only those queries may be empty.
 python3 scripts/check_dashboards.py queries --prometheus "$prom_url" --require-data \
-  --allow-empty 'jobcarbon_node_|jobcarbon_source_errors_total' "$chart"/dashboards/*.json ||
+  --allow-empty 'jobcarbon_node_gpu_|jobcarbon_node_last_sample|jobcarbon_source_errors_total' "$chart"/dashboards/*.json ||
   fail "dashboard queries on the demo's metrics"
 
 # ---------------------------------------------------------------------------------------------
