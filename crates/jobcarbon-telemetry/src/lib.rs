@@ -6,6 +6,22 @@
 use async_trait::async_trait;
 use jobcarbon_core::{EnergyReading, Seconds};
 
+pub mod counters;
+pub mod dcgm;
+pub mod gpu;
+pub mod kepler;
+pub mod node_agent;
+pub mod podresources;
+pub mod prom;
+
+pub use counters::{CounterTracker, FirstSight, Observed};
+pub use dcgm::{DcgmConfig, DcgmSource};
+pub use gpu::{FakeGpu, FakeGpuBackend, GpuBackend, GpuError, GpuSample, NvmlBackend};
+pub use node_agent::{GpuSeriesLabels, NodeAgent};
+pub use kepler::{KeplerConfig, KeplerGeneration, KeplerMode, KeplerSource};
+pub use podresources::{GpuAssignment, PodResourcesClient, PodResourcesError};
+pub use prom::{PromClient, PromConfig, PromMetrics};
+
 /// Why a source could not be read. Each variant's [`SourceError::kind`] is a metric label value.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -21,6 +37,12 @@ pub enum SourceError {
         query: String,
         reason: String,
     },
+    #[error("{source_name}: Prometheus at {url} gave a bad response: {reason}")]
+    BadResponse {
+        source_name: String,
+        url: String,
+        reason: String,
+    },
     #[error("{source_name}: {reason}")]
     Unsupported { source_name: String, reason: String },
 }
@@ -30,9 +52,52 @@ impl SourceError {
         match self {
             SourceError::Unreachable { .. } => "unreachable",
             SourceError::Query { .. } => "query",
+            SourceError::BadResponse { .. } => "bad_response",
             SourceError::Unsupported { .. } => "unsupported",
         }
     }
+}
+
+/// How a source fared on its last read, for the `source errors` and `last successful read`
+/// self-metrics and for `/readyz`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SourceHealth {
+    /// Whether the last read succeeded (false before the first read).
+    pub healthy: bool,
+    /// Wall-clock time of the last successful read.
+    pub last_success: Option<Seconds>,
+    /// The last error's [`SourceError::kind`] and message, cleared on success.
+    pub last_error: Option<(String, String)>,
+    /// Failed reads since start.
+    pub errors_total: u64,
+}
+
+impl SourceHealth {
+    /// Records the outcome of one read.
+    pub fn record<T>(&mut self, result: &Result<T, SourceError>) {
+        match result {
+            Ok(_) => {
+                self.healthy = true;
+                self.last_success = Some(now());
+                self.last_error = None;
+            }
+            Err(e) => {
+                self.healthy = false;
+                self.errors_total += 1;
+                self.last_error = Some((e.kind().to_owned(), e.to_string()));
+            }
+        }
+    }
+}
+
+/// Wall-clock now, seconds since the Unix epoch.
+pub fn now() -> Seconds {
+    Seconds(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0),
+    )
 }
 
 /// One energy source (Kepler, DCGM, the node agent's NVML counters).
@@ -42,6 +107,13 @@ pub trait EnergySource: Send + Sync {
     fn name(&self) -> &str;
     /// Cumulative counters as of time `at` (seconds since the Unix epoch).
     async fn read(&self, at: Seconds) -> Result<Vec<EnergyReading>, SourceError>;
+    /// The outcome of the last read. Sources that cannot fail may keep the default.
+    fn health(&self) -> SourceHealth {
+        SourceHealth {
+            healthy: true,
+            ..SourceHealth::default()
+        }
+    }
 }
 
 /// Well-known inference-server request counters (DESIGN §4 `inference.requests.preset`).

@@ -1,0 +1,403 @@
+//! Cumulative counters → non-negative per-interval deltas.
+//!
+//! Rules (DESIGN §5):
+//! - the first sight of a series books nothing (it is the baseline), unless the
+//!   [`FirstSight`] policy says otherwise;
+//! - a decrease is a reset: the new value is the delta (the counter restarted at 0);
+//! - a decrease from near a known maximum is a wrap: the delta is `max − previous + new`;
+//! - a series that vanishes keeps what was booked (nothing is taken back);
+//! - energy is never negative; non-finite or negative samples are rejected, not booked;
+//! - readings that share one `series` are one counter shared by several owners (a
+//!   time-sliced GPU, the MIG instances of one GPU): its delta is split equally over those
+//!   readings with [`jobcarbon_core::allocation::split_equal`], so it is counted once.
+//!
+//! The tracker is `Serialize`/`Deserialize` so the ledger can checkpoint it.
+
+use jobcarbon_core::allocation::split_equal;
+use jobcarbon_core::{
+    Component, EnergyDelta, EnergyOwner, EnergyReading, Joules, Seconds, UnallocatedReason,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What to book the first time a series is seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FirstSight {
+    /// Book nothing: the value is the baseline (counters that predate the tracker).
+    #[default]
+    Baseline,
+    /// Book the whole cumulative value (counters known to start at 0 with their owner).
+    BookAll,
+    /// Baseline on the tracker's first observation; book the whole value of series that
+    /// appear later (a new pod's Kepler counters start at 0 when the container starts).
+    BookAfterFirstObservation,
+}
+
+/// A counter's known maximum: a decrease from near it is a wrap, not a reset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WrapRule {
+    /// Applies to series whose identity starts with this prefix.
+    pub series_prefix: String,
+    /// The value at which the counter wraps to 0.
+    pub maximum: Joules,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct LastSample {
+    cumulative: Joules,
+    at: Seconds,
+}
+
+/// Why a reading was not booked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rejection {
+    /// NaN, infinite or negative cumulative value.
+    InvalidValue,
+    /// Older than the last sample of the series (an out-of-order or repeated backfill read).
+    OutOfOrder,
+}
+
+/// The result of one [`CounterTracker::observe`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    /// Non-negative deltas, one per owner, node and component that consumed energy.
+    pub deltas: Vec<EnergyDelta>,
+    /// Series booked as a reset (counter decreased).
+    pub resets: Vec<String>,
+    /// Series booked as a wrap of their known maximum.
+    pub wraps: Vec<String>,
+    /// Series seen for the first time.
+    pub new_series: Vec<String>,
+    /// Readings not booked, with the reason.
+    pub rejected: Vec<(String, Rejection)>,
+}
+
+impl Observed {
+    /// Σ of all deltas.
+    pub fn total(&self) -> Joules {
+        self.deltas.iter().map(|d| d.energy).sum()
+    }
+}
+
+/// Turns cumulative readings into deltas; remembers the last sample of every series.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CounterTracker {
+    first_sight: FirstSight,
+    wrap_rules: Vec<WrapRule>,
+    last: BTreeMap<String, LastSample>,
+    observations: u64,
+}
+
+impl CounterTracker {
+    pub fn new(first_sight: FirstSight) -> Self {
+        Self {
+            first_sight,
+            ..Self::default()
+        }
+    }
+
+    /// Declares that series starting with `series_prefix` wrap to 0 after `maximum`.
+    pub fn with_wrap(mut self, series_prefix: impl Into<String>, maximum: Joules) -> Self {
+        self.wrap_rules.push(WrapRule {
+            series_prefix: series_prefix.into(),
+            maximum,
+        });
+        self
+    }
+
+    /// Number of series remembered.
+    pub fn len(&self) -> usize {
+        self.last.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.last.is_empty()
+    }
+
+    /// The last cumulative value seen for `series`.
+    pub fn last_value(&self, series: &str) -> Option<Joules> {
+        self.last.get(series).map(|s| s.cumulative)
+    }
+
+    /// Forgets series whose last sample is older than `before` (vanished long ago), so
+    /// memory does not grow with every pod that ever ran. What they booked stays booked.
+    pub fn forget_older_than(&mut self, before: Seconds) -> usize {
+        let n = self.last.len();
+        self.last.retain(|_, s| s.at >= before);
+        n - self.last.len()
+    }
+
+    fn wrap_maximum(&self, series: &str) -> Option<Joules> {
+        self.wrap_rules
+            .iter()
+            .find(|r| series.starts_with(&r.series_prefix))
+            .map(|r| r.maximum)
+    }
+
+    /// Books one batch of readings (normally one source's answer for one time).
+    pub fn observe(&mut self, readings: &[EnergyReading]) -> Observed {
+        let mut out = Observed::default();
+        let mut groups: BTreeMap<&str, Vec<&EnergyReading>> = BTreeMap::new();
+        for r in readings {
+            if !r.cumulative.value().is_finite() || r.cumulative.value() < 0.0 {
+                out.rejected.push((r.series.clone(), Rejection::InvalidValue));
+                continue;
+            }
+            groups.entry(r.series.as_str()).or_default().push(r);
+        }
+        let first_observation = self.observations == 0;
+        let mut booked: BTreeMap<(String, EnergyOwner, Component), Joules> = BTreeMap::new();
+        for (series, group) in groups {
+            // A shared counter reports one value; take the largest in case of jitter.
+            let value = group
+                .iter()
+                .map(|r| r.cumulative)
+                .fold(Joules::ZERO, Joules::max);
+            let at = group.iter().map(|r| r.at).fold(Seconds::ZERO, Seconds::max);
+            let delta = match self.last.get(series) {
+                None => {
+                    out.new_series.push(series.to_owned());
+                    match self.first_sight {
+                        FirstSight::Baseline => Joules::ZERO,
+                        FirstSight::BookAll => value,
+                        FirstSight::BookAfterFirstObservation if first_observation => Joules::ZERO,
+                        FirstSight::BookAfterFirstObservation => value,
+                    }
+                }
+                Some(prev) if at < prev.at => {
+                    out.rejected.push((series.to_owned(), Rejection::OutOfOrder));
+                    continue;
+                }
+                Some(prev) if value >= prev.cumulative => value - prev.cumulative,
+                Some(prev) => match self.wrap_maximum(series) {
+                    Some(max) if is_wrap(prev.cumulative, value, max) => {
+                        out.wraps.push(series.to_owned());
+                        (max - prev.cumulative) + value
+                    }
+                    _ => {
+                        out.resets.push(series.to_owned());
+                        value
+                    }
+                },
+            };
+            self.last.insert(
+                series.to_owned(),
+                LastSample {
+                    cumulative: value,
+                    at,
+                },
+            );
+            let delta = delta.non_negative();
+            if delta == Joules::ZERO {
+                continue;
+            }
+            let split = split_equal(delta, group.iter().copied(), UnallocatedReason::Rounding);
+            for (reading, share) in split.shares {
+                *booked
+                    .entry((
+                        reading.node.clone(),
+                        reading.owner.clone(),
+                        reading.component,
+                    ))
+                    .or_insert(Joules::ZERO) += share.non_negative();
+            }
+        }
+        self.observations += 1;
+        out.deltas = booked
+            .into_iter()
+            .map(|((node, owner, component), energy)| EnergyDelta {
+                node,
+                owner,
+                component,
+                energy,
+            })
+            .collect();
+        out
+    }
+}
+
+/// A decrease is a wrap when the wrapped-around delta is less than half the counter's range
+/// and the previous value was within range; otherwise it is a reset (restart at 0).
+fn is_wrap(previous: Joules, new: Joules, maximum: Joules) -> bool {
+    previous <= maximum && (maximum - previous) + new < maximum * 0.5
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jobcarbon_core::PodKey;
+    use proptest::prelude::*;
+
+    fn reading(series: &str, pod: &str, value: f64, at: f64) -> EnergyReading {
+        EnergyReading {
+            series: series.into(),
+            node: "n1".into(),
+            owner: EnergyOwner::Pod {
+                key: PodKey::new("ns", pod),
+                container: "c".into(),
+            },
+            component: Component::Cpu,
+            cumulative: Joules(value),
+            at: Seconds(at),
+        }
+    }
+
+    fn total(obs: &Observed) -> f64 {
+        obs.total().value()
+    }
+
+    #[test]
+    fn first_sight_is_baseline_then_deltas() {
+        let mut t = CounterTracker::new(FirstSight::Baseline);
+        assert_eq!(total(&t.observe(&[reading("s", "p", 100.0, 0.0)])), 0.0);
+        assert_eq!(total(&t.observe(&[reading("s", "p", 130.0, 30.0)])), 30.0);
+        assert_eq!(total(&t.observe(&[reading("s", "p", 130.0, 60.0)])), 0.0);
+    }
+
+    #[test]
+    fn book_all_and_book_after_first() {
+        let mut t = CounterTracker::new(FirstSight::BookAll);
+        assert_eq!(total(&t.observe(&[reading("s", "p", 100.0, 0.0)])), 100.0);
+        let mut t = CounterTracker::new(FirstSight::BookAfterFirstObservation);
+        assert_eq!(total(&t.observe(&[reading("a", "p", 100.0, 0.0)])), 0.0);
+        let obs = t.observe(&[reading("a", "p", 110.0, 30.0), reading("b", "q", 7.0, 30.0)]);
+        assert_eq!(total(&obs), 17.0);
+        assert_eq!(obs.new_series, vec!["b".to_owned()]);
+    }
+
+    #[test]
+    fn decrease_is_reset_new_value_is_delta() {
+        let mut t = CounterTracker::new(FirstSight::Baseline);
+        t.observe(&[reading("s", "p", 500.0, 0.0)]);
+        let obs = t.observe(&[reading("s", "p", 20.0, 30.0)]);
+        assert_eq!(total(&obs), 20.0);
+        assert_eq!(obs.resets, vec!["s".to_owned()]);
+        assert_eq!(total(&t.observe(&[reading("s", "p", 25.0, 60.0)])), 5.0);
+    }
+
+    #[test]
+    fn wrap_of_known_maximum() {
+        let mut t = CounterTracker::new(FirstSight::Baseline).with_wrap("rapl/", Joules(1000.0));
+        t.observe(&[reading("rapl/pkg", "p", 990.0, 0.0)]);
+        let obs = t.observe(&[reading("rapl/pkg", "p", 15.0, 30.0)]);
+        assert_eq!(total(&obs), 25.0);
+        assert_eq!(obs.wraps.len(), 1);
+        // A large drop is a restart, even with a maximum known.
+        t.observe(&[reading("rapl/pkg", "p", 400.0, 60.0)]);
+        let obs = t.observe(&[reading("rapl/pkg", "p", 10.0, 90.0)]);
+        assert_eq!(total(&obs), 10.0);
+        assert_eq!(obs.resets.len(), 1);
+    }
+
+    #[test]
+    fn vanished_series_keeps_booking_and_returning_does_not_double_count() {
+        let mut t = CounterTracker::new(FirstSight::Baseline);
+        t.observe(&[reading("a", "p", 10.0, 0.0), reading("b", "q", 10.0, 0.0)]);
+        let obs = t.observe(&[reading("a", "p", 20.0, 30.0), reading("b", "q", 15.0, 30.0)]);
+        assert_eq!(total(&obs), 15.0);
+        // b vanishes: nothing is taken back.
+        let obs = t.observe(&[reading("a", "p", 25.0, 60.0)]);
+        assert_eq!(total(&obs), 5.0);
+        assert_eq!(t.last_value("b"), Some(Joules(15.0)));
+        // b reappears with the same value: no double count.
+        let obs = t.observe(&[reading("b", "q", 15.0, 90.0)]);
+        assert_eq!(total(&obs), 0.0);
+        assert_eq!(t.forget_older_than(Seconds(80.0)), 1);
+    }
+
+    #[test]
+    fn shared_series_is_split_not_multiplied() {
+        let mut t = CounterTracker::new(FirstSight::Baseline);
+        t.observe(&[reading("gpu0", "p", 1000.0, 0.0), reading("gpu0", "q", 1000.0, 0.0)]);
+        let obs = t.observe(&[reading("gpu0", "p", 1300.0, 30.0), reading("gpu0", "q", 1300.0, 30.0)]);
+        assert_eq!(total(&obs), 300.0);
+        assert_eq!(obs.deltas.len(), 2);
+        assert!(obs.deltas.iter().all(|d| d.energy == Joules(150.0)));
+    }
+
+    #[test]
+    fn invalid_and_out_of_order_are_rejected() {
+        let mut t = CounterTracker::new(FirstSight::Baseline);
+        t.observe(&[reading("s", "p", 10.0, 30.0)]);
+        let obs = t.observe(&[
+            reading("s", "p", 5.0, 0.0),
+            reading("x", "p", f64::NAN, 30.0),
+            reading("y", "p", -4.0, 30.0),
+            reading("z", "p", f64::INFINITY, 30.0),
+        ]);
+        assert_eq!(total(&obs), 0.0);
+        assert_eq!(obs.rejected.len(), 4);
+        assert_eq!(t.last_value("s"), Some(Joules(10.0)));
+    }
+
+    #[test]
+    fn checkpoint_round_trip() {
+        let mut t = CounterTracker::new(FirstSight::BookAfterFirstObservation)
+            .with_wrap("x", Joules(10.0));
+        t.observe(&[reading("s", "p", 10.0, 0.0)]);
+        let json = serde_json::to_string(&t).unwrap();
+        let mut back: CounterTracker = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(total(&back.observe(&[reading("s", "p", 12.0, 30.0)])), 2.0);
+    }
+
+    proptest! {
+        /// Never negative; Σ deltas follows the reset rule exactly.
+        #[test]
+        fn deltas_never_negative_and_follow_reset_rule(
+            steps in proptest::collection::vec((0.0f64..1e6, any::<bool>()), 1..50),
+            sharers in 1usize..4,
+        ) {
+            let mut t = CounterTracker::new(FirstSight::Baseline).with_wrap("w", Joules(5e6));
+            let mut value = 0.0;
+            let mut expected = 0.0;
+            let mut booked = 0.0;
+            for (i, (step, reset)) in steps.iter().enumerate() {
+                let before = value;
+                value = if *reset { *step } else { value + step };
+                if i > 0 {
+                    expected += if *reset && value < before { value } else { value - before };
+                }
+                let batch: Vec<_> = (0..sharers)
+                    .map(|k| reading("s", &format!("p{k}"), value, i as f64))
+                    .collect();
+                let obs = t.observe(&batch);
+                prop_assert!(obs.deltas.iter().all(|d| d.energy.value() >= 0.0));
+                booked += obs.total().value();
+            }
+            prop_assert!((booked - expected).abs() <= 1e-6 * expected.max(1.0));
+        }
+
+        #[test]
+        fn conservation_over_monotone_counters(
+            increments in proptest::collection::vec(0.0f64..1e5, 2..40),
+            sharers in 1usize..5,
+        ) {
+            let mut t = CounterTracker::new(FirstSight::Baseline);
+            let mut value = 1234.0;
+            let mut booked = 0.0;
+            for (i, inc) in increments.iter().enumerate() {
+                value += inc;
+                let batch: Vec<_> = (0..sharers)
+                    .map(|k| reading("s", &format!("p{k}"), value, i as f64))
+                    .collect();
+                booked += t.observe(&batch).total().value();
+            }
+            let increase = value - 1234.0 - increments[0];
+            prop_assert!((booked - increase).abs() <= 1e-6 * increase.max(1.0));
+        }
+
+        #[test]
+        fn arbitrary_values_never_negative(
+            values in proptest::collection::vec(proptest::num::f64::ANY, 1..40),
+        ) {
+            let mut t = CounterTracker::new(FirstSight::BookAll).with_wrap("s", Joules(1e9));
+            for (i, v) in values.iter().enumerate() {
+                let obs = t.observe(&[reading("s", "p", *v, i as f64)]);
+                prop_assert!(obs.deltas.iter().all(|d| d.energy.value() >= 0.0 && d.energy.value().is_finite()));
+            }
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! Local GPUs behind [`GpuBackend`]: the real NVML implementation ([`NvmlBackend`], through
+//! nvml-wrapper) and a faithful fake for tests ([`FakeGpuBackend`]).
+//!
+//! NVML calls and units (see docs/telemetry.md): `nvmlDeviceGetCount`, `…GetHandleByIndex`,
+//! `…GetUUID`, `…GetName`, `…GetTotalEnergyConsumption` (mJ since the driver was loaded),
+//! `…GetPowerUsage` (mW), `…GetMigMode`, `…GetMaxMigDeviceCount` / `…GetMigDeviceHandleByIndex`
+//! (MIG UUIDs, so pod-resources MIG device ids map to their parent GPU).
+
+use jobcarbon_core::{Joules, Watts};
+use std::sync::Mutex;
+
+/// Why GPUs could not be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GpuError {
+    /// No NVIDIA driver or library (`Nvml::init` failed): the node has no usable GPU.
+    #[error("no NVIDIA driver: {0}")]
+    NoDriver(String),
+    /// An NVML call failed (GPU lost, driver reloaded, …); the agent re-initialises.
+    #[error("NVML call {call} failed: {reason}")]
+    Call { call: &'static str, reason: String },
+}
+
+impl GpuError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GpuError::NoDriver(_) => "no_driver",
+            GpuError::Call { .. } => "nvml_call",
+        }
+    }
+}
+
+/// One physical GPU at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuSample {
+    pub index: u32,
+    pub uuid: String,
+    pub model: String,
+    /// Energy since the driver was loaded; `None` where the GPU does not support the counter
+    /// (pre-Volta): the agent then integrates `power`.
+    pub energy: Option<Joules>,
+    /// Current draw; `None` where unsupported.
+    pub power: Option<Watts>,
+    /// UUIDs of the GPU's MIG instances when MIG is enabled (their energy is the parent's).
+    pub mig_uuids: Vec<String>,
+}
+
+/// A source of local GPU samples.
+pub trait GpuBackend: Send + Sync {
+    /// Human description for logs (`NVML 570.124.06`, `fake`).
+    fn describe(&self) -> String;
+    fn sample(&self) -> Result<Vec<GpuSample>, GpuError>;
+}
+
+/// NVML through nvml-wrapper. Holds the library handle; after a failed call the handle is
+/// dropped and re-created on the next sample (a driver reload invalidates it).
+pub struct NvmlBackend {
+    nvml: Mutex<Option<nvml_wrapper::Nvml>>,
+    driver: String,
+}
+
+impl std::fmt::Debug for NvmlBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NvmlBackend").field("driver", &self.driver).finish()
+    }
+}
+
+fn call_error(call: &'static str) -> impl Fn(nvml_wrapper::error::NvmlError) -> GpuError {
+    move |e| GpuError::Call {
+        call,
+        reason: e.to_string(),
+    }
+}
+
+impl NvmlBackend {
+    /// Loads `libnvidia-ml.so.1` and initialises NVML. Fails with [`GpuError::NoDriver`]
+    /// where the driver is absent (the caller reports zero GPUs and keeps running).
+    pub fn init() -> Result<Self, GpuError> {
+        let nvml = nvml_wrapper::Nvml::init().map_err(|e| GpuError::NoDriver(e.to_string()))?;
+        let driver = nvml
+            .sys_driver_version()
+            .unwrap_or_else(|_| "unknown".to_owned());
+        Ok(Self {
+            nvml: Mutex::new(Some(nvml)),
+            driver,
+        })
+    }
+
+    fn sample_with(nvml: &nvml_wrapper::Nvml) -> Result<Vec<GpuSample>, GpuError> {
+        use nvml_wrapper::error::NvmlError;
+        let count = nvml.device_count().map_err(call_error("nvmlDeviceGetCount"))?;
+        let mut out = Vec::with_capacity(count as usize);
+        for index in 0..count {
+            let device = nvml
+                .device_by_index(index)
+                .map_err(call_error("nvmlDeviceGetHandleByIndex"))?;
+            let uuid = device.uuid().map_err(call_error("nvmlDeviceGetUUID"))?;
+            let model = device.name().unwrap_or_else(|_| "unknown".to_owned());
+            let energy = match device.total_energy_consumption() {
+                Ok(mj) => Some(Joules::from_millijoules(mj as f64)),
+                Err(NvmlError::NotSupported) => None,
+                Err(e) => return Err(call_error("nvmlDeviceGetTotalEnergyConsumption")(e)),
+            };
+            let power = match device.power_usage() {
+                Ok(mw) => Some(Watts(f64::from(mw) / 1000.0)),
+                Err(NvmlError::NotSupported) => None,
+                Err(e) => return Err(call_error("nvmlDeviceGetPowerUsage")(e)),
+            };
+            let mut mig_uuids = Vec::new();
+            // MIG mode: NotSupported on GPUs without MIG, which is not an error.
+            if let Ok(mode) = device.mig_mode()
+                && mode.current == 1
+            {
+                let max = device.mig_device_count().unwrap_or(0);
+                for i in 0..max {
+                    // Unpopulated slots answer NotFound.
+                    if let Ok(mig) = device.mig_device_by_index(i)
+                        && let Ok(u) = mig.uuid()
+                    {
+                        mig_uuids.push(u);
+                    }
+                }
+            }
+            out.push(GpuSample {
+                index,
+                uuid,
+                model,
+                energy,
+                power,
+                mig_uuids,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl GpuBackend for NvmlBackend {
+    fn describe(&self) -> String {
+        format!("NVML, driver {}", self.driver)
+    }
+
+    fn sample(&self) -> Result<Vec<GpuSample>, GpuError> {
+        let mut guard = self.nvml.lock().map_err(|_| GpuError::Call {
+            call: "lock",
+            reason: "NVML handle poisoned".into(),
+        })?;
+        if guard.is_none() {
+            *guard =
+                Some(nvml_wrapper::Nvml::init().map_err(|e| GpuError::NoDriver(e.to_string()))?);
+        }
+        let Some(nvml) = guard.as_ref() else {
+            return Err(GpuError::NoDriver("NVML not initialised".into()));
+        };
+        let result = Self::sample_with(nvml);
+        if result.is_err() {
+            // Re-initialise next time: after a driver reload the old handle stays invalid.
+            *guard = None;
+        }
+        result
+    }
+}
+
+/// One fake GPU: energy advances by `power × dt` on every [`FakeGpuBackend::advance`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeGpu {
+    pub uuid: String,
+    pub model: String,
+    pub power: Watts,
+    pub energy: Joules,
+    /// Whether the fake exposes the energy counter (false mimics pre-Volta GPUs).
+    pub energy_supported: bool,
+    pub mig_uuids: Vec<String>,
+}
+
+impl FakeGpu {
+    pub fn new(uuid: &str, model: &str, power: Watts) -> Self {
+        Self {
+            uuid: uuid.into(),
+            model: model.into(),
+            power,
+            energy: Joules::ZERO,
+            energy_supported: true,
+            mig_uuids: Vec::new(),
+        }
+    }
+}
+
+/// A fake backend with NVML's semantics: cumulative mJ-resolution energy since "driver load",
+/// power in mW resolution, a driver reload that restarts the counters, and "no driver".
+#[derive(Debug, Default)]
+pub struct FakeGpuBackend {
+    gpus: Mutex<Vec<FakeGpu>>,
+    no_driver: bool,
+}
+
+impl FakeGpuBackend {
+    pub fn new(gpus: Vec<FakeGpu>) -> Self {
+        Self {
+            gpus: Mutex::new(gpus),
+            no_driver: false,
+        }
+    }
+
+    /// A node without a driver: every sample fails like `Nvml::init` does.
+    pub fn without_driver() -> Self {
+        Self {
+            gpus: Mutex::new(Vec::new()),
+            no_driver: true,
+        }
+    }
+
+    /// Runs every GPU at its power for `seconds`.
+    pub fn advance(&self, seconds: f64) {
+        if let Ok(mut gpus) = self.gpus.lock() {
+            for g in gpus.iter_mut() {
+                g.energy += Joules(g.power.value() * seconds);
+            }
+        }
+    }
+
+    /// Sets one GPU's power draw.
+    pub fn set_power(&self, uuid: &str, power: Watts) {
+        if let Ok(mut gpus) = self.gpus.lock() {
+            for g in gpus.iter_mut().filter(|g| g.uuid == uuid) {
+                g.power = power;
+            }
+        }
+    }
+
+    /// A driver reload: energy counters restart at 0.
+    pub fn reload_driver(&self) {
+        if let Ok(mut gpus) = self.gpus.lock() {
+            for g in gpus.iter_mut() {
+                g.energy = Joules::ZERO;
+            }
+        }
+    }
+}
+
+impl GpuBackend for FakeGpuBackend {
+    fn describe(&self) -> String {
+        "fake".into()
+    }
+
+    fn sample(&self) -> Result<Vec<GpuSample>, GpuError> {
+        if self.no_driver {
+            return Err(GpuError::NoDriver(
+                "a libloading error occurred: libnvidia-ml.so.1: cannot open shared object file"
+                    .into(),
+            ));
+        }
+        let gpus = self.gpus.lock().map_err(|_| GpuError::Call {
+            call: "lock",
+            reason: "fake poisoned".into(),
+        })?;
+        Ok(gpus
+            .iter()
+            .enumerate()
+            .map(|(i, g)| GpuSample {
+                index: i as u32,
+                uuid: g.uuid.clone(),
+                model: g.model.clone(),
+                // NVML reports integer mJ and mW.
+                energy: g
+                    .energy_supported
+                    .then(|| Joules::from_millijoules((g.energy.value() * 1000.0).floor())),
+                power: Some(Watts((g.power.value() * 1000.0).floor() / 1000.0)),
+                mig_uuids: g.mig_uuids.clone(),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,503 @@
+//! Kepler through Prometheus, both generations (DESIGN §5).
+//!
+//! - Legacy (≤ 0.9): `kepler_container_{package,dram,gpu,other}_joules_total{mode}`. Only
+//!   `mode="dynamic"` reaches workloads; node idle comes from `kepler_node_*{mode="idle"}`
+//!   (the per-container `mode="idle"` series repeat the node's idle for every container and
+//!   are never booked). `system_processes`/`kernel_processes` are node overhead
+//!   ([`EnergyOwner::NodeSystem`]). `core`/`uncore` are parts of `package`, `platform`
+//!   contains everything: neither is read, so nothing is counted twice.
+//! - v2 (≥ 0.10): `kepler_pod_{cpu,gpu}_joules_total` per selected `zone` (never summed),
+//!   `kepler_node_{cpu,gpu}_idle_joules_total` for node idle. The `state` label is not part
+//!   of a series' identity, so the final `state="terminated"` value continues the running
+//!   counter instead of starting a new one.
+
+use crate::prom::{PromClient, PromSample};
+use crate::{EnergySource, SourceError, SourceHealth};
+use async_trait::async_trait;
+use jobcarbon_core::{Component, EnergyOwner, EnergyReading, Joules, PodKey, Seconds};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// `energy.kepler` (DESIGN §11); `off` is the ledger's business (no source built).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeplerMode {
+    /// Detect the generation from the metric names present (both, during an upgrade).
+    #[default]
+    Auto,
+    Legacy,
+    V2,
+}
+
+/// The Kepler generation a set of metrics belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeplerGeneration {
+    /// ≤ 0.9, port 9102, `kepler_container_*` with `mode`.
+    Legacy,
+    /// ≥ 0.10, port 28282, `kepler_pod_*` with `zone` and `state`.
+    V2,
+}
+
+/// Which legacy counters to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LegacyCounters {
+    /// `package` → cpu, `dram`, `gpu`, `other` (default).
+    #[default]
+    Components,
+    /// Only `kepler_container_joules_total` (the sum), booked as `other`. Releases ≤ 0.7.3
+    /// exported it in millijoules: set `millijoules` for them.
+    Total { millijoules: bool },
+}
+
+/// How to read Kepler.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeplerConfig {
+    pub mode: KeplerMode,
+    /// v2 RAPL zones to read and the component each becomes. Zones overlap (`package`
+    /// contains `core` and `uncore`; `psys` contains everything), so they are never summed
+    /// into one component.
+    pub zones: Vec<(String, Component)>,
+    pub legacy: LegacyCounters,
+    /// Labels naming the node, first present wins (legacy container series have no node
+    /// label of their own; a ServiceMonitor relabels one in).
+    pub node_labels: Vec<String>,
+}
+
+impl Default for KeplerConfig {
+    fn default() -> Self {
+        Self {
+            mode: KeplerMode::Auto,
+            zones: vec![
+                ("package".into(), Component::Cpu),
+                ("dram".into(), Component::Dram),
+            ],
+            legacy: LegacyCounters::Components,
+            node_labels: ["node_name", "node", "instance", "kubernetes_node", "hostname"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+impl KeplerConfig {
+    /// Rejects zone selections that would count energy twice.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut zones = BTreeMap::new();
+        let mut components = BTreeMap::new();
+        for (zone, component) in &self.zones {
+            if zone.is_empty() {
+                return Err("an empty zone name".into());
+            }
+            if zones.insert(zone.as_str(), ()).is_some() {
+                return Err(format!("zone {zone:?} listed twice"));
+            }
+            if let Some(other) = components.insert(*component, zone.as_str()) {
+                return Err(format!(
+                    "zones {other:?} and {zone:?} both map to component {component}: zones overlap and are never summed"
+                ));
+            }
+        }
+        if self.zones.is_empty() {
+            return Err("no zone selected".into());
+        }
+        Ok(())
+    }
+}
+
+const SOURCE: &str = "kepler";
+const DETECT: &str = r#"group by (__name__) ({__name__=~"kepler_pod_cpu_joules_total|kepler_container_package_joules_total|kepler_container_joules_total"})"#;
+const LEGACY_COMPONENTS: &str = r#"{__name__=~"kepler_(container|node)_(package|dram|gpu|other)_joules_total"}"#;
+const LEGACY_TOTAL: &str = r#"{__name__=~"kepler_container_joules_total|kepler_node_(package|dram|gpu|other)_joules_total"}"#;
+const V2: &str = r#"{__name__=~"kepler_pod_(cpu|gpu)_joules_total|kepler_node_(cpu|gpu)_idle_joules_total"}"#;
+
+/// Kepler over the Prometheus HTTP API.
+#[derive(Debug)]
+pub struct KeplerSource {
+    client: PromClient,
+    config: KeplerConfig,
+    health: Mutex<SourceHealth>,
+}
+
+impl KeplerSource {
+    pub fn new(client: PromClient, config: KeplerConfig) -> Result<Self, SourceError> {
+        config.validate().map_err(|reason| SourceError::Unsupported {
+            source_name: SOURCE.into(),
+            reason: format!("invalid zone selection: {reason}"),
+        })?;
+        Ok(Self {
+            client,
+            config,
+            health: Mutex::new(SourceHealth::default()),
+        })
+    }
+
+    /// The generations whose metrics Prometheus holds at `at`.
+    pub async fn detect(&self, at: Seconds) -> Result<Vec<KeplerGeneration>, SourceError> {
+        let names = self.client.instant(SOURCE, DETECT, at).await?;
+        Ok(generations_present(&names))
+    }
+
+    async fn read_generations(&self, at: Seconds) -> Result<Vec<EnergyReading>, SourceError> {
+        let generations = match self.config.mode {
+            KeplerMode::Legacy => vec![KeplerGeneration::Legacy],
+            KeplerMode::V2 => vec![KeplerGeneration::V2],
+            KeplerMode::Auto => self.detect(at).await?,
+        };
+        if generations.is_empty() {
+            return Err(SourceError::Query {
+                source_name: SOURCE.into(),
+                query: DETECT.into(),
+                reason: "no Kepler metrics in Prometheus at this time (neither kepler_pod_cpu_joules_total nor kepler_container_*_joules_total)".into(),
+            });
+        }
+        let mut out = Vec::new();
+        for generation in generations {
+            let query = match (generation, self.config.legacy) {
+                (KeplerGeneration::V2, _) => V2,
+                (KeplerGeneration::Legacy, LegacyCounters::Components) => LEGACY_COMPONENTS,
+                (KeplerGeneration::Legacy, LegacyCounters::Total { .. }) => LEGACY_TOTAL,
+            };
+            let samples = self.client.instant(SOURCE, query, at).await?;
+            if samples.is_empty() && self.config.mode != KeplerMode::Auto {
+                return Err(SourceError::Query {
+                    source_name: SOURCE.into(),
+                    query: query.into(),
+                    reason: format!("no {generation:?} Kepler metrics in Prometheus at this time"),
+                });
+            }
+            out.extend(match generation {
+                KeplerGeneration::Legacy => legacy_readings(&samples, &self.config),
+                KeplerGeneration::V2 => v2_readings(&samples, &self.config),
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl EnergySource for KeplerSource {
+    fn name(&self) -> &str {
+        SOURCE
+    }
+
+    async fn read(&self, at: Seconds) -> Result<Vec<EnergyReading>, SourceError> {
+        let result = self.read_generations(at).await;
+        if let Ok(mut h) = self.health.lock() {
+            h.record(&result);
+        }
+        result
+    }
+
+    fn health(&self) -> SourceHealth {
+        self.health.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+}
+
+/// Which generations' metric names appear in a `group by (__name__)` answer.
+pub fn generations_present(names: &[PromSample]) -> Vec<KeplerGeneration> {
+    let mut found: Vec<KeplerGeneration> = names
+        .iter()
+        .filter_map(|s| match s.labels.get("__name__").map(String::as_str) {
+            Some("kepler_pod_cpu_joules_total") => Some(KeplerGeneration::V2),
+            Some("kepler_container_package_joules_total" | "kepler_container_joules_total") => {
+                Some(KeplerGeneration::Legacy)
+            }
+            _ => None,
+        })
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+fn metric_name(s: &PromSample) -> &str {
+    s.labels.get("__name__").map(String::as_str).unwrap_or("")
+}
+
+fn node_of(s: &PromSample, config: &KeplerConfig) -> String {
+    config
+        .node_labels
+        .iter()
+        .find_map(|l| s.label(l))
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn legacy_component(word: &str) -> Option<Component> {
+    match word {
+        "package" => Some(Component::Cpu),
+        "dram" => Some(Component::Dram),
+        "gpu" => Some(Component::Gpu),
+        "other" => Some(Component::Other),
+        _ => None,
+    }
+}
+
+const NON_POD: [&str; 2] = ["system_processes", "kernel_processes"];
+
+/// Legacy (≤ 0.9) samples → readings.
+pub fn legacy_readings(samples: &[PromSample], config: &KeplerConfig) -> Vec<EnergyReading> {
+    let mut out = Vec::new();
+    for s in samples {
+        if !s.value.is_finite() {
+            continue;
+        }
+        let name = metric_name(s);
+        let mode = s.label("mode").unwrap_or("dynamic");
+        let node = node_of(s, config);
+        if let Some(rest) = name
+            .strip_prefix("kepler_node_")
+            .and_then(|r| r.strip_suffix("_joules_total"))
+        {
+            // Node dynamic is the sum of the containers' dynamic energy: only idle is read.
+            let Some(component) = legacy_component(rest) else {
+                continue;
+            };
+            if mode != "idle" {
+                continue;
+            }
+            let device = s.first_label(&["package", "index", "gpu"]).unwrap_or("");
+            out.push(EnergyReading {
+                series: format!("kepler/legacy/{node}/node/{rest}/{device}/idle"),
+                node,
+                owner: EnergyOwner::NodeIdle,
+                component,
+                cumulative: Joules(s.value),
+                at: s.at,
+            });
+            continue;
+        }
+        let (component, scale) = if name == "kepler_container_joules_total" {
+            match config.legacy {
+                LegacyCounters::Total { millijoules } => {
+                    (Component::Other, if millijoules { 1e-3 } else { 1.0 })
+                }
+                LegacyCounters::Components => continue,
+            }
+        } else {
+            let Some(component) = name
+                .strip_prefix("kepler_container_")
+                .and_then(|r| r.strip_suffix("_joules_total"))
+                .and_then(legacy_component)
+            else {
+                continue;
+            };
+            (component, 1.0)
+        };
+        if mode != "dynamic" {
+            continue;
+        }
+        let container = s.label("container_name").unwrap_or("");
+        let namespace = s.label("container_namespace").unwrap_or("");
+        let pod = s.label("pod_name").unwrap_or("");
+        let container_id = s.label("container_id").unwrap_or(container);
+        let owner = if NON_POD.contains(&container) || NON_POD.contains(&pod) {
+            EnergyOwner::NodeSystem
+        } else {
+            EnergyOwner::Pod {
+                key: PodKey::new(namespace, pod),
+                container: container.to_owned(),
+            }
+        };
+        out.push(EnergyReading {
+            series: format!("kepler/legacy/{node}/{namespace}/{pod}/{container_id}/{component}"),
+            node,
+            owner,
+            component,
+            cumulative: Joules(s.value * scale),
+            at: s.at,
+        });
+    }
+    out
+}
+
+/// v2 (≥ 0.10) samples → readings, one per pod and selected zone (plus GPU), and node idle.
+pub fn v2_readings(samples: &[PromSample], config: &KeplerConfig) -> Vec<EnergyReading> {
+    let zone_component = |zone: &str| {
+        config
+            .zones
+            .iter()
+            .find(|(z, _)| z == zone)
+            .map(|(_, c)| *c)
+    };
+    // Keyed by series so a pod seen both running and terminated is one counter (largest wins).
+    let mut by_series: BTreeMap<String, EnergyReading> = BTreeMap::new();
+    for s in samples {
+        if !s.value.is_finite() {
+            continue;
+        }
+        let node = node_of(s, config);
+        let name = metric_name(s);
+        let reading = match name {
+            "kepler_pod_cpu_joules_total" | "kepler_pod_gpu_joules_total" => {
+                let component = if name == "kepler_pod_gpu_joules_total" {
+                    Component::Gpu
+                } else {
+                    match s.label("zone").and_then(zone_component) {
+                        Some(c) => c,
+                        None => continue,
+                    }
+                };
+                let namespace = s.label("pod_namespace").unwrap_or("");
+                let pod = s.label("pod_name").unwrap_or("");
+                let pod_id = s.label("pod_id").unwrap_or(pod);
+                let zone = s.label("zone").unwrap_or("gpu");
+                EnergyReading {
+                    series: format!("kepler/v2/{node}/pod/{pod_id}/{zone}"),
+                    node,
+                    owner: EnergyOwner::Pod {
+                        key: PodKey::new(namespace, pod),
+                        container: String::new(),
+                    },
+                    component,
+                    cumulative: Joules(s.value),
+                    at: s.at,
+                }
+            }
+            "kepler_node_cpu_idle_joules_total" => {
+                let Some(zone) = s.label("zone") else {
+                    continue;
+                };
+                let Some(component) = zone_component(zone) else {
+                    continue;
+                };
+                EnergyReading {
+                    series: format!("kepler/v2/{node}/node-idle/{zone}"),
+                    node,
+                    owner: EnergyOwner::NodeIdle,
+                    component,
+                    cumulative: Joules(s.value),
+                    at: s.at,
+                }
+            }
+            "kepler_node_gpu_idle_joules_total" => {
+                let gpu = s.first_label(&["gpu_uuid", "gpu"]).unwrap_or("");
+                EnergyReading {
+                    series: format!("kepler/v2/{node}/node-idle/gpu/{gpu}"),
+                    node,
+                    owner: EnergyOwner::NodeIdle,
+                    component: Component::Gpu,
+                    cumulative: Joules(s.value),
+                    at: s.at,
+                }
+            }
+            _ => continue,
+        };
+        match by_series.get(&reading.series) {
+            Some(existing) if existing.cumulative >= reading.cumulative => {}
+            _ => {
+                by_series.insert(reading.series.clone(), reading);
+            }
+        }
+    }
+    by_series.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(name: &str, labels: &[(&str, &str)], value: f64) -> PromSample {
+        let mut l: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        l.insert("__name__".into(), name.into());
+        PromSample {
+            labels: l,
+            value,
+            at: Seconds(100.0),
+        }
+    }
+
+    #[test]
+    fn detects_generations() {
+        let names = vec![
+            sample("kepler_pod_cpu_joules_total", &[], 1.0),
+            sample("kepler_container_joules_total", &[], 1.0),
+        ];
+        assert_eq!(
+            generations_present(&names),
+            vec![KeplerGeneration::Legacy, KeplerGeneration::V2]
+        );
+        assert!(generations_present(&[]).is_empty());
+    }
+
+    #[test]
+    fn legacy_dynamic_to_pods_idle_to_node_system_apart() {
+        let c = KeplerConfig::default();
+        let pod = [
+            ("container_id", "abc"),
+            ("container_name", "trainer"),
+            ("container_namespace", "ml"),
+            ("pod_name", "t-1"),
+            ("instance", "n1"),
+        ];
+        let samples = vec![
+            sample("kepler_container_package_joules_total", &[pod.as_slice(), &[("mode", "dynamic")]].concat(), 10.0),
+            sample("kepler_container_package_joules_total", &[pod.as_slice(), &[("mode", "idle")]].concat(), 99.0),
+            sample("kepler_container_core_joules_total", &[pod.as_slice(), &[("mode", "dynamic")]].concat(), 7.0),
+            sample(
+                "kepler_container_dram_joules_total",
+                &[("container_name", "system_processes"), ("container_namespace", "system"), ("pod_name", "system_processes"), ("mode", "dynamic"), ("instance", "n1")],
+                3.0,
+            ),
+            sample("kepler_node_package_joules_total", &[("instance", "n1"), ("package", "0"), ("mode", "idle")], 50.0),
+            sample("kepler_node_package_joules_total", &[("instance", "n1"), ("package", "0"), ("mode", "dynamic")], 13.0),
+            sample("kepler_container_joules_total", &[pod.as_slice(), &[("mode", "dynamic")]].concat(), 13.0),
+        ];
+        let r = legacy_readings(&samples, &c);
+        assert_eq!(r.len(), 3, "{r:#?}");
+        assert!(r.iter().any(|x| matches!(&x.owner, EnergyOwner::Pod { key, .. } if key.pod == "t-1") && x.component == Component::Cpu && x.cumulative == Joules(10.0)));
+        assert!(r.iter().any(|x| x.owner == EnergyOwner::NodeSystem && x.component == Component::Dram));
+        assert!(r.iter().any(|x| x.owner == EnergyOwner::NodeIdle && x.cumulative == Joules(50.0) && x.node == "n1"));
+    }
+
+    #[test]
+    fn legacy_total_millijoules() {
+        let c = KeplerConfig {
+            legacy: LegacyCounters::Total { millijoules: true },
+            ..KeplerConfig::default()
+        };
+        let samples = vec![sample(
+            "kepler_container_joules_total",
+            &[("container_name", "a"), ("container_namespace", "n"), ("pod_name", "p"), ("mode", "dynamic")],
+            5000.0,
+        )];
+        let r = legacy_readings(&samples, &c);
+        assert_eq!(r[0].cumulative, Joules(5.0));
+        assert_eq!(r[0].component, Component::Other);
+    }
+
+    #[test]
+    fn v2_zones_not_summed_terminated_continues_series() {
+        let c = KeplerConfig::default();
+        let base = [("pod_id", "u1"), ("pod_name", "p"), ("pod_namespace", "ns"), ("node_name", "n1")];
+        let samples = vec![
+            sample("kepler_pod_cpu_joules_total", &[base.as_slice(), &[("zone", "package"), ("state", "running")]].concat(), 100.0),
+            sample("kepler_pod_cpu_joules_total", &[base.as_slice(), &[("zone", "package"), ("state", "terminated")]].concat(), 120.0),
+            sample("kepler_pod_cpu_joules_total", &[base.as_slice(), &[("zone", "core"), ("state", "running")]].concat(), 80.0),
+            sample("kepler_pod_cpu_joules_total", &[base.as_slice(), &[("zone", "dram"), ("state", "running")]].concat(), 9.0),
+            sample("kepler_pod_gpu_joules_total", &[base.as_slice(), &[("state", "running")]].concat(), 500.0),
+            sample("kepler_node_cpu_idle_joules_total", &[("node_name", "n1"), ("zone", "package"), ("path", "aggregated-package")], 70.0),
+            sample("kepler_node_gpu_idle_joules_total", &[("node_name", "n1"), ("gpu_uuid", "GPU-1")], 40.0),
+        ];
+        let r = v2_readings(&samples, &c);
+        assert_eq!(r.len(), 5, "{r:#?}");
+        let cpu: Vec<_> = r.iter().filter(|x| x.component == Component::Cpu && matches!(x.owner, EnergyOwner::Pod { .. })).collect();
+        assert_eq!(cpu.len(), 1);
+        assert_eq!(cpu[0].cumulative, Joules(120.0));
+        assert!(r.iter().all(|x| x.node == "n1"));
+    }
+
+    #[test]
+    fn overlapping_zone_selection_is_rejected() {
+        let c = KeplerConfig {
+            zones: vec![("package".into(), Component::Cpu), ("core".into(), Component::Cpu)],
+            ..KeplerConfig::default()
+        };
+        assert!(c.validate().is_err());
+        assert!(KeplerConfig::default().validate().is_ok());
+    }
+}

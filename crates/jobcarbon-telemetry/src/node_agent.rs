@@ -1,0 +1,314 @@
+//! The node agent's accounting (`jobcarbon node`): GPU samples + pod-resources assignments →
+//! monotonic per-(GPU, container) energy counters and power gauges, ready to export.
+//!
+//! - Each GPU's energy counter (or integrated power, where the counter is unsupported) goes
+//!   through a [`CounterTracker`], so a driver reload (counter back to 0) is a reset, not
+//!   negative energy, and the exported counters only grow.
+//! - A GPU's delta is split equally over the containers holding it (time-slicing replicas and
+//!   MIG instances map to the parent GPU); a GPU no container holds books to empty
+//!   `namespace`/`pod`/`container` labels (idle), so Σ exported = Σ GPU energy.
+//! - Series of containers that stopped holding a GPU are kept for `retention` so Prometheus
+//!   scrapes their final value, then dropped.
+
+use crate::counters::{CounterTracker, FirstSight};
+use crate::gpu::{GpuBackend, GpuError, GpuSample};
+use crate::podresources::GpuAssignment;
+use jobcarbon_core::allocation::split_equal;
+use jobcarbon_core::{
+    Component, EnergyOwner, EnergyReading, Joules, Seconds, UnallocatedReason, Watts,
+};
+use std::collections::BTreeMap;
+
+/// Labels of one exported series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GpuSeriesLabels {
+    pub gpu_uuid: String,
+    pub gpu_model: String,
+    /// Empty for a GPU no container holds.
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct SeriesState {
+    energy: Joules,
+    power: Watts,
+    last_seen: Seconds,
+}
+
+/// What one tick saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TickSummary {
+    pub gpus: usize,
+    pub energy: Joules,
+    pub resets: usize,
+}
+
+/// Per-node GPU accounting state.
+pub struct NodeAgent {
+    backend: Box<dyn GpuBackend>,
+    tracker: CounterTracker,
+    integrated: BTreeMap<String, (Joules, Seconds)>,
+    series: BTreeMap<GpuSeriesLabels, SeriesState>,
+    gpus: usize,
+    retention: Seconds,
+}
+
+impl std::fmt::Debug for NodeAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeAgent")
+            .field("backend", &self.backend.describe())
+            .field("gpus", &self.gpus)
+            .field("series", &self.series.len())
+            .finish()
+    }
+}
+
+impl NodeAgent {
+    pub fn new(backend: Box<dyn GpuBackend>) -> Self {
+        Self {
+            backend,
+            tracker: CounterTracker::new(FirstSight::Baseline),
+            integrated: BTreeMap::new(),
+            series: BTreeMap::new(),
+            gpus: 0,
+            retention: Seconds(600.0),
+        }
+    }
+
+    /// How long a series that no longer receives energy stays exported.
+    pub fn with_retention(mut self, retention: Seconds) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    pub fn backend_description(&self) -> String {
+        self.backend.describe()
+    }
+
+    /// GPUs seen on the last successful sample (0 without a driver).
+    pub fn gpu_count(&self) -> usize {
+        self.gpus
+    }
+
+    /// Samples the GPUs at `at` and books energy to the containers in `assignments`.
+    pub fn tick(
+        &mut self,
+        assignments: &[GpuAssignment],
+        at: Seconds,
+    ) -> Result<TickSummary, GpuError> {
+        let samples = match self.backend.sample() {
+            Ok(s) => s,
+            Err(e) => {
+                if matches!(e, GpuError::NoDriver(_)) {
+                    self.gpus = 0;
+                }
+                for s in self.series.values_mut() {
+                    s.power = Watts::ZERO;
+                }
+                return Err(e);
+            }
+        };
+        self.gpus = samples.len();
+        let readings: Vec<EnergyReading> = samples
+            .iter()
+            .filter_map(|g| {
+                let cumulative = self.cumulative(g, at)?;
+                Some(EnergyReading {
+                    series: format!("nvml/{}", g.uuid),
+                    node: String::new(),
+                    owner: EnergyOwner::UnmappedGpu {
+                        uuid: g.uuid.clone(),
+                    },
+                    component: Component::Gpu,
+                    cumulative,
+                    at,
+                })
+            })
+            .collect();
+        let observed = self.tracker.observe(&readings);
+        let deltas: BTreeMap<String, Joules> = observed
+            .deltas
+            .iter()
+            .filter_map(|d| match &d.owner {
+                EnergyOwner::UnmappedGpu { uuid } => Some((uuid.clone(), d.energy)),
+                _ => None,
+            })
+            .collect();
+        for s in self.series.values_mut() {
+            s.power = Watts::ZERO;
+        }
+        let mut booked = Joules::ZERO;
+        for gpu in &samples {
+            let holders = holders_of(gpu, assignments);
+            let delta = deltas.get(&gpu.uuid).copied().unwrap_or(Joules::ZERO);
+            booked += delta;
+            let energy_split = split_equal(delta, holders.clone(), UnallocatedReason::Rounding);
+            let power = gpu.power.unwrap_or(Watts::ZERO);
+            // A gauge, not a quantity to conserve: each holder shows its equal part.
+            let watts = (power / holders.len().max(1) as f64).non_negative();
+            for (labels, energy) in energy_split.shares {
+                let state = self.series.entry(labels).or_insert(SeriesState {
+                    energy: Joules::ZERO,
+                    power: Watts::ZERO,
+                    last_seen: at,
+                });
+                state.energy += energy.non_negative();
+                state.power = watts;
+                state.last_seen = at;
+            }
+        }
+        let cutoff = at - self.retention;
+        self.series.retain(|_, s| s.last_seen >= cutoff);
+        Ok(TickSummary {
+            gpus: samples.len(),
+            energy: booked,
+            resets: observed.resets.len(),
+        })
+    }
+
+    /// The GPU's cumulative energy: NVML's counter, else integrated power.
+    fn cumulative(&mut self, gpu: &GpuSample, at: Seconds) -> Option<Joules> {
+        if let Some(e) = gpu.energy {
+            return Some(e);
+        }
+        let power = gpu.power?;
+        let entry = self
+            .integrated
+            .entry(gpu.uuid.clone())
+            .or_insert((Joules::ZERO, at));
+        if at > entry.1 {
+            entry.0 += power * (at - entry.1);
+            entry.1 = at;
+        }
+        Some(entry.0)
+    }
+
+    /// Cumulative energy per exported series.
+    pub fn energy(&self) -> Vec<(GpuSeriesLabels, Joules)> {
+        self.series
+            .iter()
+            .map(|(l, s)| (l.clone(), s.energy))
+            .collect()
+    }
+
+    /// Current power per exported series.
+    pub fn power(&self) -> Vec<(GpuSeriesLabels, Watts)> {
+        self.series
+            .iter()
+            .map(|(l, s)| (l.clone(), s.power))
+            .collect()
+    }
+}
+
+/// The containers holding `gpu` (directly, through a time-slicing replica or one of its MIG
+/// instances); one idle entry when none does.
+fn holders_of(gpu: &GpuSample, assignments: &[GpuAssignment]) -> Vec<GpuSeriesLabels> {
+    let mut holders: Vec<GpuSeriesLabels> = assignments
+        .iter()
+        .filter(|a| a.device_id == gpu.uuid || gpu.mig_uuids.contains(&a.device_id))
+        .map(|a| GpuSeriesLabels {
+            gpu_uuid: gpu.uuid.clone(),
+            gpu_model: gpu.model.clone(),
+            namespace: a.namespace.clone(),
+            pod: a.pod.clone(),
+            container: a.container.clone(),
+        })
+        .collect();
+    holders.sort();
+    holders.dedup();
+    if holders.is_empty() {
+        holders.push(GpuSeriesLabels {
+            gpu_uuid: gpu.uuid.clone(),
+            gpu_model: gpu.model.clone(),
+            namespace: String::new(),
+            pod: String::new(),
+            container: String::new(),
+        });
+    }
+    holders
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::{FakeGpu, FakeGpuBackend};
+    use std::sync::Arc;
+
+    struct Shared(Arc<FakeGpuBackend>);
+    impl GpuBackend for Shared {
+        fn describe(&self) -> String {
+            self.0.describe()
+        }
+        fn sample(&self) -> Result<Vec<GpuSample>, GpuError> {
+            self.0.sample()
+        }
+    }
+
+    fn assign(pod: &str, uuid: &str) -> GpuAssignment {
+        GpuAssignment {
+            namespace: "ml".into(),
+            pod: pod.into(),
+            container: "main".into(),
+            resource_name: "nvidia.com/gpu".into(),
+            device_id: uuid.into(),
+        }
+    }
+
+    fn energy_of(agent: &NodeAgent, pod: &str, uuid: &str) -> f64 {
+        agent
+            .energy()
+            .iter()
+            .filter(|(l, _)| l.pod == pod && l.gpu_uuid == uuid)
+            .map(|(_, e)| e.value())
+            .sum()
+    }
+
+    #[test]
+    fn shared_gpu_split_idle_gpu_kept_apart_reload_is_reset() {
+        let fake = Arc::new(FakeGpuBackend::new(vec![
+            FakeGpu::new("GPU-0", "A100", Watts(300.0)),
+            FakeGpu::new("GPU-1", "A100", Watts(60.0)),
+        ]));
+        let mut agent = NodeAgent::new(Box::new(Shared(fake.clone())));
+        let a = vec![assign("p1", "GPU-0"), assign("p2", "GPU-0")];
+        agent.tick(&a, Seconds(0.0)).unwrap();
+        fake.advance(10.0);
+        let s = agent.tick(&a, Seconds(10.0)).unwrap();
+        assert_eq!(s.gpus, 2);
+        assert!((energy_of(&agent, "p1", "GPU-0") - 1500.0).abs() < 1e-6);
+        assert!((energy_of(&agent, "p2", "GPU-0") - 1500.0).abs() < 1e-6);
+        assert!((energy_of(&agent, "", "GPU-1") - 600.0).abs() < 1e-6);
+        fake.reload_driver();
+        fake.advance(5.0);
+        let s = agent.tick(&a, Seconds(15.0)).unwrap();
+        assert_eq!(s.resets, 2);
+        // After the reload the new counter value is the delta: 5 s × 300 W, split in two.
+        assert!((energy_of(&agent, "p1", "GPU-0") - 2250.0).abs() < 1e-6);
+        let total_power: f64 = agent.power().iter().map(|(_, w)| w.value()).sum();
+        assert!((total_power - 360.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn no_driver_reports_zero_gpus() {
+        let mut agent = NodeAgent::new(Box::new(FakeGpuBackend::without_driver()));
+        assert!(matches!(agent.tick(&[], Seconds(0.0)), Err(GpuError::NoDriver(_))));
+        assert_eq!(agent.gpu_count(), 0);
+        assert!(agent.energy().is_empty());
+    }
+
+    #[test]
+    fn mig_instances_and_power_integration() {
+        let mut gpu = FakeGpu::new("GPU-0", "A30", Watts(100.0));
+        gpu.mig_uuids = vec!["MIG-a".into(), "MIG-b".into()];
+        gpu.energy_supported = false;
+        let fake = Arc::new(FakeGpuBackend::new(vec![gpu]));
+        let mut agent = NodeAgent::new(Box::new(Shared(fake.clone())));
+        let a = vec![assign("p1", "MIG-a"), assign("p2", "MIG-b")];
+        agent.tick(&a, Seconds(0.0)).unwrap();
+        agent.tick(&a, Seconds(30.0)).unwrap();
+        assert!((energy_of(&agent, "p1", "GPU-0") - 1500.0).abs() < 1e-6);
+        assert!((energy_of(&agent, "p2", "GPU-0") - 1500.0).abs() < 1e-6);
+    }
+}

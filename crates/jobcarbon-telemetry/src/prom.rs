@@ -1,0 +1,354 @@
+//! The Prometheus HTTP API client every Prometheus-backed source shares (Kepler, DCGM,
+//! request counters, live PromQL scalars): prometheus-http-query with a request timeout, an
+//! optional bearer token file (re-read on every request, so rotated tokens work), and errors
+//! mapped to [`SourceError`].
+
+use crate::{MetricQuery, RequestPreset, RequestQuery, SourceError};
+use async_trait::async_trait;
+use jobcarbon_core::Seconds;
+use prometheus_http_query::reqwest;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where and how to reach Prometheus (DESIGN §11 `prometheus:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromConfig {
+    pub url: String,
+    pub bearer_token_file: Option<PathBuf>,
+    pub timeout: Duration,
+}
+
+impl PromConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            bearer_token_file: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One sample of an instant vector: its labels and value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromSample {
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+    /// Evaluation time of the sample, seconds since the Unix epoch.
+    pub at: Seconds,
+}
+
+impl PromSample {
+    /// The label's value, preferring `exported_<name>`: when Prometheus scrapes an exporter
+    /// without `honor_labels`, the exporter's own `pod`/`namespace`/`container` are renamed
+    /// `exported_*` and the unprefixed ones name the exporter's pod.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels
+            .get(&format!("exported_{name}"))
+            .or_else(|| self.labels.get(name))
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The first of `names` present (via [`PromSample::label`]).
+    pub fn first_label(&self, names: &[&str]) -> Option<&str> {
+        names.iter().find_map(|n| self.label(n))
+    }
+}
+
+/// A Prometheus HTTP API client for one source.
+#[derive(Clone)]
+pub struct PromClient {
+    client: prometheus_http_query::Client,
+    config: PromConfig,
+}
+
+impl std::fmt::Debug for PromClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PromClient")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl PromClient {
+    /// Builds the client. Fails on an unparsable URL (a configuration error).
+    pub fn new(config: PromConfig) -> Result<Self, SourceError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .build()
+            .map_err(|e| SourceError::Unsupported {
+                source_name: "prometheus".into(),
+                reason: format!("cannot build HTTP client: {}", error_chain(&e)),
+            })?;
+        let client = prometheus_http_query::Client::from(http, &config.url).map_err(|e| {
+            SourceError::Unsupported {
+                source_name: "prometheus".into(),
+                reason: format!("invalid Prometheus URL {:?}: {}", config.url, error_chain(&e)),
+            }
+        })?;
+        Ok(Self { client, config })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.config.url
+    }
+
+    fn bearer_header(&self, source_name: &str) -> Result<Option<reqwest::header::HeaderValue>, SourceError> {
+        let Some(path) = &self.config.bearer_token_file else {
+            return Ok(None);
+        };
+        let token = std::fs::read_to_string(path).map_err(|e| SourceError::Unsupported {
+            source_name: source_name.into(),
+            reason: format!("cannot read bearer token file {}: {e}", path.display()),
+        })?;
+        let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+            .map_err(|_| SourceError::Unsupported {
+                source_name: source_name.into(),
+                reason: format!(
+                    "bearer token file {} holds characters not allowed in an HTTP header",
+                    path.display()
+                ),
+            })?;
+        Ok(Some(value))
+    }
+
+    /// Evaluates `promql` at `at` and returns the instant vector (a scalar result comes back
+    /// as one sample without labels).
+    pub async fn instant(
+        &self,
+        source_name: &str,
+        promql: &str,
+        at: Seconds,
+    ) -> Result<Vec<PromSample>, SourceError> {
+        let mut query = self.client.query(promql).at(at.value().floor() as i64);
+        if let Some(auth) = self.bearer_header(source_name)? {
+            query = query.header(reqwest::header::AUTHORIZATION, auth);
+        }
+        let result = query
+            .get()
+            .await
+            .map_err(|e| self.map_error(source_name, promql, e))?;
+        let (data, _) = result.into_inner();
+        use prometheus_http_query::response::Data;
+        Ok(match data {
+            Data::Vector(v) => v
+                .into_iter()
+                .map(|iv| {
+                    let (labels, sample) = iv.into_inner();
+                    PromSample {
+                        labels: labels.into_iter().collect(),
+                        value: sample.value(),
+                        at: Seconds(sample.timestamp()),
+                    }
+                })
+                .collect(),
+            Data::Scalar(s) => vec![PromSample {
+                labels: BTreeMap::new(),
+                value: s.value(),
+                at: Seconds(s.timestamp()),
+            }],
+            Data::Matrix(_) => {
+                return Err(SourceError::Query {
+                    source_name: source_name.into(),
+                    query: promql.into(),
+                    reason: "expected an instant vector, got a range vector".into(),
+                });
+            }
+        })
+    }
+
+    fn map_error(
+        &self,
+        source_name: &str,
+        promql: &str,
+        e: prometheus_http_query::Error,
+    ) -> SourceError {
+        use prometheus_http_query::Error;
+        match e {
+            Error::Prometheus(p) => SourceError::Query {
+                source_name: source_name.into(),
+                query: promql.into(),
+                reason: format!("{}: {}", p.error_type(), p.message()),
+            },
+            Error::Client(c) => match c.inner() {
+                Some(r) if r.is_connect() || r.is_timeout() || r.is_request() => {
+                    SourceError::Unreachable {
+                        source_name: source_name.into(),
+                        url: self.config.url.clone(),
+                        reason: error_chain(&c),
+                    }
+                }
+                Some(r) if r.status().is_some() => SourceError::BadResponse {
+                    source_name: source_name.into(),
+                    url: self.config.url.clone(),
+                    reason: format!(
+                        "HTTP {} ({})",
+                        r.status().map(|s| s.as_u16()).unwrap_or_default(),
+                        c
+                    ),
+                },
+                _ => SourceError::BadResponse {
+                    source_name: source_name.into(),
+                    url: self.config.url.clone(),
+                    reason: error_chain(&c),
+                },
+            },
+            other => SourceError::Query {
+                source_name: source_name.into(),
+                query: promql.into(),
+                reason: error_chain(&other),
+            },
+        }
+    }
+}
+
+/// `error: cause: cause` in one line.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// The preset request counter's PromQL metric name (DESIGN §4 `inference.requests.preset`).
+pub fn preset_metric(preset: RequestPreset) -> &'static str {
+    match preset {
+        // vLLM: successful requests, labelled by finished_reason.
+        RequestPreset::Vllm => "vllm:request_success_total",
+        // Triton: successful inference requests per model/version.
+        RequestPreset::Triton => "nv_inference_request_success",
+        // Text Generation Inference: successful requests.
+        RequestPreset::Tgi => "tgi_request_success",
+        // KServe Python ModelServer: the predict latency histogram counts every request.
+        RequestPreset::Kserve => "request_predict_seconds_count",
+    }
+}
+
+/// Renders the PromQL for a request query: the preset counter summed over the matching pods.
+pub fn request_promql(query: &RequestQuery) -> Result<String, SourceError> {
+    match query {
+        RequestQuery::Promql(q) => Ok(q.clone()),
+        RequestQuery::Preset { preset, matchers } => {
+            let mut parts = Vec::new();
+            for (k, v) in matchers {
+                let valid_name = !k.is_empty()
+                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !k.starts_with(|c: char| c.is_ascii_digit());
+                if !valid_name {
+                    return Err(SourceError::Unsupported {
+                        source_name: "requests".into(),
+                        reason: format!("invalid label name {k:?} in request matchers"),
+                    });
+                }
+                let escaped = v.replace('\\', "\\\\").replace('"', "\\\"");
+                parts.push(format!("{k}=\"{escaped}\""));
+            }
+            Ok(format!(
+                "sum({}{{{}}})",
+                preset_metric(*preset),
+                parts.join(",")
+            ))
+        }
+    }
+}
+
+/// [`MetricQuery`] over Prometheus.
+#[derive(Debug, Clone)]
+pub struct PromMetrics {
+    client: PromClient,
+}
+
+impl PromMetrics {
+    pub fn new(client: PromClient) -> Self {
+        Self { client }
+    }
+
+    async fn one_number(&self, source: &str, promql: &str, at: Seconds) -> Result<f64, SourceError> {
+        let samples = self.client.instant(source, promql, at).await?;
+        match samples.as_slice() {
+            [one] if one.value.is_finite() => Ok(one.value),
+            [one] => Err(SourceError::Query {
+                source_name: source.into(),
+                query: promql.into(),
+                reason: format!("result {} is not a finite number", one.value),
+            }),
+            [] => Err(SourceError::Query {
+                source_name: source.into(),
+                query: promql.into(),
+                reason: "no data (the metric is missing at that time)".into(),
+            }),
+            many => Err(SourceError::Query {
+                source_name: source.into(),
+                query: promql.into(),
+                reason: format!("expected one number, got {} series", many.len()),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl MetricQuery for PromMetrics {
+    async fn cumulative_requests(&self, query: &RequestQuery, at: Seconds) -> Result<f64, SourceError> {
+        let promql = request_promql(query)?;
+        self.one_number("requests", &promql, at).await
+    }
+
+    async fn scalar(&self, promql: &str, at: Seconds) -> Result<f64, SourceError> {
+        self.one_number("promql", promql, at).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preset_promql_escapes_and_validates() {
+        let mut m = BTreeMap::new();
+        m.insert("namespace".to_owned(), "ml\"serving".to_owned());
+        let q = RequestQuery::Preset {
+            preset: RequestPreset::Vllm,
+            matchers: m,
+        };
+        assert_eq!(
+            request_promql(&q).unwrap(),
+            r#"sum(vllm:request_success_total{namespace="ml\"serving"})"#
+        );
+        let mut bad = BTreeMap::new();
+        bad.insert("bad-name".to_owned(), "x".to_owned());
+        let q = RequestQuery::Preset {
+            preset: RequestPreset::Triton,
+            matchers: bad,
+        };
+        assert!(request_promql(&q).is_err());
+    }
+
+    #[test]
+    fn exported_labels_win() {
+        let s = PromSample {
+            labels: [("pod", "exporter-x"), ("exported_pod", "trainer-1"), ("namespace", "")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            value: 1.0,
+            at: Seconds(0.0),
+        };
+        assert_eq!(s.label("pod"), Some("trainer-1"));
+        assert_eq!(s.label("namespace"), None);
+        assert_eq!(s.first_label(&["Hostname", "pod"]), Some("trainer-1"));
+    }
+
+    #[test]
+    fn invalid_url_is_a_config_error() {
+        assert!(PromClient::new(PromConfig::new("not a url")).is_err());
+    }
+}
