@@ -1,1 +1,34 @@
-//! placeholder
+//! jobcarbon-kube: the Kubernetes edge. Pods, nodes and `SoftwareProduct` objects in,
+//! [`jobcarbon_core::ClusterSnapshot`] out.
+//!
+//! - [`labels`]: the `jobcarbon.io/*` label schema and platform selector (untrusted values are
+//!   counted, never trusted);
+//! - [`owner`]: pod → controlling workload;
+//! - [`index`]: the pure layer, objects → [`jobcarbon_core::PodFacts`] / [`jobcarbon_core::NodeFacts`];
+//! - [`product`]: the CRD, its conversion to [`jobcarbon_core::ProductDef`], set validation;
+//! - [`status`]: server-side-apply status writes;
+//! - [`watch`]: the reflectors and [`watch::ClusterState::snapshot`].
+
+pub mod index;
+pub mod labels;
+pub mod owner;
+pub mod product;
+pub mod resources;
+pub mod status;
+pub mod trim;
+pub mod watch;
+
+pub use index::{AttributionConfig, IndexIssues, NodeTable, ResolvedPod};
+pub use labels::{LabelIssue, LabelSchema, PlatformSelector};
+pub use product::{
+    EpcStatus, InferenceRequests, ProductCondition, ProductError, ProductSpec, ProductValidation,
+    SoftwareProduct, SoftwareProductSpec, SoftwareProductStatus, validate_products,
+};
+pub use status::{FIELD_MANAGER, status_apply_body, write_product_status};
+pub use watch::{ClusterState, CrdPresence, WatchConfig, WatchHealth};
+
+/// The CRD as YAML, exactly as `jobcarbon crd` prints it and `deploy/crds/` holds it.
+pub fn crd_yaml() -> Result<String, serde_saphyr::ser::Error> {
+    use kube::CustomResourceExt;
+    serde_saphyr::to_string(&SoftwareProduct::crd())
+}

@@ -1,1 +1,375 @@
-//! Fake Kubernetes API server (being built).
+//! A fake Kubernetes API server for tests: a local HTTP/1.1 server on a free loopback port that
+//! serves scripted **real Kubernetes JSON** — lists with `metadata.resourceVersion`, chunked watch
+//! streams of JSON lines (including `BOOKMARK` and `ERROR` 410 Gone), 404 `Status` objects for
+//! resources that are not served (an absent CRD), and server-side-apply `PATCH`es it records.
+//!
+//! Point a kube `Client` at [`FakeKubeApi::url`] with a plain `http://` URL:
+//!
+//! ```ignore
+//! let api = FakeKubeApi::start().await?;
+//! api.push_list("/api/v1/pods", list("v1", "PodList", "100", vec![pod_json]));
+//! api.push_watch("/api/v1/pods", WatchScript::hang(vec![event("ADDED", &pod_json)]));
+//! let config = kube::Config::new(api.url().parse()?);
+//! let client = kube::Client::try_from(config)?;
+//! ```
+//!
+//! Scripting, per collection path (`/api/v1/pods`, `/apis/jobcarbon.io/v1alpha1/softwareproducts`):
+//! - each list request (`GET` without `watch`) takes the next pushed list body; when none is
+//!   left the last one is served again (a quiet cluster);
+//! - each watch request (`?watch=true`) takes the next pushed [`WatchScript`] and streams its lines;
+//!   the script then closes the stream or keeps it open; with no script left the stream stays
+//!   open and silent (as a real server does until `timeoutSeconds`);
+//! - a path with nothing pushed answers 404 `NotFound`, exactly as for a CRD that is not installed;
+//! - `GET` and `PATCH` of `<collection>/<name>[/status]` find the object in the last list served;
+//!   a `PATCH` is recorded with its query and body and answered with the object, status applied.
+//!
+//! Every request is recorded ([`FakeKubeApi::requests`]).
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// How a scripted watch stream ends after its lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchEnd {
+    /// Close the response (the client re-watches from its last resourceVersion).
+    Close,
+    /// Keep the stream open and silent.
+    Hang,
+}
+
+/// One watch response: raw JSON lines (use [`event`], [`bookmark`], [`expired`], or any string
+/// for a malformed line) and how it ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchScript {
+    pub lines: Vec<String>,
+    pub end: WatchEnd,
+}
+
+impl WatchScript {
+    pub fn close(lines: Vec<String>) -> Self {
+        Self {
+            lines,
+            end: WatchEnd::Close,
+        }
+    }
+    pub fn hang(lines: Vec<String>) -> Self {
+        Self {
+            lines,
+            end: WatchEnd::Hang,
+        }
+    }
+}
+
+/// A request the server received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub content_type: Option<String>,
+    /// The request body as JSON (`Value::Null` when empty or not JSON).
+    pub body: Value,
+}
+
+impl RecordedRequest {
+    /// Whether the query string has `key=value`.
+    pub fn has_query(&self, key: &str, value: &str) -> bool {
+        self.query
+            .split('&')
+            .any(|pair| pair.split_once('=') == Some((key, value)))
+    }
+}
+
+#[derive(Default)]
+struct Collection {
+    lists: VecDeque<Value>,
+    last_list: Option<Value>,
+    watches: VecDeque<WatchScript>,
+}
+
+#[derive(Default)]
+struct State {
+    collections: HashMap<String, Collection>,
+    requests: Vec<RecordedRequest>,
+}
+
+/// The running server. Dropping it stops the server.
+pub struct FakeKubeApi {
+    url: String,
+    state: Arc<Mutex<State>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for FakeKubeApi {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl FakeKubeApi {
+    /// Start on `127.0.0.1` with a free port. Needs a tokio runtime.
+    pub async fn start() -> anyhow::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let state = Arc::new(Mutex::new(State::default()));
+        let served = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let state = served.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| handle(state.clone(), req));
+                    if let Err(error) = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await
+                    {
+                        tracing::debug!(%error, "fake kube api connection ended");
+                    }
+                });
+            }
+        });
+        Ok(Self { url, state, task })
+    }
+
+    /// `http://127.0.0.1:PORT`, for `kube::Config::new`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Queue a list body for `collection` (e.g. `/api/v1/pods`).
+    pub fn push_list(&self, collection: &str, body: Value) {
+        lock(&self.state)
+            .collections
+            .entry(collection.to_owned())
+            .or_default()
+            .lists
+            .push_back(body);
+    }
+
+    /// Queue a watch response for `collection`.
+    pub fn push_watch(&self, collection: &str, script: WatchScript) {
+        lock(&self.state)
+            .collections
+            .entry(collection.to_owned())
+            .or_default()
+            .watches
+            .push_back(script);
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.state).requests.clone()
+    }
+
+    /// The `PATCH` requests received so far.
+    pub fn patches(&self) -> Vec<RecordedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == "PATCH")
+            .collect()
+    }
+
+    /// How many list (non-watch GET) requests `collection` has answered.
+    pub fn list_count(&self, collection: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path == collection && !is_watch(&r.query))
+            .count()
+    }
+
+    /// How many watch requests `collection` has received.
+    pub fn watch_count(&self, collection: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path == collection && is_watch(&r.query))
+            .count()
+    }
+}
+
+/// A list body: `{"apiVersion", "kind", "metadata": {"resourceVersion"}, "items"}`.
+pub fn list(api_version: &str, kind: &str, resource_version: &str, items: Vec<Value>) -> Value {
+    json!({
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {"resourceVersion": resource_version},
+        "items": items,
+    })
+}
+
+/// A watch line `{"type": TYPE, "object": OBJECT}` (`ADDED`, `MODIFIED`, `DELETED`).
+pub fn event(kind: &str, object: &Value) -> String {
+    json!({"type": kind, "object": object}).to_string()
+}
+
+/// A `BOOKMARK` line: an object of `kind` carrying only `metadata.resourceVersion`.
+pub fn bookmark(api_version: &str, kind: &str, resource_version: &str) -> String {
+    json!({"type": "BOOKMARK", "object": {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {"resourceVersion": resource_version, "creationTimestamp": null},
+    }})
+    .to_string()
+}
+
+/// The `ERROR` line an API server sends when the watched resourceVersion was compacted.
+pub fn expired(message: &str) -> String {
+    json!({"type": "ERROR", "object": {
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": "Expired", "code": 410,
+    }})
+    .to_string()
+}
+
+/// A `Status` failure object as the API server returns it.
+pub fn status_failure(code: u16, reason: &str, message: &str) -> Value {
+    json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "details": {}, "code": code,
+    })
+}
+
+fn is_watch(query: &str) -> bool {
+    query
+        .split('&')
+        .any(|pair| pair == "watch=true" || pair == "watch=1")
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn not_found(what: &str) -> Response<Body> {
+    json_response(
+        StatusCode::NOT_FOUND,
+        &status_failure(404, "NotFound", &format!("{what} not found")),
+    )
+}
+
+async fn handle(
+    state: Arc<Mutex<State>>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or_default().to_owned();
+    let content_type = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = match req.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let mut state = lock(&state);
+    state.requests.push(RecordedRequest {
+        method: method.to_string(),
+        path: path.clone(),
+        query: query.clone(),
+        content_type,
+        body: body.clone(),
+    });
+
+    if let Some(collection) = state.collections.get_mut(&path) {
+        if method != Method::GET {
+            return Ok(json_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &status_failure(405, "MethodNotAllowed", "method not allowed"),
+            ));
+        }
+        if is_watch(&query) {
+            let script = collection
+                .watches
+                .pop_front()
+                .unwrap_or_else(|| WatchScript::hang(Vec::new()));
+            return Ok(watch_response(script));
+        }
+        let list = match collection.lists.pop_front() {
+            Some(list) => {
+                collection.last_list = Some(list.clone());
+                Some(list)
+            }
+            None => collection.last_list.clone(),
+        };
+        return Ok(match list {
+            Some(list) => json_response(StatusCode::OK, &list),
+            None => not_found(&path),
+        });
+    }
+
+    // `<collection>/<name>` or `<collection>/<name>/status`.
+    let (object_path, subresource) = match path.strip_suffix("/status") {
+        Some(p) => (p, Some("status")),
+        None => (path.as_str(), None),
+    };
+    let Some((collection_path, name)) = object_path.rsplit_once('/') else {
+        return Ok(not_found(&path));
+    };
+    let object = state
+        .collections
+        .get(collection_path)
+        .and_then(|c| c.last_list.as_ref())
+        .and_then(|l| l.get("items"))
+        .and_then(Value::as_array)
+        .and_then(|items| {
+            items
+                .iter()
+                .find(|o| o.pointer("/metadata/name").and_then(Value::as_str) == Some(name))
+        })
+        .cloned();
+    let Some(mut object) = object else {
+        return Ok(not_found(&path));
+    };
+    match (method, subresource) {
+        (Method::GET, _) => Ok(json_response(StatusCode::OK, &object)),
+        (Method::PATCH, Some("status")) => {
+            if let (Some(obj), Some(status)) = (object.as_object_mut(), body.get("status")) {
+                obj.insert("status".to_owned(), status.clone());
+            }
+            Ok(json_response(StatusCode::OK, &object))
+        }
+        _ => Ok(json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &status_failure(405, "MethodNotAllowed", "method not allowed"),
+        )),
+    }
+}
+
+fn watch_response(script: WatchScript) -> Response<Body> {
+    let lines = futures::stream::iter(script.lines)
+        .map(|line| Ok::<_, Infallible>(Frame::data(Bytes::from(format!("{line}\n")))));
+    let body: Body = match script.end {
+        WatchEnd::Close => BodyExt::boxed(StreamBody::new(lines)),
+        WatchEnd::Hang => BodyExt::boxed(StreamBody::new(lines.chain(futures::stream::pending()))),
+    };
+    let mut response = Response::new(body);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
