@@ -3,7 +3,7 @@
 
 use crate::domain::Term;
 use crate::units::Grams;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::ops::{Add, AddAssign, Index, IndexMut};
 
 /// Carbon of one job (or one interval of one job) by term.
@@ -96,6 +96,19 @@ impl Serialize for Terms {
     }
 }
 
+/// Reads the map form written by `Serialize` (missing terms are zero), so ledger state with
+/// terms can be checkpointed and restored.
+impl<'de> Deserialize<'de> for Terms {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = std::collections::BTreeMap::<Term, f64>::deserialize(deserializer)?;
+        let mut terms = Terms::ZERO;
+        for (term, grams) in map {
+            terms[term] = Grams(grams);
+        }
+        Ok(terms)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +133,12 @@ mod tests {
         let json = serde_json::to_value(Terms::of(Term::ModelEpc, Grams(2.5))).unwrap();
         assert_eq!(json["model_epc"], 2.5);
         assert_eq!(json["operational"], 0.0);
+    }
+
+    #[test]
+    fn deserialises_what_it_serialises() {
+        let t = Terms::of(Term::Retraining, Grams(1.5)) + Terms::of(Term::Operational, Grams(2.0));
+        let back: Terms = serde_json::from_value(serde_json::to_value(t).unwrap()).unwrap();
+        assert_eq!(back, t);
     }
 }

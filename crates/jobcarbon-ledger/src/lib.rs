@@ -1,3 +1,26 @@
-//! placeholder
+//! jobcarbon-ledger: the accounting loop.
+//!
+//! - [`interval::book_interval`] is the pure heart: one interval of observations in, the next
+//!   [`state::LedgerState`] and an [`interval::IntervalReport`] out. All allocation goes through
+//!   `jobcarbon_core::allocation`, so every interval conserves carbon.
+//! - [`runner::Ledger`] does the I/O around it: reads energy sources, request counters, live
+//!   intensities and the cluster snapshot, tracks counters, and publishes a [`view::LedgerView`]
+//!   that the exporter serves.
+//! - [`config::Config`] is the YAML file of DESIGN §11.
 
 pub mod checkpoint;
+pub mod config;
+pub mod counters;
+pub mod epc;
+pub mod interval;
+pub mod runner;
+pub mod settings;
+pub mod state;
+pub mod view;
+
+pub use config::{Config, ConfigError};
+pub use interval::{Account, Conditions, IntervalInput, IntervalReport, book_interval};
+pub use runner::{ClusterError, ClusterSource, Ledger, Sources};
+pub use settings::{IdlePolicy, PlatformSplit, Settings};
+pub use state::LedgerState;
+pub use view::{LedgerView, SharedView};

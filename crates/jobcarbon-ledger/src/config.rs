@@ -1,0 +1,753 @@
+//! The ledger configuration file (DESIGN §11): its YAML schema, located parse errors and the
+//! checks that serde cannot express (references, ranges). [`Config::settings`] resolves it into
+//! the [`Settings`] the pure interval function uses.
+
+use crate::settings::{
+    IdlePolicy, IntensitySpec, PlatformDef, PlatformSplit, RegionDef, Settings, SystemDef,
+};
+use jobcarbon_core::quantity::Q;
+use jobcarbon_core::{
+    GramsPerKwh, LineageEdge, ProductDef, ProductType, Pue, RetrainingPolicy, Seconds,
+};
+use jobcarbon_core::{Grams, GramsPerSecond};
+use jobcarbon_telemetry::{RequestPreset, RequestQuery};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Built-in life-cycle intensities of generation sources (gCO2e/kWh, IPCC AR5 WG3 Annex III
+/// medians), usable in `{mix: ...}` and overridable under `sources:`.
+pub const DEFAULT_SOURCES: [(&str, f64); 10] = [
+    ("coal", 820.0),
+    ("gas", 490.0),
+    ("biomass", 230.0),
+    ("solar", 48.0),
+    ("geothermal", 38.0),
+    ("csp", 27.0),
+    ("hydro", 24.0),
+    ("nuclear", 12.0),
+    ("wind-offshore", 12.0),
+    ("wind", 11.0),
+];
+
+/// World-average grid intensity (IEA 2019, ~475 gCO2e/kWh), used by a live region whose query
+/// has never answered and which declares no `fallback`.
+pub const LIVE_INTENSITY_FALLBACK: GramsPerKwh = GramsPerKwh(475.0);
+
+fn default_interval() -> Q<Seconds> {
+    Q(Seconds(30.0))
+}
+fn default_region_label() -> String {
+    "topology.kubernetes.io/region".to_owned()
+}
+fn default_region_name() -> String {
+    "default".to_owned()
+}
+fn default_regions() -> BTreeMap<String, RegionConfig> {
+    BTreeMap::from([(
+        "default".to_owned(),
+        RegionConfig {
+            pue: 1.1,
+            intensity: IntensityConfig::Static(Q(GramsPerKwh(400.0))),
+        },
+    )])
+}
+
+/// The whole file. Unknown keys are errors: a typo must not silently change the accounting.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    #[serde(default = "default_interval")]
+    pub interval: Q<Seconds>,
+    #[serde(default)]
+    pub prometheus: Option<PrometheusConfig>,
+    #[serde(default)]
+    pub energy: EnergyConfig,
+    /// Extra or overriding generation sources for `{mix: ...}` intensities (gCO2e/kWh).
+    #[serde(default)]
+    pub sources: BTreeMap<String, f64>,
+    #[serde(default = "default_regions")]
+    pub regions: BTreeMap<String, RegionConfig>,
+    #[serde(default = "default_region_label")]
+    pub node_region_label: String,
+    #[serde(default = "default_region_name")]
+    pub default_region: String,
+    #[serde(default)]
+    pub systems: Vec<SystemConfig>,
+    #[serde(default)]
+    pub platform: PlatformConfig,
+    #[serde(default)]
+    pub products: BTreeMap<String, ProductSpec>,
+    #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
+    pub inference: InferenceConfig,
+    #[serde(default)]
+    pub exporter: ExporterConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PrometheusConfig {
+    pub url: String,
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    #[serde(default = "default_prometheus_timeout")]
+    pub timeout: Q<Seconds>,
+}
+fn default_prometheus_timeout() -> Q<Seconds> {
+    Q(Seconds(10.0))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeplerMode {
+    #[default]
+    Auto,
+    Legacy,
+    V2,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum GpuMode {
+    #[default]
+    Dcgm,
+    NodeAgent,
+    Kepler,
+    Off,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EnergyConfig {
+    #[serde(default)]
+    pub kepler: KeplerMode,
+    #[serde(default)]
+    pub gpu: GpuMode,
+    #[serde(default)]
+    pub node_idle: IdlePolicy,
+    /// Kepler ≥ 0.10 RAPL zones to count (never summed blindly: `package` contains `core`).
+    #[serde(default = "default_zones")]
+    pub kepler_zones: Vec<String>,
+}
+fn default_zones() -> Vec<String> {
+    vec!["package".to_owned(), "dram".to_owned()]
+}
+impl Default for EnergyConfig {
+    fn default() -> Self {
+        Self {
+            kepler: KeplerMode::Auto,
+            gpu: GpuMode::Dcgm,
+            node_idle: IdlePolicy::ByEnergy,
+            kepler_zones: default_zones(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionConfig {
+    pub pue: f64,
+    pub intensity: IntensityConfig,
+}
+
+/// `400`, `{mix: {coal: 0.8, solar: 0.2}}` or `{promql: '...', fallback: 400}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "an intensity: a number in gCO2e/kWh, {mix: {source: fraction, ...}} or {promql: '...', fallback: N}"
+)]
+pub enum IntensityConfig {
+    Static(Q<GramsPerKwh>),
+    Mix(MixConfig),
+    Live(LiveConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MixConfig {
+    pub mix: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveConfig {
+    pub promql: String,
+    #[serde(default)]
+    pub fallback: Option<Q<GramsPerKwh>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemConfig {
+    /// Node labels that must all match; `{}` matches every node (a catch-all default).
+    #[serde(rename = "match")]
+    pub matches: BTreeMap<String, String>,
+    pub embodied: Q<Grams>,
+    pub lifetime: Q<Seconds>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PlatformConfig {
+    #[serde(default = "default_platform_namespaces")]
+    pub namespaces: Vec<String>,
+    /// Declared management overhead outside the cluster (e.g. `50g/min`), on top of platform pods.
+    #[serde(default)]
+    pub overhead: Option<Q<GramsPerSecond>>,
+    #[serde(default = "zero_grams")]
+    pub epc: Q<Grams>,
+    #[serde(default = "six_years")]
+    pub lifetime: Q<Seconds>,
+    #[serde(default)]
+    pub split: PlatformSplit,
+}
+fn default_platform_namespaces() -> Vec<String> {
+    vec!["kube-system".to_owned(), "monitoring".to_owned()]
+}
+fn zero_grams() -> Q<Grams> {
+    Q(Grams::ZERO)
+}
+fn six_years() -> Q<Seconds> {
+    Q(Seconds::from_years(6.0))
+}
+impl Default for PlatformConfig {
+    fn default() -> Self {
+        Self {
+            namespaces: default_platform_namespaces(),
+            overhead: None,
+            epc: zero_grams(),
+            lifetime: six_years(),
+            split: PlatformSplit::Equal,
+        }
+    }
+}
+
+/// A product as in the `SoftwareProduct` CRD spec (DESIGN §4), for clusters without the CRD.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProductSpec {
+    #[serde(rename = "type")]
+    pub kind: ProductType,
+    pub lifetime: Q<Seconds>,
+    #[serde(default)]
+    pub derived_from: Vec<EdgeSpec>,
+    #[serde(default)]
+    pub datasets: Vec<EdgeSpec>,
+    #[serde(default)]
+    pub declared: Option<DeclaredSpec>,
+    #[serde(default)]
+    pub inference: Option<InferenceSpec>,
+    #[serde(default)]
+    pub retraining: Option<RetrainingSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeSpec {
+    pub product: String,
+    pub weight: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredSpec {
+    pub carbon: Q<Grams>,
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferenceSpec {
+    pub requests: RequestsSpec,
+}
+
+/// `{preset: vllm}` (optionally with label `matchers`) or `{promql: '...'}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "requests: {preset: vllm|triton|tgi|kserve} or {promql: '...'}"
+)]
+pub enum RequestsSpec {
+    Preset(PresetSpec),
+    Promql(PromqlSpec),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresetSpec {
+    pub preset: RequestPreset,
+    #[serde(default)]
+    pub matchers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromqlSpec {
+    pub promql: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RetrainingSpec {
+    pub amortize_over: Q<Seconds>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferenceConfig {
+    /// Sliding window of the per-request gauge.
+    #[serde(default = "one_hour")]
+    pub window: Q<Seconds>,
+}
+fn one_hour() -> Q<Seconds> {
+    Q(Seconds::from_hours(1.0))
+}
+impl Default for InferenceConfig {
+    fn default() -> Self {
+        Self { window: one_hour() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExporterConfig {
+    /// How long a finished pod keeps its own series before it is rolled up.
+    #[serde(default = "ten_minutes")]
+    pub grace_period: Q<Seconds>,
+    /// At most this many pods get their own series; the rest are rolled up at once.
+    #[serde(default = "default_max_pod_series")]
+    pub max_pod_series: usize,
+}
+fn ten_minutes() -> Q<Seconds> {
+    Q(Seconds::from_minutes(10.0))
+}
+fn default_max_pod_series() -> usize {
+    10_000
+}
+impl Default for ExporterConfig {
+    fn default() -> Self {
+        Self {
+            grace_period: ten_minutes(),
+            max_pod_series: default_max_pod_series(),
+        }
+    }
+}
+
+/// A config problem, located in the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {reason}")]
+    Read { file: String, reason: String },
+    #[error("{file}:{line}:{column}: at `{path}`: {reason}")]
+    Syntax {
+        file: String,
+        path: String,
+        line: u64,
+        column: u64,
+        reason: String,
+    },
+    #[error("{file}: at `{path}`: {reason}")]
+    Invalid {
+        file: String,
+        path: String,
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            file: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parse and validate YAML text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
+        // serde_path_to_error names the path; serde-saphyr's own error carries line and column.
+        let mut failed_at: Option<String> = None;
+        let parsed = serde_saphyr::with_deserializer_from_str(text, |de| {
+            serde_path_to_error::deserialize::<_, Config>(de).map_err(|err| {
+                failed_at = Some(err.path().to_string());
+                err.into_inner()
+            })
+        });
+        let config = parsed.map_err(|err| {
+            syntax_error(file, failed_at.take().unwrap_or_else(|| ".".to_owned()), err)
+        })?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let invalid = |path: String, reason: String| ConfigError::Invalid {
+            file: file.to_owned(),
+            path,
+            reason,
+        };
+        if self.interval.0.value() <= 0.0 {
+            return Err(invalid("interval".into(), "must be positive".into()));
+        }
+        if !self.regions.contains_key(&self.default_region) {
+            return Err(invalid(
+                "defaultRegion".into(),
+                format!(
+                    "region {:?} is not defined under `regions`",
+                    self.default_region
+                ),
+            ));
+        }
+        let sources = self.source_table();
+        for (name, value) in &self.sources {
+            if !value.is_finite() || *value < 0.0 {
+                return Err(invalid(
+                    format!("sources.{name}"),
+                    "must be a non-negative number of gCO2e/kWh".into(),
+                ));
+            }
+        }
+        for (name, region) in &self.regions {
+            if !region.pue.is_finite() || region.pue < 1.0 {
+                return Err(invalid(
+                    format!("regions.{name}.pue"),
+                    format!("PUE {} is below 1 (facility energy ≥ IT energy)", region.pue),
+                ));
+            }
+            if let IntensityConfig::Mix(mix) = &region.intensity {
+                let mut total = 0.0;
+                for (source, fraction) in &mix.mix {
+                    if !sources.contains_key(source) {
+                        return Err(invalid(
+                            format!("regions.{name}.intensity.mix.{source}"),
+                            format!(
+                                "unknown source {source:?}; known: {}",
+                                sources.keys().cloned().collect::<Vec<_>>().join(", ")
+                            ),
+                        ));
+                    }
+                    if !(0.0..=1.0).contains(fraction) {
+                        return Err(invalid(
+                            format!("regions.{name}.intensity.mix.{source}"),
+                            format!("fraction {fraction} is outside [0, 1]"),
+                        ));
+                    }
+                    total += fraction;
+                }
+                if (total - 1.0).abs() > 1e-6 {
+                    return Err(invalid(
+                        format!("regions.{name}.intensity.mix"),
+                        format!("fractions sum to {total}, not 1"),
+                    ));
+                }
+            }
+        }
+        for (i, system) in self.systems.iter().enumerate() {
+            if system.lifetime.0.value() <= 0.0 {
+                return Err(invalid(
+                    format!("systems[{i}].lifetime"),
+                    "must be positive".into(),
+                ));
+            }
+        }
+        if self.platform.lifetime.0.value() <= 0.0 {
+            return Err(invalid(
+                "platform.lifetime".into(),
+                "must be positive".into(),
+            ));
+        }
+        for (name, product) in &self.products {
+            if product.lifetime.0.value() <= 0.0 {
+                return Err(invalid(
+                    format!("products.{name}.lifetime"),
+                    "must be positive".into(),
+                ));
+            }
+            for (field, edges) in [
+                ("derivedFrom", &product.derived_from),
+                ("datasets", &product.datasets),
+            ] {
+                for (i, edge) in edges.iter().enumerate() {
+                    if !(0.0..=1.0).contains(&edge.weight) {
+                        return Err(invalid(
+                            format!("products.{name}.{field}[{i}].weight"),
+                            format!("weight {} is outside [0, 1]", edge.weight),
+                        ));
+                    }
+                    if !self.products.contains_key(&edge.product) {
+                        return Err(invalid(
+                            format!("products.{name}.{field}[{i}].product"),
+                            format!("unknown product {:?}", edge.product),
+                        ));
+                    }
+                }
+            }
+            if let Some(r) = &product.retraining
+                && r.amortize_over.0.value() <= 0.0
+            {
+                return Err(invalid(
+                    format!("products.{name}.retraining.amortizeOver"),
+                    "must be positive".into(),
+                ));
+            }
+        }
+        if let Some(cycle) = crate::epc::find_cycle(&self.product_defs()) {
+            return Err(invalid(
+                "products".into(),
+                format!("lineage cycle: {}", cycle.join(" → ")),
+            ));
+        }
+        if self.inference.window.0.value() <= 0.0 {
+            return Err(invalid(
+                "inference.window".into(),
+                "must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn source_table(&self) -> BTreeMap<String, f64> {
+        let mut table: BTreeMap<String, f64> = DEFAULT_SOURCES
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), *v))
+            .collect();
+        table.extend(self.sources.iter().map(|(k, v)| (k.clone(), *v)));
+        table
+    }
+
+    /// The resolved settings of the pure accounting.
+    pub fn settings(&self) -> Settings {
+        let sources = self.source_table();
+        let regions = self
+            .regions
+            .iter()
+            .map(|(name, r)| {
+                let intensity = match &r.intensity {
+                    IntensityConfig::Static(q) => IntensitySpec::Static(q.0),
+                    IntensityConfig::Mix(mix) => {
+                        IntensitySpec::Static(jobcarbon_core::formulas::mix_intensity(
+                            mix.mix.iter().map(|(source, fraction)| {
+                                (
+                                    *fraction,
+                                    GramsPerKwh(sources.get(source).copied().unwrap_or(0.0)),
+                                )
+                            }),
+                        ))
+                    }
+                    IntensityConfig::Live(live) => IntensitySpec::Live {
+                        promql: live.promql.clone(),
+                        fallback: live.fallback.map(|q| q.0).unwrap_or(LIVE_INTENSITY_FALLBACK),
+                    },
+                };
+                (
+                    name.clone(),
+                    RegionDef {
+                        pue: Pue(r.pue),
+                        intensity,
+                    },
+                )
+            })
+            .collect();
+        Settings {
+            interval: self.interval.0,
+            node_idle: self.energy.node_idle,
+            regions,
+            default_region: self.default_region.clone(),
+            systems: self
+                .systems
+                .iter()
+                .map(|s| SystemDef {
+                    matches: s.matches.clone(),
+                    embodied: s.embodied.0,
+                    lifetime: s.lifetime.0,
+                })
+                .collect(),
+            platform: PlatformDef {
+                namespaces: self.platform.namespaces.clone(),
+                overhead: self
+                    .platform
+                    .overhead
+                    .map(|q| q.0)
+                    .unwrap_or(GramsPerSecond::ZERO),
+                epc: self.platform.epc.0,
+                lifetime: self.platform.lifetime.0,
+                split: self.platform.split,
+            },
+            inference_window: self.inference.window.0,
+            grace_period: self.exporter.grace_period.0,
+            max_pod_series: self.exporter.max_pod_series,
+        }
+    }
+
+    /// The `products:` map as core product definitions.
+    pub fn product_defs(&self) -> Vec<ProductDef> {
+        self.products
+            .iter()
+            .map(|(name, spec)| spec.to_def(name))
+            .collect()
+    }
+
+    /// Request queries of the products that declare `inference.requests`.
+    pub fn request_queries(&self) -> BTreeMap<String, RequestQuery> {
+        self.products
+            .iter()
+            .filter_map(|(name, spec)| Some((name.clone(), spec.inference.as_ref()?.query())))
+            .collect()
+    }
+}
+
+impl ProductSpec {
+    pub fn to_def(&self, name: &str) -> ProductDef {
+        let edges = |edges: &[EdgeSpec]| {
+            edges
+                .iter()
+                .map(|e| LineageEdge {
+                    product: e.product.clone(),
+                    weight: e.weight,
+                })
+                .collect()
+        };
+        ProductDef {
+            name: name.to_owned(),
+            kind: self.kind,
+            lifetime: self.lifetime.0,
+            derived_from: edges(&self.derived_from),
+            datasets: edges(&self.datasets),
+            declared: self
+                .declared
+                .as_ref()
+                .map(|d| d.carbon.0)
+                .unwrap_or(Grams::ZERO),
+            declared_source: self.declared.as_ref().and_then(|d| d.source.clone()),
+            retraining: self
+                .retraining
+                .as_ref()
+                .map(|r| RetrainingPolicy::AmortizeOver(r.amortize_over.0)),
+        }
+    }
+}
+
+impl InferenceSpec {
+    pub fn query(&self) -> RequestQuery {
+        match &self.requests {
+            RequestsSpec::Preset(p) => RequestQuery::Preset {
+                preset: p.preset,
+                matchers: p.matchers.clone(),
+            },
+            RequestsSpec::Promql(p) => RequestQuery::Promql(p.promql.clone()),
+        }
+    }
+}
+
+fn syntax_error(file: &str, path: String, err: serde_saphyr::Error) -> ConfigError {
+    let (line, column) = err
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((0, 0));
+    ConfigError::Syntax {
+        file: file.to_owned(),
+        path,
+        line,
+        column,
+        reason: plain_reason(&err),
+    }
+}
+
+/// serde-saphyr's Display repeats the location and a source snippet; keep the first line.
+fn plain_reason(err: &serde_saphyr::Error) -> String {
+    err.to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../examples/ledger.yaml");
+
+    #[test]
+    fn the_documented_example_parses() {
+        let config = Config::parse(EXAMPLE, "examples/ledger.yaml").unwrap();
+        let settings = config.settings();
+        assert!(settings.regions.contains_key(&settings.default_region));
+        assert!(!config.systems.is_empty());
+    }
+
+    #[test]
+    fn an_empty_file_takes_the_defaults() {
+        let config = Config::parse("{}", "x.yaml").unwrap();
+        assert_eq!(config.interval.0, Seconds(30.0));
+        assert_eq!(config.default_region, "default");
+        assert_eq!(config.energy.node_idle, IdlePolicy::ByEnergy);
+    }
+
+    #[test]
+    fn unknown_keys_fail_with_file_path_line_and_column() {
+        let text = "interval: 30s\nenergy:\n  kepler: auto\n  nodeIdel: even\n";
+        let err = Config::parse(text, "cfg.yaml").unwrap_err();
+        let ConfigError::Syntax {
+            path, line, reason, ..
+        } = &err
+        else {
+            panic!("{err}")
+        };
+        assert_eq!(path, "energy.nodeIdel");
+        assert_eq!(*line, 4, "{err}");
+        assert!(reason.contains("nodeIdel"), "{err}");
+        assert!(err.to_string().starts_with("cfg.yaml:4:"), "{err}");
+    }
+
+    #[test]
+    fn bad_quantities_are_located() {
+        let text = "platform:\n  epc: 5 furlongs\n";
+        let err = Config::parse(text, "cfg.yaml").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("platform.epc"), "{msg}");
+        assert!(msg.contains("furlongs"), "{msg}");
+        assert!(msg.contains(":2:"), "{msg}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_path() {
+        let text = "regions:\n  eu: {pue: 0.9, intensity: 300}\ndefaultRegion: eu\n";
+        let msg = Config::parse(text, "c.yaml").unwrap_err().to_string();
+        assert!(msg.contains("regions.eu.pue"), "{msg}");
+
+        let text = "products:\n  a: {type: model, lifetime: 1y, derivedFrom: [{product: b, weight: 0.5}]}\n";
+        let msg = Config::parse(text, "c.yaml").unwrap_err().to_string();
+        assert!(msg.contains("products.a.derivedFrom[0].product"), "{msg}");
+
+        let text = "products:\n  a: {type: model, lifetime: 1y, derivedFrom: [{product: b, weight: 0.5}]}\n  b: {type: model, lifetime: 1y, derivedFrom: [{product: a, weight: 0.5}]}\n";
+        let msg = Config::parse(text, "c.yaml").unwrap_err().to_string();
+        assert!(msg.contains("cycle"), "{msg}");
+
+        let text = "regions:\n  eu: {pue: 1.1, intensity: {mix: {coal: 0.5, sunshine: 0.5}}}\ndefaultRegion: eu\n";
+        let msg = Config::parse(text, "c.yaml").unwrap_err().to_string();
+        assert!(msg.contains("sunshine"), "{msg}");
+    }
+
+    #[test]
+    fn mixes_resolve_with_the_paper_sources() {
+        let text = "regions:\n  dallas: {pue: 1.08, intensity: {mix: {coal: 0.8, solar: 0.2}}}\ndefaultRegion: dallas\n";
+        let settings = Config::parse(text, "c.yaml").unwrap().settings();
+        let IntensitySpec::Static(ci) = settings.regions["dallas"].intensity else {
+            panic!("static expected")
+        };
+        assert!((ci.value() - (0.8 * 820.0 + 0.2 * 48.0)).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,314 @@
+//! The I/O around the pure interval: read sources, track counters, resolve live intensities,
+//! book, publish. The caller drives time (`run_interval(at)`): the `ledger` subcommand with the
+//! wall clock, the demo with its accelerated simulated clock — one code path for both.
+
+use crate::counters::{CounterSet, energy_deltas};
+use crate::interval::{Conditions, IntervalInput, IntervalReport, book_interval};
+use crate::settings::{IntensitySpec, Settings};
+use crate::state::LedgerState;
+use crate::view::{RegionStatus, SharedView, SourceStatus};
+use async_trait::async_trait;
+use jobcarbon_core::{ClusterSnapshot, GramsPerKwh, Phase, ProductDef, Seconds};
+use jobcarbon_telemetry::{EnergySource, MetricQuery, RequestQuery};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// Why the cluster state could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cluster state unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Pods, nodes and products at one moment: the kube watchers, or the demo's simulation.
+#[async_trait]
+pub trait ClusterSource: Send + Sync {
+    /// `at` lets a simulation answer for its own clock; a live cluster answers for now.
+    async fn snapshot(&self, at: Seconds) -> Result<ClusterSnapshot, ClusterError>;
+}
+
+/// What the ledger reads.
+pub struct Sources {
+    pub energy: Vec<Box<dyn EnergySource>>,
+    /// Request counters and live intensities; `None` when there is no Prometheus.
+    pub metrics: Option<Box<dyn MetricQuery>>,
+    pub cluster: Box<dyn ClusterSource>,
+}
+
+/// Name of the cluster source in self-metrics.
+pub const CLUSTER_SOURCE: &str = "kubernetes";
+/// Name of the metric-query source (requests, live intensity) in self-metrics.
+pub const QUERY_SOURCE: &str = "prometheus";
+
+pub struct Ledger {
+    settings: Settings,
+    sources: Sources,
+    /// Products from the config, for clusters without the CRD (CRD products win on a clash).
+    config_products: Vec<ProductDef>,
+    request_queries: BTreeMap<String, RequestQuery>,
+    energy_counters: BTreeMap<String, CounterSet>,
+    request_counters: CounterSet,
+    last_snapshot: Option<ClusterSnapshot>,
+    /// Last good live intensity per region, and when it was read.
+    live: BTreeMap<String, (GramsPerKwh, Seconds)>,
+    state: LedgerState,
+    view: SharedView,
+}
+
+impl Ledger {
+    pub fn new(
+        settings: Settings,
+        sources: Sources,
+        config_products: Vec<ProductDef>,
+        request_queries: BTreeMap<String, RequestQuery>,
+        view: SharedView,
+    ) -> Self {
+        Self {
+            settings,
+            sources,
+            config_products,
+            request_queries,
+            energy_counters: BTreeMap::new(),
+            request_counters: CounterSet::new(false),
+            last_snapshot: None,
+            live: BTreeMap::new(),
+            state: LedgerState::default(),
+            view,
+        }
+    }
+
+    /// Start from a restored state (checkpoint).
+    pub fn with_state(mut self, state: LedgerState) -> Self {
+        self.state = state;
+        self
+    }
+
+    pub fn state(&self) -> &LedgerState {
+        &self.state
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn view(&self) -> SharedView {
+        self.view.clone()
+    }
+
+    /// Read everything as of `at`, book the interval ending at `at`, publish the result.
+    pub async fn run_interval(&mut self, at: Seconds) -> IntervalReport {
+        let started = Instant::now();
+        let mut statuses: BTreeMap<String, SourceStatus> = self
+            .view
+            .read()
+            .map(|v| v.sources.clone())
+            .unwrap_or_default();
+
+        let snapshot = self.read_cluster(at, &mut statuses).await;
+        let energy = self.read_energy(at, &mut statuses).await;
+        let requests = self.read_requests(&snapshot, at, &mut statuses).await;
+        let (conditions, regions) = self.resolve_regions(at, &mut statuses).await;
+
+        let input = IntervalInput {
+            at,
+            snapshot,
+            energy,
+            requests,
+            conditions,
+        };
+        let (state, report) = book_interval(&self.state, &self.settings, &input);
+        self.state = state;
+
+        let elapsed = started.elapsed().as_secs_f64();
+        match self.view.write() {
+            Ok(mut view) => {
+                view.state = self.state.clone();
+                view.regions = regions;
+                view.sources = statuses;
+                view.interval_seconds.observe(elapsed);
+            }
+            Err(_) => tracing::error!("ledger view lock poisoned; metrics not updated"),
+        }
+        tracing::debug!(
+            at = at.value(),
+            duration = report.duration.value(),
+            emitted = report.emissions.input.value(),
+            "interval booked"
+        );
+        report
+    }
+
+    async fn read_cluster(
+        &mut self,
+        at: Seconds,
+        statuses: &mut BTreeMap<String, SourceStatus>,
+    ) -> ClusterSnapshot {
+        let status = statuses.entry(CLUSTER_SOURCE.to_owned()).or_default();
+        let mut snapshot = match self.sources.cluster.snapshot(at).await {
+            Ok(s) => {
+                status.last_success = Some(at);
+                self.last_snapshot = Some(s.clone());
+                s
+            }
+            Err(e) => {
+                // An API-server outage: book against the last known pods (stale but served).
+                tracing::warn!(error = %e, "cluster snapshot failed; using the last one");
+                *status.errors.entry("unavailable".to_owned()).or_insert(0) += 1;
+                self.last_snapshot.clone().unwrap_or_default()
+            }
+        };
+        for def in &self.config_products {
+            if !snapshot.products.iter().any(|p| p.name == def.name) {
+                snapshot.products.push(def.clone());
+            }
+        }
+        snapshot
+    }
+
+    async fn read_energy(
+        &mut self,
+        at: Seconds,
+        statuses: &mut BTreeMap<String, SourceStatus>,
+    ) -> Vec<jobcarbon_core::EnergyDelta> {
+        let mut deltas = Vec::new();
+        for source in &self.sources.energy {
+            let name = source.name().to_owned();
+            let status = statuses.entry(name.clone()).or_default();
+            match source.read(at).await {
+                Ok(readings) => {
+                    status.last_success = Some(at);
+                    let counters = self
+                        .energy_counters
+                        .entry(name)
+                        .or_insert_with(|| CounterSet::new(true));
+                    deltas.extend(energy_deltas(counters, &readings));
+                }
+                Err(e) => {
+                    // Counters are cumulative: what this read misses, the next one books.
+                    tracing::warn!(source = %name, error = %e, "energy source read failed");
+                    *status.errors.entry(e.kind().to_owned()).or_insert(0) += 1;
+                }
+            }
+        }
+        deltas
+    }
+
+    async fn read_requests(
+        &mut self,
+        snapshot: &ClusterSnapshot,
+        at: Seconds,
+        statuses: &mut BTreeMap<String, SourceStatus>,
+    ) -> BTreeMap<String, f64> {
+        let mut requests = BTreeMap::new();
+        let Some(metrics) = &self.sources.metrics else {
+            return requests;
+        };
+        let status = statuses.entry(QUERY_SOURCE.to_owned()).or_default();
+        let mut all_ok = true;
+        for (product, query) in &self.request_queries {
+            let query = with_serving_namespace(query, product, snapshot);
+            match metrics.cumulative_requests(&query, at).await {
+                Ok(total) => {
+                    requests.insert(product.clone(), self.request_counters.delta(product, total));
+                }
+                Err(e) => {
+                    all_ok = false;
+                    tracing::warn!(product = %product, error = %e, "request query failed");
+                    *status.errors.entry(e.kind().to_owned()).or_insert(0) += 1;
+                }
+            }
+        }
+        if all_ok {
+            status.last_success = Some(at);
+        }
+        self.request_counters.finish_read();
+        requests
+    }
+
+    async fn resolve_regions(
+        &mut self,
+        at: Seconds,
+        statuses: &mut BTreeMap<String, SourceStatus>,
+    ) -> (BTreeMap<String, Conditions>, BTreeMap<String, RegionStatus>) {
+        let mut conditions = BTreeMap::new();
+        let mut regions = BTreeMap::new();
+        for (name, def) in &self.settings.regions {
+            let (intensity, staleness) = match &def.intensity {
+                IntensitySpec::Static(ci) => (*ci, None),
+                IntensitySpec::Live { promql, fallback } => {
+                    let read = match &self.sources.metrics {
+                        Some(m) => Some(m.scalar(promql, at).await),
+                        None => None,
+                    };
+                    match read {
+                        Some(Ok(v)) if v.is_finite() && v >= 0.0 => {
+                            self.live.insert(name.clone(), (GramsPerKwh(v), at));
+                        }
+                        Some(Ok(v)) => {
+                            tracing::warn!(region = %name, value = v, "live intensity is not a non-negative number; keeping the last good value");
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(region = %name, error = %e, "live intensity query failed; keeping the last good value");
+                            *statuses
+                                .entry(QUERY_SOURCE.to_owned())
+                                .or_default()
+                                .errors
+                                .entry(e.kind().to_owned())
+                                .or_insert(0) += 1;
+                        }
+                        None => {}
+                    }
+                    match self.live.get(name) {
+                        Some((ci, read_at)) => (*ci, Some((at - *read_at).non_negative())),
+                        // Never read: the fallback, and staleness since the ledger started.
+                        None => (*fallback, Some(Seconds(f64::INFINITY))),
+                    }
+                }
+            };
+            conditions.insert(
+                name.clone(),
+                Conditions {
+                    pue: def.pue,
+                    intensity,
+                },
+            );
+            regions.insert(
+                name.clone(),
+                RegionStatus {
+                    pue: def.pue,
+                    intensity,
+                    staleness,
+                },
+            );
+        }
+        (conditions, regions)
+    }
+}
+
+/// A preset request counter with no matchers is narrowed to the namespace serving the product,
+/// when all its inference pods share one.
+fn with_serving_namespace(
+    query: &RequestQuery,
+    product: &str,
+    snapshot: &ClusterSnapshot,
+) -> RequestQuery {
+    match query {
+        RequestQuery::Preset { preset, matchers } if matchers.is_empty() => {
+            let namespaces: std::collections::BTreeSet<&str> = snapshot
+                .pods
+                .iter()
+                .filter(|p| p.phase == Phase::Inference && p.product.as_deref() == Some(product))
+                .map(|p| p.key.namespace.as_str())
+                .collect();
+            let mut matchers = BTreeMap::new();
+            if let [only] = namespaces.into_iter().collect::<Vec<_>>()[..] {
+                matchers.insert("namespace".to_owned(), only.to_owned());
+            }
+            RequestQuery::Preset {
+                preset: *preset,
+                matchers,
+            }
+        }
+        other => other.clone(),
+    }
+}

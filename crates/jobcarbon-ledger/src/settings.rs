@@ -1,0 +1,118 @@
+//! Resolved settings of the accounting: what the pure interval function needs from the config.
+
+use jobcarbon_core::{Grams, GramsPerKwh, GramsPerSecond, NodeFacts, Pue, Seconds};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// How node idle energy reaches workloads (Kepler keeps idle at node level).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdlePolicy {
+    /// In proportion to each pod's measured energy on the node.
+    #[default]
+    ByEnergy,
+    /// Equally over the pods running on the node.
+    Even,
+    /// Not shared: booked as `unallocated{reason="node_idle"}`.
+    Unallocated,
+}
+
+/// How platform taxes are split over concurrent jobs (DESIGN §2: equal, or weighted by energy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlatformSplit {
+    #[default]
+    Equal,
+    ByEnergy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum IntensitySpec {
+    Static(GramsPerKwh),
+    /// A live PromQL value; the last good value is kept when the query fails.
+    Live {
+        promql: String,
+        fallback: GramsPerKwh,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionDef {
+    pub pue: Pue,
+    pub intensity: IntensitySpec,
+}
+
+/// Embodied hardware of the nodes whose labels match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SystemDef {
+    pub matches: BTreeMap<String, String>,
+    pub embodied: Grams,
+    pub lifetime: Seconds,
+}
+
+impl SystemDef {
+    pub fn matches(&self, node: &NodeFacts) -> bool {
+        self.matches
+            .iter()
+            .all(|(k, v)| node.labels.get(k) == Some(v))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlatformDef {
+    /// Namespaces whose pods are platform overhead (in addition to what the snapshot marks).
+    pub namespaces: Vec<String>,
+    /// Declared overhead outside the cluster (management servers), as a rate.
+    pub overhead: GramsPerSecond,
+    pub epc: Grams,
+    pub lifetime: Seconds,
+    pub split: PlatformSplit,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    pub interval: Seconds,
+    pub node_idle: IdlePolicy,
+    pub regions: BTreeMap<String, RegionDef>,
+    pub default_region: String,
+    /// First match wins; a node matching none has no embodied carbon booked.
+    pub systems: Vec<SystemDef>,
+    pub platform: PlatformDef,
+    pub inference_window: Seconds,
+    pub grace_period: Seconds,
+    pub max_pod_series: usize,
+}
+
+impl Settings {
+    /// Settings with one static region (`default`) and no systems, platform or products:
+    /// a base for tests and the demo to adjust.
+    pub fn simple(pue: Pue, intensity: GramsPerKwh) -> Self {
+        Self {
+            interval: Seconds(30.0),
+            node_idle: IdlePolicy::ByEnergy,
+            regions: BTreeMap::from([(
+                "default".to_owned(),
+                RegionDef {
+                    pue,
+                    intensity: IntensitySpec::Static(intensity),
+                },
+            )]),
+            default_region: "default".to_owned(),
+            systems: Vec::new(),
+            platform: PlatformDef {
+                namespaces: Vec::new(),
+                overhead: GramsPerSecond::ZERO,
+                epc: Grams::ZERO,
+                lifetime: Seconds::from_years(6.0),
+                split: PlatformSplit::Equal,
+            },
+            inference_window: Seconds::from_hours(1.0),
+            grace_period: Seconds::from_minutes(10.0),
+            max_pod_series: 10_000,
+        }
+    }
+
+    pub fn system_for(&self, node: &NodeFacts) -> Option<&SystemDef> {
+        self.systems.iter().find(|s| s.matches(node))
+    }
+}

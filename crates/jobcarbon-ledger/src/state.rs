@@ -1,0 +1,264 @@
+//! Ledger state: everything booked so far. Plain data with serde, so it can be checkpointed
+//! (a file or SoftwareProduct status) and restored; the interval function maps one state to
+//! the next.
+
+use crate::epc::EpcParts;
+use jobcarbon_core::{
+    Component, Grams, GramsPerSecond, Joules, Phase, PodKey, ProductType, Seconds, Terms,
+    UnallocatedReason, WorkloadRef,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Energy per component.
+pub type ComponentEnergy = BTreeMap<Component, Joules>;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LedgerState {
+    /// End of the last booked interval (seconds since the Unix epoch).
+    pub last_booked: Option<Seconds>,
+    pub intervals_booked: u64,
+    /// Pods with their own series: running, or finished and within the grace period.
+    #[serde(with = "entries")]
+    pub pods: BTreeMap<PodKey, PodAccount>,
+    /// Finished pods past the grace period (and pods over the series cap), per workload.
+    #[serde(with = "entries")]
+    pub rolled_up: BTreeMap<RollupKey, RollupAccount>,
+    /// Pods over the series cap: booked straight into their roll-up.
+    #[serde(with = "entries")]
+    pub overflow: BTreeMap<PodKey, OverflowPod>,
+    pub products: BTreeMap<String, ProductAccount>,
+    /// Cumulative unallocated carbon by reason.
+    pub unallocated: BTreeMap<UnallocatedReason, Grams>,
+    /// Pods that got no series of their own because of the series cap.
+    pub series_dropped: u64,
+}
+
+impl LedgerState {
+    pub fn is_ready(&self) -> bool {
+        self.intervals_booked > 0
+    }
+}
+
+/// One pod's running totals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PodAccount {
+    pub workload: WorkloadRef,
+    pub phase: Phase,
+    pub product: Option<String>,
+    pub node: Option<String>,
+    pub platform: bool,
+    pub running: bool,
+    pub ever_ran: bool,
+    pub energy: ComponentEnergy,
+    pub carbon: Terms,
+    pub first_seen: Seconds,
+    pub last_seen: Seconds,
+    pub finished_at: Option<Seconds>,
+}
+
+impl PodAccount {
+    pub fn rollup_key(&self) -> RollupKey {
+        RollupKey {
+            workload: self.workload.clone(),
+            phase: self.phase,
+            product: self.product.clone(),
+        }
+    }
+    pub fn energy_total(&self) -> Joules {
+        self.energy.values().sum()
+    }
+}
+
+/// A pod over the series cap, remembered so late energy still reaches its roll-up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OverflowPod {
+    pub rollup: RollupKey,
+    pub gone_at: Option<Seconds>,
+}
+
+/// A workload's finished pods, by the labels they had.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RollupKey {
+    pub workload: WorkloadRef,
+    pub phase: Phase,
+    pub product: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RollupAccount {
+    pub energy: ComponentEnergy,
+    pub carbon: Terms,
+    pub pods: u64,
+}
+
+/// One product's books.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProductAccount {
+    pub kind: ProductType,
+    /// Σ ASCᵉ of the jobs that built it.
+    pub measured: Grams,
+    /// EPC as of the last interval.
+    pub epc: EpcParts,
+    pub pool: RetrainingPool,
+    pub requests_total: f64,
+    /// Σ ASCᵉ of its inference pods.
+    pub inference_grams_total: Grams,
+    /// Recent (interval end, inference grams, requests) for the per-request gauge.
+    pub window: VecDeque<WindowEntry>,
+}
+
+impl ProductAccount {
+    pub fn new(kind: ProductType) -> Self {
+        Self {
+            kind,
+            measured: Grams::ZERO,
+            epc: EpcParts::default(),
+            pool: RetrainingPool::default(),
+            requests_total: 0.0,
+            inference_grams_total: Grams::ZERO,
+            window: VecDeque::new(),
+        }
+    }
+
+    /// Inference grams per request over the window; `None` without requests in it.
+    pub fn grams_per_request(&self) -> Option<f64> {
+        let requests: f64 = self.window.iter().map(|w| w.requests).sum();
+        let grams: Grams = self.window.iter().map(|w| w.grams).sum();
+        (requests > 0.0).then(|| grams.value() / requests)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WindowEntry {
+    pub at: Seconds,
+    pub grams: Grams,
+    pub requests: f64,
+}
+
+/// A model's re-training carbon waiting to reach its inference. Each deposit drains linearly
+/// over `amortizeOver` of inference time; while nothing serves the model the clock pauses, so
+/// every gram of re-training eventually lands on inference.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RetrainingPool {
+    pub tranches: Vec<Tranche>,
+    pub deposited: Grams,
+    pub drained: Grams,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Tranche {
+    pub opened_at: Seconds,
+    pub remaining: Grams,
+    pub rate: GramsPerSecond,
+}
+
+impl RetrainingPool {
+    pub fn balance(&self) -> Grams {
+        self.tranches.iter().map(|t| t.remaining).sum()
+    }
+
+    /// Add re-training carbon. Deposits close together share a tranche so the state stays
+    /// small (one tranche per 1/96 of the amortisation period).
+    pub fn deposit(&mut self, at: Seconds, grams: Grams, amortize_over: Seconds) {
+        if grams.value() <= 0.0 || amortize_over.value() <= 0.0 {
+            return;
+        }
+        self.deposited += grams;
+        let rate = grams / amortize_over;
+        match self.tranches.last_mut() {
+            Some(t) if (at - t.opened_at).value() < amortize_over.value() / 96.0 => {
+                t.remaining += grams;
+                t.rate += rate;
+            }
+            _ => self.tranches.push(Tranche {
+                opened_at: at,
+                remaining: grams,
+                rate,
+            }),
+        }
+    }
+
+    /// Drain what `duration` of inference amortises, and return it.
+    pub fn drain(&mut self, duration: Seconds) -> Grams {
+        let mut drained = Grams::ZERO;
+        for t in &mut self.tranches {
+            let due = (t.rate * duration).min(t.remaining).non_negative();
+            t.remaining -= due;
+            drained += due;
+        }
+        self.tranches.retain(|t| t.remaining.value() > 1e-12);
+        self.drained += drained;
+        drained
+    }
+}
+
+/// Serialise a map with structured keys as a list of `[key, value]` pairs (JSON keys must be
+/// strings).
+pub(crate) mod entries {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(deserializer: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(deserializer)?
+            .into_iter()
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_drains_linearly_and_pauses() {
+        let mut pool = RetrainingPool::default();
+        pool.deposit(Seconds(0.0), Grams(240.0), Seconds(2400.0));
+        assert_eq!(pool.drain(Seconds(600.0)), Grams(60.0));
+        assert_eq!(pool.balance(), Grams(180.0));
+        assert_eq!(pool.drain(Seconds(1e6)), Grams(180.0));
+        assert!(pool.tranches.is_empty());
+        assert_eq!(pool.deposited, pool.drained);
+    }
+
+    #[test]
+    fn state_round_trips_through_json() {
+        let mut state = LedgerState::default();
+        let key = PodKey::new("ml", "train-0");
+        state.pods.insert(
+            key.clone(),
+            PodAccount {
+                workload: WorkloadRef::new("ml", "Job", "train"),
+                phase: Phase::Training,
+                product: Some("bert".into()),
+                node: Some("n1".into()),
+                platform: false,
+                running: true,
+                ever_ran: true,
+                energy: BTreeMap::from([(Component::Gpu, Joules(5.0))]),
+                carbon: Terms::of(jobcarbon_core::Term::Operational, Grams(1.0)),
+                first_seen: Seconds(0.0),
+                last_seen: Seconds(30.0),
+                finished_at: None,
+            },
+        );
+        state
+            .unallocated
+            .insert(UnallocatedReason::NodeIdle, Grams(2.0));
+        let json = serde_json::to_string(&state).unwrap();
+        let back: LedgerState = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, state);
+    }
+}
