@@ -6,10 +6,10 @@ use crate::settings::{
     IdlePolicy, IntensitySpec, PlatformDef, PlatformSplit, RegionDef, Settings, SystemDef,
 };
 use jobcarbon_core::quantity::Q;
+use jobcarbon_core::{Grams, GramsPerSecond};
 use jobcarbon_core::{
     GramsPerKwh, LineageEdge, ProductDef, ProductType, Pue, RetrainingPolicy, Seconds,
 };
-use jobcarbon_core::{Grams, GramsPerSecond};
 use jobcarbon_telemetry::{RequestPreset, RequestQuery};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -386,7 +386,11 @@ impl Config {
             })
         });
         let config = parsed.map_err(|err| {
-            syntax_error(file, failed_at.take().unwrap_or_else(|| ".".to_owned()), err)
+            syntax_error(
+                file,
+                failed_at.take().unwrap_or_else(|| ".".to_owned()),
+                err,
+            )
         })?;
         config.validate(file)?;
         Ok(config)
@@ -423,7 +427,10 @@ impl Config {
             if !region.pue.is_finite() || region.pue < 1.0 {
                 return Err(invalid(
                     format!("regions.{name}.pue"),
-                    format!("PUE {} is below 1 (facility energy ≥ IT energy)", region.pue),
+                    format!(
+                        "PUE {} is below 1 (facility energy ≥ IT energy)",
+                        region.pue
+                    ),
                 ));
             }
             if let IntensityConfig::Mix(mix) = &region.intensity {
@@ -548,7 +555,10 @@ impl Config {
                     }
                     IntensityConfig::Live(live) => IntensitySpec::Live {
                         promql: live.promql.clone(),
-                        fallback: live.fallback.map(|q| q.0).unwrap_or(LIVE_INTENSITY_FALLBACK),
+                        fallback: live
+                            .fallback
+                            .map(|q| q.0)
+                            .unwrap_or(LIVE_INTENSITY_FALLBACK),
                     },
                 };
                 (

@@ -94,7 +94,11 @@ mod tests {
         c.finish_read();
         assert_eq!(c.delta("a", 130.0), 30.0);
         assert_eq!(c.delta("a", 5.0), 5.0, "a decrease is a reset");
-        assert_eq!(c.delta("b", 7.0), 7.0, "a new pod's counter counts from zero");
+        assert_eq!(
+            c.delta("b", 7.0),
+            7.0,
+            "a new pod's counter counts from zero"
+        );
         assert_eq!(c.delta("a", f64::NAN), 0.0);
     }
 

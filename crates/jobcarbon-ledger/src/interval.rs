@@ -23,9 +23,9 @@ use crate::state::{
 use jobcarbon_core::allocation::{Books, Split, split_by_fraction, split_weighted};
 use jobcarbon_core::formulas::{amortized_product_share, embodied_system_share};
 use jobcarbon_core::{
-    ClusterSnapshot, Component, EnergyDelta, EnergyOwner, Grams, GramsPerKwh, Joules,
-    NodeFacts, Phase, PodFacts, PodKey, ProductDef, ProductType, Pue, RetrainingPolicy, Seconds,
-    Term, Terms, UnallocatedReason,
+    ClusterSnapshot, Component, EnergyDelta, EnergyOwner, Grams, GramsPerKwh, Joules, NodeFacts,
+    Phase, PodFacts, PodKey, ProductDef, ProductType, Pue, RetrainingPolicy, Seconds, Term, Terms,
+    UnallocatedReason,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -121,8 +121,11 @@ pub fn book_interval(
     };
     let snapshot = &input.snapshot;
     let facts: BTreeMap<&PodKey, &PodFacts> = snapshot.pods.iter().map(|p| (&p.key, p)).collect();
-    let nodes: BTreeMap<&str, &NodeFacts> =
-        snapshot.nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+    let nodes: BTreeMap<&str, &NodeFacts> = snapshot
+        .nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n))
+        .collect();
     let products: BTreeMap<&str, &ProductDef> = snapshot
         .products
         .iter()
@@ -140,14 +143,10 @@ pub fn book_interval(
             .and_then(|n| n.region.as_deref())
             .filter(|r| input.conditions.contains_key(*r))
             .unwrap_or(settings.default_region.as_str());
-        input
-            .conditions
-            .get(region)
-            .copied()
-            .unwrap_or(Conditions {
-                pue: Pue(1.0),
-                intensity: LIVE_INTENSITY_FALLBACK,
-            })
+        input.conditions.get(region).copied().unwrap_or(Conditions {
+            pue: Pue(1.0),
+            intensity: LIVE_INTENSITY_FALLBACK,
+        })
     };
     let grams_of = |energy: Joules, c: Conditions| {
         jobcarbon_core::formulas::operational_carbon(energy, c.pue, c.intensity)
@@ -186,7 +185,10 @@ pub fn book_interval(
                 emissions.book(grams, unallocated(UnallocatedReason::UnknownPod, grams));
             }
             EnergyOwner::NodeSystem => {
-                emissions.book(grams, unallocated(UnallocatedReason::SystemProcesses, grams));
+                emissions.book(
+                    grams,
+                    unallocated(UnallocatedReason::SystemProcesses, grams),
+                );
             }
             // An idle or unmapped GPU burns power for the node: it is node idle.
             EnergyOwner::NodeIdle | EnergyOwner::UnmappedGpu { .. } => {
@@ -383,7 +385,9 @@ pub fn book_interval(
         }
     }
     for (product, grams) in &pool_deposits {
-        let amortize_over = match products.get(product.as_str()).and_then(|d| d.retraining.as_ref())
+        let amortize_over = match products
+            .get(product.as_str())
+            .and_then(|d| d.retraining.as_ref())
         {
             Some(RetrainingPolicy::AmortizeOver(s)) if s.value() > 0.0 => *s,
             _ => DEFAULT_AMORTIZE_OVER,
@@ -420,11 +424,13 @@ pub fn book_interval(
             continue;
         };
         if def.lifetime.value() > 0.0 && duration.value() > 0.0 {
-            let whole =
-                amortized_product_share(account.epc.total(), def.lifetime, duration, 1.0);
+            let whole = amortized_product_share(account.epc.total(), def.lifetime, duration, 1.0);
             if whole != Grams::ZERO {
-                let split =
-                    split_weighted(whole, weights.iter().cloned(), UnallocatedReason::NoInference);
+                let split = split_weighted(
+                    whole,
+                    weights.iter().cloned(),
+                    UnallocatedReason::NoInference,
+                );
                 for (key, grams) in &split.shares {
                     own.entry(key.clone()).or_default()[Term::ModelEpc] += *grams;
                 }

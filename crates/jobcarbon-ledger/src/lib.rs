@@ -11,6 +11,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod counters;
+pub mod durable;
 pub mod epc;
 pub mod interval;
 pub mod runner;
@@ -19,8 +20,9 @@ pub mod state;
 pub mod view;
 
 pub use config::{Config, ConfigError};
+pub use durable::{DurabilityStatus, DurableLedger, ResumeState, SharedDurability};
 pub use interval::{Account, Conditions, IntervalInput, IntervalReport, book_interval};
-pub use runner::{ClusterError, ClusterSource, Ledger, Sources};
+pub use runner::{ClusterError, ClusterSource, EnergyOutage, Ledger, Sources};
 pub use settings::{IdlePolicy, PlatformSplit, Settings};
 pub use state::LedgerState;
 pub use view::{LedgerView, SharedView};

@@ -138,7 +138,15 @@ fn platform_overhead_matches_paper_and_idle_follows_policy() {
     let mut settings = Settings::simple(Pue(1.0), GramsPerKwh(360.0));
     settings.platform.overhead = GramsPerSecond::per_minute(50.0);
     let jobs: Vec<PodFacts> = (0..10)
-        .map(|i| pod("ml", &format!("p{i}"), &format!("w{i}"), Phase::Training, None))
+        .map(|i| {
+            pod(
+                "ml",
+                &format!("p{i}"),
+                &format!("w{i}"),
+                Phase::Training,
+                None,
+            )
+        })
         .collect();
     let snapshot = ClusterSnapshot {
         pods: jobs.clone(),
@@ -180,8 +188,14 @@ fn platform_overhead_matches_paper_and_idle_follows_policy() {
     ] {
         let mut settings = Settings::simple(Pue(1.0), GramsPerKwh(3600.0));
         settings.node_idle = policy;
-        let (state, report) =
-            one_interval(&settings, snapshot.clone(), deltas.clone(), 30.0, 1.0, 3600.0);
+        let (state, report) = one_interval(
+            &settings,
+            snapshot.clone(),
+            deltas.clone(),
+            30.0,
+            1.0,
+            3600.0,
+        );
         let idle_of = |k: &PodKey| {
             state
                 .pods
@@ -316,7 +330,10 @@ fn build_retraining_and_inference_flow_through_epc_and_pool() {
     // 1 g operational + 0.5 g model EPC + 2 g retraining = 3.5 g, plus the 3.5 g of interval 1
     // (no requests then) in the window: 7 g / 10 requests.
     assert!(close(serve_terms.asce().value(), 3.5));
-    assert!(close(s2.products["m"].grams_per_request().unwrap_or(0.0), 0.7));
+    assert!(close(
+        s2.products["m"].grams_per_request().unwrap_or(0.0),
+        0.7
+    ));
     assert_eq!(s2.products["m"].requests_total, 10.0);
 }
 
@@ -405,13 +422,13 @@ struct World {
 fn world() -> impl Strategy<Value = World> {
     let pods = prop::collection::vec(
         (
-            0usize..3,   // node
-            0usize..9,   // phase
-            0usize..3,   // product (2 = none)
-            0usize..4,   // workload
+            0usize..3,     // node
+            0usize..9,     // phase
+            0usize..3,     // product (2 = none)
+            0usize..4,     // workload
             any::<bool>(), // running
             any::<bool>(), // platform
-            0.0..1.2f64, // reserved share
+            0.0..1.2f64,   // reserved share
         ),
         0..8,
     );
@@ -430,8 +447,11 @@ fn world() -> impl Strategy<Value = World> {
         .prop_map(
             |(pods, energies, idle, by_energy, (overhead, epc, pue, ci), requests)| {
                 let mut settings = Settings::simple(Pue(pue), GramsPerKwh(ci));
-                settings.node_idle = [IdlePolicy::ByEnergy, IdlePolicy::Even, IdlePolicy::Unallocated]
-                    [idle];
+                settings.node_idle = [
+                    IdlePolicy::ByEnergy,
+                    IdlePolicy::Even,
+                    IdlePolicy::Unallocated,
+                ][idle];
                 settings.platform.split = if by_energy {
                     PlatformSplit::ByEnergy
                 } else {

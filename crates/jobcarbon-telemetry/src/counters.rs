@@ -142,7 +142,8 @@ impl CounterTracker {
         let mut groups: BTreeMap<&str, Vec<&EnergyReading>> = BTreeMap::new();
         for r in readings {
             if !r.cumulative.value().is_finite() || r.cumulative.value() < 0.0 {
-                out.rejected.push((r.series.clone(), Rejection::InvalidValue));
+                out.rejected
+                    .push((r.series.clone(), Rejection::InvalidValue));
                 continue;
             }
             groups.entry(r.series.as_str()).or_default().push(r);
@@ -167,7 +168,8 @@ impl CounterTracker {
                     }
                 }
                 Some(prev) if at < prev.at => {
-                    out.rejected.push((series.to_owned(), Rejection::OutOfOrder));
+                    out.rejected
+                        .push((series.to_owned(), Rejection::OutOfOrder));
                     continue;
                 }
                 Some(prev) if value >= prev.cumulative => value - prev.cumulative,
@@ -310,8 +312,14 @@ mod tests {
     #[test]
     fn shared_series_is_split_not_multiplied() {
         let mut t = CounterTracker::new(FirstSight::Baseline);
-        t.observe(&[reading("gpu0", "p", 1000.0, 0.0), reading("gpu0", "q", 1000.0, 0.0)]);
-        let obs = t.observe(&[reading("gpu0", "p", 1300.0, 30.0), reading("gpu0", "q", 1300.0, 30.0)]);
+        t.observe(&[
+            reading("gpu0", "p", 1000.0, 0.0),
+            reading("gpu0", "q", 1000.0, 0.0),
+        ]);
+        let obs = t.observe(&[
+            reading("gpu0", "p", 1300.0, 30.0),
+            reading("gpu0", "q", 1300.0, 30.0),
+        ]);
         assert_eq!(total(&obs), 300.0);
         assert_eq!(obs.deltas.len(), 2);
         assert!(obs.deltas.iter().all(|d| d.energy == Joules(150.0)));
@@ -334,8 +342,8 @@ mod tests {
 
     #[test]
     fn checkpoint_round_trip() {
-        let mut t = CounterTracker::new(FirstSight::BookAfterFirstObservation)
-            .with_wrap("x", Joules(10.0));
+        let mut t =
+            CounterTracker::new(FirstSight::BookAfterFirstObservation).with_wrap("x", Joules(10.0));
         t.observe(&[reading("s", "p", 10.0, 0.0)]);
         let json = serde_json::to_string(&t).unwrap();
         let mut back: CounterTracker = serde_json::from_str(&json).unwrap();

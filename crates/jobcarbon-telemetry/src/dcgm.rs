@@ -35,9 +35,15 @@ pub struct DcgmConfig {
 impl Default for DcgmConfig {
     fn default() -> Self {
         Self {
-            node_labels: ["Hostname", "hostname", "node", "kubernetes_node", "instance"]
-                .map(String::from)
-                .to_vec(),
+            node_labels: [
+                "Hostname",
+                "hostname",
+                "node",
+                "kubernetes_node",
+                "instance",
+            ]
+            .map(String::from)
+            .to_vec(),
             power_fallback: true,
         }
     }
@@ -116,7 +122,10 @@ impl DcgmSource {
         let mut next = previous.clone();
         let mut groups: BTreeMap<String, Vec<&PromSample>> = BTreeMap::new();
         for s in &power {
-            groups.entry(gpu_series(s, &self.config)).or_default().push(s);
+            groups
+                .entry(gpu_series(s, &self.config))
+                .or_default()
+                .push(s);
         }
         for (series, lines) in groups {
             let state = match previous.get(&series) {
@@ -128,7 +137,13 @@ impl DcgmSource {
                     let w = (at - prev.at).value().ceil().max(1.0) as i64;
                     let avg = windows
                         .get(&w)
-                        .map(|samples| mean_power(samples.iter().filter(|s| gpu_series(s, &self.config) == series)))
+                        .map(|samples| {
+                            mean_power(
+                                samples
+                                    .iter()
+                                    .filter(|s| gpu_series(s, &self.config) == series),
+                            )
+                        })
                         .and_then(|p| p.or_else(|| mean_power(lines.iter().copied())))
                         .unwrap_or(0.0);
                     Integrated {
@@ -140,7 +155,13 @@ impl DcgmSource {
             };
             next.insert(series.clone(), state);
             for line in lines {
-                out.push(reading(line, &self.config, series.clone(), state.cumulative, state.at));
+                out.push(reading(
+                    line,
+                    &self.config,
+                    series.clone(),
+                    state.cumulative,
+                    state.at,
+                ));
             }
         }
         if let Ok(mut m) = self.integrated.lock() {
@@ -191,7 +212,8 @@ pub fn owner_of(s: &PromSample) -> EnergyOwner {
     let container = s.label("container").unwrap_or("");
     // Without `exported_*`, unprefixed pod labels may name dcgm-exporter's own pod (the
     // scrape target) rather than a workload.
-    let names_exporter = !s.labels.contains_key("exported_pod") && container.contains("dcgm-exporter");
+    let names_exporter =
+        !s.labels.contains_key("exported_pod") && container.contains("dcgm-exporter");
     match (namespace, pod) {
         (Some(ns), Some(p)) if !names_exporter => EnergyOwner::Pod {
             key: PodKey::new(ns, p),
@@ -201,7 +223,13 @@ pub fn owner_of(s: &PromSample) -> EnergyOwner {
     }
 }
 
-fn reading(s: &PromSample, config: &DcgmConfig, series: String, cumulative: Joules, at: Seconds) -> EnergyReading {
+fn reading(
+    s: &PromSample,
+    config: &DcgmConfig,
+    series: String,
+    cumulative: Joules,
+    at: Seconds,
+) -> EnergyReading {
     EnergyReading {
         series,
         node: node_of(s, config),
@@ -256,7 +284,10 @@ mod tests {
 
     fn line(labels: &[(&str, &str)], value: f64, at: f64) -> PromSample {
         PromSample {
-            labels: labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             value,
             at: Seconds(at),
         }
@@ -265,7 +296,16 @@ mod tests {
     #[test]
     fn exported_labels_and_hostname_variants() {
         let s = line(
-            &[("UUID", "GPU-1"), ("hostname", "n2"), ("pod", "dcgm-exporter-x"), ("namespace", "gpu-operator"), ("container", "nvidia-dcgm-exporter"), ("exported_pod", "train"), ("exported_namespace", "ml"), ("exported_container", "t")],
+            &[
+                ("UUID", "GPU-1"),
+                ("hostname", "n2"),
+                ("pod", "dcgm-exporter-x"),
+                ("namespace", "gpu-operator"),
+                ("container", "nvidia-dcgm-exporter"),
+                ("exported_pod", "train"),
+                ("exported_namespace", "ml"),
+                ("exported_container", "t"),
+            ],
             2000.0,
             10.0,
         );
@@ -274,11 +314,29 @@ mod tests {
         assert_eq!(r[0].cumulative, Joules(2.0));
         assert_eq!(
             r[0].owner,
-            EnergyOwner::Pod { key: PodKey::new("ml", "train"), container: "t".into() }
+            EnergyOwner::Pod {
+                key: PodKey::new("ml", "train"),
+                container: "t".into()
+            }
         );
         // Scraped without mapping: the pod label names the exporter itself.
-        let s = line(&[("UUID", "GPU-1"), ("Hostname", "n2"), ("pod", "dcgm-exporter-x"), ("namespace", "gpu-operator"), ("container", "nvidia-dcgm-exporter")], 1.0, 0.0);
-        assert_eq!(owner_of(&s), EnergyOwner::UnmappedGpu { uuid: "GPU-1".into() });
+        let s = line(
+            &[
+                ("UUID", "GPU-1"),
+                ("Hostname", "n2"),
+                ("pod", "dcgm-exporter-x"),
+                ("namespace", "gpu-operator"),
+                ("container", "nvidia-dcgm-exporter"),
+            ],
+            1.0,
+            0.0,
+        );
+        assert_eq!(
+            owner_of(&s),
+            EnergyOwner::UnmappedGpu {
+                uuid: "GPU-1".into()
+            }
+        );
     }
 
     #[test]
@@ -286,8 +344,26 @@ mod tests {
         let c = DcgmConfig::default();
         let at = |v: f64, t: f64| {
             vec![
-                line(&[("UUID", "GPU-1"), ("Hostname", "n"), ("pod", "a"), ("namespace", "x")], v, t),
-                line(&[("UUID", "GPU-1"), ("Hostname", "n"), ("pod", "b"), ("namespace", "x")], v, t),
+                line(
+                    &[
+                        ("UUID", "GPU-1"),
+                        ("Hostname", "n"),
+                        ("pod", "a"),
+                        ("namespace", "x"),
+                    ],
+                    v,
+                    t,
+                ),
+                line(
+                    &[
+                        ("UUID", "GPU-1"),
+                        ("Hostname", "n"),
+                        ("pod", "b"),
+                        ("namespace", "x"),
+                    ],
+                    v,
+                    t,
+                ),
             ]
         };
         let mut t = CounterTracker::new(FirstSight::Baseline);

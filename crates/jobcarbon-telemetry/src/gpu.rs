@@ -60,7 +60,9 @@ pub struct NvmlBackend {
 
 impl std::fmt::Debug for NvmlBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NvmlBackend").field("driver", &self.driver).finish()
+        f.debug_struct("NvmlBackend")
+            .field("driver", &self.driver)
+            .finish()
     }
 }
 
@@ -87,7 +89,9 @@ impl NvmlBackend {
 
     fn sample_with(nvml: &nvml_wrapper::Nvml) -> Result<Vec<GpuSample>, GpuError> {
         use nvml_wrapper::error::NvmlError;
-        let count = nvml.device_count().map_err(call_error("nvmlDeviceGetCount"))?;
+        let count = nvml
+            .device_count()
+            .map_err(call_error("nvmlDeviceGetCount"))?;
         let mut out = Vec::with_capacity(count as usize);
         for index in 0..count {
             let device = nvml

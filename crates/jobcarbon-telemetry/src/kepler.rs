@@ -73,9 +73,15 @@ impl Default for KeplerConfig {
                 ("dram".into(), Component::Dram),
             ],
             legacy: LegacyCounters::Components,
-            node_labels: ["node_name", "node", "instance", "kubernetes_node", "hostname"]
-                .map(String::from)
-                .to_vec(),
+            node_labels: [
+                "node_name",
+                "node",
+                "instance",
+                "kubernetes_node",
+                "hostname",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }
@@ -107,9 +113,11 @@ impl KeplerConfig {
 
 const SOURCE: &str = "kepler";
 const DETECT: &str = r#"group by (__name__) ({__name__=~"kepler_pod_cpu_joules_total|kepler_container_package_joules_total|kepler_container_joules_total"})"#;
-const LEGACY_COMPONENTS: &str = r#"{__name__=~"kepler_(container|node)_(package|dram|gpu|other)_joules_total"}"#;
+const LEGACY_COMPONENTS: &str =
+    r#"{__name__=~"kepler_(container|node)_(package|dram|gpu|other)_joules_total"}"#;
 const LEGACY_TOTAL: &str = r#"{__name__=~"kepler_container_joules_total|kepler_node_(package|dram|gpu|other)_joules_total"}"#;
-const V2: &str = r#"{__name__=~"kepler_pod_(cpu|gpu)_joules_total|kepler_node_(cpu|gpu)_idle_joules_total"}"#;
+const V2: &str =
+    r#"{__name__=~"kepler_pod_(cpu|gpu)_joules_total|kepler_node_(cpu|gpu)_idle_joules_total"}"#;
 
 /// Kepler over the Prometheus HTTP API.
 #[derive(Debug)]
@@ -121,10 +129,12 @@ pub struct KeplerSource {
 
 impl KeplerSource {
     pub fn new(client: PromClient, config: KeplerConfig) -> Result<Self, SourceError> {
-        config.validate().map_err(|reason| SourceError::Unsupported {
-            source_name: SOURCE.into(),
-            reason: format!("invalid zone selection: {reason}"),
-        })?;
+        config
+            .validate()
+            .map_err(|reason| SourceError::Unsupported {
+                source_name: SOURCE.into(),
+                reason: format!("invalid zone selection: {reason}"),
+            })?;
         Ok(Self {
             client,
             config,
@@ -435,23 +445,62 @@ mod tests {
             ("instance", "n1"),
         ];
         let samples = vec![
-            sample("kepler_container_package_joules_total", &[pod.as_slice(), &[("mode", "dynamic")]].concat(), 10.0),
-            sample("kepler_container_package_joules_total", &[pod.as_slice(), &[("mode", "idle")]].concat(), 99.0),
-            sample("kepler_container_core_joules_total", &[pod.as_slice(), &[("mode", "dynamic")]].concat(), 7.0),
+            sample(
+                "kepler_container_package_joules_total",
+                &[pod.as_slice(), &[("mode", "dynamic")]].concat(),
+                10.0,
+            ),
+            sample(
+                "kepler_container_package_joules_total",
+                &[pod.as_slice(), &[("mode", "idle")]].concat(),
+                99.0,
+            ),
+            sample(
+                "kepler_container_core_joules_total",
+                &[pod.as_slice(), &[("mode", "dynamic")]].concat(),
+                7.0,
+            ),
             sample(
                 "kepler_container_dram_joules_total",
-                &[("container_name", "system_processes"), ("container_namespace", "system"), ("pod_name", "system_processes"), ("mode", "dynamic"), ("instance", "n1")],
+                &[
+                    ("container_name", "system_processes"),
+                    ("container_namespace", "system"),
+                    ("pod_name", "system_processes"),
+                    ("mode", "dynamic"),
+                    ("instance", "n1"),
+                ],
                 3.0,
             ),
-            sample("kepler_node_package_joules_total", &[("instance", "n1"), ("package", "0"), ("mode", "idle")], 50.0),
-            sample("kepler_node_package_joules_total", &[("instance", "n1"), ("package", "0"), ("mode", "dynamic")], 13.0),
-            sample("kepler_container_joules_total", &[pod.as_slice(), &[("mode", "dynamic")]].concat(), 13.0),
+            sample(
+                "kepler_node_package_joules_total",
+                &[("instance", "n1"), ("package", "0"), ("mode", "idle")],
+                50.0,
+            ),
+            sample(
+                "kepler_node_package_joules_total",
+                &[("instance", "n1"), ("package", "0"), ("mode", "dynamic")],
+                13.0,
+            ),
+            sample(
+                "kepler_container_joules_total",
+                &[pod.as_slice(), &[("mode", "dynamic")]].concat(),
+                13.0,
+            ),
         ];
         let r = legacy_readings(&samples, &c);
         assert_eq!(r.len(), 3, "{r:#?}");
-        assert!(r.iter().any(|x| matches!(&x.owner, EnergyOwner::Pod { key, .. } if key.pod == "t-1") && x.component == Component::Cpu && x.cumulative == Joules(10.0)));
-        assert!(r.iter().any(|x| x.owner == EnergyOwner::NodeSystem && x.component == Component::Dram));
-        assert!(r.iter().any(|x| x.owner == EnergyOwner::NodeIdle && x.cumulative == Joules(50.0) && x.node == "n1"));
+        assert!(r.iter().any(
+            |x| matches!(&x.owner, EnergyOwner::Pod { key, .. } if key.pod == "t-1")
+                && x.component == Component::Cpu
+                && x.cumulative == Joules(10.0)
+        ));
+        assert!(
+            r.iter()
+                .any(|x| x.owner == EnergyOwner::NodeSystem && x.component == Component::Dram)
+        );
+        assert!(r.iter().any(|x| x.owner == EnergyOwner::NodeIdle
+            && x.cumulative == Joules(50.0)
+            && x.node == "n1"));
     }
 
     #[test]
@@ -462,7 +511,12 @@ mod tests {
         };
         let samples = vec![sample(
             "kepler_container_joules_total",
-            &[("container_name", "a"), ("container_namespace", "n"), ("pod_name", "p"), ("mode", "dynamic")],
+            &[
+                ("container_name", "a"),
+                ("container_namespace", "n"),
+                ("pod_name", "p"),
+                ("mode", "dynamic"),
+            ],
             5000.0,
         )];
         let r = legacy_readings(&samples, &c);
@@ -473,19 +527,67 @@ mod tests {
     #[test]
     fn v2_zones_not_summed_terminated_continues_series() {
         let c = KeplerConfig::default();
-        let base = [("pod_id", "u1"), ("pod_name", "p"), ("pod_namespace", "ns"), ("node_name", "n1")];
+        let base = [
+            ("pod_id", "u1"),
+            ("pod_name", "p"),
+            ("pod_namespace", "ns"),
+            ("node_name", "n1"),
+        ];
         let samples = vec![
-            sample("kepler_pod_cpu_joules_total", &[base.as_slice(), &[("zone", "package"), ("state", "running")]].concat(), 100.0),
-            sample("kepler_pod_cpu_joules_total", &[base.as_slice(), &[("zone", "package"), ("state", "terminated")]].concat(), 120.0),
-            sample("kepler_pod_cpu_joules_total", &[base.as_slice(), &[("zone", "core"), ("state", "running")]].concat(), 80.0),
-            sample("kepler_pod_cpu_joules_total", &[base.as_slice(), &[("zone", "dram"), ("state", "running")]].concat(), 9.0),
-            sample("kepler_pod_gpu_joules_total", &[base.as_slice(), &[("state", "running")]].concat(), 500.0),
-            sample("kepler_node_cpu_idle_joules_total", &[("node_name", "n1"), ("zone", "package"), ("path", "aggregated-package")], 70.0),
-            sample("kepler_node_gpu_idle_joules_total", &[("node_name", "n1"), ("gpu_uuid", "GPU-1")], 40.0),
+            sample(
+                "kepler_pod_cpu_joules_total",
+                &[
+                    base.as_slice(),
+                    &[("zone", "package"), ("state", "running")],
+                ]
+                .concat(),
+                100.0,
+            ),
+            sample(
+                "kepler_pod_cpu_joules_total",
+                &[
+                    base.as_slice(),
+                    &[("zone", "package"), ("state", "terminated")],
+                ]
+                .concat(),
+                120.0,
+            ),
+            sample(
+                "kepler_pod_cpu_joules_total",
+                &[base.as_slice(), &[("zone", "core"), ("state", "running")]].concat(),
+                80.0,
+            ),
+            sample(
+                "kepler_pod_cpu_joules_total",
+                &[base.as_slice(), &[("zone", "dram"), ("state", "running")]].concat(),
+                9.0,
+            ),
+            sample(
+                "kepler_pod_gpu_joules_total",
+                &[base.as_slice(), &[("state", "running")]].concat(),
+                500.0,
+            ),
+            sample(
+                "kepler_node_cpu_idle_joules_total",
+                &[
+                    ("node_name", "n1"),
+                    ("zone", "package"),
+                    ("path", "aggregated-package"),
+                ],
+                70.0,
+            ),
+            sample(
+                "kepler_node_gpu_idle_joules_total",
+                &[("node_name", "n1"), ("gpu_uuid", "GPU-1")],
+                40.0,
+            ),
         ];
         let r = v2_readings(&samples, &c);
         assert_eq!(r.len(), 5, "{r:#?}");
-        let cpu: Vec<_> = r.iter().filter(|x| x.component == Component::Cpu && matches!(x.owner, EnergyOwner::Pod { .. })).collect();
+        let cpu: Vec<_> = r
+            .iter()
+            .filter(|x| x.component == Component::Cpu && matches!(x.owner, EnergyOwner::Pod { .. }))
+            .collect();
         assert_eq!(cpu.len(), 1);
         assert_eq!(cpu[0].cumulative, Joules(120.0));
         assert!(r.iter().all(|x| x.node == "n1"));
@@ -494,7 +596,10 @@ mod tests {
     #[test]
     fn overlapping_zone_selection_is_rejected() {
         let c = KeplerConfig {
-            zones: vec![("package".into(), Component::Cpu), ("core".into(), Component::Cpu)],
+            zones: vec![
+                ("package".into(), Component::Cpu),
+                ("core".into(), Component::Cpu),
+            ],
             ..KeplerConfig::default()
         };
         assert!(c.validate().is_err());

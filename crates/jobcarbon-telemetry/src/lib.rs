@@ -17,8 +17,8 @@ pub mod prom;
 pub use counters::{CounterTracker, FirstSight, Observed};
 pub use dcgm::{DcgmConfig, DcgmSource};
 pub use gpu::{FakeGpu, FakeGpuBackend, GpuBackend, GpuError, GpuSample, NvmlBackend};
-pub use node_agent::{GpuSeriesLabels, NodeAgent};
 pub use kepler::{KeplerConfig, KeplerGeneration, KeplerMode, KeplerSource};
+pub use node_agent::{GpuSeriesLabels, NodeAgent};
 pub use podresources::{GpuAssignment, PodResourcesClient, PodResourcesError};
 pub use prom::{PromClient, PromConfig, PromMetrics};
 

@@ -293,7 +293,10 @@ mod tests {
     #[test]
     fn no_driver_reports_zero_gpus() {
         let mut agent = NodeAgent::new(Box::new(FakeGpuBackend::without_driver()));
-        assert!(matches!(agent.tick(&[], Seconds(0.0)), Err(GpuError::NoDriver(_))));
+        assert!(matches!(
+            agent.tick(&[], Seconds(0.0)),
+            Err(GpuError::NoDriver(_))
+        ));
         assert_eq!(agent.gpu_count(), 0);
         assert!(agent.energy().is_empty());
     }

@@ -85,7 +85,11 @@ impl PromClient {
         let client = prometheus_http_query::Client::from(http, &config.url).map_err(|e| {
             SourceError::Unsupported {
                 source_name: "prometheus".into(),
-                reason: format!("invalid Prometheus URL {:?}: {}", config.url, error_chain(&e)),
+                reason: format!(
+                    "invalid Prometheus URL {:?}: {}",
+                    config.url,
+                    error_chain(&e)
+                ),
             }
         })?;
         Ok(Self { client, config })
@@ -95,7 +99,10 @@ impl PromClient {
         &self.config.url
     }
 
-    fn bearer_header(&self, source_name: &str) -> Result<Option<reqwest::header::HeaderValue>, SourceError> {
+    fn bearer_header(
+        &self,
+        source_name: &str,
+    ) -> Result<Option<reqwest::header::HeaderValue>, SourceError> {
         let Some(path) = &self.config.bearer_token_file else {
             return Ok(None);
         };
@@ -272,7 +279,12 @@ impl PromMetrics {
         Self { client }
     }
 
-    async fn one_number(&self, source: &str, promql: &str, at: Seconds) -> Result<f64, SourceError> {
+    async fn one_number(
+        &self,
+        source: &str,
+        promql: &str,
+        at: Seconds,
+    ) -> Result<f64, SourceError> {
         let samples = self.client.instant(source, promql, at).await?;
         match samples.as_slice() {
             [one] if one.value.is_finite() => Ok(one.value),
@@ -297,7 +309,11 @@ impl PromMetrics {
 
 #[async_trait]
 impl MetricQuery for PromMetrics {
-    async fn cumulative_requests(&self, query: &RequestQuery, at: Seconds) -> Result<f64, SourceError> {
+    async fn cumulative_requests(
+        &self,
+        query: &RequestQuery,
+        at: Seconds,
+    ) -> Result<f64, SourceError> {
         let promql = request_promql(query)?;
         self.one_number("requests", &promql, at).await
     }
@@ -335,10 +351,14 @@ mod tests {
     #[test]
     fn exported_labels_win() {
         let s = PromSample {
-            labels: [("pod", "exporter-x"), ("exported_pod", "trainer-1"), ("namespace", "")]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
+            labels: [
+                ("pod", "exporter-x"),
+                ("exported_pod", "trainer-1"),
+                ("namespace", ""),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
             value: 1.0,
             at: Seconds(0.0),
         };

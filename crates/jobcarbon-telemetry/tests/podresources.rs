@@ -24,7 +24,9 @@ fn fixture() -> Value {
     );
     let text = std::fs::read_to_string(path)
         .or_else(|_| {
-            std::fs::read_to_string("/work/shared/fixtures/kubelet/podresources-v1-list-2xA100.json")
+            std::fs::read_to_string(
+                "/work/shared/fixtures/kubelet/podresources-v1-list-2xA100.json",
+            )
         })
         .expect("pod-resources fixture");
     serde_json::from_str(&text).expect("fixture is JSON")
@@ -32,7 +34,11 @@ fn fixture() -> Value {
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -68,7 +74,10 @@ fn from_json(v: &Value) -> v1::ListPodResourcesResponse {
                                         .unwrap_or_default()
                                         .iter()
                                         .map(|n| v1::NumaNode {
-                                            id: n["ID"].as_str().and_then(|x| x.parse().ok()).unwrap_or(0),
+                                            id: n["ID"]
+                                                .as_str()
+                                                .and_then(|x| x.parse().ok())
+                                                .unwrap_or(0),
                                         })
                                         .collect(),
                                 }),
@@ -132,7 +141,11 @@ async fn lists_gpu_assignments_from_fake_kubelet() {
     assert_eq!(gpus.len(), 2);
     let trainer = gpus.iter().find(|a| a.device_id == GPU0).unwrap();
     assert_eq!(
-        (trainer.namespace.as_str(), trainer.pod.as_str(), trainer.container.as_str()),
+        (
+            trainer.namespace.as_str(),
+            trainer.pod.as_str(),
+            trainer.container.as_str()
+        ),
         ("ml-training", "bert-base-train-7x9kq", "trainer")
     );
     let server = gpus.iter().find(|a| a.device_id == GPU1).unwrap();
@@ -163,7 +176,9 @@ async fn node_agent_two_gpus_one_shared_by_two_pods_one_idle() {
     // GPU 0 time-sliced between the trainer and a second pod (replica ids `::0`, `::1`);
     // GPU 1 held by nobody.
     let mut answer = from_json(&fixture());
-    answer.pod_resources.retain(|p| p.name != "bert-base-serve-6d8f7b9c5d-k2m4x");
+    answer
+        .pod_resources
+        .retain(|p| p.name != "bert-base-serve-6d8f7b9c5d-k2m4x");
     for p in &mut answer.pod_resources {
         for c in &mut p.containers {
             for d in &mut c.devices {
@@ -215,5 +230,9 @@ async fn node_agent_two_gpus_one_shared_by_two_pods_one_idle() {
     let total: f64 = energy.iter().map(|(_, e)| e.value()).sum();
     assert!((total - summary.energy.value()).abs() < 1e-6);
     assert_eq!(energy.len(), 3);
-    assert!(energy.iter().all(|(l, _)| l.gpu_model == "NVIDIA A100-SXM4-80GB"));
+    assert!(
+        energy
+            .iter()
+            .all(|(l, _)| l.gpu_model == "NVIDIA A100-SXM4-80GB")
+    );
 }

@@ -96,17 +96,59 @@ async fn kepler_v2_fixture_by_hand() {
     let source = KeplerSource::new(client(&prom.url()), KeplerConfig::default()).unwrap();
     let obs = deltas(&source, t0, t1).await;
 
-    close(pod_energy(&obs, "ml-training", "bert-base-train-7x9kq", Component::Cpu), 40211.3774019);
-    close(pod_energy(&obs, "ml-training", "bert-base-train-7x9kq", Component::Dram), 3187.7208311);
-    close(pod_energy(&obs, "ml-training", "bert-base-train-7x9kq", Component::Gpu), 170822.1337);
-    close(pod_energy(&obs, "ml-serving", "bert-base-serve-6d8f7b9c5d-k2m4x", Component::Gpu), 54541.2003);
+    close(
+        pod_energy(&obs, "ml-training", "bert-base-train-7x9kq", Component::Cpu),
+        40211.3774019,
+    );
+    close(
+        pod_energy(
+            &obs,
+            "ml-training",
+            "bert-base-train-7x9kq",
+            Component::Dram,
+        ),
+        3187.7208311,
+    );
+    close(
+        pod_energy(&obs, "ml-training", "bert-base-train-7x9kq", Component::Gpu),
+        170822.1337,
+    );
+    close(
+        pod_energy(
+            &obs,
+            "ml-serving",
+            "bert-base-serve-6d8f7b9c5d-k2m4x",
+            Component::Gpu,
+        ),
+        54541.2003,
+    );
     // The terminated pod's final value continues its running counter.
-    close(pod_energy(&obs, "ml-training", "bert-base-train-m4d2z", Component::Cpu), 30187.745112);
-    close(pod_energy(&obs, "ml-training", "bert-base-train-m4d2z", Component::Dram), 2201.4809677);
+    close(
+        pod_energy(&obs, "ml-training", "bert-base-train-m4d2z", Component::Cpu),
+        30187.745112,
+    );
+    close(
+        pod_energy(
+            &obs,
+            "ml-training",
+            "bert-base-train-m4d2z",
+            Component::Dram,
+        ),
+        2201.4809677,
+    );
     // Node idle stays at node level: package + dram zones, and both GPUs' idle.
-    close(owner_energy(&obs, &EnergyOwner::NodeIdle, Some(Component::Cpu)), 72673.7515945);
-    close(owner_energy(&obs, &EnergyOwner::NodeIdle, Some(Component::Dram)), 13569.0511187);
-    close(owner_energy(&obs, &EnergyOwner::NodeIdle, Some(Component::Gpu)), 112296.2528);
+    close(
+        owner_energy(&obs, &EnergyOwner::NodeIdle, Some(Component::Cpu)),
+        72673.7515945,
+    );
+    close(
+        owner_energy(&obs, &EnergyOwner::NodeIdle, Some(Component::Dram)),
+        13569.0511187,
+    );
+    close(
+        owner_energy(&obs, &EnergyOwner::NodeIdle, Some(Component::Gpu)),
+        112296.2528,
+    );
     assert!(obs.deltas.iter().all(|d| d.node == "gpu-node-a1"));
     assert!(source.health().healthy);
 }
@@ -130,15 +172,46 @@ async fn kepler_legacy_fixture_by_hand_and_auto_detection() {
         let source = KeplerSource::new(client(&prom.url()), config).unwrap();
         let obs = deltas(&source, t0, t1).await;
         // mode="dynamic" only; the per-container idle repeats are never booked.
-        close(pod_energy(&obs, "ml-training", "bert-base-train-7x9kq", Component::Cpu), 40211.3774);
-        close(pod_energy(&obs, "ml-training", "bert-base-train-7x9kq", Component::Dram), 3187.7208);
-        close(pod_energy(&obs, "ml-training", "bert-base-train-7x9kq", Component::Gpu), 170822.1337);
-        close(pod_energy(&obs, "ml-training", "bert-base-train-7x9kq", Component::Other), 0.0);
+        close(
+            pod_energy(&obs, "ml-training", "bert-base-train-7x9kq", Component::Cpu),
+            40211.3774,
+        );
+        close(
+            pod_energy(
+                &obs,
+                "ml-training",
+                "bert-base-train-7x9kq",
+                Component::Dram,
+            ),
+            3187.7208,
+        );
+        close(
+            pod_energy(&obs, "ml-training", "bert-base-train-7x9kq", Component::Gpu),
+            170822.1337,
+        );
+        close(
+            pod_energy(
+                &obs,
+                "ml-training",
+                "bert-base-train-7x9kq",
+                Component::Other,
+            ),
+            0.0,
+        );
         // system_processes + kernel_processes: node overhead, kept apart.
-        close(owner_energy(&obs, &EnergyOwner::NodeSystem, None), 10786.6046);
+        close(
+            owner_energy(&obs, &EnergyOwner::NodeSystem, None),
+            10786.6046,
+        );
         // Node idle from kepler_node_*{mode="idle"}: 2 × 388117.4 package, 2 × 39260.41 dram.
-        close(owner_energy(&obs, &EnergyOwner::NodeIdle, Some(Component::Cpu)), 77623.48);
-        close(owner_energy(&obs, &EnergyOwner::NodeIdle, Some(Component::Dram)), 7852.082);
+        close(
+            owner_energy(&obs, &EnergyOwner::NodeIdle, Some(Component::Cpu)),
+            77623.48,
+        );
+        close(
+            owner_energy(&obs, &EnergyOwner::NodeIdle, Some(Component::Dram)),
+            7852.082,
+        );
     }
     // Asking for v2 where only legacy metrics exist is a clear error.
     let v2 = KeplerSource::new(
@@ -169,7 +242,12 @@ async fn kepler_restart_is_a_reset_and_missing_metrics_are_an_error() {
     h.series(
         "kepler_pod_cpu_joules_total",
         &labels,
-        &[(now - 180, 100.0), (now - 150, 400.0), (now - 120, 30.0), (now - 90, 80.0)],
+        &[
+            (now - 180, 100.0),
+            (now - 150, 400.0),
+            (now - 120, 30.0),
+            (now - 90, 80.0),
+        ],
     );
     let prom = PromServer::builder().history(&h).start().unwrap();
     let source = KeplerSource::new(client(&prom.url()), KeplerConfig::default()).unwrap();
@@ -213,8 +291,19 @@ async fn dcgm_with_pod_labels_and_exported_labels() {
         let source = DcgmSource::new(client(&prom.url()), DcgmConfig::default());
         let obs = deltas(&source, t0, t1).await;
         // 10 % of 2718342105 mJ and 904117660 mJ.
-        close(pod_energy(&obs, "ml-training", "bert-base-train-7x9kq", Component::Gpu), 271834.2105);
-        close(pod_energy(&obs, "ml-serving", "bert-base-serve-6d8f7b9c5d-k2m4x", Component::Gpu), 90411.766);
+        close(
+            pod_energy(&obs, "ml-training", "bert-base-train-7x9kq", Component::Gpu),
+            271834.2105,
+        );
+        close(
+            pod_energy(
+                &obs,
+                "ml-serving",
+                "bert-base-serve-6d8f7b9c5d-k2m4x",
+                Component::Gpu,
+            ),
+            90411.766,
+        );
         close(obs.total().value(), 271834.2105 + 90411.766);
         assert!(obs.deltas.iter().all(|d| d.node == "gpu-node-a1"));
     }
@@ -229,7 +318,14 @@ async fn dcgm_without_pod_labels_time_sliced_and_mig_power_fallback() {
     for pod in ["a", "b"] {
         h.series(
             "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
-            &[("UUID", "GPU-shared"), ("Hostname", "n1"), ("gpu", "0"), ("pod", pod), ("namespace", "x"), ("container", "c")],
+            &[
+                ("UUID", "GPU-shared"),
+                ("Hostname", "n1"),
+                ("gpu", "0"),
+                ("pod", pod),
+                ("namespace", "x"),
+                ("container", "c"),
+            ],
             &[(t0, 1_000_000.0), (t1, 1_600_000.0)],
         );
     }
@@ -247,8 +343,22 @@ async fn dcgm_without_pod_labels_time_sliced_and_mig_power_fallback() {
     let gpu0 = (52.636 + 52.636 + 52.746 + 52.746) / 4.0 * 60.0;
     let gpu1 = (56.121 + 56.127) / 2.0 * 60.0;
     let unmapped = |uuid: &str| EnergyOwner::UnmappedGpu { uuid: uuid.into() };
-    close(owner_energy(&obs, &unmapped("GPU-265c9814-6156-355b-e589-ff2064894f16"), None), gpu0);
-    close(owner_energy(&obs, &unmapped("GPU-2d20791a-b4a6-ba59-97f1-e95b99fe5b49"), None), gpu1);
+    close(
+        owner_energy(
+            &obs,
+            &unmapped("GPU-265c9814-6156-355b-e589-ff2064894f16"),
+            None,
+        ),
+        gpu0,
+    );
+    close(
+        owner_energy(
+            &obs,
+            &unmapped("GPU-2d20791a-b4a6-ba59-97f1-e95b99fe5b49"),
+            None,
+        ),
+        gpu1,
+    );
     assert!(obs.deltas.iter().all(|d| d.energy.value() >= 0.0));
 }
 
@@ -261,7 +371,11 @@ async fn dcgm_missing_metric_marks_source_unhealthy() {
     let source = DcgmSource::new(client(&prom.url()), DcgmConfig::default());
     let err = source.read(Seconds((now - 30) as f64)).await.unwrap_err();
     assert_eq!(err.kind(), "query");
-    assert!(err.to_string().contains("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"),
+        "{err}"
+    );
     let health = source.health();
     assert!(!health.healthy);
     assert_eq!(health.errors_total, 1);
@@ -273,7 +387,12 @@ async fn prometheus_down_then_back() {
     let mut h = History::new();
     h.series(
         "kepler_pod_cpu_joules_total",
-        &[("pod_name", "p"), ("pod_namespace", "ns"), ("zone", "package"), ("node_name", "n")],
+        &[
+            ("pod_name", "p"),
+            ("pod_namespace", "ns"),
+            ("zone", "package"),
+            ("node_name", "n"),
+        ],
         &[(now - 60, 10.0)],
     );
     let mut prom = PromServer::builder().history(&h).start().unwrap();
@@ -316,7 +435,12 @@ async fn canned_server(status: &'static str, content_type: &'static str, body: S
 
 #[tokio::test]
 async fn http_5xx_and_bad_data_are_clear_errors() {
-    let url = canned_server("503 Service Unavailable", "text/plain", "upstream down".into()).await;
+    let url = canned_server(
+        "503 Service Unavailable",
+        "text/plain",
+        "upstream down".into(),
+    )
+    .await;
     let source = DcgmSource::new(client(&url), DcgmConfig::default());
     let err = source.read(Seconds(1.0e9)).await.unwrap_err();
     assert_eq!(err.kind(), "bad_response", "{err}");
@@ -339,13 +463,21 @@ async fn request_presets_and_scalars() {
     for (pod, v) in [("srv-1", 120.0), ("srv-2", 30.0)] {
         h.series(
             "vllm:request_success_total",
-            &[("namespace", "ml-serving"), ("pod", pod), ("finished_reason", "stop")],
+            &[
+                ("namespace", "ml-serving"),
+                ("pod", pod),
+                ("finished_reason", "stop"),
+            ],
             &[(now - 60, v)],
         );
     }
     h.series(
         "vllm:request_success_total",
-        &[("namespace", "other"), ("pod", "x"), ("finished_reason", "stop")],
+        &[
+            ("namespace", "other"),
+            ("pod", "x"),
+            ("finished_reason", "stop"),
+        ],
         &[(now - 60, 1000.0)],
     );
     h.series("grid_intensity", &[("region", "eu")], &[(now - 60, 321.5)]);
@@ -359,7 +491,16 @@ async fn request_presets_and_scalars() {
     };
     let at = Seconds((now - 30) as f64);
     assert_eq!(metrics.cumulative_requests(&q, at).await.unwrap(), 150.0);
-    assert_eq!(metrics.scalar("grid_intensity{region=\"eu\"}", at).await.unwrap(), 321.5);
-    let err = metrics.scalar("grid_intensity", Seconds((now + 3600) as f64)).await.unwrap_err();
+    assert_eq!(
+        metrics
+            .scalar("grid_intensity{region=\"eu\"}", at)
+            .await
+            .unwrap(),
+        321.5
+    );
+    let err = metrics
+        .scalar("grid_intensity", Seconds((now + 3600) as f64))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("no data"), "{err}");
 }

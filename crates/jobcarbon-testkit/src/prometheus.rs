@@ -58,7 +58,12 @@ impl History {
     }
 
     /// Adds points `(unix seconds, value)` to one series.
-    pub fn series(&mut self, name: &str, labels: &[(&str, &str)], points: &[(i64, f64)]) -> &mut Self {
+    pub fn series(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        points: &[(i64, f64)],
+    ) -> &mut Self {
         let mut sorted: Vec<(&str, &str)> = labels.to_vec();
         sorted.sort();
         let rendered = sorted
@@ -89,8 +94,10 @@ impl History {
             }
             let (name, labels, value) = parse_sample(line)
                 .with_context(|| format!("exposition line {}: {line:?}", lineno + 1))?;
-            let label_refs: Vec<(&str, &str)> =
-                labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let label_refs: Vec<(&str, &str)> = labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             let points: Vec<(i64, f64)> = times.iter().map(|(t, f)| (*t, value * f)).collect();
             self.series(&name, &label_refs, &points);
         }
@@ -120,14 +127,20 @@ fn format_value(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         format!("{v:?}")
     }
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Parses `name{a="b",…} value [timestamp]` (Prometheus text format).
@@ -158,7 +171,11 @@ fn parse_sample(line: &str) -> anyhow::Result<(String, Vec<(String, String)>, f6
                 }
             }
             let eq = eq.context("label without '='")?;
-            let key = body[start..eq].trim().trim_start_matches(',').trim().to_owned();
+            let key = body[start..eq]
+                .trim()
+                .trim_start_matches(',')
+                .trim()
+                .to_owned();
             if chars.next().map(|(_, c)| c) != Some('"') {
                 bail!("label {key} value not quoted");
             }
@@ -267,7 +284,9 @@ impl PromBuilder {
                 .arg(&input)
                 .arg(&data)
                 .output()
-                .with_context(|| format!("running {promtool} (install the Debian package prometheus)"))?;
+                .with_context(|| {
+                    format!("running {promtool} (install the Debian package prometheus)")
+                })?;
             if !out.status.success() {
                 bail!(
                     "promtool create-blocks-from openmetrics failed: {}{}",
@@ -362,7 +381,9 @@ impl PromServer {
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .with_context(|| format!("starting {prometheus} (install the Debian package prometheus)"))?;
+            .with_context(|| {
+                format!("starting {prometheus} (install the Debian package prometheus)")
+            })?;
         self.child = Some(child);
         self.wait_ready()
     }
@@ -373,14 +394,21 @@ impl PromServer {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                bail!("prometheus exited with {status} before ready:\n{}", self.log());
+                bail!(
+                    "prometheus exited with {status} before ready:\n{}",
+                    self.log()
+                );
             }
             if http_get(self.port, "/-/ready").is_ok_and(|(code, _)| code == 200) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        bail!("prometheus not ready after {:?}:\n{}", self.ready_timeout, self.log())
+        bail!(
+            "prometheus not ready after {:?}:\n{}",
+            self.ready_timeout,
+            self.log()
+        )
     }
 
     /// Kills the server (an outage). The TSDB and port are kept for [`PromServer::restart`].
@@ -419,7 +447,10 @@ impl PromServer {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        bail!("no data for {promql_urlencoded} after {timeout:?}:\n{}", self.log())
+        bail!(
+            "no data for {promql_urlencoded} after {timeout:?}:\n{}",
+            self.log()
+        )
     }
 
     /// Where the temp files live.
@@ -459,10 +490,12 @@ mod tests {
 
     #[test]
     fn parses_exposition_lines() {
-        let (n, l, v) =
-            parse_sample(r#"m{a="x,y",b="q\"z"} 2.5e+06"#).unwrap();
+        let (n, l, v) = parse_sample(r#"m{a="x,y",b="q\"z"} 2.5e+06"#).unwrap();
         assert_eq!(n, "m");
-        assert_eq!(l, vec![("a".into(), "x,y".into()), ("b".into(), "q\"z".into())]);
+        assert_eq!(
+            l,
+            vec![("a".into(), "x,y".into()), ("b".into(), "q\"z".into())]
+        );
         assert_eq!(v, 2.5e6);
         let (n, l, v) = parse_sample("up 1").unwrap();
         assert_eq!((n.as_str(), l.len(), v), ("up", 0, 1.0));
@@ -474,6 +507,9 @@ mod tests {
         let mut h = History::new();
         h.series("b", &[("z", "1"), ("a", "2")], &[(20, 2.0), (10, 1.0)]);
         let text = h.render();
-        assert_eq!(text, "b{a=\"2\",z=\"1\"} 1.0 10\nb{a=\"2\",z=\"1\"} 2.0 20\n# EOF\n");
+        assert_eq!(
+            text,
+            "b{a=\"2\",z=\"1\"} 1.0 10\nb{a=\"2\",z=\"1\"} 2.0 20\n# EOF\n"
+        );
     }
 }
