@@ -1,1 +1,218 @@
-//! placeholder
+//! jobcarbon-exporter: the HTTP surface of the ledger.
+//!
+//! - `/metrics`: OpenMetrics (or Prometheus text, by `Accept`) built by a prometheus-client [`Collector`] from the ledger
+//!   view at scrape time (finished pods vanish without bookkeeping), names of DESIGN §8;
+//! - `/api/v1/workloads`, `/api/v1/products`, `/api/v1/products/{name}`: JSON;
+//! - `/healthz` (the process serves) and `/readyz` (the first interval is booked).
+
+mod metrics;
+
+pub use metrics::{Format, LedgerCollector, encode_metrics};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use jobcarbon_core::{Component, Terms};
+use jobcarbon_ledger::SharedView;
+use jobcarbon_ledger::state::{LedgerState, ProductAccount};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Content type of OpenMetrics text.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The router serving every endpoint over `view`.
+pub fn router(view: SharedView) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/api/v1/workloads", get(workloads))
+        .route("/api/v1/products", get(products))
+        .route("/api/v1/products/{name}", get(product))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(view)
+}
+
+/// Serve `router(view)` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    view: SharedView,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(view))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn unavailable(what: &str) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("ledger view unavailable: {what}\n"),
+    )
+        .into_response()
+}
+
+async fn metrics_handler(State(view): State<SharedView>, headers: HeaderMap) -> Response {
+    let format = Format::from_accept(
+        headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    match encode_metrics(&view, format) {
+        Ok(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
+        Err(_) => unavailable("encoding failed"),
+    }
+}
+
+async fn readyz(State(view): State<SharedView>) -> Response {
+    match view.read() {
+        Ok(v) if v.state.is_ready() => (StatusCode::OK, "ready\n").into_response(),
+        Ok(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no interval booked yet\n",
+        )
+            .into_response(),
+        Err(_) => unavailable("lock poisoned"),
+    }
+}
+
+/// One workload series in the JSON API: a pod, or a roll-up of finished pods (`pod: null`).
+#[derive(Debug, Serialize)]
+pub struct WorkloadJson {
+    pub namespace: String,
+    pub workload: String,
+    pub pod: Option<String>,
+    pub phase: String,
+    pub product: Option<String>,
+    pub node: Option<String>,
+    pub running: bool,
+    pub platform: bool,
+    /// Pods in a roll-up (1 for a pod).
+    pub pods: u64,
+    pub energy_j: BTreeMap<&'static str, f64>,
+    pub jsc_g: f64,
+    pub asc_g: f64,
+    pub jsce_g: f64,
+    pub asce_g: f64,
+    pub terms: Terms,
+}
+
+fn energy_json(energy: &BTreeMap<Component, jobcarbon_core::Joules>) -> BTreeMap<&'static str, f64> {
+    let mut out: BTreeMap<&'static str, f64> = Component::ALL
+        .iter()
+        .map(|c| (c.as_str(), energy.get(c).map(|j| j.value()).unwrap_or(0.0)))
+        .collect();
+    out.insert("total", energy.values().map(|j| j.value()).sum());
+    out
+}
+
+/// Every workload series of the state, pods first, then roll-ups.
+pub fn workloads_json(state: &LedgerState) -> Vec<WorkloadJson> {
+    let pods = state.pods.iter().map(|(key, a)| WorkloadJson {
+        namespace: key.namespace.clone(),
+        workload: a.workload.workload.clone(),
+        pod: Some(key.pod.clone()),
+        phase: a.phase.as_str().to_owned(),
+        product: a.product.clone(),
+        node: a.node.clone(),
+        running: a.running,
+        platform: a.platform,
+        pods: 1,
+        energy_j: energy_json(&a.energy),
+        jsc_g: a.carbon.jsc().value(),
+        asc_g: a.carbon.asc().value(),
+        jsce_g: a.carbon.jsce().value(),
+        asce_g: a.carbon.asce().value(),
+        terms: a.carbon,
+    });
+    let rollups = state.rolled_up.iter().map(|(key, r)| WorkloadJson {
+        namespace: key.workload.namespace.clone(),
+        workload: key.workload.workload.clone(),
+        pod: None,
+        phase: key.phase.as_str().to_owned(),
+        product: key.product.clone(),
+        node: None,
+        running: false,
+        platform: false,
+        pods: r.pods,
+        energy_j: energy_json(&r.energy),
+        jsc_g: r.carbon.jsc().value(),
+        asc_g: r.carbon.asc().value(),
+        jsce_g: r.carbon.jsce().value(),
+        asce_g: r.carbon.asce().value(),
+        terms: r.carbon,
+    });
+    pods.chain(rollups).collect()
+}
+
+/// One product in the JSON API.
+#[derive(Debug, Serialize)]
+pub struct ProductJson {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub epc_g: f64,
+    pub measured_g: f64,
+    pub inherited_g: f64,
+    pub declared_g: f64,
+    pub retraining_pool_g: f64,
+    pub retraining_deposited_g: f64,
+    pub retraining_drained_g: f64,
+    pub requests_total: f64,
+    pub inference_grams_total: f64,
+    /// Over the sliding window; null without requests in it.
+    pub grams_per_request: Option<f64>,
+}
+
+pub fn product_json(name: &str, p: &ProductAccount) -> ProductJson {
+    ProductJson {
+        name: name.to_owned(),
+        kind: p.kind.as_str().to_owned(),
+        epc_g: p.epc.total().value(),
+        measured_g: p.epc.measured.value(),
+        inherited_g: p.epc.inherited.value(),
+        declared_g: p.epc.declared.value(),
+        retraining_pool_g: p.pool.balance().value(),
+        retraining_deposited_g: p.pool.deposited.value(),
+        retraining_drained_g: p.pool.drained.value(),
+        requests_total: p.requests_total,
+        inference_grams_total: p.inference_grams_total.value(),
+        grams_per_request: p.grams_per_request(),
+    }
+}
+
+async fn workloads(State(view): State<SharedView>) -> Response {
+    let Ok(view) = view.read() else {
+        return unavailable("lock poisoned");
+    };
+    axum::Json(serde_json::json!({ "workloads": workloads_json(&view.state) })).into_response()
+}
+
+async fn products(State(view): State<SharedView>) -> Response {
+    let Ok(view) = view.read() else {
+        return unavailable("lock poisoned");
+    };
+    let products: Vec<ProductJson> = view
+        .state
+        .products
+        .iter()
+        .map(|(name, p)| product_json(name, p))
+        .collect();
+    axum::Json(serde_json::json!({ "products": products })).into_response()
+}
+
+async fn product(State(view): State<SharedView>, Path(name): Path<String>) -> Response {
+    let Ok(view) = view.read() else {
+        return unavailable("lock poisoned");
+    };
+    match view.state.products.get(&name) {
+        Some(p) => axum::Json(product_json(&name, p)).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({ "error": format!("no product named {name:?}") })),
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,372 @@
+//! `/metrics`: every family of DESIGN §8 and the self-metrics, built from the ledger view at
+//! scrape time by a prometheus-client [`Collector`]. Counters get `_total` from the encoder.
+
+use jobcarbon_core::{Component, Joules, Term, Terms, UnallocatedReason};
+use jobcarbon_ledger::view::LedgerView;
+use jobcarbon_ledger::{LedgerState, SharedView};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Builds the exposition from the shared ledger view on each scrape.
+#[derive(Debug)]
+pub struct LedgerCollector {
+    view: SharedView,
+}
+
+impl LedgerCollector {
+    pub fn new(view: SharedView) -> Self {
+        Self { view }
+    }
+}
+
+impl Collector for LedgerCollector {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let view = self.view.read().map_err(|_| fmt::Error)?;
+        encode_view(&view, encoder)
+    }
+}
+
+/// Exposition formats of `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 (what Prometheus asks for when it scrapes).
+    OpenMetrics,
+    /// Prometheus text 0.0.4 (plain `curl`, `promtool check metrics`).
+    PrometheusText,
+}
+
+impl Format {
+    /// Negotiate from an `Accept` header, as the Prometheus Go client does: OpenMetrics when
+    /// the client asks for it, the classic text format otherwise.
+    pub fn from_accept(accept: Option<&str>) -> Self {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::PrometheusText,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => crate::OPENMETRICS,
+            Format::PrometheusText => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        }
+    }
+}
+
+/// The exposition of the view in `format` (OpenMetrics ends with `# EOF`).
+pub fn encode_metrics(view: &SharedView, format: Format) -> Result<String, fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(LedgerCollector::new(view.clone())));
+    let mut out = String::new();
+    match format {
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry)?,
+        Format::PrometheusText => {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?
+        }
+    }
+    Ok(out)
+}
+
+/// A workload series: one pod, or a roll-up of finished pods (`pod=""`).
+struct Series<'a> {
+    namespace: &'a str,
+    workload: &'a str,
+    pod: &'a str,
+    phase: &'a str,
+    product: &'a str,
+    energy: &'a BTreeMap<Component, Joules>,
+    carbon: &'a Terms,
+}
+
+fn workload_series(state: &LedgerState) -> Vec<Series<'_>> {
+    let pods = state.pods.iter().map(|(key, a)| Series {
+        namespace: &key.namespace,
+        workload: &a.workload.workload,
+        pod: &key.pod,
+        phase: a.phase.as_str(),
+        product: a.product.as_deref().unwrap_or(""),
+        energy: &a.energy,
+        carbon: &a.carbon,
+    });
+    let rollups = state.rolled_up.iter().map(|(key, r)| Series {
+        namespace: &key.workload.namespace,
+        workload: &key.workload.workload,
+        pod: "",
+        phase: key.phase.as_str(),
+        product: key.product.as_deref().unwrap_or(""),
+        energy: &r.energy,
+        carbon: &r.carbon,
+    });
+    pods.chain(rollups).collect()
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (Vec<(&'static str, String)>, f64)>,
+) -> fmt::Result {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in samples {
+        metric
+            .encode_family(&labels)?
+            .encode_counter::<NoLabelSet, f64, f64>(&value.max(0.0), None)?;
+    }
+    Ok(())
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (Vec<(&'static str, String)>, f64)>,
+) -> fmt::Result {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in samples {
+        metric.encode_family(&labels)?.encode_gauge(&value)?;
+    }
+    Ok(())
+}
+
+fn workload_labels(s: &Series<'_>) -> Vec<(&'static str, String)> {
+    vec![
+        ("namespace", s.namespace.to_owned()),
+        ("workload", s.workload.to_owned()),
+        ("pod", s.pod.to_owned()),
+        ("phase", s.phase.to_owned()),
+        ("product", s.product.to_owned()),
+    ]
+}
+
+fn with(mut labels: Vec<(&'static str, String)>, key: &'static str, value: &str) -> Vec<(&'static str, String)> {
+    labels.push((key, value.to_owned()));
+    labels
+}
+
+fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result {
+    let state = &view.state;
+    let series = workload_series(state);
+
+    counter(
+        &mut encoder,
+        "jobcarbon_workload_energy_joules",
+        "Energy measured for a workload pod (idle_share: its share of node idle energy), J.",
+        series.iter().flat_map(|s| {
+            Component::ALL.into_iter().map(move |c| {
+                (
+                    with(workload_labels(s), "component", c.as_str()),
+                    s.energy.get(&c).map(|j| j.value()).unwrap_or(0.0),
+                )
+            })
+        }),
+    )?;
+    counter(
+        &mut encoder,
+        "jobcarbon_workload_carbon_grams",
+        "Carbon of a workload pod by ASCe term, gCO2e; JSC, ASC, JSCe and ASCe are sums of terms.",
+        series.iter().flat_map(|s| {
+            Term::ALL.into_iter().map(move |t| {
+                (
+                    with(workload_labels(s), "term", t.as_str()),
+                    s.carbon[t].value(),
+                )
+            })
+        }),
+    )?;
+    counter(
+        &mut encoder,
+        "jobcarbon_workload_asce_grams",
+        "Expanded amortized sustainability cost (ASCe) of a workload pod: the sum of its terms, gCO2e.",
+        series
+            .iter()
+            .map(|s| (workload_labels(s), s.carbon.asce().value())),
+    )?;
+
+    // Per-request figures, labelled with the namespace that serves the product.
+    let serving: BTreeMap<&str, &str> = state
+        .pods
+        .iter()
+        .filter(|(_, a)| a.phase == jobcarbon_core::Phase::Inference)
+        .filter_map(|(k, a)| Some((a.product.as_deref()?, k.namespace.as_str())))
+        .collect();
+    let inference_products: Vec<(&String, &jobcarbon_ledger::state::ProductAccount)> = state
+        .products
+        .iter()
+        .filter(|(_, p)| p.requests_total > 0.0 || !p.window.is_empty())
+        .collect();
+    let ns_of = |name: &str| serving.get(name).copied().unwrap_or("").to_owned();
+    gauge(
+        &mut encoder,
+        "jobcarbon_inference_carbon_grams_per_request",
+        "ASCe of a model's inference per request over the sliding window, gCO2e.",
+        inference_products.iter().filter_map(|(name, p)| {
+            Some((
+                vec![("product", (*name).clone()), ("namespace", ns_of(name))],
+                p.grams_per_request()?,
+            ))
+        }),
+    )?;
+    counter(
+        &mut encoder,
+        "jobcarbon_inference_requests",
+        "Inference requests counted for a model.",
+        inference_products.iter().map(|(name, p)| {
+            (
+                vec![("product", (*name).clone()), ("namespace", ns_of(name))],
+                p.requests_total,
+            )
+        }),
+    )?;
+    gauge(
+        &mut encoder,
+        "jobcarbon_product_epc_grams",
+        "Embodied product cost of a model, dataset or platform by part, gCO2e.",
+        state.products.iter().flat_map(|(name, p)| {
+            [
+                ("measured", p.epc.measured),
+                ("inherited", p.epc.inherited),
+                ("declared", p.epc.declared),
+                ("total", p.epc.total()),
+            ]
+            .into_iter()
+            .map(move |(part, g)| {
+                (
+                    vec![
+                        ("product", name.clone()),
+                        ("type", p.kind.as_str().to_owned()),
+                        ("part", part.to_owned()),
+                    ],
+                    g.value(),
+                )
+            })
+        }),
+    )?;
+    gauge(
+        &mut encoder,
+        "jobcarbon_retraining_pool_grams",
+        "Re-training carbon of a model not yet amortised onto its inference, gCO2e.",
+        state
+            .products
+            .iter()
+            .filter(|(_, p)| p.pool.deposited.value() > 0.0)
+            .map(|(name, p)| (vec![("product", name.clone())], p.pool.balance().value())),
+    )?;
+    gauge(
+        &mut encoder,
+        "jobcarbon_grid_intensity_grams_per_kwh",
+        "Grid carbon intensity used for a region, gCO2e/kWh.",
+        view.regions
+            .iter()
+            .map(|(r, s)| (vec![("region", r.clone())], s.intensity.value())),
+    )?;
+    gauge(
+        &mut encoder,
+        "jobcarbon_grid_intensity_staleness_seconds",
+        "Seconds since a live intensity was last read successfully (+Inf: never).",
+        view.regions.iter().filter_map(|(r, s)| {
+            Some((vec![("region", r.clone())], s.staleness?.value()))
+        }),
+    )?;
+    gauge(
+        &mut encoder,
+        "jobcarbon_pue",
+        "Power usage effectiveness used for a region.",
+        view.regions
+            .iter()
+            .map(|(r, s)| (vec![("region", r.clone())], s.pue.value())),
+    )?;
+    counter(
+        &mut encoder,
+        "jobcarbon_unallocated_grams",
+        "Carbon that no job or product could take, by reason, gCO2e.",
+        UnallocatedReason::ALL.into_iter().map(|reason| {
+            (
+                vec![("reason", reason.as_str().to_owned())],
+                state
+                    .unallocated
+                    .get(&reason)
+                    .map(|g| g.value())
+                    .unwrap_or(0.0),
+            )
+        }),
+    )?;
+
+    // Self-metrics.
+    let histogram = &view.interval_seconds;
+    let mut metric = encoder.encode_descriptor(
+        "jobcarbon_interval_duration_seconds",
+        "Wall time to read sources and book one interval.",
+        None,
+        MetricType::Histogram,
+    )?;
+    metric.encode_histogram::<NoLabelSet>(
+        histogram.sum,
+        histogram.count,
+        &histogram.buckets(),
+        None,
+    )?;
+    counter(
+        &mut encoder,
+        "jobcarbon_source_errors",
+        "Failed reads by source and error kind.",
+        view.sources.iter().flat_map(|(source, s)| {
+            s.errors.iter().map(move |(kind, n)| {
+                (
+                    vec![("source", source.clone()), ("kind", kind.clone())],
+                    *n as f64,
+                )
+            })
+        }),
+    )?;
+    gauge(
+        &mut encoder,
+        "jobcarbon_source_last_success_timestamp_seconds",
+        "Time of the last successful read of a source, seconds since the Unix epoch.",
+        view.sources.iter().filter_map(|(source, s)| {
+            Some((vec![("source", source.clone())], s.last_success?.value()))
+        }),
+    )?;
+    gauge(
+        &mut encoder,
+        "jobcarbon_last_interval_timestamp_seconds",
+        "End of the last booked interval, seconds since the Unix epoch.",
+        state
+            .last_booked
+            .map(|t| (Vec::new(), t.value())),
+    )?;
+    let running = state.pods.values().filter(|a| a.running).count();
+    gauge(
+        &mut encoder,
+        "jobcarbon_tracked_pods",
+        "Pods the ledger tracks, by state.",
+        [
+            (vec![("state", "running".to_owned())], running as f64),
+            (
+                vec![("state", "finished".to_owned())],
+                (state.pods.len() - running) as f64,
+            ),
+            (
+                vec![("state", "over_cap".to_owned())],
+                state.overflow.len() as f64,
+            ),
+        ],
+    )?;
+    let per_series = Component::ALL.len() + Term::ALL.len() + 1;
+    gauge(
+        &mut encoder,
+        "jobcarbon_series",
+        "Workload series exported (pods and roll-ups, over all workload families).",
+        [(Vec::new(), (series.len() * per_series) as f64)],
+    )?;
+    counter(
+        &mut encoder,
+        "jobcarbon_series_dropped",
+        "Pods that got no series of their own because of the series cap (booked into their workload's roll-up).",
+        [(Vec::new(), state.series_dropped as f64)],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,293 @@
+//! The exporter over a booked ledger state: exact DESIGN §8 names, promtool-clean exposition,
+//! ASCe = Σ terms per workload, the JSON API and the health endpoints.
+
+use axum::body::Body;
+use http_body_util::BodyExt;
+use jobcarbon_core::{
+    ClusterSnapshot, Component, EnergyDelta, EnergyOwner, GramsPerKwh, GramsPerSecond, Joules,
+    NodeFacts, Phase, PodFacts, PodKey, ProductDef, ProductType, Pue, Seconds, WorkloadRef,
+};
+use jobcarbon_exporter::{Format, encode_metrics, router};
+use jobcarbon_ledger::view::{LedgerView, RegionStatus};
+use jobcarbon_ledger::{Conditions, IntervalInput, LedgerState, Settings, book_interval};
+use std::collections::BTreeMap;
+use tower::ServiceExt;
+
+fn pod(name: &str, phase: Phase, product: Option<&str>) -> PodFacts {
+    PodFacts {
+        key: PodKey::new("ml", name),
+        uid: name.into(),
+        workload: WorkloadRef::new("ml", "Job", name),
+        phase,
+        product: product.map(Into::into),
+        node: Some("n1".into()),
+        platform: false,
+        reserved_share: 0.5,
+        running: true,
+    }
+}
+
+fn booked_view() -> LedgerView {
+    let mut settings = Settings::simple(Pue(1.2), GramsPerKwh(400.0));
+    settings.platform.overhead = GramsPerSecond::per_minute(5.0);
+    let train = pod("train", Phase::Training, Some("m"));
+    let serve = pod("serve", Phase::Inference, Some("m"));
+    let snapshot = ClusterSnapshot {
+        pods: vec![train.clone(), serve.clone()],
+        nodes: vec![NodeFacts {
+            name: "n1".into(),
+            region: None,
+            instance_type: None,
+            gpu_count: 0,
+            gpu_model: None,
+            labels: BTreeMap::new(),
+        }],
+        products: vec![ProductDef::new("m", ProductType::Model, Seconds(3600.0))],
+        invalid_products: vec![],
+    };
+    let conditions = BTreeMap::from([(
+        "default".to_owned(),
+        Conditions {
+            pue: Pue(1.2),
+            intensity: GramsPerKwh(400.0),
+        },
+    )]);
+    let mut state = LedgerState::default();
+    for (i, at) in [0.0, 30.0, 60.0].into_iter().enumerate() {
+        let energy = [&train, &serve]
+            .iter()
+            .map(|p| EnergyDelta {
+                node: "n1".into(),
+                owner: EnergyOwner::Pod {
+                    key: p.key.clone(),
+                    container: "c".into(),
+                },
+                component: Component::Gpu,
+                energy: Joules(1e5 * (i as f64 + 1.0)),
+            })
+            .collect();
+        let input = IntervalInput {
+            at: Seconds(at),
+            snapshot: snapshot.clone(),
+            energy,
+            requests: BTreeMap::from([("m".to_owned(), 100.0)]),
+            conditions: conditions.clone(),
+        };
+        state = book_interval(&state, &settings, &input).0;
+    }
+    let mut view = LedgerView {
+        state,
+        ..Default::default()
+    };
+    view.regions.insert(
+        "default".into(),
+        RegionStatus {
+            pue: Pue(1.2),
+            intensity: GramsPerKwh(400.0),
+            staleness: None,
+        },
+    );
+    view.interval_seconds.observe(0.003);
+    view
+}
+
+/// `name{labels} value` lines of the exposition.
+fn samples(text: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let labels = labels
+                .split("\",")
+                .filter(|kv| !kv.is_empty())
+                .filter_map(|kv| {
+                    let (k, v) = kv.split_once('=')?;
+                    Some((k.to_owned(), v.trim_matches('"').to_owned()))
+                })
+                .collect();
+            Some((name.to_owned(), labels, value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn exposition_has_the_design_names_and_asce_is_the_sum_of_terms() {
+    let shared = std::sync::Arc::new(std::sync::RwLock::new(booked_view()));
+    let text = encode_metrics(&shared, Format::OpenMetrics).unwrap();
+    for family in [
+        "jobcarbon_workload_energy_joules_total",
+        "jobcarbon_workload_carbon_grams_total",
+        "jobcarbon_workload_asce_grams_total",
+        "jobcarbon_inference_carbon_grams_per_request",
+        "jobcarbon_inference_requests_total",
+        "jobcarbon_product_epc_grams",
+        "jobcarbon_grid_intensity_grams_per_kwh",
+        "jobcarbon_pue",
+        "jobcarbon_unallocated_grams_total",
+        "jobcarbon_interval_duration_seconds_bucket",
+        "jobcarbon_tracked_pods",
+        "jobcarbon_series",
+        "jobcarbon_series_dropped_total",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(family)),
+            "{family} missing:\n{text}"
+        );
+    }
+    assert!(text.trim_end().ends_with("# EOF"));
+    assert!(!text.contains("job=\""), "the label `job` belongs to Prometheus");
+
+    let samples = samples(&text);
+    let mut terms: BTreeMap<String, f64> = BTreeMap::new();
+    let mut asce: BTreeMap<String, f64> = BTreeMap::new();
+    for (name, labels, value) in &samples {
+        let key = || format!("{}/{}", labels["workload"], labels["pod"]);
+        match name.as_str() {
+            "jobcarbon_workload_carbon_grams_total" => *terms.entry(key()).or_default() += value,
+            "jobcarbon_workload_asce_grams_total" => {
+                asce.insert(key(), *value);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(asce.len(), 2);
+    for (key, total) in &asce {
+        assert!(*total > 0.0);
+        assert!((total - terms[key]).abs() <= 1e-9 * total, "{key}");
+    }
+    // 1.2 × 400 g/kWh: training used 1e5 + 2e5 J after the baseline interval... its energy
+    // counter is the sum of deltas booked after the first (baseline) interval.
+    let energy: f64 = samples
+        .iter()
+        .filter(|(n, l, _)| {
+            n == "jobcarbon_workload_energy_joules_total"
+                && l["workload"] == "Job/train"
+                && l["component"] == "gpu"
+        })
+        .map(|(_, _, v)| v)
+        .sum();
+    assert_eq!(energy, 6e5);
+    let operational: f64 = samples
+        .iter()
+        .find(|(n, l, _)| {
+            n == "jobcarbon_workload_carbon_grams_total"
+                && l["workload"] == "Job/train"
+                && l["term"] == "operational"
+        })
+        .map(|(_, _, v)| *v)
+        .unwrap();
+    assert!((operational - 6e5 * 1.2 * 400.0 / 3.6e6).abs() < 1e-9);
+}
+
+#[test]
+fn promtool_check_metrics_is_clean() {
+    let shared = std::sync::Arc::new(std::sync::RwLock::new(booked_view()));
+    let text = encode_metrics(&shared, Format::PrometheusText).unwrap();
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool on PATH (scripts/install-tools.sh)");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && report.trim().is_empty(), "{report}\n{text}");
+}
+
+async fn get(app: &axum::Router, path: &str) -> (u16, String) {
+    let response = app
+        .clone()
+        .oneshot(
+            axum::http::Request::get(path)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn endpoints_serve_json_health_and_readiness() {
+    let empty = LedgerView::shared();
+    let app = router(empty.clone());
+    assert_eq!(get(&app, "/healthz").await.0, 200);
+    assert_eq!(get(&app, "/readyz").await.0, 503);
+    *empty.write().unwrap() = booked_view();
+    assert_eq!(get(&app, "/readyz").await.0, 200);
+
+    let (status, body) = get(&app, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("jobcarbon_workload_asce_grams_total"));
+    assert!(!body.contains("# EOF"), "plain clients get the Prometheus text format");
+    let response = app
+        .clone()
+        .oneshot(
+            axum::http::Request::get("/metrics")
+                .header(
+                    "accept",
+                    "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+                )
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).trim_end().ends_with("# EOF"));
+
+    let (status, body) = get(&app, "/api/v1/workloads").await;
+    assert_eq!(status, 200);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let workloads = json["workloads"].as_array().unwrap();
+    assert_eq!(workloads.len(), 2);
+    for w in workloads {
+        let terms: f64 = w["terms"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_f64().unwrap())
+            .sum();
+        assert!((w["asce_g"].as_f64().unwrap() - terms).abs() < 1e-9);
+    }
+
+    let (status, body) = get(&app, "/api/v1/products").await;
+    assert_eq!(status, 200);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["products"][0]["name"], "m");
+
+    let (status, body) = get(&app, "/api/v1/products/m").await;
+    assert_eq!(status, 200);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(json["measured_g"].as_f64().unwrap() > 0.0);
+    assert_eq!(json["requests_total"], 300.0);
+    assert!(json["grams_per_request"].as_f64().unwrap() > 0.0);
+
+    let (status, body) = get(&app, "/api/v1/products/nope").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("nope"));
+}
