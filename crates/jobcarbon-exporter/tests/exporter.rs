@@ -139,7 +139,10 @@ fn exposition_has_the_design_names_and_asce_is_the_sum_of_terms() {
         );
     }
     assert!(text.trim_end().ends_with("# EOF"));
-    assert!(!text.contains("job=\""), "the label `job` belongs to Prometheus");
+    assert!(
+        !text.contains("job=\""),
+        "the label `job` belongs to Prometheus"
+    );
 
     let samples = samples(&text);
     let mut terms: BTreeMap<String, f64> = BTreeMap::new();
@@ -207,17 +210,16 @@ fn promtool_check_metrics_is_clean() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success() && report.trim().is_empty(), "{report}\n{text}");
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "{report}\n{text}"
+    );
 }
 
 async fn get(app: &axum::Router, path: &str) -> (u16, String) {
     let response = app
         .clone()
-        .oneshot(
-            axum::http::Request::get(path)
-                .body(Body::empty())
-                .unwrap(),
-        )
+        .oneshot(axum::http::Request::get(path).body(Body::empty()).unwrap())
         .await
         .unwrap();
     let status = response.status().as_u16();
@@ -237,7 +239,10 @@ async fn endpoints_serve_json_health_and_readiness() {
     let (status, body) = get(&app, "/metrics").await;
     assert_eq!(status, 200);
     assert!(body.contains("jobcarbon_workload_asce_grams_total"));
-    assert!(!body.contains("# EOF"), "plain clients get the Prometheus text format");
+    assert!(
+        !body.contains("# EOF"),
+        "plain clients get the Prometheus text format"
+    );
     let response = app
         .clone()
         .oneshot(

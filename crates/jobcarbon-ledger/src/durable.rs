@@ -22,7 +22,6 @@ use crate::state::LedgerState;
 use jobcarbon_core::Seconds;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// Everything the next interval depends on: booked totals and counter baselines.
@@ -99,7 +98,10 @@ impl DurabilityStatus {
     }
 }
 
-pub type SharedDurability = Arc<RwLock<DurabilityStatus>>;
+/// Wall-clock now (the exporter computes staleness at scrape time).
+pub fn wall_clock_now() -> Seconds {
+    jobcarbon_telemetry::now()
+}
 
 /// What one [`DurableLedger::catch_up`] did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -114,7 +116,6 @@ pub struct DurableLedger {
     ledger: Ledger,
     store: Option<CheckpointFile>,
     interval: Seconds,
-    status: SharedDurability,
     /// Minimum wall time between checkpoints while catching up (every interval when live).
     backfill_checkpoint_every: Duration,
 }
@@ -156,21 +157,34 @@ impl DurableLedger {
             }
         }
         status.last_booked = ledger.state().last_booked;
-        Ok(Self {
+        let durable = Self {
             ledger,
             store,
             interval,
-            status: Arc::new(RwLock::new(status)),
             backfill_checkpoint_every: Duration::from_secs(5),
-        })
+        };
+        durable.update_status(|s| *s = status);
+        Ok(durable)
+    }
+
+    /// Durability health as served (a copy).
+    pub fn status(&self) -> DurabilityStatus {
+        self.ledger
+            .view()
+            .read()
+            .map(|v| v.durability.clone())
+            .unwrap_or_default()
+    }
+
+    fn update_status(&self, f: impl FnOnce(&mut DurabilityStatus)) {
+        match self.ledger.view().write() {
+            Ok(mut view) => f(&mut view.durability),
+            Err(_) => tracing::error!("ledger view lock poisoned; durability status not updated"),
+        }
     }
 
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
-    }
-
-    pub fn status(&self) -> SharedDurability {
-        self.status.clone()
     }
 
     /// End of the last interval that is over at `now`.
@@ -196,11 +210,11 @@ impl DurableLedger {
                 Ok(_) => {
                     result.booked += 1;
                     let backfilled = next < due;
-                    if let Ok(mut s) = self.status.write() {
+                    self.update_status(|s| {
                         s.last_booked = Some(next);
                         s.held_by.clear();
                         s.backfilled_intervals_total += u64::from(backfilled);
-                    }
+                    });
                     unsaved = true;
                     if !backfilled || last_save.elapsed() >= self.backfill_checkpoint_every {
                         self.checkpoint();
@@ -215,9 +229,7 @@ impl DurableLedger {
                         failed = ?outage.failed,
                         "energy sources unavailable; holding the interval until they recover"
                     );
-                    if let Ok(mut s) = self.status.write() {
-                        s.held_by = outage.failed.clone();
-                    }
+                    self.update_status(|s| s.held_by = outage.failed.clone());
                     result.held_by = outage.failed;
                     break;
                 }
@@ -238,17 +250,15 @@ impl DurableLedger {
         let Some(last_booked) = resume.ledger.last_booked else {
             return;
         };
-        let checkpoint = Checkpoint::new(last_booked, jobcarbon_telemetry::now(), resume);
+        let checkpoint = Checkpoint::new(last_booked, wall_clock_now(), resume);
         let result = store.save(&checkpoint);
-        if let Ok(mut s) = self.status.write() {
-            match &result {
-                Ok(()) => {
-                    s.checkpoint_writes_total += 1;
-                    s.last_checkpoint = Some(checkpoint.written_at);
-                }
-                Err(e) => *s.checkpoint_errors.entry(e.kind().to_owned()).or_insert(0) += 1,
+        self.update_status(|s| match &result {
+            Ok(()) => {
+                s.checkpoint_writes_total += 1;
+                s.last_checkpoint = Some(checkpoint.written_at);
             }
-        }
+            Err(e) => *s.checkpoint_errors.entry(e.kind().to_owned()).or_insert(0) += 1,
+        });
         if let Err(e) = result {
             tracing::error!(error = %e, "checkpoint write failed");
         }
@@ -265,7 +275,7 @@ impl DurableLedger {
     ) {
         tokio::pin!(shutdown);
         loop {
-            let now = jobcarbon_telemetry::now();
+            let now = wall_clock_now();
             let now = until.map_or(now, |u| now.min(u));
             let caught = self.catch_up(now).await;
             let booked_until = self.ledger.state().last_booked;
@@ -275,8 +285,8 @@ impl DurableLedger {
                 }
             }
             let wait = if caught.held_by.is_empty() {
-                let next = self.slot(jobcarbon_telemetry::now()) + self.interval;
-                let secs = (next - jobcarbon_telemetry::now()).value().max(0.0);
+                let next = self.slot(wall_clock_now()) + self.interval;
+                let secs = (next - wall_clock_now()).value().max(0.0);
                 Duration::from_secs_f64(secs)
             } else {
                 retry

@@ -20,7 +20,7 @@ pub mod state;
 pub mod view;
 
 pub use config::{Config, ConfigError};
-pub use durable::{DurabilityStatus, DurableLedger, ResumeState, SharedDurability};
+pub use durable::{DurabilityStatus, DurableLedger, ResumeState};
 pub use interval::{Account, Conditions, IntervalInput, IntervalReport, book_interval};
 pub use runner::{ClusterError, ClusterSource, EnergyOutage, Ledger, Sources};
 pub use settings::{IdlePolicy, PlatformSplit, Settings};

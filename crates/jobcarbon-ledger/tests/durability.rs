@@ -7,8 +7,8 @@
 
 use async_trait::async_trait;
 use jobcarbon_core::{
-    ClusterSnapshot, GramsPerKwh, NodeFacts, Phase, PodFacts, PodKey, ProductDef, ProductType,
-    Pue, Seconds, WorkloadRef,
+    ClusterSnapshot, GramsPerKwh, NodeFacts, Phase, PodFacts, PodKey, ProductDef, ProductType, Pue,
+    Seconds, WorkloadRef,
 };
 use jobcarbon_ledger::checkpoint::CheckpointFile;
 use jobcarbon_ledger::settings::SystemDef;
@@ -57,7 +57,9 @@ fn history(r: &Range) -> History {
             ("zone", zone),
         ]
     };
-    let times: Vec<i64> = (r.t0 - 60..=r.t_end + 40).step_by(SAMPLE as usize).collect();
+    let times: Vec<i64> = (r.t0 - 60..=r.t_end + 40)
+        .step_by(SAMPLE as usize)
+        .collect();
     let train: Vec<(i64, f64)> = times
         .iter()
         .map(|&t| {
@@ -80,11 +82,28 @@ fn history(r: &Range) -> History {
         .collect();
     let idle: Vec<(i64, f64)> = times
         .iter()
-        .map(|&t| (t, (RAPL_MAX - 1830.0 + 7.0 * (t - r.t0 + 60) as f64) % RAPL_MAX))
+        .map(|&t| {
+            (
+                t,
+                (RAPL_MAX - 1830.0 + 7.0 * (t - r.t0 + 60) as f64) % RAPL_MAX,
+            )
+        })
         .collect();
-    h.series("kepler_pod_cpu_joules_total", &pod("train-0", "package"), &train);
-    h.series("kepler_pod_cpu_joules_total", &pod("train-0", "dram"), &dram);
-    h.series("kepler_pod_cpu_joules_total", &pod("serve-0", "package"), &serve);
+    h.series(
+        "kepler_pod_cpu_joules_total",
+        &pod("train-0", "package"),
+        &train,
+    );
+    h.series(
+        "kepler_pod_cpu_joules_total",
+        &pod("train-0", "dram"),
+        &dram,
+    );
+    h.series(
+        "kepler_pod_cpu_joules_total",
+        &pod("serve-0", "package"),
+        &serve,
+    );
     h.series(
         "kepler_node_cpu_idle_joules_total",
         &[("node_name", "n1"), ("zone", "package")],
@@ -227,10 +246,14 @@ async fn restart_at_any_point_books_what_an_uninterrupted_run_books() {
         } // the process is gone; only the checkpoint remains
         let mut d = open(&url, &file);
         let caught = d.catch_up(at(r.t_end)).await;
-        assert_eq!(caught.booked as i64, 20 - crash_after, "backfilled intervals");
+        assert_eq!(
+            caught.booked as i64,
+            20 - crash_after,
+            "backfilled intervals"
+        );
         assert_eq!(d.ledger().state(), &expected, "crash after {crash_after}");
         assert_eq!(restored(&file).ledger, expected);
-        let status = d.status().read().unwrap().clone();
+        let status = d.status();
         assert_eq!(status.restored_from, "current");
         assert_eq!(status.backfilled_intervals_total as i64, 19 - crash_after);
     }
@@ -277,7 +300,7 @@ async fn prometheus_outage_is_held_then_booked_once_with_reset_and_wrap_inside()
         let caught = d.catch_up(at(r.t0 + k * STEP)).await;
         assert_eq!(caught.booked, 0);
         assert_eq!(caught.held_by, vec!["kepler".to_owned()]);
-        let status = d.status().read().unwrap().clone();
+        let status = d.status();
         assert!(status.degraded().unwrap().contains("kepler"));
         assert_eq!(
             status.staleness(at(r.t0 + k * STEP)),
@@ -290,7 +313,7 @@ async fn prometheus_outage_is_held_then_booked_once_with_reset_and_wrap_inside()
     let caught = d.catch_up(at(r.t_end)).await;
     assert_eq!(caught.booked, 14);
     assert!(caught.held_by.is_empty());
-    assert_eq!(d.status().read().unwrap().degraded(), None);
+    assert_eq!(d.status().degraded(), None);
     assert_eq!(d.ledger().state(), &expected);
 }
 
@@ -338,7 +361,7 @@ async fn truncated_checkpoint_falls_back_then_refuses_when_nothing_is_trusted() 
     std::fs::write(&file, &bytes[..bytes.len() * 2 / 3]).unwrap();
     // The previous generation is good: restore it and backfill from there, losing nothing.
     let mut d = open(&url, &file);
-    let status = d.status().read().unwrap().clone();
+    let status = d.status();
     assert_eq!(status.restored_from, "previous");
     assert!(
         status.recovered_from_error.unwrap().contains("truncated"),
@@ -357,7 +380,10 @@ async fn truncated_checkpoint_falls_back_then_refuses_when_nothing_is_trusted() 
         .err()
         .expect("untrusted checkpoints must not be used");
     let msg = err.to_string();
-    assert!(msg.contains("ledger.ckpt") && msg.contains("--reset-state"), "{msg}");
+    assert!(
+        msg.contains("ledger.ckpt") && msg.contains("--reset-state"),
+        "{msg}"
+    );
     let moved = jobcarbon_ledger::durable::reset_state(&store, at(r.t_end)).unwrap();
     assert_eq!(moved.len(), 2);
     let d = DurableLedger::open(ledger(&url), Some(store), Seconds(STEP as f64)).unwrap();
