@@ -389,3 +389,86 @@ async fn truncated_checkpoint_falls_back_then_refuses_when_nothing_is_trusted() 
     let d = DurableLedger::open(ledger(&url), Some(store), Seconds(STEP as f64)).unwrap();
     assert_eq!(d.ledger().state().intervals_booked, 0);
 }
+
+const CHILD_ENV: &str = "JOBCARBON_DURABILITY_CHILD";
+
+/// The ledger process of `killed_with_sigkill_at_several_points_*`: this test binary re-run
+/// with [`CHILD_ENV`] set (`URL FILE T0 T_END`). It books the grid live, one interval per
+/// 80 ms, checkpointing each, from wherever its checkpoint says. Without the variable (a
+/// normal test run) there is nothing to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_ledger_process() {
+    let Ok(args) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let args: Vec<&str> = args.split(' ').collect();
+    let [url, file, t0, t_end] = args[..] else {
+        panic!("{CHILD_ENV}={args:?}");
+    };
+    let (t0, t_end): (i64, i64) = (t0.parse().unwrap(), t_end.parse().unwrap());
+    let mut d = open(url, Path::new(file));
+    let start = d
+        .ledger()
+        .state()
+        .last_booked
+        .map_or(t0, |t| t.value() as i64 + STEP);
+    for t in (start..=t_end).step_by(STEP as usize) {
+        d.catch_up(at(t)).await;
+        tokio::time::sleep(Duration::from_millis(80)).await;
+    }
+}
+
+fn checkpointed_until(file: &Path) -> Option<i64> {
+    CheckpointFile::new(file)
+        .load::<ResumeState>()
+        .ok()
+        .flatten()
+        .map(|r| r.checkpoint.last_booked.value() as i64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_with_sigkill_at_several_points_totals_match_an_uninterrupted_run() {
+    let r = range();
+    let prom = PromServer::builder().history(&history(&r)).start().unwrap();
+    let url = prom.url();
+    let expected = reference(&url, &r).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ledger.ckpt");
+    let spawn = || {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_ledger_process", "--nocapture"])
+            .env(
+                CHILD_ENV,
+                format!("{url} {} {} {}", file.display(), r.t0, r.t_end),
+            )
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // Kill after the k-th interval's checkpoint, plus an offset that lands mid-interval.
+    let mut kills = Vec::new();
+    for (k, offset_ms) in [(2, 0), (6, 37), (9, 61), (13, 5), (17, 73)] {
+        let mut child = spawn();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while checkpointed_until(&file).is_none_or(|t| t < r.t0 + k * STEP) {
+            assert!(std::time::Instant::now() < deadline, "no progress to {k}");
+            assert!(child.try_wait().unwrap().is_none(), "child exited early");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(offset_ms));
+        child.kill().unwrap(); // SIGKILL
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9));
+        kills.push(checkpointed_until(&file).unwrap());
+    }
+    assert!(
+        kills.windows(2).all(|w| w[0] < w[1]),
+        "kill points {kills:?}"
+    );
+    let status = spawn().wait().unwrap();
+    assert!(status.success());
+    let restored = restored(&file);
+    assert_eq!(restored.ledger.last_booked, Some(at(r.t_end)));
+    assert_eq!(restored.ledger, expected);
+}
