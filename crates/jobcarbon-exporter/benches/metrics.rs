@@ -3,6 +3,9 @@
 //! in the same run. Targets: ≤ 50 ms and ≥ 5× faster.
 //! `cargo bench -p jobcarbon-exporter --bench metrics -- --warm-up-time 1 --measurement-time 3`
 
+// Test and bench code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use jobcarbon_core::{Component, Term};
 use jobcarbon_exporter::{Format, encode_metrics};

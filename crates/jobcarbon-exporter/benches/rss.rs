@@ -3,6 +3,9 @@
 //! the process's peak RSS (VmHWM) from /proc. Not a criterion benchmark: it measures memory.
 //! `cargo bench -p jobcarbon-exporter --bench rss`
 
+// Test and bench code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use jobcarbon_exporter::{Format, encode_metrics};
 use jobcarbon_ledger::checkpoint::{Checkpoint, encode};
 use jobcarbon_ledger::{LedgerView, ResumeState, book_interval};

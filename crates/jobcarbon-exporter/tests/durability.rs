@@ -1,6 +1,9 @@
 //! Outage health on the HTTP surface: stale figures stay served with a staleness gauge,
 //! `/readyz` says degraded while booking is held, `/healthz` stays up; promtool-clean.
 
+// Test and bench code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use axum::body::Body;
 use http_body_util::BodyExt;
 use jobcarbon_core::Seconds;

@@ -1,6 +1,9 @@
 //! One accounting interval at 1k, 10k and 100k pods (target: ≤ 100 ms at 100k, release).
 //! `cargo bench -p jobcarbon-ledger --bench interval -- --warm-up-time 1 --measurement-time 3`
 
+// Test and bench code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use jobcarbon_ledger::book_interval;
 use std::hint::black_box;

@@ -349,7 +349,7 @@ impl CheckpointFile {
 
     /// Load the newest checkpoint that verifies. `Ok(None)`: no checkpoint at all (first
     /// start). `Err`: checkpoints exist but none can be trusted.
-    pub fn load<S: DeserializeOwned>(&self) -> Result<Option<Restored<S>>, Untrusted> {
+    pub fn load<S: DeserializeOwned>(&self) -> Result<Option<Restored<S>>, Box<Untrusted>> {
         let current = self.read_generation(&self.path);
         let current_error = match current {
             Ok(None) => None,
@@ -368,24 +368,24 @@ impl CheckpointFile {
                 from: Generation::Previous { current_error },
             })),
             (Ok(None), None) => Ok(None),
-            (Ok(None), Some(current)) => Err(Untrusted {
+            (Ok(None), Some(current)) => Err(Box::new(Untrusted {
                 current,
                 previous: PreviousGeneration::Missing(prev_path),
-            }),
-            (Err(previous), Some(current)) => Err(Untrusted {
+            })),
+            (Err(previous), Some(current)) => Err(Box::new(Untrusted {
                 current,
                 previous: PreviousGeneration::Bad(previous),
-            }),
+            })),
             // The current file is missing but a bad previous one exists: nothing trusted is
             // left, and starting empty would hide that.
-            (Err(previous), None) => Err(Untrusted {
+            (Err(previous), None) => Err(Box::new(Untrusted {
                 current: CheckpointError::Io {
                     path: self.path.clone(),
                     op: "read",
                     source: std::io::Error::from(std::io::ErrorKind::NotFound),
                 },
                 previous: PreviousGeneration::Bad(previous),
-            }),
+            })),
         }
     }
 

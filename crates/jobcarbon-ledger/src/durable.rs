@@ -127,34 +127,34 @@ impl DurableLedger {
         mut ledger: Ledger,
         store: Option<CheckpointFile>,
         interval: Seconds,
-    ) -> Result<Self, Untrusted> {
+    ) -> Result<Self, Box<Untrusted>> {
         let mut status = DurabilityStatus {
             restored_from: "none".to_owned(),
             ..DurabilityStatus::default()
         };
-        if let Some(file) = &store {
-            if let Some(restored) = file.load::<ResumeState>()? {
-                status.restored_from = match &restored.from {
-                    Generation::Current => "current".to_owned(),
-                    Generation::Previous { current_error } => {
-                        status.recovered_from_error = current_error.as_ref().map(|e| {
+        if let Some(file) = &store
+            && let Some(restored) = file.load::<ResumeState>()?
+        {
+            status.restored_from = match &restored.from {
+                Generation::Current => "current".to_owned(),
+                Generation::Previous { current_error } => {
+                    status.recovered_from_error = current_error.as_ref().map(|e| {
                             tracing::error!(error = %e, "checkpoint not trusted; restoring the previous generation and backfilling from it");
                             e.to_string()
                         });
-                        "previous".to_owned()
-                    }
-                };
-                let mut resume = restored.checkpoint.state;
-                // The envelope's time is the one the checksum covers.
-                resume.ledger.last_booked = Some(restored.checkpoint.last_booked);
-                tracing::info!(
-                    file = %file.path().display(),
-                    last_booked = restored.checkpoint.last_booked.value(),
-                    from = %status.restored_from,
-                    "ledger state restored"
-                );
-                ledger.restore(resume);
-            }
+                    "previous".to_owned()
+                }
+            };
+            let mut resume = restored.checkpoint.state;
+            // The envelope's time is the one the checksum covers.
+            resume.ledger.last_booked = Some(restored.checkpoint.last_booked);
+            tracing::info!(
+                file = %file.path().display(),
+                last_booked = restored.checkpoint.last_booked.value(),
+                from = %status.restored_from,
+                "ledger state restored"
+            );
+            ledger.restore(resume);
         }
         status.last_booked = ledger.state().last_booked;
         let durable = Self {
@@ -221,7 +221,7 @@ impl DurableLedger {
                         last_save = Instant::now();
                         unsaved = false;
                     }
-                    next = next + self.interval;
+                    next += self.interval;
                 }
                 Err(outage) => {
                     tracing::warn!(
@@ -279,10 +279,10 @@ impl DurableLedger {
             let now = until.map_or(now, |u| now.min(u));
             let caught = self.catch_up(now).await;
             let booked_until = self.ledger.state().last_booked;
-            if let (Some(u), Some(last)) = (until, booked_until) {
-                if last >= self.slot(u) {
-                    return;
-                }
+            if let (Some(u), Some(last)) = (until, booked_until)
+                && last >= self.slot(u)
+            {
+                return;
             }
             let wait = if caught.held_by.is_empty() {
                 let next = self.slot(wall_clock_now()) + self.interval;

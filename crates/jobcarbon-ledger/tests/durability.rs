@@ -5,6 +5,9 @@
 //! Every run books the same history on the same interval grid, so "no loss, no double count"
 //! is checked as exact equality with an uninterrupted reference run.
 
+// Test and bench code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use async_trait::async_trait;
 use jobcarbon_core::{
     ClusterSnapshot, GramsPerKwh, NodeFacts, Phase, PodFacts, PodKey, ProductDef, ProductType, Pue,
