@@ -7,9 +7,11 @@
 pub mod allocation;
 pub mod domain;
 pub mod formulas;
+pub mod lineage;
 pub mod observation;
 pub mod product;
 pub mod quantity;
+pub mod scenario;
 pub mod terms;
 pub mod units;
 

@@ -85,12 +85,12 @@ macro_rules! unit {
         }
         impl Sum for $name {
             fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
-                Self(iter.map(|v| v.0).sum())
+                Self(iter.fold(0.0, |sum, v| sum + v.0))
             }
         }
         impl<'a> Sum<&'a $name> for $name {
             fn sum<I: Iterator<Item = &'a Self>>(iter: I) -> Self {
-                Self(iter.map(|v| v.0).sum())
+                Self(iter.fold(0.0, |sum, v| sum + v.0))
             }
         }
         impl fmt::Display for $name {
@@ -260,6 +260,13 @@ mod tests {
         assert_eq!(Joules(-1.0).non_negative(), Joules::ZERO);
         assert_eq!(Joules(f64::NAN).non_negative(), Joules::ZERO);
         assert_eq!(Joules(2.0).non_negative(), Joules(2.0));
+    }
+
+    #[test]
+    fn empty_sum_is_positive_zero() {
+        // f64's own Sum starts at -0.0, which JSON would print as "-0.0".
+        let total: Grams = std::iter::empty::<Grams>().sum();
+        assert!(total.value().is_sign_positive());
     }
 
     #[test]

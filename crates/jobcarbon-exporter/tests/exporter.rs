@@ -1,6 +1,9 @@
 //! The exporter over a booked ledger state: exact DESIGN §8 names, promtool-clean exposition,
 //! ASCe = Σ terms per workload, the JSON API and the health endpoints.
 
+// Test helpers fail loudly: a panic is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use axum::body::Body;
 use http_body_util::BodyExt;
 use jobcarbon_core::{

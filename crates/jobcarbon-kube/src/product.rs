@@ -91,6 +91,7 @@ impl From<ProductKind> for ProductType {
 pub struct LineageRef {
     pub product: String,
     /// In [0, 1].
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub weight: f64,
 }
 

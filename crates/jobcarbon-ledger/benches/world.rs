@@ -58,6 +58,7 @@ pub fn world(pods: usize) -> World {
             "p5.48xlarge".to_owned(),
         )]),
         embodied: Grams(10.3e6),
+        per_gpu: Grams::ZERO,
         lifetime: Seconds::from_years(6.0),
     });
     let conditions = BTreeMap::from([(

@@ -7,8 +7,10 @@ use crate::settings::{
 };
 use jobcarbon_core::quantity::Q;
 use jobcarbon_core::{Grams, GramsPerSecond};
-use jobcarbon_core::{
-    GramsPerKwh, LineageEdge, ProductDef, ProductType, Pue, RetrainingPolicy, Seconds,
+use jobcarbon_core::{GramsPerKwh, ProductDef, Pue, Seconds};
+use jobcarbon_kube::{
+    AttributionConfig, InferenceRequests, LabelSchema, PlatformSelector, ProductSpec,
+    ProductValidation, WatchConfig, validate_products,
 };
 use jobcarbon_telemetry::{RequestPreset, RequestQuery};
 use serde::Deserialize;
@@ -72,12 +74,18 @@ pub struct Config {
     pub node_region_label: String,
     #[serde(default = "default_region_name")]
     pub default_region: String,
-    #[serde(default)]
+    /// Embodied hardware by node labels. Absent: one catch-all from the Cloud Carbon Footprint
+    /// coefficients (see [`default_systems`]); `[]` books no embodied carbon.
+    #[serde(default = "default_systems")]
     pub systems: Vec<SystemConfig>,
     #[serde(default)]
     pub platform: PlatformConfig,
+    /// Products for clusters without the CRD: the `SoftwareProduct` spec schema.
     #[serde(default)]
     pub products: BTreeMap<String, ProductSpec>,
+    /// Pod label keys (`jobcarbon.io/phase`, `jobcarbon.io/product` by default).
+    #[serde(default)]
+    pub labels: LabelSchema,
     #[serde(default)]
     pub state: StateConfig,
     #[serde(default)]
@@ -180,13 +188,28 @@ pub struct LiveConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SystemConfig {
     /// Node labels that must all match; `{}` matches every node (a catch-all default).
     #[serde(rename = "match")]
     pub matches: BTreeMap<String, String>,
     pub embodied: Q<Grams>,
+    /// Added per GPU the node reports (`nvidia.com/gpu` capacity).
+    #[serde(default)]
+    pub per_gpu: Option<Q<Grams>>,
     pub lifetime: Q<Seconds>,
+}
+
+/// Cloud Carbon Footprint's embodied coefficients (from the Dell PowerEdge R740 life-cycle
+/// assessment): a minimal rack server is 1,000 kgCO2e, each GPU adds 150 kgCO2e, over a
+/// 4-year server lifespan. Documented with the other sources in docs/configuration.md.
+pub fn default_systems() -> Vec<SystemConfig> {
+    vec![SystemConfig {
+        matches: BTreeMap::new(),
+        embodied: Q(Grams(1_000_000.0)),
+        per_gpu: Some(Q(Grams(150_000.0))),
+        lifetime: Q(Seconds::from_years(4.0)),
+    }]
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -194,6 +217,9 @@ pub struct SystemConfig {
 pub struct PlatformConfig {
     #[serde(default = "default_platform_namespaces")]
     pub namespaces: Vec<String>,
+    /// Pods with all these labels are platform pods too.
+    #[serde(default)]
+    pub match_labels: BTreeMap<String, String>,
     /// Declared management overhead outside the cluster (e.g. `50g/min`), on top of platform pods.
     #[serde(default)]
     pub overhead: Option<Q<GramsPerSecond>>,
@@ -217,83 +243,13 @@ impl Default for PlatformConfig {
     fn default() -> Self {
         Self {
             namespaces: default_platform_namespaces(),
+            match_labels: BTreeMap::new(),
             overhead: None,
             epc: zero_grams(),
             lifetime: six_years(),
             split: PlatformSplit::Equal,
         }
     }
-}
-
-/// A product as in the `SoftwareProduct` CRD spec (DESIGN §4), for clusters without the CRD.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ProductSpec {
-    #[serde(rename = "type")]
-    pub kind: ProductType,
-    pub lifetime: Q<Seconds>,
-    #[serde(default)]
-    pub derived_from: Vec<EdgeSpec>,
-    #[serde(default)]
-    pub datasets: Vec<EdgeSpec>,
-    #[serde(default)]
-    pub declared: Option<DeclaredSpec>,
-    #[serde(default)]
-    pub inference: Option<InferenceSpec>,
-    #[serde(default)]
-    pub retraining: Option<RetrainingSpec>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EdgeSpec {
-    pub product: String,
-    pub weight: f64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeclaredSpec {
-    pub carbon: Q<Grams>,
-    #[serde(default)]
-    pub source: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InferenceSpec {
-    pub requests: RequestsSpec,
-}
-
-/// `{preset: vllm}` (optionally with label `matchers`) or `{promql: '...'}`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(
-    untagged,
-    expecting = "requests: {preset: vllm|triton|tgi|kserve} or {promql: '...'}"
-)]
-pub enum RequestsSpec {
-    Preset(PresetSpec),
-    Promql(PromqlSpec),
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PresetSpec {
-    pub preset: RequestPreset,
-    #[serde(default)]
-    pub matchers: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PromqlSpec {
-    pub promql: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RetrainingSpec {
-    pub amortize_over: Q<Seconds>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -475,45 +431,13 @@ impl Config {
                 "must be positive".into(),
             ));
         }
-        for (name, product) in &self.products {
-            if product.lifetime.0.value() <= 0.0 {
-                return Err(invalid(
-                    format!("products.{name}.lifetime"),
-                    "must be positive".into(),
-                ));
-            }
-            for (field, edges) in [
-                ("derivedFrom", &product.derived_from),
-                ("datasets", &product.datasets),
-            ] {
-                for (i, edge) in edges.iter().enumerate() {
-                    if !(0.0..=1.0).contains(&edge.weight) {
-                        return Err(invalid(
-                            format!("products.{name}.{field}[{i}].weight"),
-                            format!("weight {} is outside [0, 1]", edge.weight),
-                        ));
-                    }
-                    if !self.products.contains_key(&edge.product) {
-                        return Err(invalid(
-                            format!("products.{name}.{field}[{i}].product"),
-                            format!("unknown product {:?}", edge.product),
-                        ));
-                    }
-                }
-            }
-            if let Some(r) = &product.retraining
-                && r.amortize_over.0.value() <= 0.0
-            {
-                return Err(invalid(
-                    format!("products.{name}.retraining.amortizeOver"),
-                    "must be positive".into(),
-                ));
-            }
-        }
-        if let Some(cycle) = crate::epc::find_cycle(&self.product_defs()) {
+        // Products: the CRD spec schema, validated as one set by the kube crate (units,
+        // references, weights, cycles), so the config and the CRD accept the same things.
+        let validation = self.product_validation();
+        if let Some(bad) = validation.invalid.first() {
             return Err(invalid(
-                "products".into(),
-                format!("lineage cycle: {}", cycle.join(" → ")),
+                format!("products.{}", bad.name),
+                bad.error.to_string(),
             ));
         }
         if self.inference.window.0.value() <= 0.0 {
@@ -581,6 +505,7 @@ impl Config {
                 .map(|s| SystemDef {
                     matches: s.matches.clone(),
                     embodied: s.embodied.0,
+                    per_gpu: s.per_gpu.map(|q| q.0).unwrap_or(Grams::ZERO),
                     lifetime: s.lifetime.0,
                 })
                 .collect(),
@@ -601,63 +526,60 @@ impl Config {
         }
     }
 
-    /// The `products:` map as core product definitions.
+    /// The `products:` map, validated as a set.
+    pub fn product_validation(&self) -> ProductValidation {
+        validate_products(self.products.iter().map(|(n, s)| (n.as_str(), s)))
+    }
+
+    /// The valid `products:` as core product definitions.
     pub fn product_defs(&self) -> Vec<ProductDef> {
-        self.products
-            .iter()
-            .map(|(name, spec)| spec.to_def(name))
-            .collect()
+        self.product_validation().defs()
     }
 
     /// Request queries of the products that declare `inference.requests`.
     pub fn request_queries(&self) -> BTreeMap<String, RequestQuery> {
-        self.products
+        self.product_validation()
+            .valid
             .iter()
-            .filter_map(|(name, spec)| Some((name.clone(), spec.inference.as_ref()?.query())))
+            .filter_map(|p| Some((p.def.name.clone(), request_query(p.inference.as_ref()?)?)))
             .collect()
     }
-}
 
-impl ProductSpec {
-    pub fn to_def(&self, name: &str) -> ProductDef {
-        let edges = |edges: &[EdgeSpec]| {
-            edges
-                .iter()
-                .map(|e| LineageEdge {
-                    product: e.product.clone(),
-                    weight: e.weight,
-                })
-                .collect()
-        };
-        ProductDef {
-            name: name.to_owned(),
-            kind: self.kind,
-            lifetime: self.lifetime.0,
-            derived_from: edges(&self.derived_from),
-            datasets: edges(&self.datasets),
-            declared: self
-                .declared
-                .as_ref()
-                .map(|d| d.carbon.0)
-                .unwrap_or(Grams::ZERO),
-            declared_source: self.declared.as_ref().and_then(|d| d.source.clone()),
-            retraining: self
-                .retraining
-                .as_ref()
-                .map(|r| RetrainingPolicy::AmortizeOver(r.amortize_over.0)),
+    /// What the Kubernetes watchers need: label keys, the platform selector, region label
+    /// and the config products.
+    pub fn watch_config(&self) -> WatchConfig {
+        WatchConfig {
+            attribution: AttributionConfig {
+                labels: self.labels.clone(),
+                platform: PlatformSelector {
+                    namespaces: self.platform.namespaces.iter().cloned().collect(),
+                    match_labels: self.platform.match_labels.clone(),
+                },
+                node_region_label: self.node_region_label.clone(),
+            },
+            products: self.products.clone(),
+            watch_products: true,
         }
     }
 }
 
-impl InferenceSpec {
-    pub fn query(&self) -> RequestQuery {
-        match &self.requests {
-            RequestsSpec::Preset(p) => RequestQuery::Preset {
-                preset: p.preset,
-                matchers: p.matchers.clone(),
-            },
-            RequestsSpec::Promql(p) => RequestQuery::Promql(p.promql.clone()),
+/// A kube-validated request counter as the telemetry crate's query.
+pub fn request_query(requests: &InferenceRequests) -> Option<RequestQuery> {
+    match requests {
+        InferenceRequests::Preset(name) => {
+            let preset = match name.as_str() {
+                "vllm" => RequestPreset::Vllm,
+                "triton" => RequestPreset::Triton,
+                "tgi" => RequestPreset::Tgi,
+                "kserve" => RequestPreset::Kserve,
+                _ => return None,
+            };
+            Some(RequestQuery::Preset {
+                preset,
+                matchers: BTreeMap::new(),
+            })
         }
+        InferenceRequests::Promql(q) => Some(RequestQuery::Promql(q.clone())),
     }
 }
 
@@ -675,13 +597,20 @@ fn syntax_error(file: &str, path: String, err: serde_saphyr::Error) -> ConfigErr
     }
 }
 
-/// serde-saphyr's Display repeats the location and a source snippet; keep the first line.
+/// serde-saphyr's Display repeats the location and a source snippet; keep the reason.
 fn plain_reason(err: &serde_saphyr::Error) -> String {
-    err.to_string()
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
+    let text = err.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    // Drop a leading "line N column M: " (the location is reported separately).
+    match first.split_once(": ") {
+        Some((location, rest))
+            if location.starts_with("line ") && location.contains(" column ") =>
+        {
+            rest.to_owned()
+        }
+        _ => first.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -704,6 +633,21 @@ mod tests {
         assert_eq!(config.interval.0, Seconds(30.0));
         assert_eq!(config.default_region, "default");
         assert_eq!(config.energy.node_idle, IdlePolicy::ByEnergy);
+        // The CCF catch-all: 1 t + 150 kg per GPU over 4 years.
+        let settings = config.settings();
+        let node = jobcarbon_core::NodeFacts {
+            name: "n".into(),
+            region: None,
+            instance_type: None,
+            gpu_count: 8,
+            gpu_model: None,
+            labels: BTreeMap::new(),
+        };
+        let system = settings.system_for(&node).unwrap();
+        assert_eq!(system.embodied_of(&node), Grams(2_200_000.0));
+        assert_eq!(system.lifetime, Seconds::from_years(4.0));
+        let none = Config::parse("systems: []", "x.yaml").unwrap().settings();
+        assert!(none.system_for(&node).is_none());
     }
 
     #[test]
@@ -740,7 +684,8 @@ mod tests {
 
         let text = "products:\n  a: {type: model, lifetime: 1y, derivedFrom: [{product: b, weight: 0.5}]}\n";
         let msg = Config::parse(text, "c.yaml").unwrap_err().to_string();
-        assert!(msg.contains("products.a.derivedFrom[0].product"), "{msg}");
+        assert!(msg.contains("products.a"), "{msg}");
+        assert!(msg.contains("derivedFrom[0]"), "{msg}");
 
         let text = "products:\n  a: {type: model, lifetime: 1y, derivedFrom: [{product: b, weight: 0.5}]}\n  b: {type: model, lifetime: 1y, derivedFrom: [{product: a, weight: 0.5}]}\n";
         let msg = Config::parse(text, "c.yaml").unwrap_err().to_string();

@@ -1,9 +1,7 @@
-//! Cumulative counters → non-negative deltas (DESIGN §5): a decrease is a reset, and the new
-//! value is the delta. Serialisable, so a checkpoint resumes without re-counting.
-//!
-//! Small and local to the ledger until the telemetry crate's tracker is merged.
+//! Request counters → non-negative deltas, with the reset rule of DESIGN §5 (a decrease is a
+//! reset; the new value is the delta). Energy counters go through the telemetry crate's
+//! `CounterTracker`, which knows energy readings; requests are plain numbers per product.
 
-use jobcarbon_core::{EnergyDelta, EnergyReading, Joules};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -60,27 +58,6 @@ impl CounterSet {
     pub fn is_empty(&self) -> bool {
         self.last.is_empty()
     }
-}
-
-/// Energy readings of one source → energy deltas.
-pub fn energy_deltas(counters: &mut CounterSet, readings: &[EnergyReading]) -> Vec<EnergyDelta> {
-    let deltas = readings
-        .iter()
-        .filter_map(|r| {
-            let joules = counters.delta(&r.series, r.cumulative.value());
-            (joules > 0.0).then(|| EnergyDelta {
-                node: r.node.clone(),
-                owner: r.owner.clone(),
-                component: r.component,
-                energy: Joules(joules),
-            })
-        })
-        .collect();
-    let seen: std::collections::BTreeSet<&str> =
-        readings.iter().map(|r| r.series.as_str()).collect();
-    counters.retain(|k| seen.contains(k));
-    counters.finish_read();
-    deltas
 }
 
 #[cfg(test)]

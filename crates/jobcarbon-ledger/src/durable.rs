@@ -20,6 +20,7 @@ use crate::counters::CounterSet;
 use crate::runner::Ledger;
 use crate::state::LedgerState;
 use jobcarbon_core::Seconds;
+use jobcarbon_telemetry::counters::CounterTracker;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResumeState {
     pub ledger: LedgerState,
-    pub energy_counters: BTreeMap<String, CounterSet>,
+    pub energy_counters: BTreeMap<String, CounterTracker>,
     pub request_counters: CounterSet,
 }
 

@@ -1,12 +1,10 @@
-//! Product EPC from measured build carbon, lineage and declared carbon (DESIGN §2):
-//! EPC(p) = measured + Σ weight × EPC(parent or dataset) + declared.
-//!
-//! Kept small and local until the core lineage module is merged; the ledger calls only
-//! [`product_epcs`], so swapping the implementation touches one function.
+//! Product EPC per interval: measured build carbon plus the lineage of DESIGN §2, evaluated by
+//! `jobcarbon_core::lineage` (EPC(p) = measured + Σ weight × EPC(parent or dataset) + declared).
 
+use jobcarbon_core::lineage::Lineage;
 use jobcarbon_core::{Grams, ProductDef};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// The parts of one product's EPC (label `part` of `jobcarbon_product_epc_grams`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -22,86 +20,47 @@ impl EpcParts {
     }
 }
 
-/// EPC of every product. Edges to unknown products inherit nothing; products on a cycle get
-/// no inherited part (config and CRD validation reject cycles before they get here).
+/// EPC of every product. The snapshot's products are validated upstream (config check, CRD
+/// validation); should a set still fail as a lineage, each product keeps its own measured and
+/// declared parts and inherits nothing rather than inventing numbers.
 pub fn product_epcs(
     products: &[ProductDef],
     measured: &BTreeMap<String, Grams>,
 ) -> BTreeMap<String, EpcParts> {
-    let by_name: BTreeMap<&str, &ProductDef> =
-        products.iter().map(|p| (p.name.as_str(), p)).collect();
-    let mut done: BTreeMap<String, EpcParts> = BTreeMap::new();
-    for p in products {
-        let mut visiting = Vec::new();
-        total_of(&p.name, &by_name, measured, &mut done, &mut visiting);
-    }
-    done
-}
-
-fn total_of(
-    name: &str,
-    by_name: &BTreeMap<&str, &ProductDef>,
-    measured: &BTreeMap<String, Grams>,
-    done: &mut BTreeMap<String, EpcParts>,
-    visiting: &mut Vec<String>,
-) -> Grams {
-    if let Some(parts) = done.get(name) {
-        return parts.total();
-    }
-    let Some(def) = by_name.get(name) else {
-        return Grams::ZERO;
-    };
-    if visiting.iter().any(|v| v == name) {
-        return Grams::ZERO;
-    }
-    visiting.push(name.to_owned());
-    let mut inherited = Grams::ZERO;
-    for edge in def.inherits() {
-        inherited += total_of(&edge.product, by_name, measured, done, visiting) * edge.weight;
-    }
-    visiting.pop();
-    let parts = EpcParts {
-        measured: measured.get(name).copied().unwrap_or(Grams::ZERO),
-        inherited,
-        declared: def.declared,
-    };
-    done.insert(name.to_owned(), parts);
-    parts.total()
-}
-
-/// A lineage cycle as a path `a → b → a`, if any.
-pub fn find_cycle(products: &[ProductDef]) -> Option<Vec<String>> {
-    let by_name: BTreeMap<&str, &ProductDef> =
-        products.iter().map(|p| (p.name.as_str(), p)).collect();
-    fn visit(
-        name: &str,
-        by_name: &BTreeMap<&str, &ProductDef>,
-        path: &mut Vec<String>,
-        finished: &mut Vec<String>,
-    ) -> Option<Vec<String>> {
-        if let Some(pos) = path.iter().position(|p| p == name) {
-            let mut cycle = path[pos..].to_vec();
-            cycle.push(name.to_owned());
-            return Some(cycle);
+    let measured_of = |name: &str| measured.get(name).copied().unwrap_or(Grams::ZERO);
+    match Lineage::new(products.to_vec()) {
+        Ok(lineage) => {
+            let measured: HashMap<String, Grams> =
+                measured.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            lineage
+                .evaluate(&measured)
+                .iter()
+                .map(|(def, epc)| {
+                    (
+                        def.name.clone(),
+                        EpcParts {
+                            measured: epc.measured,
+                            inherited: epc.inherited,
+                            declared: epc.declared,
+                        },
+                    )
+                })
+                .collect()
         }
-        if finished.iter().any(|f| f == name) {
-            return None;
-        }
-        let def = by_name.get(name)?;
-        path.push(name.to_owned());
-        for edge in def.inherits() {
-            if let Some(c) = visit(&edge.product, by_name, path, finished) {
-                return Some(c);
-            }
-        }
-        path.pop();
-        finished.push(name.to_owned());
-        None
+        Err(_) => products
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    EpcParts {
+                        measured: measured_of(&p.name),
+                        inherited: Grams::ZERO,
+                        declared: p.declared,
+                    },
+                )
+            })
+            .collect(),
     }
-    let mut finished = Vec::new();
-    products
-        .iter()
-        .find_map(|p| visit(&p.name, &by_name, &mut Vec::new(), &mut finished))
 }
 
 #[cfg(test)]
@@ -135,12 +94,12 @@ mod tests {
     }
 
     #[test]
-    fn cycles_are_found_and_do_not_recurse_forever() {
+    fn an_invalid_lineage_inherits_nothing() {
         let a = model("a", &[("b", 1.0)]);
         let b = model("b", &[("a", 1.0)]);
-        let cycle = find_cycle(&[a.clone(), b.clone()]).unwrap();
-        assert_eq!(cycle.first(), cycle.last());
-        let epc = product_epcs(&[a, b], &BTreeMap::new());
-        assert_eq!(epc["a"].total(), Grams::ZERO);
+        let measured = BTreeMap::from([("a".to_owned(), Grams(3.0))]);
+        let epc = product_epcs(&[a, b], &measured);
+        assert_eq!(epc["a"].total(), Grams(3.0));
+        assert_eq!(epc["b"].total(), Grams::ZERO);
     }
 }

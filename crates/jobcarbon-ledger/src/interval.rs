@@ -255,7 +255,8 @@ pub fn book_interval(
             if system.lifetime.value() <= 0.0 {
                 continue;
             }
-            let whole = embodied_system_share(system.embodied, system.lifetime, duration, 1.0);
+            let whole =
+                embodied_system_share(system.embodied_of(node), system.lifetime, duration, 1.0);
             let split = split_by_fraction(
                 whole,
                 running_on(&node.name)

@@ -14,6 +14,7 @@ pub mod counters;
 pub mod durable;
 pub mod epc;
 pub mod interval;
+pub mod kube_cluster;
 pub mod product_checkpoint;
 pub mod runner;
 pub mod settings;

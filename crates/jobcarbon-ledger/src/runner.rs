@@ -2,13 +2,14 @@
 //! book, publish. The caller drives time (`run_interval(at)`): the `ledger` subcommand with the
 //! wall clock, the demo with its accelerated simulated clock — one code path for both.
 
-use crate::counters::{CounterSet, energy_deltas};
+use crate::counters::CounterSet;
 use crate::interval::{Conditions, IntervalInput, IntervalReport, book_interval};
 use crate::settings::{IntensitySpec, Settings};
 use crate::state::LedgerState;
 use crate::view::{RegionStatus, SharedView, SourceStatus};
 use async_trait::async_trait;
 use jobcarbon_core::{ClusterSnapshot, GramsPerKwh, Phase, ProductDef, Seconds};
+use jobcarbon_telemetry::counters::{CounterTracker, FirstSight};
 use jobcarbon_telemetry::{EnergySource, MetricQuery, RequestQuery};
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -25,6 +26,11 @@ pub enum ClusterError {
 pub trait ClusterSource: Send + Sync {
     /// `at` lets a simulation answer for its own clock; a live cluster answers for now.
     async fn snapshot(&self, at: Seconds) -> Result<ClusterSnapshot, ClusterError>;
+    /// Request counters declared by products the cluster defines (CRD `spec.inference`);
+    /// they take precedence over the config's.
+    async fn request_queries(&self) -> BTreeMap<String, RequestQuery> {
+        BTreeMap::new()
+    }
 }
 
 /// What the ledger reads.
@@ -55,7 +61,7 @@ pub struct Ledger {
     /// Products from the config, for clusters without the CRD (CRD products win on a clash).
     config_products: Vec<ProductDef>,
     request_queries: BTreeMap<String, RequestQuery>,
-    pub(crate) energy_counters: BTreeMap<String, CounterSet>,
+    pub(crate) energy_counters: BTreeMap<String, CounterTracker>,
     pub(crate) request_counters: CounterSet,
     last_snapshot: Option<ClusterSnapshot>,
     /// Last good live intensity per region, and when it was read.
@@ -221,11 +227,12 @@ impl Ledger {
             match source.read(at).await {
                 Ok(readings) => {
                     status.last_success = Some(at);
-                    let counters = self
-                        .energy_counters
-                        .entry(name)
-                        .or_insert_with(|| CounterSet::new(true));
-                    deltas.extend(energy_deltas(counters, &readings));
+                    let counters = self.energy_counters.entry(name).or_insert_with(|| {
+                        CounterTracker::new(FirstSight::BookAfterFirstObservation)
+                    });
+                    deltas.extend(counters.observe(&readings).deltas);
+                    // Series gone for an hour will not come back with a final value.
+                    counters.forget_older_than(at - Seconds::from_hours(1.0));
                 }
                 Err(e) => {
                     // Counters are cumulative: what this read misses, the next one books.
@@ -247,9 +254,11 @@ impl Ledger {
         let Some(metrics) = &self.sources.metrics else {
             return requests;
         };
+        let mut queries = self.request_queries.clone();
+        queries.extend(self.sources.cluster.request_queries().await);
         let status = statuses.entry(QUERY_SOURCE.to_owned()).or_default();
         let mut all_ok = true;
-        for (product, query) in &self.request_queries {
+        for (product, query) in &queries {
             let query = with_serving_namespace(query, product, snapshot);
             match metrics.cumulative_requests(&query, at).await {
                 Ok(total) => {

@@ -47,10 +47,17 @@ pub struct RegionDef {
 pub struct SystemDef {
     pub matches: BTreeMap<String, String>,
     pub embodied: Grams,
+    /// Added per GPU of the node.
+    pub per_gpu: Grams,
     pub lifetime: Seconds,
 }
 
 impl SystemDef {
+    /// The node's embodied carbon: the base plus its GPUs.
+    pub fn embodied_of(&self, node: &NodeFacts) -> Grams {
+        self.embodied + self.per_gpu * f64::from(node.gpu_count)
+    }
+
     pub fn matches(&self, node: &NodeFacts) -> bool {
         self.matches
             .iter()

@@ -1,6 +1,9 @@
 //! The pure interval accounting: hand-computed cases from the paper and DESIGN §2, and the
 //! ledger-level conservation property.
 
+// Test helpers fail loudly: a panic is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use jobcarbon_core::{
     ClusterSnapshot, Component, EnergyDelta, EnergyOwner, Grams, GramsPerKwh, GramsPerSecond,
     Joules, NodeFacts, Phase, PodFacts, PodKey, ProductDef, ProductType, Pue, RetrainingPolicy,
@@ -107,6 +110,7 @@ fn paper_job_gets_jsc_and_embodied_share() {
     settings.systems.push(SystemDef {
         matches: BTreeMap::new(),
         embodied: Grams(10_000.0),
+        per_gpu: Grams::ZERO,
         lifetime: Seconds::from_years(3.0),
     });
     let j = pod("ml", "j1", "j1", Phase::Training, None);
@@ -226,6 +230,7 @@ fn reserved_share_splits_embodied_and_platform_pods_are_taxed_onto_jobs() {
     settings.systems.push(SystemDef {
         matches: BTreeMap::new(),
         embodied: Grams(3600.0),
+        per_gpu: Grams::ZERO,
         lifetime: Seconds(3600.0),
     });
     settings.platform.namespaces = vec!["kube-system".into()];
@@ -462,6 +467,7 @@ fn world() -> impl Strategy<Value = World> {
                 settings.systems.push(SystemDef {
                     matches: BTreeMap::new(),
                     embodied: Grams(1e6),
+                    per_gpu: Grams(1e5),
                     lifetime: Seconds::from_years(4.0),
                 });
                 settings.max_pod_series = 5;

@@ -169,6 +169,7 @@ fn settings() -> Settings {
             "p5.48xlarge".to_owned(),
         )]),
         embodied: jobcarbon_core::Grams(10_300_000.0),
+        per_gpu: jobcarbon_core::Grams::ZERO,
         lifetime: Seconds::from_years(6.0),
     });
     s

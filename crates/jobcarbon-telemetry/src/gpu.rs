@@ -87,6 +87,15 @@ impl NvmlBackend {
         })
     }
 
+    /// A backend that initialises NVML on its first sample and again after every failure, for
+    /// a node whose driver is absent now but may be installed (or reloaded) later.
+    pub fn lazy() -> Self {
+        Self {
+            nvml: Mutex::new(None),
+            driver: "not loaded".into(),
+        }
+    }
+
     fn sample_with(nvml: &nvml_wrapper::Nvml) -> Result<Vec<GpuSample>, GpuError> {
         use nvml_wrapper::error::NvmlError;
         let count = nvml

@@ -2,6 +2,9 @@
 //! serving the fixture's `List` answer, and the node agent on top of it with a fake GPU
 //! backend: two GPUs, one shared by two pods, one idle.
 
+// Test helpers fail loudly: a panic is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use jobcarbon_core::{Seconds, Watts};
 use jobcarbon_telemetry::gpu::{FakeGpu, FakeGpuBackend, GpuBackend, GpuError, GpuSample};
 use jobcarbon_telemetry::node_agent::NodeAgent;

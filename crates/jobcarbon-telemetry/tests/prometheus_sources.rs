@@ -3,6 +3,9 @@
 //! fixture values: every history has the fixture at 90 % at t0 and 100 % at t1, so each
 //! series' delta is 10 % of its fixture value.
 
+// Test helpers fail loudly: a panic is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use jobcarbon_core::{Component, EnergyOwner, Joules, PodKey, Seconds};
 use jobcarbon_telemetry::dcgm::{DcgmConfig, DcgmSource};
 use jobcarbon_telemetry::kepler::{KeplerConfig, KeplerMode, KeplerSource};

@@ -143,8 +143,11 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// A sample's labels, in order.
+type Labels = Vec<(String, String)>;
+
 /// Parses `name{a="b",…} value [timestamp]` (Prometheus text format).
-fn parse_sample(line: &str) -> anyhow::Result<(String, Vec<(String, String)>, f64)> {
+fn parse_sample(line: &str) -> anyhow::Result<(String, Labels, f64)> {
     let (name, rest) = match line.find(['{', ' ']) {
         Some(i) => line.split_at(i),
         None => bail!("no value"),

@@ -1,11 +1,255 @@
-//! `jobcarbon ledger` (being built).
+//! `jobcarbon ledger`: the cluster accountant. Wires the real sources into the ledger loop:
+//! Kepler and DCGM through Prometheus, request counters and live intensities through
+//! Prometheus, pods, nodes and SoftwareProducts through the Kubernetes watchers; serves
+//! /metrics and the JSON API; writes product EPC to SoftwareProduct status.
 
+use anyhow::Context;
+use jobcarbon_core::{Component, Seconds};
+use jobcarbon_kube::product::rfc3339;
+use jobcarbon_kube::status::StatusWriteError;
+use jobcarbon_kube::{ClusterState, EpcStatus, write_product_status};
+use jobcarbon_ledger::config::{GpuMode, KeplerMode};
+use jobcarbon_ledger::kube_cluster::KubeCluster;
+use jobcarbon_ledger::view::LedgerView;
+use jobcarbon_ledger::{Config, Ledger, SharedView, Sources};
+use jobcarbon_telemetry::dcgm::{DcgmConfig, DcgmSource};
+use jobcarbon_telemetry::kepler::{self, KeplerConfig, KeplerSource};
+use jobcarbon_telemetry::prom::{PromClient, PromConfig, PromMetrics};
+use jobcarbon_telemetry::{EnergySource, MetricQuery};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The ledger config file (DESIGN §11).
+    #[arg(long, env = "JOBCARBON_CONFIG")]
+    pub config: PathBuf,
+    /// Address for /metrics, /api/v1/*, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:9464", env = "JOBCARBON_LISTEN")]
+    pub listen: SocketAddr,
+}
 
-pub fn run(_args: Args) -> ExitCode {
-    eprintln!("jobcarbon ledger: not built yet");
-    ExitCode::from(1)
+pub fn run(args: Args) -> ExitCode {
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("jobcarbon ledger: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(serve(config, args.listen)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jobcarbon ledger: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The Kepler v2 zone → component mapping of `energy.keplerZones`.
+fn zone_component(zone: &str) -> Component {
+    match zone {
+        "package" | "core" => Component::Cpu,
+        "dram" => Component::Dram,
+        _ => Component::Other,
+    }
+}
+
+fn energy_sources(
+    config: &Config,
+    client: &PromClient,
+) -> anyhow::Result<Vec<Box<dyn EnergySource>>> {
+    let mut sources: Vec<Box<dyn EnergySource>> = Vec::new();
+    let kepler_mode = match config.energy.kepler {
+        KeplerMode::Off => None,
+        KeplerMode::Auto => Some(kepler::KeplerMode::Auto),
+        KeplerMode::Legacy => Some(kepler::KeplerMode::Legacy),
+        KeplerMode::V2 => Some(kepler::KeplerMode::V2),
+    };
+    if let Some(mode) = kepler_mode {
+        let kepler_config = KeplerConfig {
+            mode,
+            zones: config
+                .energy
+                .kepler_zones
+                .iter()
+                .map(|z| (z.clone(), zone_component(z)))
+                .collect(),
+            ..KeplerConfig::default()
+        };
+        kepler_config
+            .validate()
+            .map_err(|reason| anyhow::anyhow!("energy.keplerZones: {reason}"))?;
+        sources.push(Box::new(KeplerSource::new(client.clone(), kepler_config)?));
+    }
+    match config.energy.gpu {
+        GpuMode::Dcgm => sources.push(Box::new(DcgmSource::new(
+            client.clone(),
+            DcgmConfig::default(),
+        ))),
+        // Kepler ≥ 0.11.4 reports GPU energy itself, read by the Kepler source.
+        GpuMode::Kepler | GpuMode::Off => {}
+        GpuMode::NodeAgent => tracing::warn!(
+            "energy.gpu: node-agent counters are not read by the ledger yet; GPU energy is not booked"
+        ),
+    }
+    Ok(sources)
+}
+
+async fn serve(config: Config, listen: SocketAddr) -> anyhow::Result<()> {
+    let settings = config.settings();
+    let interval = Duration::from_secs_f64(settings.interval.value());
+    type Readers = (Vec<Box<dyn EnergySource>>, Option<Box<dyn MetricQuery>>);
+    let (energy, metrics): Readers = match &config.prometheus {
+        Some(p) => {
+            let client = PromClient::new(PromConfig {
+                url: p.url.clone(),
+                bearer_token_file: p.bearer_token_file.clone(),
+                timeout: Duration::from_secs_f64(p.timeout.0.value()),
+            })
+            .with_context(|| format!("prometheus.url {}", p.url))?;
+            (
+                energy_sources(&config, &client)?,
+                Some(Box::new(PromMetrics::new(client))),
+            )
+        }
+        None => {
+            tracing::warn!("no `prometheus:` in the config: no energy is measured");
+            (Vec::new(), None)
+        }
+    };
+
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot configure the Kubernetes client (in-cluster or KUBECONFIG)")?;
+    let (state, driver) = ClusterState::new(client.clone(), config.watch_config());
+    tokio::spawn(driver);
+
+    let view: SharedView = LedgerView::shared();
+    let mut ledger = Ledger::new(
+        settings,
+        Sources {
+            energy,
+            metrics,
+            cluster: Box::new(KubeCluster {
+                state: state.clone(),
+            }),
+        },
+        config.product_defs(),
+        config.request_queries(),
+        view.clone(),
+    );
+
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(address = %listener.local_addr()?, "serving /metrics and /api/v1");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut server_stop = stop_rx.clone();
+    let server = tokio::spawn(jobcarbon_exporter::serve(
+        listener,
+        view.clone(),
+        async move {
+            let _ = server_stop.wait_for(|stop| *stop).await;
+        },
+    ));
+
+    // Book once the first lists are in (or after one interval, whichever comes first), so
+    // the first interval does not see an empty cluster.
+    let _ = tokio::time::timeout(interval, state.wait_until_ready()).await;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = ticker.tick() => {
+                let at = Seconds(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs_f64())
+                        .unwrap_or(0.0),
+                );
+                ledger.run_interval(at).await;
+                write_statuses(&client, &state, &view, at).await;
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    server
+        .await
+        .context("the HTTP server task failed")?
+        .context("the HTTP server failed")?;
+    Ok(())
+}
+
+/// Write each SoftwareProduct object's EPC to its status. Config-only products have no
+/// object (NotFound), which is expected and quiet.
+async fn write_statuses(
+    client: &kube::Client,
+    state: &ClusterState,
+    view: &SharedView,
+    at: Seconds,
+) {
+    let epcs: Vec<(String, EpcStatus)> = match view.read() {
+        Ok(v) => v
+            .state
+            .products
+            .iter()
+            .map(|(name, p)| {
+                (
+                    name.clone(),
+                    EpcStatus {
+                        total_grams: p.epc.total().value(),
+                        measured_grams: p.epc.measured.value(),
+                        inherited_grams: p.epc.inherited.value(),
+                        declared_grams: p.epc.declared.value(),
+                        updated_at: rfc3339(at),
+                    },
+                )
+            })
+            .collect(),
+        Err(_) => return,
+    };
+    let validation = state.products();
+    let now = rfc3339(at);
+    for (name, epc) in epcs {
+        let conditions: Vec<_> = validation.condition(&name, &now).into_iter().collect();
+        match write_product_status(client, &name, Some(&epc), &conditions).await {
+            Ok(_) | Err(StatusWriteError::NotFound { .. }) => {}
+            Err(e) => tracing::warn!(product = %name, error = %e, "status write failed"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

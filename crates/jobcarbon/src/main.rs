@@ -14,6 +14,7 @@ mod demo;
 mod ledger;
 mod node;
 mod plan;
+mod simulation;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -1,11 +1,471 @@
-//! `jobcarbon node` (being built).
+//! `jobcarbon node`: the per-node agent (DaemonSet, optional). Reads local GPUs through NVML,
+//! maps GPU UUID → pod through the kubelet pod-resources socket, and exports per-container
+//! GPU energy counters and power gauges on `/metrics`, with `/healthz`.
+//!
+//! Without an NVIDIA driver it serves `jobcarbon_node_gpus 0`, says so in its log and stays
+//! healthy; it retries NVML every interval, so a driver installed later is picked up. It
+//! needs no privileges beyond read access to the socket and the NVIDIA device files.
 
+use anyhow::Context;
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use jobcarbon_core::Seconds;
+use jobcarbon_telemetry::gpu::{GpuBackend, GpuError, NvmlBackend};
+use jobcarbon_telemetry::node_agent::NodeAgent;
+use jobcarbon_telemetry::podresources::{
+    DEFAULT_SOCKET, GpuAssignment, PodResourcesClient, PodResourcesError,
+};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Address for /metrics and /healthz.
+    #[arg(long, default_value = "0.0.0.0:9465", env = "JOBCARBON_LISTEN")]
+    pub listen: SocketAddr,
+    /// The kubelet pod-resources socket.
+    #[arg(long, default_value = DEFAULT_SOCKET, env = "JOBCARBON_POD_RESOURCES_SOCKET")]
+    pub pod_resources_socket: PathBuf,
+    /// How often to sample the GPUs (e.g. 10s, 1min).
+    #[arg(long, default_value = "10s", value_parser = parse_interval)]
+    pub interval: Duration,
+}
 
-pub fn run(_args: Args) -> ExitCode {
-    eprintln!("jobcarbon node: not built yet");
-    ExitCode::from(1)
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let seconds: Seconds = jobcarbon_core::quantity::parse(s).map_err(|e| e.to_string())?;
+    if seconds.value() < 0.1 {
+        return Err(format!("interval {s:?} is too short (at least 100ms)"));
+    }
+    Ok(Duration::from_secs_f64(seconds.value()))
+}
+
+/// What the scrape reads; updated by the sampler.
+#[derive(Debug, Default)]
+struct Exported {
+    gpus: usize,
+    nvml_up: bool,
+    pod_resources_up: bool,
+    energy: Vec<(Vec<(&'static str, String)>, f64)>,
+    power: Vec<(Vec<(&'static str, String)>, f64)>,
+    errors: BTreeMap<(&'static str, &'static str), u64>,
+    last_success: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+struct AgentCollector(Arc<Mutex<Exported>>);
+
+fn encode_gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: &[(Vec<(&'static str, String)>, f64)],
+) -> Result<(), std::fmt::Error> {
+    let mut family =
+        encoder.encode_descriptor(name, help, None, ConstGauge::new(0.0).metric_type())?;
+    for (labels, value) in series {
+        ConstGauge::new(*value).encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn encode_count(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: i64,
+) -> Result<(), std::fmt::Error> {
+    let gauge = ConstGauge::new(value);
+    gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)
+}
+
+impl Collector for AgentCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Ok(state) = self.0.lock() else {
+            return Ok(());
+        };
+        let none: Vec<(&'static str, String)> = Vec::new();
+        encode_count(
+            &mut encoder,
+            "jobcarbon_node_gpus",
+            "NVIDIA GPUs seen through NVML (0 without a driver)",
+            i64::try_from(state.gpus).unwrap_or(i64::MAX),
+        )?;
+        encode_count(
+            &mut encoder,
+            "jobcarbon_node_nvml_up",
+            "Whether the last NVML sample succeeded",
+            i64::from(state.nvml_up),
+        )?;
+        encode_count(
+            &mut encoder,
+            "jobcarbon_node_pod_resources_up",
+            "Whether the last kubelet pod-resources List succeeded",
+            i64::from(state.pod_resources_up),
+        )?;
+        if let Some(t) = state.last_success {
+            encode_gauge(
+                &mut encoder,
+                "jobcarbon_node_last_sample_timestamp_seconds",
+                "Unix time of the last successful GPU sample",
+                &[(none, t)],
+            )?;
+        }
+        let mut energy = encoder.encode_descriptor(
+            "jobcarbon_node_gpu_energy_joules",
+            "GPU energy per container holding the GPU (split equally when shared; empty pod labels for a GPU no container holds), since the agent started",
+            None,
+            ConstCounter::new(0.0).metric_type(),
+        )?;
+        for (labels, joules) in &state.energy {
+            ConstCounter::new(*joules).encode(energy.encode_family(labels)?)?;
+        }
+        encode_gauge(
+            &mut encoder,
+            "jobcarbon_node_gpu_power_watts",
+            "GPU power draw per container holding the GPU (split equally when shared)",
+            &state.power,
+        )?;
+        let mut errors = encoder.encode_descriptor(
+            "jobcarbon_node_errors",
+            "Failed samples by part (nvml, pod_resources) and kind",
+            None,
+            ConstCounter::new(0u64).metric_type(),
+        )?;
+        for ((part, kind), n) in &state.errors {
+            let labels = vec![("part", (*part).to_owned()), ("kind", (*kind).to_owned())];
+            ConstCounter::new(*n).encode(errors.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+fn series_labels(l: &jobcarbon_telemetry::GpuSeriesLabels) -> Vec<(&'static str, String)> {
+    vec![
+        ("gpu_uuid", l.gpu_uuid.clone()),
+        ("gpu_model", l.gpu_model.clone()),
+        ("namespace", l.namespace.clone()),
+        ("pod", l.pod.clone()),
+        ("container", l.container.clone()),
+    ]
+}
+
+/// One sampling step given the pod-resources answer: samples NVML and publishes the result
+/// for scrapes.
+fn sample_once(
+    agent: &mut NodeAgent,
+    listed: Result<Vec<GpuAssignment>, PodResourcesError>,
+    assignments: &mut Vec<GpuAssignment>,
+    exported: &Mutex<Exported>,
+    gpus_logged: &mut Option<usize>,
+) {
+    let pod_resources_up = listed.is_ok();
+    let pr_error = match listed {
+        // Keep the last good mapping on failure rather than calling every GPU idle.
+        Ok(a) => {
+            *assignments = a;
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "pod-resources List failed; keeping the last GPU → pod mapping");
+            Some(e.kind())
+        }
+    };
+    let now = jobcarbon_telemetry::now();
+    let tick = agent.tick(assignments, now);
+    match &tick {
+        Ok(summary) if *gpus_logged != Some(summary.gpus) => {
+            tracing::info!(gpus = summary.gpus, backend = %agent.backend_description(), "sampling GPUs");
+            *gpus_logged = Some(summary.gpus);
+        }
+        Err(GpuError::NoDriver(reason)) if *gpus_logged != Some(0) => {
+            tracing::warn!(%reason, "no NVIDIA driver: reporting 0 GPUs and staying up (NVML is retried every interval)");
+            *gpus_logged = Some(0);
+        }
+        Err(e @ GpuError::Call { .. }) => {
+            tracing::warn!(error = %e, "NVML sample failed; re-initialising next interval");
+        }
+        _ => {}
+    }
+    let Ok(mut state) = exported.lock() else {
+        return;
+    };
+    state.gpus = agent.gpu_count();
+    state.nvml_up = tick.is_ok();
+    state.pod_resources_up = pod_resources_up;
+    state.energy = agent
+        .energy()
+        .iter()
+        .map(|(l, j)| (series_labels(l), j.value()))
+        .collect();
+    state.power = agent
+        .power()
+        .iter()
+        .map(|(l, w)| (series_labels(l), w.value()))
+        .collect();
+    if let Some(kind) = pr_error {
+        *state.errors.entry(("pod_resources", kind)).or_default() += 1;
+    }
+    match &tick {
+        Ok(_) => state.last_success = Some(now.value()),
+        Err(e) => *state.errors.entry(("nvml", e.kind())).or_default() += 1,
+    }
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let backend: Box<dyn GpuBackend> = match NvmlBackend::init() {
+        Ok(b) => Box::new(b),
+        Err(e) => {
+            tracing::warn!(error = %e, "NVML unavailable at start");
+            Box::new(NvmlBackend::lazy())
+        }
+    };
+    let mut agent = NodeAgent::new(backend);
+    let pod_resources = PodResourcesClient::new(&args.pod_resources_socket);
+    let exported = Arc::new(Mutex::new(Exported::default()));
+
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(AgentCollector(exported.clone())));
+    let registry = Arc::new(registry);
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(listen = %args.listen, socket = %args.pod_resources_socket.display(), interval = ?args.interval, "jobcarbon node agent");
+
+    let sampler_state = exported.clone();
+    let interval = args.interval;
+    tokio::spawn(async move {
+        let mut assignments = Vec::new();
+        let mut gpus_logged = None;
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let listed = pod_resources.gpu_assignments().await;
+            sample_once(
+                &mut agent,
+                listed,
+                &mut assignments,
+                &sampler_state,
+                &mut gpus_logged,
+            );
+        }
+    });
+
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/metrics",
+            get(move |headers: axum::http::HeaderMap| {
+                let registry = registry.clone();
+                async move { metrics_response(&registry, &headers) }
+            }),
+        );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving /metrics")?;
+    Ok(())
+}
+
+/// OpenMetrics when the scraper asks for it (Prometheus does), else the Prometheus text
+/// format 0.0.4 (curl, `promtool check metrics`).
+fn metrics_response(
+    registry: &Registry,
+    headers: &axum::http::HeaderMap,
+) -> axum::response::Response {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let mut body = String::new();
+    let (encoded, content_type) = if openmetrics {
+        (
+            prometheus_client::encoding::text::encode(&mut body, registry),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+    } else {
+        (
+            prometheus_client::encoding::prometheus_text::encode(&mut body, registry),
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        )
+    };
+    match encoded {
+        Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n").into_response(),
+    }
+}
+
+/// SIGTERM (what the kubelet sends) or Ctrl-C.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("jobcarbon node: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jobcarbon node: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jobcarbon_core::Watts;
+    use jobcarbon_telemetry::gpu::{FakeGpu, FakeGpuBackend, GpuSample};
+
+    struct Shared(Arc<FakeGpuBackend>);
+    impl GpuBackend for Shared {
+        fn describe(&self) -> String {
+            self.0.describe()
+        }
+        fn sample(&self) -> Result<Vec<GpuSample>, GpuError> {
+            self.0.sample()
+        }
+    }
+
+    fn assign(pod: &str, uuid: &str) -> GpuAssignment {
+        GpuAssignment {
+            namespace: "ml".into(),
+            pod: pod.into(),
+            container: "main".into(),
+            resource_name: "nvidia.com/gpu".into(),
+            device_id: uuid.into(),
+        }
+    }
+
+    fn scrape(exported: &Arc<Mutex<Exported>>, accept: &str) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(AgentCollector(exported.clone())));
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(header::ACCEPT, accept.parse().unwrap());
+        let response = metrics_response(&registry, &headers);
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = futures_body(response);
+        String::from_utf8(body).unwrap()
+    }
+
+    fn futures_body(response: axum::response::Response) -> Vec<u8> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap()
+                .to_vec()
+        })
+    }
+
+    #[test]
+    fn two_gpus_one_shared_one_idle_exposition_passes_promtool() {
+        let fake = Arc::new(FakeGpuBackend::new(vec![
+            FakeGpu::new("GPU-0", "NVIDIA A100-SXM4-80GB", Watts(300.0)),
+            FakeGpu::new("GPU-1", "NVIDIA A100-SXM4-80GB", Watts(60.0)),
+        ]));
+        let mut agent = NodeAgent::new(Box::new(Shared(fake.clone())));
+        let exported = Arc::new(Mutex::new(Exported::default()));
+        let mut assignments = Vec::new();
+        let mut logged = None;
+        let shared = vec![assign("a", "GPU-0"), assign("b", "GPU-0")];
+        sample_once(
+            &mut agent,
+            Ok(shared.clone()),
+            &mut assignments,
+            &exported,
+            &mut logged,
+        );
+        fake.advance(10.0);
+        // A failed List keeps the last mapping.
+        let failed = Err(PodResourcesError::Connect {
+            path: "/x".into(),
+            reason: "gone".into(),
+        });
+        sample_once(&mut agent, failed, &mut assignments, &exported, &mut logged);
+        let text = scrape(&exported, "text/plain");
+        assert!(text.contains("jobcarbon_node_gpus 2\n"), "{text}");
+        assert!(
+            text.contains(r#"jobcarbon_node_gpu_energy_joules_total{gpu_uuid="GPU-0",gpu_model="NVIDIA A100-SXM4-80GB",namespace="ml",pod="a",container="main"} 1500"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"jobcarbon_node_gpu_energy_joules_total{gpu_uuid="GPU-1",gpu_model="NVIDIA A100-SXM4-80GB",namespace="",pod="",container=""} 600"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"jobcarbon_node_gpu_power_watts{gpu_uuid="GPU-0",gpu_model="NVIDIA A100-SXM4-80GB",namespace="ml",pod="b",container="main"} 150"#), "{text}");
+        assert!(
+            text.contains(r#"jobcarbon_node_errors_total{part="pod_resources",kind="connect"} 1"#),
+            "{text}"
+        );
+
+        let mut child = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("promtool on PATH (Debian package prometheus)");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        let om = scrape(&exported, "application/openmetrics-text;version=1.0.0");
+        assert!(om.ends_with("# EOF\n"), "{om}");
+    }
+
+    #[test]
+    fn interval_parsing() {
+        assert_eq!(parse_interval("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_interval("1min").unwrap(), Duration::from_secs(60));
+        assert!(parse_interval("0s").is_err());
+        assert!(parse_interval("ten").is_err());
+    }
 }

@@ -1,0 +1,186 @@
+//! Scrape cost at ~100k series: the prometheus-client Collector built from ledger state,
+//! against the same series through the `prometheus` crate's registry (DESIGN §10's ratio).
+//! Also one ledger interval over the same 8,000 pods.
+//!
+//! cargo bench -p jobcarbon-exporter --bench exposition -- --warm-up-time 1 --measurement-time 3
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use jobcarbon_core::{
+    ClusterSnapshot, Component, EnergyDelta, EnergyOwner, GramsPerKwh, Joules, NodeFacts, Phase,
+    PodFacts, PodKey, Pue, Seconds, Term, WorkloadRef,
+};
+use jobcarbon_exporter::{Format, encode_metrics};
+use jobcarbon_ledger::view::LedgerView;
+use jobcarbon_ledger::{Conditions, IntervalInput, LedgerState, Settings, book_interval};
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+/// 8,000 pods × 12 workload series (5 energy + 6 carbon + ASCe) ≈ 96k series.
+const PODS: usize = 8_000;
+
+fn input(at: f64) -> (Settings, IntervalInput) {
+    let settings = Settings::simple(Pue(1.1), GramsPerKwh(400.0));
+    let pods: Vec<PodFacts> = (0..PODS)
+        .map(|i| PodFacts {
+            key: PodKey::new(format!("ns{}", i % 50), format!("pod-{i}")),
+            uid: format!("uid-{i}"),
+            workload: WorkloadRef::new(format!("ns{}", i % 50), "Job", &format!("job-{}", i / 4)),
+            phase: Phase::Training,
+            product: Some(format!("model-{}", i % 20)),
+            node: Some(format!("node-{}", i % 100)),
+            platform: false,
+            reserved_share: 0.1,
+            running: true,
+        })
+        .collect();
+    let energy = pods
+        .iter()
+        .flat_map(|p| {
+            [Component::Cpu, Component::Dram, Component::Gpu].map(|c| EnergyDelta {
+                node: p.node.clone().unwrap_or_default(),
+                owner: EnergyOwner::Pod {
+                    key: p.key.clone(),
+                    container: "main".into(),
+                },
+                component: c,
+                energy: Joules(1000.0),
+            })
+        })
+        .chain((0..100).map(|n| EnergyDelta {
+            node: format!("node-{n}"),
+            owner: EnergyOwner::NodeIdle,
+            component: Component::Cpu,
+            energy: Joules(5000.0),
+        }))
+        .collect();
+    let nodes = (0..100)
+        .map(|n| NodeFacts {
+            name: format!("node-{n}"),
+            region: None,
+            instance_type: None,
+            gpu_count: 8,
+            gpu_model: None,
+            labels: BTreeMap::new(),
+        })
+        .collect();
+    (
+        settings,
+        IntervalInput {
+            at: Seconds(at),
+            snapshot: ClusterSnapshot {
+                pods,
+                nodes,
+                products: vec![],
+                invalid_products: vec![],
+            },
+            energy,
+            requests: BTreeMap::new(),
+            conditions: BTreeMap::from([(
+                "default".to_owned(),
+                Conditions {
+                    pue: Pue(1.1),
+                    intensity: GramsPerKwh(400.0),
+                },
+            )]),
+        },
+    )
+}
+
+fn booked() -> LedgerState {
+    let (settings, first) = input(0.0);
+    let (state, _) = book_interval(&LedgerState::default(), &settings, &first);
+    let (_, second) = input(30.0);
+    book_interval(&state, &settings, &second).0
+}
+
+/// The same series in the `prometheus` crate.
+fn prometheus_registry(state: &LedgerState) -> prometheus::Registry {
+    let registry = prometheus::Registry::new();
+    let labels = ["namespace", "workload", "pod", "phase", "product"];
+    let energy = prometheus::CounterVec::new(
+        prometheus::Opts::new("jobcarbon_workload_energy_joules_total", "energy"),
+        &[&labels[..], &["component"]].concat(),
+    )
+    .unwrap();
+    let carbon = prometheus::CounterVec::new(
+        prometheus::Opts::new("jobcarbon_workload_carbon_grams_total", "carbon"),
+        &[&labels[..], &["term"]].concat(),
+    )
+    .unwrap();
+    let asce = prometheus::CounterVec::new(
+        prometheus::Opts::new("jobcarbon_workload_asce_grams_total", "asce"),
+        &labels,
+    )
+    .unwrap();
+    for (key, a) in &state.pods {
+        let product = a.product.clone().unwrap_or_default();
+        let base = [
+            key.namespace.as_str(),
+            a.workload.workload.as_str(),
+            key.pod.as_str(),
+            a.phase.as_str(),
+            product.as_str(),
+        ];
+        for c in Component::ALL {
+            let v = a.energy.get(&c).map(|j| j.value()).unwrap_or(0.0);
+            energy
+                .with_label_values(&[&base[..], &[c.as_str()]].concat())
+                .inc_by(v);
+        }
+        for t in Term::ALL {
+            carbon
+                .with_label_values(&[&base[..], &[t.as_str()]].concat())
+                .inc_by(a.carbon[t].value());
+        }
+        asce.with_label_values(&base)
+            .inc_by(a.carbon.asce().value());
+    }
+    registry.register(Box::new(energy)).unwrap();
+    registry.register(Box::new(carbon)).unwrap();
+    registry.register(Box::new(asce)).unwrap();
+    registry
+}
+
+fn benches(c: &mut Criterion) {
+    let state = booked();
+    let series = state.pods.len() * (Component::ALL.len() + Term::ALL.len() + 1);
+    let view = Arc::new(RwLock::new(LedgerView {
+        state: state.clone(),
+        ..Default::default()
+    }));
+    let mut group = c.benchmark_group(format!("scrape_{series}_series"));
+    group.sample_size(10);
+    group.bench_function("prometheus_client_openmetrics", |b| {
+        b.iter(|| encode_metrics(&view, Format::OpenMetrics).unwrap().len())
+    });
+    group.bench_function("prometheus_client_text", |b| {
+        b.iter(|| encode_metrics(&view, Format::PrometheusText).unwrap().len())
+    });
+    let registry = prometheus_registry(&state);
+    group.bench_function("prometheus_crate_text", |b| {
+        b.iter(|| {
+            use prometheus::Encoder;
+            let mut out = Vec::new();
+            prometheus::TextEncoder::new()
+                .encode(&registry.gather(), &mut out)
+                .unwrap();
+            out.len()
+        })
+    });
+    group.finish();
+
+    let (settings, first) = input(0.0);
+    let (base, _) = book_interval(&LedgerState::default(), &settings, &first);
+    let (_, second) = input(30.0);
+    let mut group = c.benchmark_group("ledger");
+    group.sample_size(10);
+    group.bench_function(format!("book_interval_{PODS}_pods"), |b| {
+        b.iter(|| book_interval(&base, &settings, &second).1.emissions.input)
+    });
+    group.finish();
+}
+
+criterion_group!(exposition, benches);
+criterion_main!(exposition);

@@ -1,0 +1,333 @@
+//! End to end: a real Prometheus holding Kepler (v0.11.4 fixture) and vLLM request histories,
+//! a fake Kubernetes API server serving the fixture's labelled pods, the real ledger loop and
+//! the real exporter. The exported per-workload energy, carbon and per-request values are
+//! checked against values computed by hand from the fixture numbers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use jobcarbon_core::Seconds;
+use jobcarbon_exporter::{Format, encode_metrics};
+use jobcarbon_kube::ClusterState;
+use jobcarbon_ledger::kube_cluster::KubeCluster;
+use jobcarbon_ledger::view::LedgerView;
+use jobcarbon_ledger::{Config, Ledger, Sources};
+use jobcarbon_telemetry::kepler::{KeplerConfig, KeplerMode, KeplerSource};
+use jobcarbon_telemetry::prom::{PromClient, PromConfig, PromMetrics};
+use jobcarbon_testkit::kube_api::{FakeKubeApi, WatchScript, list};
+use jobcarbon_testkit::prometheus::{History, PromServer, unix_now};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+fn fixture(path: &str) -> String {
+    let candidates = [
+        format!(
+            "{}/../../../shared/fixtures/{path}",
+            env!("CARGO_MANIFEST_DIR")
+        ),
+        format!("/work/shared/fixtures/{path}"),
+    ];
+    candidates
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_else(|| panic!("fixture {path} not found in {candidates:?}"))
+}
+
+fn node() -> serde_json::Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": "gpu-node-a1",
+            "resourceVersion": "1480200",
+            "labels": {
+                "kubernetes.io/hostname": "gpu-node-a1",
+                "node.kubernetes.io/instance-type": "p4d.24xlarge",
+                "topology.kubernetes.io/region": "us-south"
+            }
+        },
+        "status": {
+            "capacity": {"cpu": "96", "memory": "1152Gi", "nvidia.com/gpu": "2", "pods": "110"},
+            "allocatable": {"cpu": "96", "memory": "1152Gi", "nvidia.com/gpu": "2", "pods": "110"}
+        }
+    })
+}
+
+/// `name{labels} value` → (labels, value) for one metric name.
+fn samples(text: &str, name: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let labels = series[name.len() + 1..series.len() - 1]
+                .split("\",")
+                .filter_map(|kv| {
+                    let (k, v) = kv.split_once('=')?;
+                    Some((k.to_owned(), v.trim_matches('"').to_owned()))
+                })
+                .collect();
+            Some((labels, value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn value(text: &str, name: &str, want: &[(&str, &str)]) -> f64 {
+    samples(text, name)
+        .into_iter()
+        .filter(|(labels, _)| {
+            want.iter()
+                .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, v)| v)
+        .sum()
+}
+
+fn close(actual: f64, expected: f64, what: &str) {
+    assert!(
+        (actual - expected).abs() <= 1e-9 * expected.abs().max(1e-6),
+        "{what}: expected {expected}, got {actual}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_books_real_prometheus_and_api_server_data_as_computed_by_hand() {
+    // History: the Kepler fixture at 90 % at t0 and 100 % at t1 (so every delta is 10 % of
+    // the fixture value), and a vLLM counter going from 9000 to 9600 requests.
+    let now = unix_now();
+    let (t0, t1) = (now - 120, now - 60);
+    let kepler_text: String = fixture("kepler/kepler-v0.11.4-gpu-node.prom")
+        .lines()
+        .filter(|l| !l.contains("state=\"terminated\""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut history = History::new();
+    history
+        .exposition_at(&kepler_text, &[(t0, 0.9), (t1, 1.0)])
+        .unwrap();
+    history.series(
+        "vllm:request_success_total",
+        &[
+            ("namespace", "ml-serving"),
+            ("pod", "bert-base-serve-6d8f7b9c5d-k2m4x"),
+            ("finished_reason", "stop"),
+        ],
+        &[(t0, 9000.0), (t1, 9600.0)],
+    );
+    let prom = tokio::task::spawn_blocking(move || PromServer::builder().history(&history).start())
+        .await
+        .unwrap()
+        .unwrap();
+
+    // The fake API server: the fixture's pods and one node.
+    let pods: serde_json::Value =
+        serde_json::from_str(&fixture("kube/podlist-gpu-node.json")).unwrap();
+    let api = FakeKubeApi::start().await.unwrap();
+    api.push_list(
+        "/api/v1/pods",
+        list(
+            "v1",
+            "PodList",
+            "1480301",
+            pods["items"].as_array().unwrap().clone(),
+        ),
+    );
+    api.push_watch("/api/v1/pods", WatchScript::hang(vec![]));
+    api.push_list(
+        "/api/v1/nodes",
+        list("v1", "NodeList", "1480301", vec![node()]),
+    );
+    api.push_watch("/api/v1/nodes", WatchScript::hang(vec![]));
+
+    let config = Config::parse(
+        &format!(
+            r#"
+interval: 60s
+prometheus: {{url: "{url}", timeout: 5s}}
+energy: {{kepler: v2, gpu: kepler, nodeIdle: by-energy}}
+regions:
+  us-south: {{pue: 1.1, intensity: 400}}
+defaultRegion: us-south
+systems: []
+platform: {{namespaces: [kube-system, kepler], epc: 0g}}
+products:
+  bert-base: {{type: model, lifetime: 1y, inference: {{requests: {{preset: vllm}}}}}}
+"#,
+            url = prom.url()
+        ),
+        "e2e.yaml",
+    )
+    .unwrap();
+
+    let client = kube::Client::try_from(kube::Config::new(api.url().parse().unwrap())).unwrap();
+    let (state, driver) = ClusterState::new(client, config.watch_config());
+    let driver = tokio::spawn(driver);
+    tokio::time::timeout(Duration::from_secs(20), state.wait_until_ready())
+        .await
+        .expect("pods and nodes listed");
+
+    let mut prom_config = PromConfig::new(prom.url());
+    prom_config.timeout = Duration::from_secs(5);
+    let prom_client = PromClient::new(prom_config).unwrap();
+    let kepler = KeplerSource::new(
+        prom_client.clone(),
+        KeplerConfig {
+            mode: KeplerMode::V2,
+            ..KeplerConfig::default()
+        },
+    )
+    .unwrap();
+    let view = LedgerView::shared();
+    let mut ledger = Ledger::new(
+        config.settings(),
+        Sources {
+            energy: vec![Box::new(kepler)],
+            metrics: Some(Box::new(PromMetrics::new(prom_client))),
+            cluster: Box::new(KubeCluster { state }),
+        },
+        config.product_defs(),
+        config.request_queries(),
+        view.clone(),
+    );
+    ledger.run_interval(Seconds(t0 as f64)).await;
+    let report = ledger.run_interval(Seconds(t1 as f64)).await;
+    assert!(report.emissions.conservation_error() < 1e-12);
+    assert!(report.transfers.conservation_error() < 1e-12);
+
+    // Hand computation from the fixture (10 % deltas).
+    let train = [40211.3774019, 3187.7208311, 170822.1337]; // cpu (package), dram, gpu
+    let serve = [12073.4336319, 1210.3255526, 54541.2003];
+    let coredns = 811.2450671 + 70.1220958;
+    let kepler_pod = 1598.7602114 + 120.4775013;
+    let idle = 72673.7515945 + 13569.0511187 + 84268.6053 + 28027.6475;
+    let e_train: f64 = train.iter().sum();
+    let e_serve: f64 = serve.iter().sum();
+    let e_all = e_train + e_serve + coredns + kepler_pod;
+    let idle_of = |e: f64| idle * e / e_all; // nodeIdle: by-energy
+    let k = 1.1 * 400.0 / 3.6e6; // g per J
+    // Platform pods' carbon (with their idle share) split equally over the two jobs.
+    let platform = k * (coredns + kepler_pod + idle_of(coredns) + idle_of(kepler_pod));
+    let train_operational = k * (e_train + idle_of(e_train));
+    let train_asce = train_operational + platform / 2.0;
+    // bert-base's EPC is the training job's ASCe; serving takes EPC × 60 s / 1 y.
+    let model_epc = train_asce * 60.0 / (365.0 * 86_400.0);
+    let serve_operational = k * (e_serve + idle_of(e_serve));
+    let serve_asce = serve_operational + platform / 2.0 + model_epc;
+
+    let text = encode_metrics(&view, Format::PrometheusText).unwrap();
+    let train_pod = ("pod", "bert-base-train-7x9kq");
+    let serve_pod = ("pod", "bert-base-serve-6d8f7b9c5d-k2m4x");
+    for (component, joules) in ["cpu", "dram", "gpu"].iter().zip(train) {
+        close(
+            value(
+                &text,
+                "jobcarbon_workload_energy_joules_total",
+                &[train_pod, ("component", component)],
+            ),
+            joules,
+            &format!("train {component} energy"),
+        );
+    }
+    close(
+        value(
+            &text,
+            "jobcarbon_workload_energy_joules_total",
+            &[train_pod, ("component", "idle_share")],
+        ),
+        idle_of(e_train),
+        "train idle share",
+    );
+    close(
+        value(
+            &text,
+            "jobcarbon_workload_carbon_grams_total",
+            &[train_pod, ("term", "operational")],
+        ),
+        train_operational,
+        "train operational",
+    );
+    close(
+        value(
+            &text,
+            "jobcarbon_workload_carbon_grams_total",
+            &[train_pod, ("term", "platform_operational")],
+        ),
+        platform / 2.0,
+        "train platform tax",
+    );
+    close(
+        value(&text, "jobcarbon_workload_asce_grams_total", &[train_pod]),
+        train_asce,
+        "train ASCe",
+    );
+    close(
+        value(
+            &text,
+            "jobcarbon_workload_carbon_grams_total",
+            &[serve_pod, ("term", "model_epc")],
+        ),
+        model_epc,
+        "serve model EPC share",
+    );
+    close(
+        value(&text, "jobcarbon_workload_asce_grams_total", &[serve_pod]),
+        serve_asce,
+        "serve ASCe",
+    );
+    close(
+        value(
+            &text,
+            "jobcarbon_product_epc_grams",
+            &[("product", "bert-base"), ("part", "measured")],
+        ),
+        train_asce,
+        "bert-base measured EPC",
+    );
+    close(
+        value(
+            &text,
+            "jobcarbon_inference_requests_total",
+            &[("product", "bert-base")],
+        ),
+        600.0,
+        "requests",
+    );
+    close(
+        value(
+            &text,
+            "jobcarbon_inference_carbon_grams_per_request",
+            &[("product", "bert-base"), ("namespace", "ml-serving")],
+        ),
+        serve_asce / 600.0,
+        "grams per request",
+    );
+    // Platform pods keep their energy series but carry no carbon of their own.
+    assert!(
+        value(
+            &text,
+            "jobcarbon_workload_energy_joules_total",
+            &[("namespace", "kube-system")]
+        ) > 0.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "jobcarbon_workload_asce_grams_total",
+            &[("namespace", "kube-system")]
+        ),
+        0.0
+    );
+    // Every workload's ASCe is the sum of its terms.
+    for (labels, asce) in samples(&text, "jobcarbon_workload_asce_grams_total") {
+        let terms = value(
+            &text,
+            "jobcarbon_workload_carbon_grams_total",
+            &[("pod", &labels["pod"])],
+        );
+        close(terms, asce, &labels["pod"]);
+    }
+    // The sources read fine.
+    assert!(text.contains("jobcarbon_source_last_success_timestamp_seconds{source=\"kepler\"}"));
+    assert!(!text.contains("jobcarbon_source_errors_total{"), "{text}");
+
+    driver.abort();
+}
