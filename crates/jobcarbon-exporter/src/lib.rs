@@ -3,7 +3,8 @@
 //! - `/metrics`: OpenMetrics (or Prometheus text, by `Accept`) built by a prometheus-client [`Collector`] from the ledger
 //!   view at scrape time (finished pods vanish without bookkeeping), names of DESIGN §8;
 //! - `/api/v1/workloads`, `/api/v1/products`, `/api/v1/products/{name}`: JSON;
-//! - `/healthz` (the process serves) and `/readyz` (the first interval is booked).
+//! - `/healthz` (the process serves) and `/readyz` (the first interval is booked, and booking
+//!   is not held by an outage: `503 degraded: …` then).
 
 mod metrics;
 
@@ -64,7 +65,15 @@ async fn metrics_handler(State(view): State<SharedView>, headers: HeaderMap) -> 
 
 async fn readyz(State(view): State<SharedView>) -> Response {
     match view.read() {
-        Ok(v) if v.state.is_ready() => (StatusCode::OK, "ready\n").into_response(),
+        Ok(v) if v.state.is_ready() => match v.durability.degraded() {
+            // Degraded: stale figures still served on /metrics; liveness (/healthz) stays up.
+            Some(reason) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("degraded: {reason}\n"),
+            )
+                .into_response(),
+            None => (StatusCode::OK, "ready\n").into_response(),
+        },
         Ok(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: no interval booked yet\n",

@@ -2,6 +2,8 @@
 //! scrape time by a prometheus-client [`Collector`]. Counters get `_total` from the encoder.
 
 use jobcarbon_core::{Component, Joules, Term, Terms, UnallocatedReason};
+use jobcarbon_ledger::DurabilityStatus;
+use jobcarbon_ledger::durable::wall_clock_now;
 use jobcarbon_ledger::view::LedgerView;
 use jobcarbon_ledger::{LedgerState, SharedView};
 use prometheus_client::collector::Collector;
@@ -370,5 +372,58 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
         "Pods that got no series of their own because of the series cap (booked into their workload's roll-up).",
         [(Vec::new(), state.series_dropped as f64)],
     )?;
-    Ok(())
+    encode_durability(&view.durability, &mut encoder)
+}
+
+/// Staleness, outage hold, backfill and checkpoint health (jobcarbon_ledger::durable).
+fn encode_durability(d: &DurabilityStatus, encoder: &mut DescriptorEncoder) -> fmt::Result {
+    if d.restored_from.is_empty() {
+        return Ok(()); // not a durable ledger (the demo)
+    }
+    gauge(
+        encoder,
+        "jobcarbon_ledger_staleness_seconds",
+        "How far the served figures lag behind now: now minus the end of the last booked interval (grows during an outage).",
+        [(Vec::new(), d.staleness(wall_clock_now()).value())],
+    )?;
+    gauge(
+        encoder,
+        "jobcarbon_ledger_booking_held",
+        "1 while booking waits for an energy source to recover (the gap is booked from history on recovery).",
+        d.held_by
+            .iter()
+            .map(|source| (vec![("source", source.clone())], 1.0)),
+    )?;
+    counter(
+        encoder,
+        "jobcarbon_ledger_backfilled_intervals",
+        "Intervals booked from Prometheus history after a restart or an outage.",
+        [(Vec::new(), d.backfilled_intervals_total as f64)],
+    )?;
+    gauge(
+        encoder,
+        "jobcarbon_checkpoint_restored_info",
+        "Checkpoint generation the ledger started from: none, current, or previous (the current one was corrupt).",
+        [(vec![("generation", d.restored_from.clone())], 1.0)],
+    )?;
+    counter(
+        encoder,
+        "jobcarbon_checkpoint_writes",
+        "Checkpoints written.",
+        [(Vec::new(), d.checkpoint_writes_total as f64)],
+    )?;
+    counter(
+        encoder,
+        "jobcarbon_checkpoint_errors",
+        "Failed checkpoint writes, by kind.",
+        d.checkpoint_errors
+            .iter()
+            .map(|(kind, n)| (vec![("kind", kind.clone())], *n as f64)),
+    )?;
+    gauge(
+        encoder,
+        "jobcarbon_checkpoint_last_write_timestamp_seconds",
+        "Wall-clock time of the last successful checkpoint write.",
+        d.last_checkpoint.map(|t| (Vec::new(), t.value())),
+    )
 }

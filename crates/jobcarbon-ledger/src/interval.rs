@@ -197,13 +197,15 @@ pub fn book_interval(
         }
     }
 
-    let running_on = |node: &str| -> Vec<&PodFacts> {
-        snapshot
-            .pods
-            .iter()
-            .filter(|p| p.running && p.node.as_deref() == Some(node))
-            .collect()
-    };
+    // Indexed once: a scan of every pod per node is quadratic at cluster scale.
+    let mut running_by_node: BTreeMap<&str, Vec<&PodFacts>> = BTreeMap::new();
+    for p in snapshot.pods.iter().filter(|p| p.running) {
+        if let Some(node) = p.node.as_deref() {
+            running_by_node.entry(node).or_default().push(p);
+        }
+    }
+    let running_on =
+        |node: &str| -> Vec<&PodFacts> { running_by_node.get(node).cloned().unwrap_or_default() };
 
     // Node idle, by policy.
     for (node, idle_joules) in &idle {
@@ -410,16 +412,21 @@ pub fn book_interval(
 
     // 6. Inference: model EPC share and re-training, over the model's running inference jobs.
     let mut pool_drains: BTreeMap<String, Grams> = BTreeMap::new();
+    let mut serving_by_model: BTreeMap<&str, Vec<&PodFacts>> = BTreeMap::new();
+    for p in jobs.iter().copied().filter(|p| p.phase == Phase::Inference) {
+        if let Some(product) = p.product.as_deref() {
+            serving_by_model.entry(product).or_default().push(p);
+        }
+    }
     for def in snapshot
         .products
         .iter()
         .filter(|d| d.kind == ProductType::Model)
     {
-        let serving: Vec<&PodFacts> = jobs
-            .iter()
-            .copied()
-            .filter(|p| p.phase == Phase::Inference && p.product.as_deref() == Some(&def.name))
-            .collect();
+        let serving: Vec<&PodFacts> = serving_by_model
+            .get(def.name.as_str())
+            .cloned()
+            .unwrap_or_default();
         let weights = job_weights(&serving, PlatformSplit::Equal);
         let Some(account) = next.products.get_mut(&def.name) else {
             continue;

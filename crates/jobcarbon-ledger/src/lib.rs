@@ -8,19 +8,23 @@
 //!   that the exporter serves.
 //! - [`config::Config`] is the YAML file of DESIGN §11.
 
+pub mod checkpoint;
 pub mod config;
 pub mod counters;
+pub mod durable;
 pub mod epc;
 pub mod interval;
 pub mod kube_cluster;
+pub mod product_checkpoint;
 pub mod runner;
 pub mod settings;
 pub mod state;
 pub mod view;
 
 pub use config::{Config, ConfigError};
+pub use durable::{DurabilityStatus, DurableLedger, ResumeState};
 pub use interval::{Account, Conditions, IntervalInput, IntervalReport, book_interval};
-pub use runner::{ClusterError, ClusterSource, Ledger, Sources};
+pub use runner::{ClusterError, ClusterSource, EnergyOutage, Ledger, Sources};
 pub use settings::{IdlePolicy, PlatformSplit, Settings};
 pub use state::LedgerState;
 pub use view::{LedgerView, SharedView};

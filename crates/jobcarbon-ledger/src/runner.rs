@@ -41,6 +41,15 @@ pub struct Sources {
     pub cluster: Box<dyn ClusterSource>,
 }
 
+/// An interval not booked because energy sources did not answer.
+#[derive(Debug)]
+pub struct EnergyOutage {
+    /// Names of the sources that failed.
+    pub failed: Vec<String>,
+    /// An empty report for the interval.
+    pub report: IntervalReport,
+}
+
 /// Name of the cluster source in self-metrics.
 pub const CLUSTER_SOURCE: &str = "kubernetes";
 /// Name of the metric-query source (requests, live intensity) in self-metrics.
@@ -52,12 +61,12 @@ pub struct Ledger {
     /// Products from the config, for clusters without the CRD (CRD products win on a clash).
     config_products: Vec<ProductDef>,
     request_queries: BTreeMap<String, RequestQuery>,
-    energy_counters: BTreeMap<String, CounterTracker>,
-    request_counters: CounterSet,
+    pub(crate) energy_counters: BTreeMap<String, CounterTracker>,
+    pub(crate) request_counters: CounterSet,
     last_snapshot: Option<ClusterSnapshot>,
     /// Last good live intensity per region, and when it was read.
     live: BTreeMap<String, (GramsPerKwh, Seconds)>,
-    state: LedgerState,
+    pub(crate) state: LedgerState,
     view: SharedView,
 }
 
@@ -103,6 +112,23 @@ impl Ledger {
 
     /// Read everything as of `at`, book the interval ending at `at`, publish the result.
     pub async fn run_interval(&mut self, at: Seconds) -> IntervalReport {
+        match self.step(at, false).await {
+            Ok(report) | Err(EnergyOutage { report, .. }) => report,
+        }
+    }
+
+    /// Like [`Ledger::run_interval`], but books nothing (state and counters unchanged) unless
+    /// every energy source answered, so the interval can be booked later from history
+    /// (`crate::durable`).
+    pub async fn try_run_interval(&mut self, at: Seconds) -> Result<IntervalReport, EnergyOutage> {
+        self.step(at, true).await
+    }
+
+    async fn step(
+        &mut self,
+        at: Seconds,
+        hold_on_outage: bool,
+    ) -> Result<IntervalReport, EnergyOutage> {
         let started = Instant::now();
         let mut statuses: BTreeMap<String, SourceStatus> = self
             .view
@@ -111,7 +137,25 @@ impl Ledger {
             .unwrap_or_default();
 
         let snapshot = self.read_cluster(at, &mut statuses).await;
+        let counters_before = hold_on_outage.then(|| self.energy_counters.clone());
         let energy = self.read_energy(at, &mut statuses).await;
+        let failed: Vec<String> = self
+            .sources
+            .energy
+            .iter()
+            .map(|s| s.name().to_owned())
+            .filter(|name| statuses.get(name).and_then(|s| s.last_success) != Some(at))
+            .collect();
+        if let Some(before) = counters_before.filter(|_| !failed.is_empty()) {
+            self.energy_counters = before;
+            if let Ok(mut view) = self.view.write() {
+                view.sources = statuses;
+            }
+            return Err(EnergyOutage {
+                failed,
+                report: nothing_booked(at),
+            });
+        }
         let requests = self.read_requests(&snapshot, at, &mut statuses).await;
         let (conditions, regions) = self.resolve_regions(at, &mut statuses).await;
 
@@ -141,7 +185,7 @@ impl Ledger {
             emitted = report.emissions.input.value(),
             "interval booked"
         );
-        report
+        Ok(report)
     }
 
     async fn read_cluster(
@@ -291,6 +335,19 @@ impl Ledger {
             );
         }
         (conditions, regions)
+    }
+}
+
+fn nothing_booked(at: Seconds) -> IntervalReport {
+    IntervalReport {
+        at,
+        duration: Seconds::ZERO,
+        emissions: Default::default(),
+        transfers: Default::default(),
+        pod_terms: BTreeMap::new(),
+        epc_deposits: BTreeMap::new(),
+        pool_deposits: BTreeMap::new(),
+        pool_drains: BTreeMap::new(),
     }
 }
 

@@ -18,6 +18,8 @@ pub struct LedgerView {
     pub regions: BTreeMap<String, RegionStatus>,
     pub sources: BTreeMap<String, SourceStatus>,
     pub interval_seconds: Histogram,
+    /// Checkpoint, backfill and outage health (`crate::durable`); default when not durable.
+    pub durability: crate::durable::DurabilityStatus,
 }
 
 impl LedgerView {

@@ -1,0 +1,83 @@
+//! Ledger memory at 100k pods (target: ≤ 300 MiB): builds the state, books intervals the way
+//! the loop does (state, view copy, checkpoint encoding) and encodes `/metrics`, then reports
+//! the process's peak RSS (VmHWM) from /proc. Not a criterion benchmark: it measures memory.
+//! `cargo bench -p jobcarbon-exporter --bench rss`
+
+// Test and bench code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use jobcarbon_exporter::{Format, encode_metrics};
+use jobcarbon_ledger::checkpoint::{Checkpoint, encode};
+use jobcarbon_ledger::{LedgerView, ResumeState, book_interval};
+use std::sync::{Arc, RwLock};
+
+#[path = "../../jobcarbon-ledger/benches/world.rs"]
+mod world;
+
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    // `cargo test --all-targets` runs this too, without `--bench`: measure only under cargo bench.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("rss: measured only under `cargo bench -p jobcarbon-exporter --bench rss`");
+        return;
+    }
+    let pods = 100_000;
+    // Default series cap first (smaller), then every pod with its own series: peak RSS only grows.
+    for cap in [Some(10_000), None] {
+        let mut w = world::world(pods);
+        if let Some(cap) = cap {
+            w.settings.max_pod_series = cap;
+        }
+        let (checkpoint_bytes, metrics_bytes, series) = run(&w);
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        println!(
+            "rss at {pods} pods, series cap {}: peak {:.0} MiB (VmHWM), now {:.0} MiB (VmRSS); checkpoint {:.1} MiB, /metrics {:.1} MiB, {series} pods with own series",
+            cap.map_or("none".to_owned(), |c| c.to_string()),
+            mib(status_kib("VmHWM:")),
+            mib(status_kib("VmRSS:")),
+            checkpoint_bytes as f64 / 1048576.0,
+            metrics_bytes as f64 / 1048576.0,
+        );
+    }
+}
+
+/// Book intervals the way the loop does: the state, the view's copy, the checkpoint's copy
+/// and its bytes, and a scrape.
+fn run(w: &world::World) -> (usize, usize, usize) {
+    let mut state = w.booked(1);
+    let view = Arc::new(RwLock::new(LedgerView::default()));
+    let mut checkpoint_bytes = 0;
+    let mut metrics_bytes = 0;
+    for i in 1..6 {
+        let input = w.input(world::STEP * i as f64);
+        state = book_interval(&state, &w.settings, &input).0;
+        if let Ok(mut v) = view.write() {
+            v.state = state.clone();
+        }
+        let resume = ResumeState {
+            ledger: state.clone(),
+            ..ResumeState::default()
+        };
+        let bytes = encode(
+            &Checkpoint::new(input.at, input.at, resume),
+            std::path::Path::new("bench"),
+        )
+        .unwrap_or_default();
+        checkpoint_bytes = bytes.len();
+        metrics_bytes = encode_metrics(&view, Format::OpenMetrics)
+            .map(|s| s.len())
+            .unwrap_or(0);
+    }
+    (checkpoint_bytes, metrics_bytes, state.pods.len())
+}

@@ -1,0 +1,316 @@
+//! Restart without loss and outages without double counting.
+//!
+//! Intervals end on a fixed grid (multiples of the interval since the Unix epoch), so a
+//! restarted ledger books exactly the intervals an uninterrupted one would have. After each
+//! booked interval the [`ResumeState`] (ledger state *and* the counter baselines) is
+//! checkpointed; on start it is restored and every interval since the last booked one is
+//! booked from Prometheus history, one by one, before the ledger goes live again. An interval
+//! is booked only when every energy source answered for it ([`Ledger::try_run_interval`]):
+//! during an outage nothing is booked, metrics stay served from the last state (stale, with
+//! [`DurabilityStatus`] saying by how much), and on recovery the held intervals are booked
+//! from history — each gram once, with the conditions of its own interval. A counter reset
+//! or wrap inside the gap is seen at interval resolution, as a live ledger would have seen it.
+//!
+//! A crash between booking an interval and saving its checkpoint re-books that interval from
+//! the previous checkpoint on restart: the result is identical, because booking is a pure
+//! function of the restored state and the same history.
+
+use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointFile, Generation, Untrusted};
+use crate::counters::CounterSet;
+use crate::runner::Ledger;
+use crate::state::LedgerState;
+use jobcarbon_core::Seconds;
+use jobcarbon_telemetry::counters::CounterTracker;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Everything the next interval depends on: booked totals and counter baselines.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResumeState {
+    pub ledger: LedgerState,
+    pub energy_counters: BTreeMap<String, CounterTracker>,
+    pub request_counters: CounterSet,
+}
+
+impl Ledger {
+    /// What a checkpoint must hold to resume exactly here.
+    pub fn resume_state(&self) -> ResumeState {
+        ResumeState {
+            ledger: self.state.clone(),
+            energy_counters: self.energy_counters.clone(),
+            request_counters: self.request_counters.clone(),
+        }
+    }
+
+    /// Continue from a checkpoint; the restored totals are served at once.
+    pub fn restore(&mut self, resume: ResumeState) {
+        self.state = resume.ledger;
+        self.energy_counters = resume.energy_counters;
+        self.request_counters = resume.request_counters;
+        match self.view().write() {
+            Ok(mut view) => view.state = self.state.clone(),
+            Err(_) => tracing::error!("ledger view lock poisoned; restored state not served"),
+        }
+    }
+}
+
+/// The ledger's durability health, served as self-metrics and by `/readyz`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DurabilityStatus {
+    /// End of the last booked interval.
+    pub last_booked: Option<Seconds>,
+    /// Energy sources that failed for the next due interval; non-empty means booking is held
+    /// and the served metrics are stale (`/readyz` degraded).
+    pub held_by: Vec<String>,
+    /// Intervals booked later than their end because of a restart or an outage.
+    pub backfilled_intervals_total: u64,
+    /// Which checkpoint generation the ledger started from: `none`, `current`, `previous`.
+    pub restored_from: String,
+    /// Why the current checkpoint was not used when falling back to the previous one.
+    pub recovered_from_error: Option<String>,
+    pub checkpoint_writes_total: u64,
+    /// Failed checkpoint writes by [`CheckpointError::kind`].
+    pub checkpoint_errors: BTreeMap<String, u64>,
+    /// Wall-clock time of the last successful checkpoint write.
+    pub last_checkpoint: Option<Seconds>,
+}
+
+impl DurabilityStatus {
+    /// Seconds the served figures lag behind `now` (0 before the first interval).
+    pub fn staleness(&self, now: Seconds) -> Seconds {
+        self.last_booked
+            .map(|t| (now - t).non_negative())
+            .unwrap_or(Seconds::ZERO)
+    }
+
+    /// Degraded: booking held by an outage, or checkpoints failing.
+    pub fn degraded(&self) -> Option<String> {
+        if !self.held_by.is_empty() {
+            return Some(format!(
+                "booking held: energy sources unavailable: {}",
+                self.held_by.join(", ")
+            ));
+        }
+        if self.last_checkpoint.is_none() && !self.checkpoint_errors.is_empty() {
+            return Some("checkpoint writes failing".to_owned());
+        }
+        None
+    }
+}
+
+/// Wall-clock now (the exporter computes staleness at scrape time).
+pub fn wall_clock_now() -> Seconds {
+    jobcarbon_telemetry::now()
+}
+
+/// What one [`DurableLedger::catch_up`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CatchUp {
+    pub booked: u64,
+    /// Failed sources when booking stopped at an outage.
+    pub held_by: Vec<String>,
+}
+
+/// A [`Ledger`] on the interval grid, checkpointed and backfilled.
+pub struct DurableLedger {
+    ledger: Ledger,
+    store: Option<CheckpointFile>,
+    interval: Seconds,
+    /// Minimum wall time between checkpoints while catching up (every interval when live).
+    backfill_checkpoint_every: Duration,
+}
+
+impl DurableLedger {
+    /// Restore from `store` (when given) and take over `ledger`. Fails when checkpoints exist
+    /// but none can be trusted (see [`crate::checkpoint`] for the policy).
+    pub fn open(
+        mut ledger: Ledger,
+        store: Option<CheckpointFile>,
+        interval: Seconds,
+    ) -> Result<Self, Box<Untrusted>> {
+        let mut status = DurabilityStatus {
+            restored_from: "none".to_owned(),
+            ..DurabilityStatus::default()
+        };
+        if let Some(file) = &store
+            && let Some(restored) = file.load::<ResumeState>()?
+        {
+            status.restored_from = match &restored.from {
+                Generation::Current => "current".to_owned(),
+                Generation::Previous { current_error } => {
+                    status.recovered_from_error = current_error.as_ref().map(|e| {
+                            tracing::error!(error = %e, "checkpoint not trusted; restoring the previous generation and backfilling from it");
+                            e.to_string()
+                        });
+                    "previous".to_owned()
+                }
+            };
+            let mut resume = restored.checkpoint.state;
+            // The envelope's time is the one the checksum covers.
+            resume.ledger.last_booked = Some(restored.checkpoint.last_booked);
+            tracing::info!(
+                file = %file.path().display(),
+                last_booked = restored.checkpoint.last_booked.value(),
+                from = %status.restored_from,
+                "ledger state restored"
+            );
+            ledger.restore(resume);
+        }
+        status.last_booked = ledger.state().last_booked;
+        let durable = Self {
+            ledger,
+            store,
+            interval,
+            backfill_checkpoint_every: Duration::from_secs(5),
+        };
+        durable.update_status(|s| *s = status);
+        Ok(durable)
+    }
+
+    /// Durability health as served (a copy).
+    pub fn status(&self) -> DurabilityStatus {
+        self.ledger
+            .view()
+            .read()
+            .map(|v| v.durability.clone())
+            .unwrap_or_default()
+    }
+
+    fn update_status(&self, f: impl FnOnce(&mut DurabilityStatus)) {
+        match self.ledger.view().write() {
+            Ok(mut view) => f(&mut view.durability),
+            Err(_) => tracing::error!("ledger view lock poisoned; durability status not updated"),
+        }
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// End of the last interval that is over at `now`.
+    pub fn slot(&self, now: Seconds) -> Seconds {
+        let step = self.interval.value();
+        Seconds((now.value() / step).floor() * step)
+    }
+
+    /// Book every interval that has ended by `now` and is not booked yet, oldest first;
+    /// stop at the first one whose energy sources do not answer.
+    pub async fn catch_up(&mut self, now: Seconds) -> CatchUp {
+        let due = self.slot(now);
+        let mut result = CatchUp::default();
+        let mut last_save = Instant::now();
+        let mut unsaved = false;
+        let mut next = match self.ledger.state().last_booked {
+            Some(last) => last + self.interval,
+            // First start: the first interval is the counters' baseline.
+            None => due,
+        };
+        while next <= due {
+            match self.ledger.try_run_interval(next).await {
+                Ok(_) => {
+                    result.booked += 1;
+                    let backfilled = next < due;
+                    self.update_status(|s| {
+                        s.last_booked = Some(next);
+                        s.held_by.clear();
+                        s.backfilled_intervals_total += u64::from(backfilled);
+                    });
+                    unsaved = true;
+                    if !backfilled || last_save.elapsed() >= self.backfill_checkpoint_every {
+                        self.checkpoint();
+                        last_save = Instant::now();
+                        unsaved = false;
+                    }
+                    next += self.interval;
+                }
+                Err(outage) => {
+                    tracing::warn!(
+                        at = next.value(),
+                        failed = ?outage.failed,
+                        "energy sources unavailable; holding the interval until they recover"
+                    );
+                    self.update_status(|s| s.held_by = outage.failed.clone());
+                    result.held_by = outage.failed;
+                    break;
+                }
+            }
+        }
+        if unsaved {
+            // The last booked interval is always on disk before the next wait.
+            self.checkpoint();
+        }
+        result
+    }
+
+    /// Save the current state. Failures are logged and counted, never fatal: the next
+    /// interval tries again, and a restart backfills from the last good checkpoint.
+    pub fn checkpoint(&mut self) {
+        let Some(store) = &self.store else { return };
+        let resume = self.ledger.resume_state();
+        let Some(last_booked) = resume.ledger.last_booked else {
+            return;
+        };
+        let checkpoint = Checkpoint::new(last_booked, wall_clock_now(), resume);
+        let result = store.save(&checkpoint);
+        self.update_status(|s| match &result {
+            Ok(()) => {
+                s.checkpoint_writes_total += 1;
+                s.last_checkpoint = Some(checkpoint.written_at);
+            }
+            Err(e) => *s.checkpoint_errors.entry(e.kind().to_owned()).or_insert(0) += 1,
+        });
+        if let Err(e) = result {
+            tracing::error!(error = %e, "checkpoint write failed");
+        }
+    }
+
+    /// Run on the wall clock until `shutdown` resolves or, when `until` is given, until the
+    /// interval ending at `until` is booked (a bounded replay). Checks for due intervals at
+    /// each grid boundary, and every `retry` while held by an outage.
+    pub async fn run(
+        &mut self,
+        until: Option<Seconds>,
+        retry: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            let now = wall_clock_now();
+            let now = until.map_or(now, |u| now.min(u));
+            let caught = self.catch_up(now).await;
+            let booked_until = self.ledger.state().last_booked;
+            if let (Some(u), Some(last)) = (until, booked_until)
+                && last >= self.slot(u)
+            {
+                return;
+            }
+            let wait = if caught.held_by.is_empty() {
+                let next = self.slot(wall_clock_now()) + self.interval;
+                let secs = (next - wall_clock_now()).value().max(0.0);
+                Duration::from_secs_f64(secs)
+            } else {
+                retry
+            };
+            tokio::select! {
+                _ = &mut shutdown => {
+                    self.checkpoint();
+                    return;
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
+
+/// `--reset-state`: move untrusted checkpoints aside and start empty. Returns where they went.
+pub fn reset_state(
+    store: &CheckpointFile,
+    now: Seconds,
+) -> Result<Vec<std::path::PathBuf>, CheckpointError> {
+    let moved = store.quarantine(now)?;
+    for path in &moved {
+        tracing::warn!(moved_to = %path.display(), "--reset-state: checkpoint moved aside; starting an empty ledger");
+    }
+    Ok(moved)
+}
