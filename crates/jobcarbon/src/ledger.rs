@@ -1,5 +1,5 @@
 //! `jobcarbon ledger`: the cluster accountant. Wires the real sources into the ledger loop:
-//! Kepler and DCGM through Prometheus, request counters and live intensities through
+//! Kepler, DCGM and the node agent through Prometheus, request counters and live intensities through
 //! Prometheus, pods, nodes and SoftwareProducts through the Kubernetes watchers; serves
 //! /metrics and the JSON API; writes product EPC to SoftwareProduct status.
 
@@ -15,7 +15,7 @@ use jobcarbon_ledger::{Config, Ledger, SharedView, Sources};
 use jobcarbon_telemetry::dcgm::{DcgmConfig, DcgmSource};
 use jobcarbon_telemetry::kepler::{self, KeplerConfig, KeplerSource};
 use jobcarbon_telemetry::prom::{PromClient, PromConfig, PromMetrics};
-use jobcarbon_telemetry::{EnergySource, MetricQuery};
+use jobcarbon_telemetry::{EnergySource, MetricQuery, NodeAgentSource, NodeAgentSourceConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,9 +98,10 @@ fn energy_sources(
         ))),
         // Kepler ≥ 0.11.4 reports GPU energy itself, read by the Kepler source.
         GpuMode::Kepler | GpuMode::Off => {}
-        GpuMode::NodeAgent => tracing::warn!(
-            "energy.gpu: node-agent counters are not read by the ledger yet; GPU energy is not booked"
-        ),
+        GpuMode::NodeAgent => sources.push(Box::new(NodeAgentSource::new(
+            client.clone(),
+            NodeAgentSourceConfig::default(),
+        ))),
     }
     Ok(sources)
 }
