@@ -18,6 +18,9 @@ pub struct LedgerView {
     pub regions: BTreeMap<String, RegionStatus>,
     pub sources: BTreeMap<String, SourceStatus>,
     pub interval_seconds: Histogram,
+    /// With leader election: whether this replica holds the Lease (a standby books nothing).
+    /// `None`: no election (one replica).
+    pub leader: Option<bool>,
 }
 
 impl LedgerView {
