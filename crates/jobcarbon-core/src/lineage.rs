@@ -371,6 +371,189 @@ impl Lineage {
     }
 }
 
+/// Why [`Lineage::partition`] left a product out.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Exclusion {
+    /// The product's own definition is wrong, or it lies on a cycle (every member of a cycle
+    /// gets the same [`LineageError::Cycle`]).
+    #[error(transparent)]
+    Invalid(LineageError),
+    /// It inherits from a product that was left out.
+    #[error("{product}.{kind}[{index}] refers to invalid product {reference:?}")]
+    InheritsExcluded {
+        product: String,
+        kind: EdgeKind,
+        index: usize,
+        reference: String,
+    },
+}
+
+/// The products that form a valid lineage, and every other product with its reason: each
+/// input product ends in exactly one half.
+#[derive(Debug, Clone)]
+pub struct LineagePartition {
+    pub lineage: Lineage,
+    /// In input order.
+    pub excluded: Vec<(ProductDef, Exclusion)>,
+}
+
+impl Lineage {
+    /// Keep what is valid instead of rejecting the whole set (the cluster's SoftwareProducts:
+    /// one bad object must not stop the others). A product is excluded when its own
+    /// definition is wrong (duplicate name, unknown reference, weight outside [0, 1], a
+    /// non-dataset in `datasets`), when it lies on a cycle, or when it inherits from an
+    /// excluded product. Cycles are found by [`Lineage::new`] itself, one at a time.
+    pub fn partition(products: Vec<ProductDef>) -> LineagePartition {
+        let mut excluded: Vec<(usize, Exclusion)> = Vec::new();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, p) in products.iter().enumerate() {
+            if seen.contains_key(p.name.as_str()) {
+                excluded.push((
+                    i,
+                    Exclusion::Invalid(LineageError::DuplicateProduct {
+                        product: p.name.clone(),
+                    }),
+                ));
+            } else {
+                seen.insert(p.name.as_str(), i);
+            }
+        }
+        // First occurrence of each name; its own checks need only the names and kinds.
+        let mut alive: Vec<bool> = (0..products.len())
+            .map(|i| seen.get(products[i].name.as_str()) == Some(&i))
+            .collect();
+        let mut all_names: Vec<String> = seen.keys().map(|n| (*n).to_owned()).collect();
+        all_names.sort();
+        for i in 0..products.len() {
+            if !alive[i] {
+                continue;
+            }
+            let alone: Vec<ProductDef> = products[i]
+                .inherits()
+                .filter_map(|e| seen.get(e.product.as_str()).map(|&t| &products[t]))
+                .filter(|t| t.name != products[i].name)
+                .map(|t| ProductDef::new(&t.name, t.kind, t.lifetime))
+                .chain(std::iter::once(products[i].clone()))
+                .collect();
+            match Lineage::new(dedup_by_name(alone)) {
+                Ok(_) | Err(LineageError::Cycle { .. }) => {}
+                Err(mut e) => {
+                    if let LineageError::UnknownReference { known, .. } = &mut e {
+                        *known = all_names.clone();
+                    }
+                    alive[i] = false;
+                    excluded.push((i, Exclusion::Invalid(e)));
+                }
+            }
+        }
+        loop {
+            propagate_exclusions(&products, &seen, &mut alive, &mut excluded);
+            let candidates: Vec<ProductDef> = (0..products.len())
+                .filter(|&i| alive[i])
+                .map(|i| products[i].clone())
+                .collect();
+            match Lineage::new(candidates) {
+                Ok(lineage) => {
+                    excluded.sort_by_key(|(i, _)| *i);
+                    return LineagePartition {
+                        lineage,
+                        excluded: excluded
+                            .into_iter()
+                            .map(|(i, why)| (products[i].clone(), why))
+                            .collect(),
+                    };
+                }
+                Err(LineageError::Cycle { edges }) => {
+                    for edge in &edges {
+                        if let Some(&i) = seen.get(edge.from.as_str())
+                            && alive[i]
+                        {
+                            alive[i] = false;
+                            excluded.push((
+                                i,
+                                Exclusion::Invalid(LineageError::Cycle {
+                                    edges: edges.clone(),
+                                }),
+                            ));
+                        }
+                    }
+                }
+                // Every other error was checked per product above; should one still occur,
+                // exclude its product rather than loop or lose it.
+                Err(e) => {
+                    let culprit = match &e {
+                        LineageError::DuplicateProduct { product }
+                        | LineageError::UnknownReference { product, .. }
+                        | LineageError::WeightOutOfRange { product, .. }
+                        | LineageError::NotADataset { product, .. } => Some(product.clone()),
+                        LineageError::UnknownDependency { .. } | LineageError::Cycle { .. } => None,
+                    };
+                    let i = culprit
+                        .and_then(|n| seen.get(n.as_str()).copied())
+                        .filter(|&i| alive[i])
+                        .or_else(|| alive.iter().position(|&a| a));
+                    if let Some(i) = i {
+                        alive[i] = false;
+                        excluded.push((i, Exclusion::Invalid(e)));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn dedup_by_name(mut products: Vec<ProductDef>) -> Vec<ProductDef> {
+    let mut names = std::collections::HashSet::new();
+    products.reverse();
+    products.retain(|p| names.insert(p.name.clone()));
+    products.reverse();
+    products
+}
+
+/// Excludes, until nothing changes, every alive product that inherits from an excluded one.
+fn propagate_exclusions(
+    products: &[ProductDef],
+    first: &HashMap<&str, usize>,
+    alive: &mut [bool],
+    excluded: &mut Vec<(usize, Exclusion)>,
+) {
+    loop {
+        let mut changed = false;
+        for i in 0..products.len() {
+            if !alive[i] {
+                continue;
+            }
+            let p = &products[i];
+            let lists = [
+                (EdgeKind::DerivedFrom, &p.derived_from),
+                (EdgeKind::Dataset, &p.datasets),
+            ];
+            let dead = lists.into_iter().find_map(|(kind, list)| {
+                list.iter().enumerate().find_map(|(index, e)| {
+                    let t = *first.get(e.product.as_str())?;
+                    (!alive[t]).then(|| (kind, index, e.product.clone()))
+                })
+            });
+            if let Some((kind, index, reference)) = dead {
+                alive[i] = false;
+                changed = true;
+                excluded.push((
+                    i,
+                    Exclusion::InheritsExcluded {
+                        product: p.name.clone(),
+                        kind,
+                        index,
+                        reference,
+                    },
+                ));
+            }
+        }
+        if !changed {
+            return;
+        }
+    }
+}
+
 /// Post-order DFS (iterative: lineage chains can be long). `Err` holds a cycle as node indices
 /// `[a, b, …, a]` with each consecutive pair joined by the edge position used.
 fn topological_order(edges: &[Vec<Edge>]) -> Result<Vec<usize>, Vec<(usize, usize)>> {
@@ -700,6 +883,165 @@ mod tests {
                 let reference = naive_epc(&products, &measured, i, &mut memo);
                 prop_assert!((x - y).abs() <= 1e-9 * reference.max(1.0));
                 prop_assert!((x - reference).abs() <= 1e-9 * reference.max(1.0));
+            }
+        }
+    }
+
+    #[test]
+    fn partition_keeps_the_valid_part() {
+        let wiki = dataset("wiki", 1.0);
+        let mut bert = model("bert", &[], 0.0);
+        bert.datasets = vec![LineageEdge {
+            product: "wiki".into(),
+            weight: 0.5,
+        }];
+        let distil = model("distil", &[("bert", 0.25)], 0.0);
+        let a = model("a", &[("b", 1.0)], 0.0);
+        let b = model("b", &[("a", 1.0)], 0.0);
+        let own = model("self", &[("self", 1.0)], 0.0);
+        let below = model("below", &[("a", 0.5)], 0.0);
+        let orphan = model("orphan", &[("nowhere", 0.5)], 0.0);
+        let heavy = model("heavy", &[("bert", 1.5)], 0.0);
+        let mut not_dataset = model("nd", &[], 0.0);
+        not_dataset.datasets = vec![LineageEdge {
+            product: "bert".into(),
+            weight: 0.1,
+        }];
+        let twice = dataset("wiki", 2.0);
+        let split = Lineage::partition(vec![
+            distil,
+            a,
+            b,
+            own,
+            below,
+            orphan,
+            heavy,
+            not_dataset,
+            wiki,
+            bert,
+            twice,
+        ]);
+        let valid: Vec<&str> = split
+            .lineage
+            .products()
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(valid, ["distil", "wiki", "bert"]);
+        let why: Vec<(&str, &Exclusion)> = split
+            .excluded
+            .iter()
+            .map(|(p, e)| (p.name.as_str(), e))
+            .collect();
+        let names: Vec<&str> = why.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            ["a", "b", "self", "below", "orphan", "heavy", "nd", "wiki"]
+        );
+        let cycle_of = |e: &Exclusion| match e {
+            Exclusion::Invalid(LineageError::Cycle { edges }) => {
+                edges.iter().map(|e| e.from.clone()).collect::<Vec<_>>()
+            }
+            other => panic!("not a cycle: {other}"),
+        };
+        assert_eq!(cycle_of(why[0].1).len(), 2);
+        assert_eq!(cycle_of(why[0].1), cycle_of(why[1].1));
+        assert_eq!(cycle_of(why[2].1), ["self"]);
+        assert!(
+            matches!(why[3].1, Exclusion::InheritsExcluded { reference, .. } if reference == "a")
+        );
+        assert!(
+            matches!(why[4].1, Exclusion::Invalid(LineageError::UnknownReference { known, .. }) if known.contains(&"wiki".to_owned()))
+        );
+        assert!(matches!(
+            why[5].1,
+            Exclusion::Invalid(LineageError::WeightOutOfRange { .. })
+        ));
+        assert!(matches!(
+            why[6].1,
+            Exclusion::Invalid(LineageError::NotADataset { .. })
+        ));
+        assert!(matches!(
+            why[7].1,
+            Exclusion::Invalid(LineageError::DuplicateProduct { .. })
+        ));
+        // The valid half evaluates like a lineage built from it alone.
+        let table = split.lineage.evaluate(&HashMap::new());
+        assert_eq!(table.get("distil").map(Epc::total), Some(Grams(0.125)));
+    }
+
+    /// Products with arbitrary edges among `p0..pn` plus unknown names: cycles, self-loops,
+    /// duplicates, bad weights.
+    fn random_graph() -> impl Strategy<Value = Vec<ProductDef>> {
+        (1usize..30).prop_flat_map(|n| {
+            prop::collection::vec(
+                (
+                    0usize..(n + 3),
+                    any::<bool>(),
+                    prop::collection::vec((0usize..(n + 2), -0.2..=1.2f64), 0..4),
+                ),
+                n,
+            )
+            .prop_map(move |specs| {
+                specs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (name_pick, is_dataset, parents))| {
+                        // Mostly unique names; some collide.
+                        let name = if name_pick >= n {
+                            format!("p{}", name_pick - n)
+                        } else {
+                            format!("p{i}")
+                        };
+                        let kind = if is_dataset {
+                            ProductType::Dataset
+                        } else {
+                            ProductType::Model
+                        };
+                        let mut p = ProductDef::new(name, kind, Seconds(1.0));
+                        for (j, w) in parents {
+                            let edge = LineageEdge {
+                                product: format!("p{j}"),
+                                weight: (w * 10.0).round() / 10.0,
+                            };
+                            if j % 3 == 0 {
+                                p.datasets.push(edge)
+                            } else {
+                                p.derived_from.push(edge)
+                            }
+                        }
+                        p
+                    })
+                    .collect()
+            })
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        #[test]
+        fn partition_puts_every_product_in_exactly_one_half(products in random_graph()) {
+            let split = Lineage::partition(products.clone());
+            let mut halves: Vec<ProductDef> = split.lineage.products().to_vec();
+            halves.extend(split.excluded.iter().map(|(p, _)| p.clone()));
+            prop_assert_eq!(halves.len(), products.len());
+            for p in &products {
+                let times = halves.iter().filter(|h| *h == p).count();
+                let expected = products.iter().filter(|q| *q == p).count();
+                prop_assert_eq!(times, expected, "{}", p.name);
+            }
+            // The valid half is closed: every reference resolves inside it.
+            let valid: std::collections::HashSet<&str> = split.lineage.products().iter().map(|p| p.name.as_str()).collect();
+            for p in split.lineage.products() {
+                prop_assert!(p.inherits().all(|e| valid.contains(e.product.as_str())));
+            }
+            // Nothing valid is thrown away: re-partitioning the valid half excludes nothing,
+            // and a cycle exclusion names only excluded products.
+            prop_assert!(Lineage::partition(split.lineage.products().to_vec()).excluded.is_empty());
+            for (_, why) in &split.excluded {
+                if let Exclusion::Invalid(LineageError::Cycle { edges }) = why {
+                    prop_assert!(edges.iter().all(|e| !valid.contains(e.from.as_str())));
+                }
             }
         }
     }

@@ -3,8 +3,8 @@
 //! - `/metrics`: OpenMetrics (or Prometheus text, by `Accept`) built by a prometheus-client [`Collector`] from the ledger
 //!   view at scrape time (finished pods vanish without bookkeeping), names of DESIGN §8;
 //! - `/api/v1/workloads`, `/api/v1/products`, `/api/v1/products/{name}`: JSON;
-//! - `/healthz` (the process serves) and `/readyz` (the first interval is booked, and booking
-//!   is not held by an outage: `503 degraded: …` then).
+//! - `/healthz` (the process serves) and `/readyz` (the first interval is booked, or this
+//!   replica is a leader-election standby; booking held by an outage: `503 degraded: …`).
 
 mod metrics;
 
@@ -74,6 +74,8 @@ async fn readyz(State(view): State<SharedView>) -> Response {
                 .into_response(),
             None => (StatusCode::OK, "ready\n").into_response(),
         },
+        // A standby books nothing by design; it must be ready for a surge-only rollout.
+        Ok(v) if v.leader == Some(false) => (StatusCode::OK, "ready (standby)\n").into_response(),
         Ok(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: no interval booked yet\n",

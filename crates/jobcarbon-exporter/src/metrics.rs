@@ -336,6 +336,14 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
             Some((vec![("source", source.clone())], s.last_success?.value()))
         }),
     )?;
+    if let Some(leader) = view.leader {
+        gauge(
+            &mut encoder,
+            "jobcarbon_leader",
+            "1 on the replica holding the leader Lease (it books), 0 on a standby.",
+            [(Vec::new(), f64::from(u8::from(leader)))],
+        )?;
+    }
     gauge(
         &mut encoder,
         "jobcarbon_last_interval_timestamp_seconds",

@@ -299,3 +299,22 @@ async fn endpoints_serve_json_health_and_readiness() {
     assert_eq!(status, 404);
     assert!(body.contains("nope"));
 }
+
+#[tokio::test]
+async fn standby_is_ready_and_says_it_is_not_leader() {
+    let view = LedgerView::shared();
+    let app = router(view.clone());
+    // Without election: no gauge, not ready before the first interval.
+    assert!(!get(&app, "/metrics").await.1.contains("jobcarbon_leader"));
+    view.write().unwrap().leader = Some(false);
+    assert_eq!(get(&app, "/readyz").await.0, 200);
+    assert!(get(&app, "/metrics").await.1.contains("jobcarbon_leader 0"));
+    // A new leader is ready once it has booked an interval.
+    view.write().unwrap().leader = Some(true);
+    assert_eq!(get(&app, "/readyz").await.0, 503);
+    let mut booked = booked_view();
+    booked.leader = Some(true);
+    *view.write().unwrap() = booked;
+    assert_eq!(get(&app, "/readyz").await.0, 200);
+    assert!(get(&app, "/metrics").await.1.contains("jobcarbon_leader 1"));
+}

@@ -11,6 +11,7 @@
 
 pub mod index;
 pub mod labels;
+pub mod leader;
 pub mod owner;
 pub mod product;
 pub mod resources;
@@ -21,6 +22,7 @@ pub mod watch;
 
 pub use index::{AttributionConfig, IndexIssues, NodeTable, ResolvedPod};
 pub use labels::{LabelIssue, LabelSchema, PlatformSelector};
+pub use leader::{Decision, LeaderElector, LeaderError, LeaseView, decide};
 pub use product::{
     EpcStatus, InferenceRequests, ProductCondition, ProductError, ProductSpec, ProductValidation,
     SoftwareProduct, SoftwareProductSpec, SoftwareProductStatus, validate_products,

@@ -2,6 +2,7 @@
 //! [`jobcarbon_core::ProductDef`] and validation of a whole product set (references, weights,
 //! lifetimes, lineage cycles). The ledger config's `products:` map uses the same spec type.
 
+use jobcarbon_core::lineage::{Exclusion, Lineage, LineageError};
 use jobcarbon_core::quantity::{self, QuantityError};
 use jobcarbon_core::{Grams, LineageEdge, ProductDef, ProductType, RetrainingPolicy, Seconds};
 use kube::CustomResource;
@@ -16,8 +17,6 @@ pub const GROUP: &str = "jobcarbon.io";
 pub const REQUEST_PRESETS: [&str; 4] = ["vllm", "triton", "tgi", "kserve"];
 
 /// A model, dataset or platform whose creation carbon (EPC) is amortised over the jobs using it.
-// Each printcolumn repeats `type_ = "string"`; clippy reads that as a duplicated attribute.
-#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "jobcarbon.io",
@@ -34,7 +33,9 @@ pub const REQUEST_PRESETS: [&str; 4] = ["vllm", "triton", "tgi", "kserve"];
         json_path = ".status.epc.totalGrams",
         description = "Embodied product carbon, gCO2e"
     ),
-    printcolumn(name = "Lifetime", type_ = "string", json_path = ".spec.lifetime"),
+    // kube-derive's raw-JSON column form: a second `type_ = "string"` item on this item
+    // reads to clippy as a duplicated attribute.
+    printcolumn = r#"{"name":"Lifetime","type":"string","jsonPath":".spec.lifetime"}"#,
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -200,6 +201,14 @@ pub enum ProductError {
     InvalidReference { field: String, product: String },
     #[error("lineage cycle: {}", cycle.join(" -> "))]
     LineageCycle { cycle: Vec<String> },
+    #[error("{field}: {product:?} is a {actual}, not a dataset")]
+    NotADataset {
+        field: String,
+        product: String,
+        actual: ProductType,
+    },
+    #[error("{reason}")]
+    BadLineage { reason: String },
     #[error(
         "{name:?} is not a valid product name (lowercase letters, digits, '-', '.', at most 63)"
     )]
@@ -217,6 +226,8 @@ impl ProductError {
             ProductError::UnknownReference { .. } => "UnknownReference",
             ProductError::InvalidReference { .. } => "InvalidReference",
             ProductError::LineageCycle { .. } => "LineageCycle",
+            ProductError::NotADataset { .. } => "NotADataset",
+            ProductError::BadLineage { .. } => "BadLineage",
             ProductError::BadName { .. } => "BadName",
         }
     }
@@ -381,7 +392,7 @@ impl ProductValidation {
 
 /// Validate a set of named specs: each spec on its own, then references (a product that
 /// refers to an unknown or invalid product is invalid too) and lineage cycles (every product
-/// on a cycle is invalid). Nothing is skipped silently: each name ends in exactly one half.
+/// on a cycle is invalid), through [`Lineage::partition`]. Nothing is skipped silently: each name ends in exactly one half.
 pub fn validate_products<'a>(
     specs: impl IntoIterator<Item = (&'a str, &'a SoftwareProductSpec)>,
 ) -> ProductValidation {
@@ -403,87 +414,75 @@ pub fn validate_products<'a>(
         }
     }
 
-    // References: repeat until stable, since invalidity propagates down the lineage.
-    loop {
-        let mut newly_invalid = Vec::new();
-        for (name, product) in &candidates {
-            let fields = product
-                .def
-                .derived_from
-                .iter()
-                .enumerate()
-                .map(|(i, e)| (format!("spec.derivedFrom[{i}].product"), e))
-                .chain(
-                    product
-                        .def
-                        .datasets
-                        .iter()
-                        .enumerate()
-                        .map(|(i, e)| (format!("spec.datasets[{i}].product"), e)),
-                );
-            for (field, edge) in fields {
-                let error = if invalid.contains_key(&edge.product) {
-                    ProductError::InvalidReference {
-                        field,
-                        product: edge.product.clone(),
-                    }
-                } else if !candidates.contains_key(&edge.product) {
-                    ProductError::UnknownReference {
-                        field,
-                        product: truncate(&edge.product),
-                    }
-                } else {
-                    continue;
-                };
-                newly_invalid.push((name.clone(), error));
-                break;
-            }
-        }
-        if newly_invalid.is_empty() {
-            break;
-        }
-        for (name, error) in newly_invalid {
-            candidates.remove(&name);
-            invalid.insert(name, error);
-        }
-    }
-
-    for cycle in find_cycles(&candidates) {
-        for name in &cycle[..cycle.len().saturating_sub(1)] {
-            candidates.remove(name);
-            invalid.insert(
-                name.clone(),
-                ProductError::LineageCycle {
-                    cycle: cycle.clone(),
-                },
-            );
-        }
-    }
-    // Products inheriting from a cycle member are invalid too.
-    loop {
-        let dependents: Vec<(String, ProductError)> = candidates
-            .iter()
-            .filter_map(|(name, p)| {
-                let parent = p
-                    .def
-                    .inherits()
-                    .find(|e| invalid.contains_key(&e.product))?;
-                Some((
-                    name.clone(),
-                    ProductError::InvalidReference {
-                        field: "spec".to_owned(),
-                        product: parent.product.clone(),
-                    },
-                ))
-            })
-            .collect();
-        if dependents.is_empty() {
-            break;
-        }
-        for (name, error) in dependents {
-            candidates.remove(&name);
-            invalid.insert(name, error);
-        }
+    // References and cycles: the core lineage partition, the project's one cycle check. A
+    // reference to a product whose own spec is invalid is an invalid, not unknown, reference.
+    let split = Lineage::partition(candidates.values().map(|p| p.def.clone()).collect());
+    for (def, exclusion) in split.excluded {
+        let error = match exclusion {
+            Exclusion::InheritsExcluded {
+                kind,
+                index,
+                reference,
+                ..
+            } => ProductError::InvalidReference {
+                field: format!("spec.{kind}[{index}].product"),
+                product: truncate(&reference),
+            },
+            Exclusion::Invalid(LineageError::UnknownReference {
+                kind,
+                index,
+                reference,
+                ..
+            }) if invalid.contains_key(&reference) => ProductError::InvalidReference {
+                field: format!("spec.{kind}[{index}].product"),
+                product: truncate(&reference),
+            },
+            Exclusion::Invalid(LineageError::UnknownReference {
+                kind,
+                index,
+                reference,
+                ..
+            }) => ProductError::UnknownReference {
+                field: format!("spec.{kind}[{index}].product"),
+                product: truncate(&reference),
+            },
+            Exclusion::Invalid(LineageError::Cycle { edges }) => ProductError::LineageCycle {
+                cycle: edges
+                    .iter()
+                    .map(|e| e.from.clone())
+                    .chain(edges.last().map(|e| e.to.clone()))
+                    .collect(),
+            },
+            Exclusion::Invalid(LineageError::WeightOutOfRange {
+                kind,
+                index,
+                weight,
+                ..
+            }) => ProductError::WeightOutOfRange {
+                field: format!("spec.{kind}[{index}].weight"),
+                weight,
+            },
+            Exclusion::Invalid(LineageError::NotADataset {
+                index,
+                reference,
+                actual,
+                ..
+            }) => ProductError::NotADataset {
+                field: format!("spec.datasets[{index}].product"),
+                product: truncate(&reference),
+                actual,
+            },
+            // Names are map keys (unique) and no dependencies are passed: not expected, but
+            // reported rather than dropped.
+            Exclusion::Invalid(
+                other @ (LineageError::DuplicateProduct { .. }
+                | LineageError::UnknownDependency { .. }),
+            ) => ProductError::BadLineage {
+                reason: other.to_string(),
+            },
+        };
+        candidates.remove(&def.name);
+        invalid.insert(def.name, error);
     }
 
     ProductValidation {
@@ -495,76 +494,14 @@ pub fn validate_products<'a>(
     }
 }
 
-/// Every elementary cycle found by depth-first search, each as a path `a -> b -> a`
-/// (first name repeated at the end). Edges point from a product to what it inherits.
-fn find_cycles(products: &BTreeMap<String, ValidProduct>) -> Vec<Vec<String>> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        OnPath,
-        Done,
-    }
-    let mut marks: BTreeMap<&str, Mark> = BTreeMap::new();
-    let mut cycles = Vec::new();
-    for start in products.keys() {
-        if marks.contains_key(start.as_str()) {
-            continue;
-        }
-        // Iterative DFS: (node, index of next edge to follow).
-        let mut stack: Vec<(&str, usize)> = vec![(start.as_str(), 0)];
-        marks.insert(start.as_str(), Mark::OnPath);
-        while let Some((node, next)) = stack.last_mut() {
-            let edges: Vec<&str> = products
-                .get(*node)
-                .map(|p| p.def.inherits().map(|e| e.product.as_str()).collect())
-                .unwrap_or_default();
-            let Some(child) = edges.get(*next).copied() else {
-                marks.insert(node, Mark::Done);
-                stack.pop();
-                continue;
-            };
-            *next += 1;
-            let Some((child, _)) = products.get_key_value(child) else {
-                continue;
-            };
-            match marks.get(child.as_str()) {
-                None => {
-                    marks.insert(child.as_str(), Mark::OnPath);
-                    stack.push((child.as_str(), 0));
-                }
-                Some(Mark::OnPath) => {
-                    let from = stack.iter().position(|(n, _)| *n == child).unwrap_or(0);
-                    let mut cycle: Vec<String> =
-                        stack[from..].iter().map(|(n, _)| (*n).to_owned()).collect();
-                    cycle.push(child.clone());
-                    cycles.push(cycle);
-                }
-                Some(Mark::Done) => {}
-            }
-        }
-    }
-    cycles
-}
-
-/// Seconds since the Unix epoch as an RFC 3339 UTC timestamp (`2026-11-28T10:30:00Z`).
+/// Seconds since the Unix epoch as an RFC 3339 UTC timestamp (`2026-11-28T10:30:00Z`),
+/// whole seconds, through k8s-openapi's own time type (jiff), clamped to its range.
 pub fn rfc3339(at: Seconds) -> String {
-    let secs = at.value().max(0.0).floor() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    use k8s_openapi::jiff::Timestamp;
+    let secs = (at.value().max(0.0).floor() as i64).min(Timestamp::MAX.as_second());
+    Timestamp::from_second(secs)
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+        .to_string()
 }
 
 #[cfg(test)]
@@ -731,5 +668,7 @@ mod tests {
         assert_eq!(rfc3339(Seconds(0.0)), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(Seconds(1_718_096_557.9)), "2024-06-11T09:02:37Z");
         assert_eq!(rfc3339(Seconds(951_782_400.0)), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(Seconds(-5.0)), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(Seconds(f64::INFINITY)), "9999-12-30T22:00:00Z");
     }
 }

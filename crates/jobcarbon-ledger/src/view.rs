@@ -20,6 +20,9 @@ pub struct LedgerView {
     pub interval_seconds: Histogram,
     /// Checkpoint, backfill and outage health (`crate::durable`); default when not durable.
     pub durability: crate::durable::DurabilityStatus,
+    /// With leader election: whether this replica holds the Lease (a standby books nothing).
+    /// `None`: no election (one replica).
+    pub leader: Option<bool>,
 }
 
 impl LedgerView {

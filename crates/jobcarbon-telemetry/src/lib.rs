@@ -11,6 +11,7 @@ pub mod dcgm;
 pub mod gpu;
 pub mod kepler;
 pub mod node_agent;
+pub mod node_agent_source;
 pub mod podresources;
 pub mod prom;
 
@@ -19,6 +20,7 @@ pub use dcgm::{DcgmConfig, DcgmSource};
 pub use gpu::{FakeGpu, FakeGpuBackend, GpuBackend, GpuError, GpuSample, NvmlBackend};
 pub use kepler::{KeplerConfig, KeplerGeneration, KeplerMode, KeplerSource};
 pub use node_agent::{GpuSeriesLabels, NodeAgent};
+pub use node_agent_source::{NodeAgentSource, NodeAgentSourceConfig};
 pub use podresources::{GpuAssignment, PodResourcesClient, PodResourcesError};
 pub use prom::{PromClient, PromConfig, PromMetrics};
 

@@ -522,3 +522,90 @@ async fn scraped_live_kepler_endpoint() {
         .unwrap();
     assert_eq!(trainer_gpu.cumulative, Joules(1.708221337e6));
 }
+
+/// The node agent's own accounting (fake NVML backend, two GPUs: one shared by two pods, one
+/// idle) at two ticks, exported the way `jobcarbon node` does and scraped through the chart's
+/// ServiceMonitor (relabelled `node`), read back by the ledger's node-agent source.
+#[tokio::test]
+async fn node_agent_counters_through_prometheus() {
+    use jobcarbon_core::Watts;
+    use jobcarbon_telemetry::{
+        FakeGpu, FakeGpuBackend, GpuAssignment, NodeAgent, NodeAgentSource, NodeAgentSourceConfig,
+    };
+    use std::sync::Arc;
+
+    let now = unix_now();
+    let (t0, t1) = (now - 120, now - 60);
+    let fake = Arc::new(FakeGpuBackend::new(vec![
+        FakeGpu::new("GPU-0", "NVIDIA A100-SXM4-80GB", Watts(300.0)),
+        FakeGpu::new("GPU-1", "NVIDIA A100-SXM4-80GB", Watts(60.0)),
+    ]));
+    let mut agent = NodeAgent::new(Box::new(fake.clone()));
+    let holds = |pod: &str| GpuAssignment {
+        namespace: "ml".into(),
+        pod: pod.into(),
+        container: "main".into(),
+        resource_name: "nvidia.com/gpu".into(),
+        device_id: "GPU-0".into(),
+    };
+    let assignments = vec![holds("a"), holds("b")];
+    let mut h = History::new();
+    // The agent's first tick is its baseline; then two exported ticks 60 s apart.
+    agent.tick(&assignments, Seconds((t0 - 60) as f64)).unwrap();
+    for t in [t0, t1] {
+        fake.advance(60.0);
+        agent.tick(&assignments, Seconds(t as f64)).unwrap();
+        for (labels, energy) in agent.energy() {
+            // How the honour-labels scrape stores them: empty labels are absent.
+            let all = [
+                ("gpu_uuid", labels.gpu_uuid.as_str()),
+                ("gpu_model", labels.gpu_model.as_str()),
+                ("namespace", labels.namespace.as_str()),
+                ("pod", labels.pod.as_str()),
+                ("container", labels.container.as_str()),
+                ("node", "gpu-node-a1"),
+            ];
+            let present: Vec<(&str, &str)> =
+                all.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+            h.series(
+                "jobcarbon_node_gpu_energy_joules_total",
+                &present,
+                &[(t, energy.value())],
+            );
+        }
+        h.series(
+            "jobcarbon_node_gpus",
+            &[("node", "gpu-node-a1")],
+            &[(t, 2.0)],
+        );
+    }
+    let prom = PromServer::builder().history(&h).start().unwrap();
+    let source = NodeAgentSource::new(client(&prom.url()), NodeAgentSourceConfig::default());
+    let obs = deltas(&source, t0, t1).await;
+    // GPU-0: 300 W × 60 s split over a and b; GPU-1: 60 W × 60 s, held by no one.
+    expect_pods(
+        &obs,
+        &[
+            (("ml", "a"), Component::Gpu, 9000.0),
+            (("ml", "b"), Component::Gpu, 9000.0),
+        ],
+    );
+    close(
+        owner_energy(
+            &obs,
+            &EnergyOwner::UnmappedGpu {
+                uuid: "GPU-1".into(),
+            },
+            Some(Component::Gpu),
+        ),
+        3600.0,
+    );
+    close(obs.total().value(), 21600.0);
+    assert!(obs.deltas.iter().all(|d| d.node == "gpu-node-a1"));
+    assert!(source.health().healthy);
+
+    // Long after the last sample nothing is there: an error naming the agent, not zero energy.
+    let err = source.read(Seconds((now + 3600) as f64)).await.unwrap_err();
+    assert!(err.to_string().contains("node agent"), "{err}");
+    assert!(!source.health().healthy);
+}

@@ -23,6 +23,10 @@
 //! - `GET` and `PATCH` of `<collection>/<name>[/status]` find the object in the last list served;
 //!   a `PATCH` is recorded with its query and body and answered with the object, status applied.
 //!
+//! - `POST` to a collection stores an object (a Lease); `GET`/`PUT` of `<collection>/<name>`
+//!   then read it and replace it with the API server's optimistic concurrency (`PUT` at a stale
+//!   `metadata.resourceVersion` is 409 `Conflict`; a second create is 409 `AlreadyExists`).
+//!
 //! Every request is recorded ([`FakeKubeApi::requests`]).
 
 use bytes::Bytes;
@@ -105,6 +109,10 @@ struct Collection {
 struct State {
     collections: HashMap<String, Collection>,
     requests: Vec<RecordedRequest>,
+    /// Objects created with `POST` (Leases), by object path, with the server's
+    /// optimistic concurrency: `PUT` must carry the stored `metadata.resourceVersion`.
+    objects: HashMap<String, Value>,
+    resource_version: u64,
 }
 
 /// The running server. Dropping it stops the server.
@@ -245,6 +253,59 @@ pub fn status_failure(code: u16, reason: &str, message: &str) -> Value {
     })
 }
 
+/// `POST <collection>` creates (409 `AlreadyExists` if present), `GET <collection>/<name>`
+/// reads, `PUT <collection>/<name>` replaces only at the stored resourceVersion (409 `Conflict`
+/// otherwise), as the API server does. `None`: not a stored object, use the scripts.
+fn stored_object(
+    state: &mut State,
+    method: &Method,
+    path: &str,
+    body: &Value,
+) -> Option<Response<Body>> {
+    let conflict = |reason: &str, message: String| {
+        json_response(StatusCode::CONFLICT, &status_failure(409, reason, &message))
+    };
+    match *method {
+        Method::POST => {
+            let name = body.pointer("/metadata/name")?.as_str()?;
+            let object_path = format!("{path}/{name}");
+            if state.objects.contains_key(&object_path) {
+                return Some(conflict(
+                    "AlreadyExists",
+                    format!("{object_path} already exists"),
+                ));
+            }
+            state.resource_version += 1;
+            let mut object = body.clone();
+            object["metadata"]["resourceVersion"] = json!(state.resource_version.to_string());
+            state.objects.insert(object_path, object.clone());
+            Some(json_response(StatusCode::CREATED, &object))
+        }
+        Method::GET => state
+            .objects
+            .get(path)
+            .map(|o| json_response(StatusCode::OK, o)),
+        Method::PUT => {
+            let stored = state.objects.get(path)?;
+            let sent = body.pointer("/metadata/resourceVersion");
+            if sent != stored.pointer("/metadata/resourceVersion") {
+                return Some(conflict(
+                    "Conflict",
+                    format!(
+                        "Operation cannot be fulfilled on {path}: the object has been modified; please apply your changes to the latest version and try again"
+                    ),
+                ));
+            }
+            state.resource_version += 1;
+            let mut object = body.clone();
+            object["metadata"]["resourceVersion"] = json!(state.resource_version.to_string());
+            state.objects.insert(path.to_owned(), object.clone());
+            Some(json_response(StatusCode::OK, &object))
+        }
+        _ => None,
+    }
+}
+
 fn is_watch(query: &str) -> bool {
     query
         .split('&')
@@ -294,6 +355,9 @@ async fn handle(
         body: body.clone(),
     });
 
+    if let Some(response) = stored_object(&mut state, &method, &path, &body) {
+        return Ok(response);
+    }
     if let Some(collection) = state.collections.get_mut(&path) {
         if method != Method::GET {
             return Ok(json_response(

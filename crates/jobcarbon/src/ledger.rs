@@ -1,13 +1,14 @@
 //! `jobcarbon ledger`: the cluster accountant. Wires the real sources into the ledger loop:
-//! Kepler and DCGM through Prometheus, request counters and live intensities through
+//! Kepler, DCGM and the node agent through Prometheus, request counters and live intensities through
 //! Prometheus, pods, nodes and SoftwareProducts through the Kubernetes watchers; serves
-//! /metrics and the JSON API; writes product EPC to SoftwareProduct status.
+//! /metrics and the JSON API; writes product EPC to SoftwareProduct status. With
+//! `JOBCARBON_LEADER_ELECTION_LEASE` set (chart `replicas > 1`) only the Lease holder books.
 
 use anyhow::Context;
 use jobcarbon_core::{Component, Seconds};
 use jobcarbon_kube::product::rfc3339;
 use jobcarbon_kube::status::StatusWriteError;
-use jobcarbon_kube::{ClusterState, EpcStatus, write_product_status};
+use jobcarbon_kube::{ClusterState, EpcStatus, LeaderElector, write_product_status};
 use jobcarbon_ledger::config::{GpuMode, KeplerMode};
 use jobcarbon_ledger::kube_cluster::KubeCluster;
 use jobcarbon_ledger::view::LedgerView;
@@ -15,7 +16,7 @@ use jobcarbon_ledger::{Config, Ledger, SharedView, Sources};
 use jobcarbon_telemetry::dcgm::{DcgmConfig, DcgmSource};
 use jobcarbon_telemetry::kepler::{self, KeplerConfig, KeplerSource};
 use jobcarbon_telemetry::prom::{PromClient, PromConfig, PromMetrics};
-use jobcarbon_telemetry::{EnergySource, MetricQuery};
+use jobcarbon_telemetry::{EnergySource, MetricQuery, NodeAgentSource, NodeAgentSourceConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,9 +99,10 @@ fn energy_sources(
         ))),
         // Kepler ≥ 0.11.4 reports GPU energy itself, read by the Kepler source.
         GpuMode::Kepler | GpuMode::Off => {}
-        GpuMode::NodeAgent => tracing::warn!(
-            "energy.gpu: node-agent counters are not read by the ledger yet; GPU energy is not booked"
-        ),
+        GpuMode::NodeAgent => sources.push(Box::new(NodeAgentSource::new(
+            client.clone(),
+            NodeAgentSourceConfig::default(),
+        ))),
     }
     Ok(sources)
 }
@@ -135,6 +137,22 @@ async fn serve(config: Config, listen: SocketAddr) -> anyhow::Result<()> {
     tokio::spawn(driver);
 
     let view: SharedView = LedgerView::shared();
+    let leader = match Election::from_env()? {
+        None => None,
+        Some(election) => {
+            tracing::info!(lease = %election.lease, identity = %election.identity, "leader election on");
+            if let Ok(mut v) = view.write() {
+                v.leader = Some(false);
+            }
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(run_election(
+                election.elector(client.clone()),
+                tx,
+                view.clone(),
+            ));
+            Some(rx)
+        }
+    };
     let mut ledger = Ledger::new(
         settings,
         Sources {
@@ -180,6 +198,10 @@ async fn serve(config: Config, listen: SocketAddr) -> anyhow::Result<()> {
                         .map(|d| d.as_secs_f64())
                         .unwrap_or(0.0),
                 );
+                // A standby serves /metrics and /readyz but books and writes nothing.
+                if leader.as_ref().is_some_and(|rx| !*rx.borrow()) {
+                    continue;
+                }
                 ledger.run_interval(at).await;
                 write_statuses(&client, &state, &view, at).await;
             }
@@ -191,6 +213,91 @@ async fn serve(config: Config, listen: SocketAddr) -> anyhow::Result<()> {
         .context("the HTTP server task failed")?
         .context("the HTTP server failed")?;
     Ok(())
+}
+
+/// How long a silent leader keeps the Lease, how long it keeps acting as leader without a
+/// successful renewal, and how often candidates try (client-go's defaults: 15 s, 10 s, 2 s).
+const LEASE_DURATION: Seconds = Seconds(15.0);
+const RENEW_DEADLINE: Seconds = Seconds(10.0);
+const RETRY_PERIOD: Duration = Duration::from_secs(2);
+
+/// Leader election as the chart configures it for `replicas > 1` (docs/deploy.md).
+#[derive(Debug, Clone, PartialEq)]
+struct Election {
+    lease: String,
+    identity: String,
+    namespace: String,
+}
+
+impl Election {
+    /// `JOBCARBON_LEADER_ELECTION_LEASE` turns it on; the pod's name and namespace then must be
+    /// set too. Without it there is no election (one replica).
+    fn from_env() -> anyhow::Result<Option<Self>> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    fn from_vars(var: impl Fn(&str) -> Option<String>) -> anyhow::Result<Option<Self>> {
+        let Some(lease) = var("JOBCARBON_LEADER_ELECTION_LEASE").filter(|v| !v.is_empty()) else {
+            return Ok(None);
+        };
+        let required = |name: &str| {
+            var(name).filter(|v| !v.is_empty()).with_context(|| {
+                format!("JOBCARBON_LEADER_ELECTION_LEASE={lease} needs {name} (the chart sets it from the pod's metadata)")
+            })
+        };
+        Ok(Some(Self {
+            identity: required("JOBCARBON_POD_NAME")?,
+            namespace: required("JOBCARBON_POD_NAMESPACE")?,
+            lease,
+        }))
+    }
+
+    fn elector(&self, client: kube::Client) -> LeaderElector {
+        LeaderElector::new(
+            client,
+            &self.namespace,
+            &self.lease,
+            &self.identity,
+            LEASE_DURATION,
+        )
+    }
+}
+
+/// Runs election rounds forever, publishing leadership to `tx` and the view's gauge. A leader
+/// that cannot renew steps down after [`RENEW_DEADLINE`], before its Lease expires for others.
+async fn run_election(
+    elector: LeaderElector,
+    tx: tokio::sync::watch::Sender<bool>,
+    view: SharedView,
+) {
+    let mut renewed: Option<Seconds> = None;
+    let mut ticker = tokio::time::interval(RETRY_PERIOD);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let now = jobcarbon_telemetry::now();
+        let leading = match elector.try_acquire_or_renew(now).await {
+            Ok(true) => {
+                renewed = Some(now);
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "leader election round failed");
+                renewed.is_some_and(|r| now - r < RENEW_DEADLINE)
+            }
+        };
+        if !leading {
+            renewed = None;
+        }
+        if *tx.borrow() != leading {
+            tracing::info!(leader = leading, "leadership changed");
+        }
+        tx.send_replace(leading);
+        if let Ok(mut v) = view.write() {
+            v.leader = Some(leading);
+        }
+    }
 }
 
 /// Write each SoftwareProduct object's EPC to its status. Config-only products have no
@@ -251,5 +358,50 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn election(vars: &[(&str, &str)]) -> anyhow::Result<Option<Election>> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Election::from_vars(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn election_only_with_the_lease_variable() {
+        assert!(matches!(election(&[]), Ok(None)));
+        assert!(matches!(
+            election(&[("JOBCARBON_LEADER_ELECTION_LEASE", "")]),
+            Ok(None)
+        ));
+        let on = election(&[
+            ("JOBCARBON_LEADER_ELECTION_LEASE", "jc-leader"),
+            ("JOBCARBON_POD_NAME", "jc-ledger-7d9f-abcde"),
+            ("JOBCARBON_POD_NAMESPACE", "jobcarbon"),
+        ]);
+        assert_eq!(
+            on.ok().flatten(),
+            Some(Election {
+                lease: "jc-leader".into(),
+                identity: "jc-ledger-7d9f-abcde".into(),
+                namespace: "jobcarbon".into(),
+            })
+        );
+        let missing = election(&[
+            ("JOBCARBON_LEADER_ELECTION_LEASE", "jc-leader"),
+            ("JOBCARBON_POD_NAMESPACE", "jobcarbon"),
+        ]);
+        let message = match missing {
+            Err(e) => format!("{e:#}"),
+            Ok(_) => panic!("a missing JOBCARBON_POD_NAME must be an error"),
+        };
+        assert!(message.contains("JOBCARBON_POD_NAME"), "{message}");
     }
 }
