@@ -9,10 +9,12 @@ use jobcarbon_core::{Component, Seconds};
 use jobcarbon_kube::product::rfc3339;
 use jobcarbon_kube::status::StatusWriteError;
 use jobcarbon_kube::{ClusterState, EpcStatus, LeaderElector, write_product_status};
+use jobcarbon_ledger::checkpoint::CheckpointFile;
 use jobcarbon_ledger::config::{GpuMode, KeplerMode};
+use jobcarbon_ledger::durable;
 use jobcarbon_ledger::kube_cluster::KubeCluster;
 use jobcarbon_ledger::view::LedgerView;
-use jobcarbon_ledger::{Config, Ledger, SharedView, Sources};
+use jobcarbon_ledger::{Config, DurableLedger, Ledger, SharedView, Sources};
 use jobcarbon_telemetry::dcgm::{DcgmConfig, DcgmSource};
 use jobcarbon_telemetry::kepler::{self, KeplerConfig, KeplerSource};
 use jobcarbon_telemetry::prom::{PromClient, PromConfig, PromMetrics};
@@ -30,6 +32,10 @@ pub struct Args {
     /// Address for /metrics, /api/v1/*, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:9464", env = "JOBCARBON_LISTEN")]
     pub listen: SocketAddr,
+    /// Move an untrusted checkpoint (`state.file` and its `.prev`) aside and start an empty
+    /// ledger. Totals restart from zero; use only when the checkpoint cannot be repaired.
+    #[arg(long)]
+    pub reset_state: bool,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -47,7 +53,7 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(serve(config, args.listen)) {
+    match runtime.block_on(serve(config, args.listen, args.reset_state)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("jobcarbon ledger: {e:#}");
@@ -107,8 +113,31 @@ fn energy_sources(
     Ok(sources)
 }
 
-async fn serve(config: Config, listen: SocketAddr) -> anyhow::Result<()> {
+async fn serve(config: Config, listen: SocketAddr, reset: bool) -> anyhow::Result<()> {
     let settings = config.settings();
+    let settings_interval = settings.interval;
+    let store = match &config.state.file {
+        Some(path) => Some(CheckpointFile::new(path.clone())),
+        None => {
+            tracing::warn!(
+                "`state.file` is not set: totals live in memory only and a restart loses them"
+            );
+            None
+        }
+    };
+    if reset {
+        match &store {
+            Some(store) => {
+                durable::reset_state(store, durable::wall_clock_now()).with_context(|| {
+                    format!(
+                        "--reset-state: cannot move {} aside",
+                        store.path().display()
+                    )
+                })?;
+            }
+            None => tracing::warn!("--reset-state has no effect: `state.file` is not set"),
+        }
+    }
     let interval = Duration::from_secs_f64(settings.interval.value());
     type Readers = (Vec<Box<dyn EnergySource>>, Option<Box<dyn MetricQuery>>);
     let (energy, metrics): Readers = match &config.prometheus {
@@ -153,7 +182,7 @@ async fn serve(config: Config, listen: SocketAddr) -> anyhow::Result<()> {
             Some(rx)
         }
     };
-    let mut ledger = Ledger::new(
+    let ledger = Ledger::new(
         settings,
         Sources {
             energy,
@@ -166,6 +195,13 @@ async fn serve(config: Config, listen: SocketAddr) -> anyhow::Result<()> {
         config.request_queries(),
         view.clone(),
     );
+    let state_path = store.as_ref().map(|s| s.path().display().to_string());
+    let mut ledger = DurableLedger::open(ledger, store, settings_interval).map_err(|e| {
+        anyhow::anyhow!(
+            "state.file {}: {e}",
+            state_path.as_deref().unwrap_or("(none)")
+        )
+    })?;
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -184,27 +220,38 @@ async fn serve(config: Config, listen: SocketAddr) -> anyhow::Result<()> {
     // Book once the first lists are in (or after one interval, whichever comes first), so
     // the first interval does not see an empty cluster.
     let _ = tokio::time::timeout(interval, state.wait_until_ready()).await;
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The durable loop (DurableLedger::run) with two additions: a standby books nothing, and
+    // the leader writes SoftwareProduct statuses after each booked interval. Intervals sit on
+    // a fixed grid; after a restart the missed ones are backfilled from Prometheus history.
+    let retry = interval.min(OUTAGE_RETRY);
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            _ = ticker.tick() => {
-                let at = Seconds(
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_secs_f64())
-                        .unwrap_or(0.0),
-                );
-                // A standby serves /metrics and /readyz but books and writes nothing.
-                if leader.as_ref().is_some_and(|rx| !*rx.borrow()) {
-                    continue;
-                }
-                ledger.run_interval(at).await;
+        let leading = leader.as_ref().is_none_or(|rx| *rx.borrow());
+        let mut held = false;
+        // A standby serves /metrics and /readyz but books and writes nothing.
+        if leading {
+            let caught = ledger.catch_up(durable::wall_clock_now()).await;
+            held = !caught.held_by.is_empty();
+            if caught.booked > 0
+                && let Some(at) = ledger.ledger().state().last_booked
+            {
                 write_statuses(&client, &state, &view, at).await;
             }
+        }
+        let wait = if held {
+            retry
+        } else {
+            let next = ledger.slot(durable::wall_clock_now()) + settings_interval;
+            let secs = (next - durable::wall_clock_now()).value().max(0.0);
+            Duration::from_secs_f64(secs)
+        };
+        tokio::select! {
+            _ = &mut shutdown => {
+                ledger.checkpoint();
+                break;
+            }
+            _ = tokio::time::sleep(wait) => {}
         }
     }
     let _ = stop_tx.send(true);
@@ -220,6 +267,9 @@ async fn serve(config: Config, listen: SocketAddr) -> anyhow::Result<()> {
 const LEASE_DURATION: Seconds = Seconds(15.0);
 const RENEW_DEADLINE: Seconds = Seconds(10.0);
 const RETRY_PERIOD: Duration = Duration::from_secs(2);
+
+/// How often a booking held by an energy-source outage is retried (at most once an interval).
+const OUTAGE_RETRY: Duration = Duration::from_secs(10);
 
 /// Leader election as the chart configures it for `replicas > 1` (docs/deploy.md).
 #[derive(Debug, Clone, PartialEq)]
