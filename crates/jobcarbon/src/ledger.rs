@@ -195,13 +195,8 @@ async fn serve(config: Config, listen: SocketAddr, reset: bool) -> anyhow::Resul
         config.request_queries(),
         view.clone(),
     );
-    let state_path = store.as_ref().map(|s| s.path().display().to_string());
-    let mut ledger = DurableLedger::open(ledger, store, settings_interval).map_err(|e| {
-        anyhow::anyhow!(
-            "state.file {}: {e}",
-            state_path.as_deref().unwrap_or("(none)")
-        )
-    })?;
+    let mut ledger = DurableLedger::open(ledger, store, settings_interval)
+        .map_err(|e| anyhow::anyhow!("cannot restore the ledger state (state.file): {e}"))?;
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await

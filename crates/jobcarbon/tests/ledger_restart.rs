@@ -91,8 +91,8 @@ fn reset_state_moves_the_file_aside_and_starts() {
     }
     if exited.is_none() {
         child.kill().expect("kill");
-        let _ = child.wait();
     }
+    let _ = child.wait();
     let mut stderr = String::new();
     if let Some(mut pipe) = child.stderr.take() {
         let _ = pipe.read_to_string(&mut stderr);
