@@ -196,6 +196,36 @@ impl LeaderElector {
             Err(e) => Err(self.err(e)),
         }
     }
+
+    /// Give the Lease up (on shutdown) so a standby takes over at its next round instead of
+    /// waiting for the lease to expire. `Ok(false)`: we did not hold it, or lost a race.
+    pub async fn release(&self, now: Seconds) -> Result<bool, LeaderError> {
+        let Some(mut lease) = self
+            .api
+            .get_opt(&self.name)
+            .await
+            .map_err(|e| self.err(e))?
+        else {
+            return Ok(false);
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return Ok(false);
+        };
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return Ok(false);
+        }
+        spec.holder_identity = None;
+        spec.renew_time = Some(to_time(now));
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_conflict(&e) => Ok(false),
+            Err(e) => Err(self.err(e)),
+        }
+    }
 }
 
 #[cfg(test)]

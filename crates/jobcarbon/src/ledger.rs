@@ -145,12 +145,9 @@ async fn serve(config: Config, listen: SocketAddr) -> anyhow::Result<()> {
                 v.leader = Some(false);
             }
             let (tx, rx) = tokio::sync::watch::channel(false);
-            tokio::spawn(run_election(
-                election.elector(client.clone()),
-                tx,
-                view.clone(),
-            ));
-            Some(rx)
+            let elector = std::sync::Arc::new(election.elector(client.clone()));
+            let rounds = tokio::spawn(run_election(elector.clone(), tx, view.clone()));
+            Some((elector, rx, rounds))
         }
     };
     let mut ledger = Ledger::new(
@@ -199,12 +196,22 @@ async fn serve(config: Config, listen: SocketAddr) -> anyhow::Result<()> {
                         .unwrap_or(0.0),
                 );
                 // A standby serves /metrics and /readyz but books and writes nothing.
-                if leader.as_ref().is_some_and(|rx| !*rx.borrow()) {
+                if leader.as_ref().is_some_and(|(_, rx, _)| !*rx.borrow()) {
                     continue;
                 }
                 ledger.run_interval(at).await;
                 write_statuses(&client, &state, &view, at).await;
             }
+        }
+    }
+    if let Some((elector, _, rounds)) = &leader {
+        // No more rounds: one could take the Lease back right after the release.
+        rounds.abort();
+        // Hand over now rather than after the lease expires (a rolling update's old pod).
+        match elector.release(jobcarbon_telemetry::now()).await {
+            Ok(true) => tracing::info!("released the leader Lease"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not release the leader Lease"),
         }
     }
     let _ = stop_tx.send(true);
@@ -266,7 +273,7 @@ impl Election {
 /// Runs election rounds forever, publishing leadership to `tx` and the view's gauge. A leader
 /// that cannot renew steps down after [`RENEW_DEADLINE`], before its Lease expires for others.
 async fn run_election(
-    elector: LeaderElector,
+    elector: std::sync::Arc<LeaderElector>,
     tx: tokio::sync::watch::Sender<bool>,
     view: SharedView,
 ) {
