@@ -185,10 +185,14 @@ impl LeaderElector {
             Decision::Acquire { transitions } => self.spec(now, Some(to_time(now)), transitions),
         };
         lease.spec = Some(next);
-        // `replace` sends the read resourceVersion: a concurrent writer makes this a 409.
+        self.replace(&lease).await
+    }
+
+    /// `PUT` at the read resourceVersion: `Ok(false)` when a concurrent writer got a 409 for us.
+    async fn replace(&self, lease: &Lease) -> Result<bool, LeaderError> {
         match self
             .api
-            .replace(&self.name, &PostParams::default(), &lease)
+            .replace(&self.name, &PostParams::default(), lease)
             .await
         {
             Ok(_) => Ok(true),
@@ -216,15 +220,7 @@ impl LeaderElector {
         }
         spec.holder_identity = None;
         spec.renew_time = Some(to_time(now));
-        match self
-            .api
-            .replace(&self.name, &PostParams::default(), &lease)
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if is_conflict(&e) => Ok(false),
-            Err(e) => Err(self.err(e)),
-        }
+        self.replace(&lease).await
     }
 }
 
