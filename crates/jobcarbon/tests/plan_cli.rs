@@ -239,10 +239,7 @@ fn paper_question_matches_hand_computation() {
         let o = &s["outlook"];
         assert_close(&o["upfront_g"], h.upfront);
         assert_close(&s["per_request_serving_g"], h.per_request);
-        assert_close(
-            &s["retraining"]["carbon_per_retraining_g"],
-            h.per_retraining,
-        );
+        assert_close(&s["retraining"]["carbon_per_retraining_g"], h.per_retraining);
         let requests = traffic * life;
         let total = h.upfront + h.per_retraining * life / interval + h.per_request * requests;
         assert_close(&o["total_g"], total);
