@@ -185,16 +185,42 @@ impl LeaderElector {
             Decision::Acquire { transitions } => self.spec(now, Some(to_time(now)), transitions),
         };
         lease.spec = Some(next);
-        // `replace` sends the read resourceVersion: a concurrent writer makes this a 409.
+        self.replace(&lease).await
+    }
+
+    /// `PUT` at the read resourceVersion: `Ok(false)` when a concurrent writer got a 409 for us.
+    async fn replace(&self, lease: &Lease) -> Result<bool, LeaderError> {
         match self
             .api
-            .replace(&self.name, &PostParams::default(), &lease)
+            .replace(&self.name, &PostParams::default(), lease)
             .await
         {
             Ok(_) => Ok(true),
             Err(e) if is_conflict(&e) => Ok(false),
             Err(e) => Err(self.err(e)),
         }
+    }
+
+    /// Give the Lease up (on shutdown) so a standby takes over at its next round instead of
+    /// waiting for the lease to expire. `Ok(false)`: we did not hold it, or lost a race.
+    pub async fn release(&self, now: Seconds) -> Result<bool, LeaderError> {
+        let Some(mut lease) = self
+            .api
+            .get_opt(&self.name)
+            .await
+            .map_err(|e| self.err(e))?
+        else {
+            return Ok(false);
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return Ok(false);
+        };
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return Ok(false);
+        }
+        spec.holder_identity = None;
+        spec.renew_time = Some(to_time(now));
+        self.replace(&lease).await
     }
 }
 

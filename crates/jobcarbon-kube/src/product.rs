@@ -424,28 +424,22 @@ pub fn validate_products<'a>(
                 index,
                 reference,
                 ..
-            } => ProductError::InvalidReference {
-                field: format!("spec.{kind}[{index}].product"),
-                product: truncate(&reference),
-            },
-            Exclusion::Invalid(LineageError::UnknownReference {
+            }
+            | Exclusion::Invalid(LineageError::UnknownReference {
                 kind,
                 index,
                 reference,
                 ..
-            }) if invalid.contains_key(&reference) => ProductError::InvalidReference {
-                field: format!("spec.{kind}[{index}].product"),
-                product: truncate(&reference),
-            },
-            Exclusion::Invalid(LineageError::UnknownReference {
-                kind,
-                index,
-                reference,
-                ..
-            }) => ProductError::UnknownReference {
-                field: format!("spec.{kind}[{index}].product"),
-                product: truncate(&reference),
-            },
+            }) => {
+                let field = format!("spec.{kind}[{index}].product");
+                let product = truncate(&reference);
+                let known = candidates.contains_key(&reference) || invalid.contains_key(&reference);
+                if known {
+                    ProductError::InvalidReference { field, product }
+                } else {
+                    ProductError::UnknownReference { field, product }
+                }
+            }
             Exclusion::Invalid(LineageError::Cycle { edges }) => ProductError::LineageCycle {
                 cycle: edges
                     .iter()
@@ -632,6 +626,10 @@ mod tests {
                 "type: model\nlifetime: 3y\nderivedFrom: [{product: a, weight: 1}]\n",
             ),
             ("bad", "type: model\nlifetime: -1y\n"),
+            (
+                "model-as-dataset",
+                "type: model\nlifetime: 3y\ndatasets: [{product: bert, weight: 0.1}]\n",
+            ),
         ]);
         let v = validate(&set);
         let valid: Vec<&str> = v.valid.iter().map(|p| p.def.name.as_str()).collect();
@@ -648,6 +646,7 @@ mod tests {
         assert_eq!(reasons["self"], "LineageCycle");
         assert_eq!(reasons["below-cycle"], "InvalidReference");
         assert_eq!(reasons["bad"], "BadQuantity");
+        assert_eq!(reasons["model-as-dataset"], "NotADataset");
         assert_eq!(v.valid.len() + v.invalid.len(), set.len());
         let cond = v
             .condition("a", "t")

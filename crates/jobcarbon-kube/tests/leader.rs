@@ -92,3 +92,20 @@ async fn a_lost_race_is_a_standby_not_an_error() {
     assert!(x.try_acquire_or_renew(Seconds(t0)).await.unwrap());
     assert!(!y.try_acquire_or_renew(Seconds(t0)).await.unwrap());
 }
+
+#[tokio::test]
+async fn a_released_lease_is_taken_at_once() {
+    let api = FakeKubeApi::start().await.unwrap();
+    let a = elector(&api, "ledger-a");
+    let b = elector(&api, "ledger-b");
+    let t0 = 1_764_000_000.0;
+    assert!(a.try_acquire_or_renew(Seconds(t0)).await.unwrap());
+    // Only the holder can release.
+    assert!(!b.release(Seconds(t0 + 1.0)).await.unwrap());
+    assert!(!b.try_acquire_or_renew(Seconds(t0 + 1.0)).await.unwrap());
+    assert!(a.release(Seconds(t0 + 2.0)).await.unwrap());
+    assert!(last_put(&api)["spec"].get("holderIdentity").is_none());
+    // Well before the 15 s expiry.
+    assert!(b.try_acquire_or_renew(Seconds(t0 + 3.0)).await.unwrap());
+    assert_eq!(last_put(&api)["spec"]["holderIdentity"], "ledger-b");
+}

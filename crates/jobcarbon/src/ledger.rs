@@ -174,12 +174,9 @@ async fn serve(config: Config, listen: SocketAddr, reset: bool) -> anyhow::Resul
                 v.leader = Some(false);
             }
             let (tx, rx) = tokio::sync::watch::channel(false);
-            tokio::spawn(run_election(
-                election.elector(client.clone()),
-                tx,
-                view.clone(),
-            ));
-            Some(rx)
+            let elector = std::sync::Arc::new(election.elector(client.clone()));
+            let rounds = tokio::spawn(run_election(elector.clone(), tx, view.clone()));
+            Some((elector, rx, rounds))
         }
     };
     let ledger = Ledger::new(
@@ -222,7 +219,7 @@ async fn serve(config: Config, listen: SocketAddr, reset: bool) -> anyhow::Resul
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
-        let leading = leader.as_ref().is_none_or(|rx| *rx.borrow());
+        let leading = leader.as_ref().is_none_or(|(_, rx, _)| *rx.borrow());
         let mut held = false;
         // A standby serves /metrics and /readyz but books and writes nothing.
         if leading {
@@ -247,6 +244,16 @@ async fn serve(config: Config, listen: SocketAddr, reset: bool) -> anyhow::Resul
                 break;
             }
             _ = tokio::time::sleep(wait) => {}
+        }
+    }
+    if let Some((elector, _, rounds)) = &leader {
+        // No more rounds: one could take the Lease back right after the release.
+        rounds.abort();
+        // Hand over now rather than after the lease expires (a rolling update's old pod).
+        match elector.release(jobcarbon_telemetry::now()).await {
+            Ok(true) => tracing::info!("released the leader Lease"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not release the leader Lease"),
         }
     }
     let _ = stop_tx.send(true);
@@ -311,7 +318,7 @@ impl Election {
 /// Runs election rounds forever, publishing leadership to `tx` and the view's gauge. A leader
 /// that cannot renew steps down after [`RENEW_DEADLINE`], before its Lease expires for others.
 async fn run_election(
-    elector: LeaderElector,
+    elector: std::sync::Arc<LeaderElector>,
     tx: tokio::sync::watch::Sender<bool>,
     view: SharedView,
 ) {
