@@ -90,25 +90,7 @@ async fn outage_is_degraded_but_served_with_staleness() {
     let text = encode_metrics(&view, Format::PrometheusText).unwrap();
     assert!(!text.contains("jobcarbon_ledger_booking_held{"));
 
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool on PATH (scripts/install-tools.sh)");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success() && report.trim().is_empty(), "{report}");
+    let lint = jobcarbon_testkit::prometheus::promtool_check_metrics(&text).unwrap();
+    let report = lint.output;
+    assert!(lint.passed && report.trim().is_empty(), "{report}");
 }

@@ -193,30 +193,9 @@ fn exposition_has_the_design_names_and_asce_is_the_sum_of_terms() {
 fn promtool_check_metrics_is_clean() {
     let shared = std::sync::Arc::new(std::sync::RwLock::new(booked_view()));
     let text = encode_metrics(&shared, Format::PrometheusText).unwrap();
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool on PATH (scripts/install-tools.sh)");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.trim().is_empty(),
-        "{report}\n{text}"
-    );
+    let lint = jobcarbon_testkit::prometheus::promtool_check_metrics(&text).unwrap();
+    let report = lint.output;
+    assert!(lint.passed && report.trim().is_empty(), "{report}\n{text}");
 }
 
 async fn get(app: &axum::Router, path: &str) -> (u16, String) {

@@ -43,6 +43,43 @@ fn binary(env: &str, default: &str) -> String {
     std::env::var(env).unwrap_or_else(|_| default.to_owned())
 }
 
+/// What `promtool check metrics` said about an exposition.
+#[derive(Debug, Clone)]
+pub struct MetricsLint {
+    /// promtool exited 0.
+    pub passed: bool,
+    /// Its stdout and stderr: lint warnings, or the parse error.
+    pub output: String,
+}
+
+/// Lints exposition text with the real `promtool check metrics` (fed on stdin).
+pub fn promtool_check_metrics(text: &str) -> anyhow::Result<MetricsLint> {
+    use std::io::Write;
+    let promtool = binary("PROMTOOL_BIN", "promtool");
+    let mut child = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {promtool} (install the Debian package prometheus)"))?;
+    child
+        .stdin
+        .take()
+        .context("promtool stdin")?
+        .write_all(text.as_bytes())
+        .context("writing to promtool")?;
+    let out = child.wait_with_output().context("promtool output")?;
+    Ok(MetricsLint {
+        passed: out.status.success(),
+        output: format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    })
+}
+
 /// Sample history to load, rendered as OpenMetrics text. Families are kept together and
 /// every series' points in time order, as `promtool` requires; no `# TYPE` lines are written,
 /// so counter names without `_total` (DCGM) load as they are.

@@ -425,27 +425,8 @@ mod tests {
             "{text}"
         );
 
-        let mut child = std::process::Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("promtool on PATH (Debian package prometheus)");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "promtool: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let lint = jobcarbon_testkit::prometheus::promtool_check_metrics(&text).unwrap();
+        assert!(lint.passed, "promtool: {}", lint.output);
 
         let om = scrape(&exported, "application/openmetrics-text;version=1.0.0");
         assert!(om.ends_with("# EOF\n"), "{om}");

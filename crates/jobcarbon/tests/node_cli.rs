@@ -69,26 +69,8 @@ fn node_agent_without_driver_serves_zero_gpus_and_stays_healthy() {
     let (code, body) = get(port, "/healthz").unwrap();
     assert_eq!((code, body.trim()), (200, "ok"));
 
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool on PATH (Debian package prometheus)");
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(metrics.as_bytes())
-        .unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let lint = jobcarbon_testkit::prometheus::promtool_check_metrics(&metrics).unwrap();
+    assert!(lint.passed, "promtool check metrics: {}", lint.output);
 
     // Still healthy after several failed samples.
     std::thread::sleep(Duration::from_millis(600));
