@@ -47,6 +47,29 @@ pub async fn serve(
         .await
 }
 
+/// The HTTP surface running on its own task, as the ledger and the demo run it.
+pub struct ServerHandle {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Serves [`router`] on `listener` in the background until [`ServerHandle::shutdown`].
+pub fn spawn(listener: tokio::net::TcpListener, view: SharedView) -> ServerHandle {
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(serve(listener, view, async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    }));
+    ServerHandle { stop, task }
+}
+
+impl ServerHandle {
+    /// Stops accepting, lets in-flight requests finish, and reports how the server ended.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await.map_err(std::io::Error::other)?
+    }
+}
+
 fn unavailable(what: &str) -> Response {
     (
         StatusCode::INTERNAL_SERVER_ERROR,

@@ -70,15 +70,7 @@ async fn demo(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(jobcarbon_exporter::serve(
-        listener,
-        view.clone(),
-        async move {
-            let _ = server_stop.wait_for(|stop| *stop).await;
-        },
-    ));
+    let server = jobcarbon_exporter::spawn(listener, view.clone());
 
     println!(
         "jobcarbon demo: a simulated cluster, {:.0} simulated seconds per second (1 day ≈ {:.0} s)",
@@ -117,11 +109,7 @@ async fn demo(args: Args) -> anyhow::Result<()> {
             }
         }
     }
-    let _ = stop_tx.send(true);
-    server
-        .await
-        .context("the HTTP server task failed")?
-        .context("the HTTP server failed")?;
+    server.shutdown().await.context("the HTTP server failed")?;
     Ok(())
 }
 

@@ -199,15 +199,7 @@ async fn serve(config: Config, listen: SocketAddr, reset: bool) -> anyhow::Resul
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(address = %listener.local_addr()?, "serving /metrics and /api/v1");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(jobcarbon_exporter::serve(
-        listener,
-        view.clone(),
-        async move {
-            let _ = server_stop.wait_for(|stop| *stop).await;
-        },
-    ));
+    let server = jobcarbon_exporter::spawn(listener, view.clone());
 
     // Book once the first lists are in (or after one interval, whichever comes first), so
     // the first interval does not see an empty cluster.
@@ -256,11 +248,7 @@ async fn serve(config: Config, listen: SocketAddr, reset: bool) -> anyhow::Resul
             Err(e) => tracing::warn!(error = %e, "could not release the leader Lease"),
         }
     }
-    let _ = stop_tx.send(true);
-    server
-        .await
-        .context("the HTTP server task failed")?
-        .context("the HTTP server failed")?;
+    server.shutdown().await.context("the HTTP server failed")?;
     Ok(())
 }
 
