@@ -177,6 +177,9 @@ pub enum UnallocatedReason {
     SystemProcesses,
     /// Energy of a container or GPU that no known pod owns.
     UnknownPod,
+    /// GPU energy on a node where pods hold GPUs, on a line that names none of them (an
+    /// exporter without pod mapping, a finished pod's device).
+    GpuUnmapped,
     /// Platform overhead or platform EPC in an interval with no job to carry it.
     NoConcurrentJobs,
     /// Embodied hardware time not reserved by any job.
@@ -190,10 +193,11 @@ pub enum UnallocatedReason {
 }
 
 impl UnallocatedReason {
-    pub const ALL: [UnallocatedReason; 8] = [
+    pub const ALL: [UnallocatedReason; 9] = [
         UnallocatedReason::NodeIdle,
         UnallocatedReason::SystemProcesses,
         UnallocatedReason::UnknownPod,
+        UnallocatedReason::GpuUnmapped,
         UnallocatedReason::NoConcurrentJobs,
         UnallocatedReason::UnreservedCapacity,
         UnallocatedReason::NoInference,
@@ -205,6 +209,7 @@ impl UnallocatedReason {
             UnallocatedReason::NodeIdle => "node_idle",
             UnallocatedReason::SystemProcesses => "system_processes",
             UnallocatedReason::UnknownPod => "unknown_pod",
+            UnallocatedReason::GpuUnmapped => "gpu_unmapped",
             UnallocatedReason::NoConcurrentJobs => "no_concurrent_jobs",
             UnallocatedReason::UnreservedCapacity => "unreserved_capacity",
             UnallocatedReason::NoInference => "no_inference",

@@ -20,7 +20,7 @@ pub mod units;
 
 pub use domain::{Component, Phase, ProductType, Term, UnallocatedReason, WorkloadRef};
 pub use observation::{
-    ClusterSnapshot, EnergyDelta, EnergyOwner, EnergyReading, NodeFacts, PodFacts, PodKey,
+    ClusterSnapshot, EnergyDelta, EnergyOwner, EnergyReading, NodeFacts, PodFacts, PodKey, Share,
 };
 pub use product::{LineageEdge, ProductDef, RetrainingPolicy};
 pub use terms::Terms;

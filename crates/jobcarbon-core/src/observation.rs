@@ -46,6 +46,74 @@ pub struct PodFacts {
     pub reserved_share: f64,
     /// Whether the pod is running now (Pending and finished pods do not take concurrency).
     pub running: bool,
+    /// Creation time: a per-pod counter first seen after it provably counted from 0 inside
+    /// the interval (DESIGN §5). `None` when unknown (then a first sight books nothing).
+    #[serde(default)]
+    pub created: Option<Seconds>,
+    /// GPUs the pod requests (`nvidia.com/gpu`): whether a node's unmapped GPU energy is idle
+    /// (no running pod holds a GPU) or unmapped (someone's, but not known whose).
+    #[serde(default)]
+    pub gpus: f64,
+}
+
+impl PodFacts {
+    /// A running, unlabelled bare pod with no node; the setters below fill in the rest.
+    pub fn new(namespace: &str, pod: &str) -> Self {
+        Self {
+            key: PodKey::new(namespace, pod),
+            uid: String::new(),
+            workload: WorkloadRef::new(namespace, "Pod", pod),
+            phase: Phase::Unlabelled,
+            product: None,
+            node: None,
+            platform: false,
+            reserved_share: 0.0,
+            running: true,
+            created: None,
+            gpus: 0.0,
+        }
+    }
+    /// Sets the controlling workload, `Kind/name` split as `kind`, `name`.
+    pub fn workload(mut self, kind: &str, name: &str) -> Self {
+        self.workload = WorkloadRef::new(self.key.namespace.clone(), kind, name);
+        self
+    }
+    pub fn phase(mut self, phase: Phase) -> Self {
+        self.phase = phase;
+        self
+    }
+    pub fn product(mut self, product: Option<&str>) -> Self {
+        self.product = product.map(str::to_owned);
+        self
+    }
+    pub fn node(mut self, node: &str) -> Self {
+        self.node = Some(node.to_owned());
+        self
+    }
+    pub fn uid(mut self, uid: &str) -> Self {
+        self.uid = uid.to_owned();
+        self
+    }
+    pub fn platform(mut self, platform: bool) -> Self {
+        self.platform = platform;
+        self
+    }
+    pub fn reserved_share(mut self, share: f64) -> Self {
+        self.reserved_share = share;
+        self
+    }
+    pub fn running(mut self, running: bool) -> Self {
+        self.running = running;
+        self
+    }
+    pub fn created(mut self, at: Seconds) -> Self {
+        self.created = Some(at);
+        self
+    }
+    pub fn gpus(mut self, gpus: f64) -> Self {
+        self.gpus = gpus;
+        self
+    }
 }
 
 /// Everything attribution needs to know about one node.
@@ -70,8 +138,31 @@ pub enum EnergyOwner {
     NodeIdle,
     /// Non-pod work on the node (Kepler `system_processes`).
     NodeSystem,
-    /// A GPU no pod holds (idle or unmapped).
+    /// A GPU line that names no workload (idle, or a pod the exporter could not map).
     UnmappedGpu { uuid: String },
+    /// Node active energy that contains its pods' (Kepler ≥ 0.10 `kepler_node_cpu_active_*`):
+    /// what the node's pods do not account for is non-pod work (kubelet, runtime).
+    NodeActive,
+}
+
+/// How a reading shares its counter with the other readings of the same `series` (a
+/// time-sliced GPU, MIG instances): the series' delta goes to its slots by `weight`, and a
+/// slot's part equally to its readings. A lone reading takes the whole delta.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Share {
+    /// The slot within the counter (a MIG instance id); empty for the whole device.
+    pub slot: String,
+    /// The slot's weight (a MIG instance's compute slices); 1 for the whole device.
+    pub weight: f64,
+}
+
+impl Default for Share {
+    fn default() -> Self {
+        Self {
+            slot: String::new(),
+            weight: 1.0,
+        }
+    }
 }
 
 /// One cumulative counter value as a source exported it.
@@ -86,6 +177,40 @@ pub struct EnergyReading {
     pub cumulative: Joules,
     /// Sample time, seconds since the Unix epoch.
     pub at: Seconds,
+    /// The reading's part of a shared counter.
+    #[serde(default)]
+    pub share: Share,
+}
+
+impl EnergyReading {
+    /// A reading that owns its whole counter.
+    pub fn new(
+        series: impl Into<String>,
+        node: impl Into<String>,
+        owner: EnergyOwner,
+        component: Component,
+        cumulative: Joules,
+        at: Seconds,
+    ) -> Self {
+        Self {
+            series: series.into(),
+            node: node.into(),
+            owner,
+            component,
+            cumulative,
+            at,
+            share: Share::default(),
+        }
+    }
+
+    /// The reading's slot and weight in a shared counter.
+    pub fn with_share(mut self, slot: impl Into<String>, weight: f64) -> Self {
+        self.share = Share {
+            slot: slot.into(),
+            weight,
+        };
+        self
+    }
 }
 
 /// Energy consumed in one interval by one owner and component, after delta tracking.

@@ -9,7 +9,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use jobcarbon_core::{
     ClusterSnapshot, Component, EnergyDelta, EnergyOwner, GramsPerKwh, Joules, NodeFacts, Phase,
-    PodFacts, PodKey, Pue, Seconds, Term, WorkloadRef,
+    PodFacts, Pue, Seconds, Term,
 };
 use jobcarbon_exporter::{Format, encode_metrics};
 use jobcarbon_ledger::view::LedgerView;
@@ -23,16 +23,14 @@ const PODS: usize = 8_000;
 fn input(at: f64) -> (Settings, IntervalInput) {
     let settings = Settings::simple(Pue(1.1), GramsPerKwh(400.0));
     let pods: Vec<PodFacts> = (0..PODS)
-        .map(|i| PodFacts {
-            key: PodKey::new(format!("ns{}", i % 50), format!("pod-{i}")),
-            uid: format!("uid-{i}"),
-            workload: WorkloadRef::new(format!("ns{}", i % 50), "Job", &format!("job-{}", i / 4)),
-            phase: Phase::Training,
-            product: Some(format!("model-{}", i % 20)),
-            node: Some(format!("node-{}", i % 100)),
-            platform: false,
-            reserved_share: 0.1,
-            running: true,
+        .map(|i| {
+            PodFacts::new(&format!("ns{}", i % 50), &format!("pod-{i}"))
+                .uid(&format!("uid-{i}"))
+                .workload("Job", &format!("job-{}", i / 4))
+                .phase(Phase::Training)
+                .product(Some(&format!("model-{}", i % 20)))
+                .node(&format!("node-{}", i % 100))
+                .reserved_share(0.1)
         })
         .collect();
     let energy = pods

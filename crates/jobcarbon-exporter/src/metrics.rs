@@ -301,6 +301,19 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
         }),
     )?;
 
+    counter(
+        &mut encoder,
+        "jobcarbon_gpu_energy_joules",
+        "GPU energy measured, and the part booked as unallocated gpu_unmapped (a GPU line naming no pod on a node whose GPUs pods hold), J.",
+        [
+            ("measured", state.gpu_energy.measured),
+            ("unmapped", state.gpu_energy.unmapped),
+        ]
+        .into_iter()
+        .filter(|(_, j)| j.value() > 0.0)
+        .map(|(part, j)| (vec![("part", part.to_owned())], j.value())),
+    )?;
+
     // Self-metrics.
     let histogram = &view.interval_seconds;
     let mut metric = encoder.encode_descriptor(

@@ -8,7 +8,7 @@ use axum::body::Body;
 use http_body_util::BodyExt;
 use jobcarbon_core::{
     ClusterSnapshot, Component, EnergyDelta, EnergyOwner, GramsPerKwh, GramsPerSecond, Joules,
-    NodeFacts, Phase, PodFacts, PodKey, ProductDef, ProductType, Pue, Seconds, WorkloadRef,
+    NodeFacts, Phase, PodFacts, ProductDef, ProductType, Pue, Seconds,
 };
 use jobcarbon_exporter::{Format, encode_metrics, router};
 use jobcarbon_ledger::view::{LedgerView, RegionStatus};
@@ -17,17 +17,13 @@ use std::collections::BTreeMap;
 use tower::ServiceExt;
 
 fn pod(name: &str, phase: Phase, product: Option<&str>) -> PodFacts {
-    PodFacts {
-        key: PodKey::new("ml", name),
-        uid: name.into(),
-        workload: WorkloadRef::new("ml", "Job", name),
-        phase,
-        product: product.map(Into::into),
-        node: Some("n1".into()),
-        platform: false,
-        reserved_share: 0.5,
-        running: true,
-    }
+    PodFacts::new("ml", name)
+        .uid(name)
+        .workload("Job", name)
+        .phase(phase)
+        .product(product)
+        .node("n1")
+        .reserved_share(0.5)
 }
 
 fn booked_view() -> LedgerView {

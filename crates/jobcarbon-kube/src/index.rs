@@ -5,7 +5,7 @@ use crate::labels::{LabelIssue, LabelSchema, PlatformSelector};
 use crate::owner::resolve_workload;
 use crate::resources::{Resources, node_allocatable, parse_quantity, pod_requests};
 use crate::slim::SlimPod;
-use jobcarbon_core::{ClusterSnapshot, NodeFacts, PodFacts, PodKey};
+use jobcarbon_core::{ClusterSnapshot, NodeFacts, PodFacts, PodKey, Seconds};
 use k8s_openapi::api::core::v1::Node;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -108,10 +108,11 @@ impl AttributionConfig {
             .as_ref()
             .and_then(|s| s.node_name.clone())
             .filter(|n| !n.is_empty());
+        let requests = pod_requests(pod.spec.as_ref());
         let reserved_share = node
             .as_deref()
             .and_then(|n| nodes.allocatable(n))
-            .map_or(0.0, |alloc| pod_requests(pod.spec.as_ref()).share_of(alloc));
+            .map_or(0.0, |alloc| requests.share_of(alloc));
         let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
         Some(ResolvedPod {
             facts: PodFacts {
@@ -124,6 +125,11 @@ impl AttributionConfig {
                 platform: self.platform.matches(namespace, labels),
                 reserved_share,
                 running,
+                created: meta
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| Seconds(t.0.as_second() as f64)),
+                gpus: requests.gpu,
             },
             issues: reading.issues,
         })

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 /// The extended resource NVIDIA's device plugin advertises.
 pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
+/// MIG instances under the device plugin's mixed strategy.
+pub const MIG_RESOURCE_PREFIX: &str = "nvidia.com/mig-";
 
 /// CPU (cores), memory (bytes) and GPUs (devices).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -24,10 +26,17 @@ impl Resources {
                 .and_then(|q| parse_quantity(&q.0))
                 .unwrap_or(0.0)
         };
+        // MIG instances (`nvidia.com/mig-3g.40gb`, mixed strategy) are GPUs a pod holds too.
+        let mig: f64 = map
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| k.starts_with(MIG_RESOURCE_PREFIX))
+            .filter_map(|(_, q)| parse_quantity(&q.0))
+            .sum();
         Self {
             cpu: get("cpu"),
             memory: get("memory"),
-            gpu: get(GPU_RESOURCE),
+            gpu: get(GPU_RESOURCE) + mig,
         }
     }
 

@@ -15,6 +15,7 @@ fn trim_meta(meta: &mut ObjectMeta) {
         labels: meta.labels.take(),
         owner_references: meta.owner_references.take(),
         deletion_timestamp: meta.deletion_timestamp.take(),
+        creation_timestamp: meta.creation_timestamp.take(),
         ..ObjectMeta::default()
     };
 }

@@ -5,7 +5,7 @@
 
 use jobcarbon_core::{
     ClusterSnapshot, Component, EnergyDelta, EnergyOwner, Grams, GramsPerKwh, GramsPerSecond,
-    Joules, NodeFacts, Phase, PodFacts, PodKey, ProductDef, ProductType, Pue, Seconds, WorkloadRef,
+    Joules, NodeFacts, Phase, PodFacts, PodKey, ProductDef, ProductType, Pue, Seconds,
 };
 use jobcarbon_ledger::settings::SystemDef;
 use jobcarbon_ledger::{Conditions, IntervalInput, LedgerState, Settings, book_interval};
@@ -110,17 +110,16 @@ pub fn world(pods: usize) -> World {
         let name = format!("pod-{i:06}");
         let product = (phase != Phase::Unlabelled).then(|| format!("model-{}", i % PRODUCTS));
         let key = PodKey::new(namespace, &name);
-        snapshot.pods.push(PodFacts {
-            key: key.clone(),
-            uid: format!("uid-{i}"),
-            workload: WorkloadRef::new(namespace, "Job", &format!("job-{}", i / 8)),
-            phase,
-            product,
-            node: Some(node.clone()),
-            platform,
-            reserved_share: 0.01,
-            running: true,
-        });
+        snapshot.pods.push(
+            PodFacts::new(namespace, &name)
+                .uid(&format!("uid-{i}"))
+                .workload("Job", &format!("job-{}", i / 8))
+                .phase(phase)
+                .product(product.as_deref())
+                .node(&node)
+                .platform(platform)
+                .reserved_share(0.01),
+        );
         let mut push = |component, joules| {
             energy.push(EnergyDelta {
                 node: node.clone(),

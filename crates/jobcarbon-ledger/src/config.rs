@@ -102,6 +102,9 @@ pub struct PrometheusConfig {
     pub bearer_token_file: Option<PathBuf>,
     #[serde(default = "default_prometheus_timeout")]
     pub timeout: Q<Seconds>,
+    /// Labels of an undeduplicated HA pair, dropped from every series' identity.
+    #[serde(default = "jobcarbon_telemetry::prom::default_replica_labels")]
+    pub replica_labels: Vec<String>,
 }
 fn default_prometheus_timeout() -> Q<Seconds> {
     Q(Seconds(10.0))
@@ -139,6 +142,45 @@ pub struct EnergyConfig {
     /// Kepler ≥ 0.10 RAPL zones to count (never summed blindly: `package` contains `core`).
     #[serde(default = "default_zones")]
     pub kepler_zones: Vec<String>,
+    /// A counter series unseen for longer is forgotten; when it returns it is new again.
+    #[serde(default = "default_counter_retention")]
+    pub counter_retention: Q<Seconds>,
+    #[serde(default)]
+    pub dcgm: DcgmSection,
+}
+fn default_counter_retention() -> Q<Seconds> {
+    Q(Seconds::from_hours(24.0))
+}
+
+/// `energy.dcgm`: how dcgm-exporter is deployed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DcgmSection {
+    /// The exporter's container names (upstream chart `exporter`, GPU operator
+    /// `nvidia-dcgm-exporter`): lines whose only pod labels name one are not a workload's.
+    #[serde(default = "default_exporter_containers")]
+    pub exporter_containers: Vec<String>,
+    /// MIG compute slices per GPU model (substring of `modelName`), beside the built-in A30: 4.
+    #[serde(default)]
+    pub mig_slices: BTreeMap<String, u32>,
+    /// Compute slices of a MIG GPU whose model is not listed (A100, H100, H200: 7).
+    #[serde(default = "default_mig_slices")]
+    pub default_mig_slices: u32,
+}
+fn default_exporter_containers() -> Vec<String> {
+    jobcarbon_telemetry::DcgmConfig::default().exporter_containers
+}
+fn default_mig_slices() -> u32 {
+    7
+}
+impl Default for DcgmSection {
+    fn default() -> Self {
+        Self {
+            exporter_containers: default_exporter_containers(),
+            mig_slices: BTreeMap::new(),
+            default_mig_slices: default_mig_slices(),
+        }
+    }
 }
 fn default_zones() -> Vec<String> {
     vec!["package".to_owned(), "dram".to_owned()]
@@ -150,6 +192,8 @@ impl Default for EnergyConfig {
             gpu: GpuMode::Dcgm,
             node_idle: IdlePolicy::ByEnergy,
             kepler_zones: default_zones(),
+            counter_retention: default_counter_retention(),
+            dcgm: DcgmSection::default(),
         }
     }
 }
@@ -523,6 +567,7 @@ impl Config {
             inference_window: self.inference.window.0,
             grace_period: self.exporter.grace_period.0,
             max_pod_series: self.exporter.max_pod_series,
+            counter_retention: self.energy.counter_retention.0,
         }
     }
 

@@ -79,6 +79,28 @@ pub struct IntervalReport {
     pub pool_drains: BTreeMap<String, Grams>,
 }
 
+/// The part of a node's unmapped GPU lines that is idle: as many of them as the node has GPUs
+/// no running pod requests (all of them when no running pod holds a GPU); the rest is some
+/// pod's energy that the exporter did not map (`gpu_unmapped`).
+fn idle_fraction(
+    snapshot: &ClusterSnapshot,
+    node: Option<&NodeFacts>,
+    name: &str,
+    unmapped: usize,
+) -> f64 {
+    let held: f64 = snapshot
+        .pods
+        .iter()
+        .filter(|p| p.running && p.node.as_deref() == Some(name))
+        .map(|p| p.gpus.max(0.0))
+        .sum();
+    if held <= 0.0 || unmapped == 0 {
+        return 1.0;
+    }
+    let free = node.map_or(0.0, |n| (f64::from(n.gpu_count) - held).max(0.0));
+    (free / unmapped as f64).min(1.0)
+}
+
 /// Facts about a pod known this interval, from the snapshot or (finished pods) the state.
 struct PodInfo<'a> {
     facts: Option<&'a PodFacts>,
@@ -158,6 +180,10 @@ pub fn book_interval(
     let mut own: BTreeMap<PodKey, Terms> = BTreeMap::new();
     let mut energy_on_node: BTreeMap<&str, BTreeMap<PodKey, Joules>> = BTreeMap::new();
     let mut idle: BTreeMap<&str, Joules> = BTreeMap::new();
+    let mut node_active: BTreeMap<(&str, Component), Joules> = BTreeMap::new();
+    let mut pods_on_node: BTreeMap<(&str, Component), Joules> = BTreeMap::new();
+    let mut unmapped_gpu: BTreeMap<&str, BTreeMap<&str, Joules>> = BTreeMap::new();
+    let mut gpu_energy = crate::state::GpuEnergy::default();
 
     // 1–2. Measured energy and its operational carbon.
     for delta in &input.energy {
@@ -166,6 +192,9 @@ pub fn book_interval(
             continue;
         }
         let grams = grams_of(joules, conditions(&delta.node));
+        if delta.component == Component::Gpu && delta.owner != EnergyOwner::NodeActive {
+            gpu_energy.measured += joules;
+        }
         match &delta.owner {
             EnergyOwner::Pod { key, .. } if info(key).is_some() => {
                 *energy
@@ -177,6 +206,9 @@ pub fn book_interval(
                     .entry(delta.node.as_str())
                     .or_default()
                     .entry(key.clone())
+                    .or_insert(Joules::ZERO) += joules;
+                *pods_on_node
+                    .entry((delta.node.as_str(), delta.component))
                     .or_insert(Joules::ZERO) += joules;
                 own.entry(key.clone()).or_default()[Term::Operational] += grams;
                 emissions.book(grams, to(Account::Pod(key.clone()), grams));
@@ -190,10 +222,48 @@ pub fn book_interval(
                     unallocated(UnallocatedReason::SystemProcesses, grams),
                 );
             }
-            // An idle or unmapped GPU burns power for the node: it is node idle.
-            EnergyOwner::NodeIdle | EnergyOwner::UnmappedGpu { .. } => {
+            EnergyOwner::NodeIdle => {
                 *idle.entry(delta.node.as_str()).or_insert(Joules::ZERO) += joules;
             }
+            EnergyOwner::UnmappedGpu { uuid } => {
+                *unmapped_gpu
+                    .entry(delta.node.as_str())
+                    .or_default()
+                    .entry(uuid.as_str())
+                    .or_insert(Joules::ZERO) += joules;
+            }
+            EnergyOwner::NodeActive => {
+                *node_active
+                    .entry((delta.node.as_str(), delta.component))
+                    .or_insert(Joules::ZERO) += joules;
+            }
+        }
+    }
+    // Node active energy the node's pods do not account for is non-pod work.
+    for ((node, component), active) in &node_active {
+        let pods = pods_on_node
+            .get(&(*node, *component))
+            .copied()
+            .unwrap_or(Joules::ZERO);
+        let rest = (*active - pods).non_negative();
+        if rest > Joules::ZERO {
+            let grams = grams_of(rest, conditions(node));
+            emissions.book(
+                grams,
+                unallocated(UnallocatedReason::SystemProcesses, grams),
+            );
+        }
+    }
+    for (node, gpus) in &unmapped_gpu {
+        let fraction = idle_fraction(snapshot, nodes.get(node).copied(), node, gpus.len());
+        let total: Joules = gpus.values().copied().sum();
+        let as_idle = total * fraction;
+        *idle.entry(node).or_insert(Joules::ZERO) += as_idle;
+        let rest = (total - as_idle).non_negative();
+        gpu_energy.unmapped += rest;
+        if rest > Joules::ZERO {
+            let grams = grams_of(rest, conditions(node));
+            emissions.book(grams, unallocated(UnallocatedReason::GpuUnmapped, grams));
         }
     }
 
@@ -502,6 +572,8 @@ pub fn book_interval(
     for (reason, grams) in emissions.unallocated.iter().chain(&transfers.unallocated) {
         *next.unallocated.entry(*reason).or_insert(Grams::ZERO) += *grams;
     }
+    next.gpu_energy.measured += gpu_energy.measured;
+    next.gpu_energy.unmapped += gpu_energy.unmapped;
     next.last_booked = Some(at);
     next.intervals_booked += 1;
 

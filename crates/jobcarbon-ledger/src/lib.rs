@@ -18,6 +18,7 @@ pub mod kube_cluster;
 pub mod product_checkpoint;
 pub mod runner;
 pub mod settings;
+pub mod sources;
 pub mod state;
 pub mod view;
 

@@ -8,7 +8,10 @@ use crate::settings::{IntensitySpec, Settings};
 use crate::state::LedgerState;
 use crate::view::{RegionStatus, SharedView, SourceStatus};
 use async_trait::async_trait;
-use jobcarbon_core::{ClusterSnapshot, GramsPerKwh, Phase, ProductDef, Seconds};
+use jobcarbon_core::{
+    ClusterSnapshot, EnergyOwner, EnergyReading, GramsPerKwh, Phase, PodFacts, PodKey, ProductDef,
+    Seconds,
+};
 use jobcarbon_telemetry::counters::{CounterTracker, FirstSight};
 use jobcarbon_telemetry::{EnergySource, MetricQuery, RequestQuery};
 use std::collections::BTreeMap;
@@ -138,7 +141,7 @@ impl Ledger {
 
         let snapshot = self.read_cluster(at, &mut statuses).await;
         let counters_before = hold_on_outage.then(|| self.energy_counters.clone());
-        let energy = self.read_energy(at, &mut statuses).await;
+        let energy = self.read_energy(at, &snapshot, &mut statuses).await;
         let failed: Vec<String> = self
             .sources
             .energy
@@ -218,21 +221,35 @@ impl Ledger {
     async fn read_energy(
         &mut self,
         at: Seconds,
+        snapshot: &ClusterSnapshot,
         statuses: &mut BTreeMap<String, SourceStatus>,
     ) -> Vec<jobcarbon_core::EnergyDelta> {
         let mut deltas = Vec::new();
+        let pods: BTreeMap<&PodKey, &PodFacts> =
+            snapshot.pods.iter().map(|p| (&p.key, p)).collect();
         for source in &self.sources.energy {
             let name = source.name().to_owned();
             let status = statuses.entry(name.clone()).or_default();
             match source.read(at).await {
                 Ok(readings) => {
                     status.last_success = Some(at);
-                    let counters = self.energy_counters.entry(name).or_insert_with(|| {
-                        CounterTracker::new(FirstSight::BookAfterFirstObservation)
-                    });
-                    deltas.extend(counters.observe(&readings).deltas);
-                    // Series gone for an hour will not come back with a final value.
-                    counters.forget_older_than(at - Seconds::from_hours(1.0));
+                    let readings = without_finished_sharers(readings, &pods);
+                    let per_pod = source.counters_start_with_pod();
+                    // A per-pod counter first seen for a pod created since the last read
+                    // counted from 0 inside the interval; anything else is its past.
+                    let started = |r: &EnergyReading, since: Seconds| match &r.owner {
+                        EnergyOwner::Pod { key, .. } if per_pod => pods
+                            .get(key)
+                            .and_then(|p| p.created)
+                            .is_some_and(|created| created >= since),
+                        _ => false,
+                    };
+                    let counters = self
+                        .energy_counters
+                        .entry(name)
+                        .or_insert_with(|| CounterTracker::new(FirstSight::Baseline));
+                    deltas.extend(counters.observe_since(&readings, &started).deltas);
+                    counters.forget_older_than(at - self.settings.counter_retention);
                 }
                 Err(e) => {
                     // Counters are cumulative: what this read misses, the next one books.
@@ -338,6 +355,33 @@ impl Ledger {
     }
 }
 
+/// Drops the readings of pods that no longer run from counters they share with a running pod's
+/// reading in the same slot (time-sliced GPUs: the exporter names pods that held the GPU
+/// during the lookback), so the still-running sharers take the energy. A reading that is alone
+/// in its slot keeps it (its energy is booked to it, or as an unknown pod).
+fn without_finished_sharers(
+    readings: Vec<EnergyReading>,
+    pods: &BTreeMap<&PodKey, &PodFacts>,
+) -> Vec<EnergyReading> {
+    let running = |r: &EnergyReading| match &r.owner {
+        EnergyOwner::Pod { key, .. } => pods.get(key).is_some_and(|p| p.running),
+        _ => false,
+    };
+    let slots_with_running: std::collections::BTreeSet<(String, String)> = readings
+        .iter()
+        .filter(|r| running(r))
+        .map(|r| (r.series.clone(), r.share.slot.clone()))
+        .collect();
+    readings
+        .into_iter()
+        .filter(|r| {
+            running(r)
+                || !matches!(r.owner, EnergyOwner::Pod { .. })
+                || !slots_with_running.contains(&(r.series.clone(), r.share.slot.clone()))
+        })
+        .collect()
+}
+
 fn nothing_booked(at: Seconds) -> IntervalReport {
     IntervalReport {
         at,
@@ -376,5 +420,39 @@ fn with_serving_namespace(
             }
         }
         other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jobcarbon_core::{Component, Joules};
+
+    fn line(pod: &str, slot: &str) -> EnergyReading {
+        EnergyReading::new(
+            "dcgm/GPU-1",
+            "n1",
+            EnergyOwner::Pod {
+                key: PodKey::new("ns", pod),
+                container: String::new(),
+            },
+            Component::Gpu,
+            Joules(1.0),
+            Seconds(0.0),
+        )
+        .with_share(slot, 1.0)
+    }
+
+    #[test]
+    fn finished_sharers_leave_the_running_ones_the_gpu() {
+        let running = PodFacts::new("ns", "a");
+        let finished = PodFacts::new("ns", "b").running(false);
+        let pods: BTreeMap<&PodKey, &PodFacts> =
+            [(&running.key, &running), (&finished.key, &finished)].into();
+        // Same slot: b is dropped. Alone in its slot: b keeps its line.
+        let kept = without_finished_sharers(vec![line("a", ""), line("b", "")], &pods);
+        assert_eq!(kept.len(), 1);
+        let kept = without_finished_sharers(vec![line("a", "mig-1"), line("b", "mig-2")], &pods);
+        assert_eq!(kept.len(), 2);
     }
 }

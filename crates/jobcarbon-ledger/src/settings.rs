@@ -88,6 +88,13 @@ pub struct Settings {
     pub inference_window: Seconds,
     pub grace_period: Seconds,
     pub max_pod_series: usize,
+    /// Counter series unseen for longer are forgotten (`energy.counterRetention`).
+    #[serde(default = "default_counter_retention")]
+    pub counter_retention: Seconds,
+}
+
+fn default_counter_retention() -> Seconds {
+    Seconds::from_hours(24.0)
 }
 
 impl Settings {
@@ -116,6 +123,7 @@ impl Settings {
             inference_window: Seconds::from_hours(1.0),
             grace_period: Seconds::from_minutes(10.0),
             max_pod_series: 10_000,
+            counter_retention: default_counter_retention(),
         }
     }
 

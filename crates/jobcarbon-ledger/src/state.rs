@@ -32,6 +32,16 @@ pub struct LedgerState {
     pub unallocated: BTreeMap<UnallocatedReason, Grams>,
     /// Pods that got no series of their own because of the series cap.
     pub series_dropped: u64,
+    /// Cumulative GPU energy measured, and the part no pod could be given (`gpu_unmapped`).
+    #[serde(default)]
+    pub gpu_energy: GpuEnergy,
+}
+
+/// GPU energy totals, for the share of GPU energy that is unmapped (an alert).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuEnergy {
+    pub measured: Joules,
+    pub unmapped: Joules,
 }
 
 impl LedgerState {

@@ -22,17 +22,13 @@ fn close(a: f64, b: f64) -> bool {
 }
 
 fn pod(ns: &str, name: &str, workload: &str, phase: Phase, product: Option<&str>) -> PodFacts {
-    PodFacts {
-        key: PodKey::new(ns, name),
-        uid: format!("uid-{name}"),
-        workload: WorkloadRef::new(ns, "Job", workload),
-        phase,
-        product: product.map(str::to_owned),
-        node: Some("n1".to_owned()),
-        platform: false,
-        reserved_share: 1.0,
-        running: true,
-    }
+    PodFacts::new(ns, name)
+        .uid(&format!("uid-{name}"))
+        .workload("Job", workload)
+        .phase(phase)
+        .product(product)
+        .node("n1")
+        .reserved_share(1.0)
 }
 
 fn node(name: &str) -> NodeFacts {
@@ -438,7 +434,7 @@ fn world() -> impl Strategy<Value = World> {
         0..8,
     );
     let energies = prop::collection::vec(
-        prop::collection::vec((0usize..12, 0usize..4, 0.0..1e6f64), 0..14),
+        prop::collection::vec((0usize..13, 0usize..4, 0.0..1e6f64), 0..14),
         1..5,
     );
     (
@@ -485,16 +481,16 @@ fn world() -> impl Strategy<Value = World> {
                 let facts: Vec<PodFacts> = pods
                     .iter()
                     .enumerate()
-                    .map(|(i, (n, ph, pr, w, running, platform, share))| PodFacts {
-                        key: PodKey::new("ns", format!("p{i}")),
-                        uid: format!("u{i}"),
-                        workload: WorkloadRef::new("ns", "Job", &format!("w{w}")),
-                        phase: phases[*ph],
-                        product: ["m", "d"].get(*pr).map(|s| (*s).to_owned()),
-                        node: Some(format!("n{n}")),
-                        platform: *platform,
-                        reserved_share: *share,
-                        running: *running,
+                    .map(|(i, (n, ph, pr, w, running, platform, share))| {
+                        PodFacts::new("ns", &format!("p{i}"))
+                            .uid(&format!("u{i}"))
+                            .workload("Job", &format!("w{w}"))
+                            .phase(phases[*ph])
+                            .product(["m", "d"].get(*pr).copied())
+                            .node(&format!("n{n}"))
+                            .platform(*platform)
+                            .reserved_share(*share)
+                            .running(*running)
                     })
                     .collect();
                 let mut d = ProductDef::new("d", ProductType::Dataset, Seconds::from_years(1.0));
@@ -531,6 +527,7 @@ fn world() -> impl Strategy<Value = World> {
                                         },
                                         8 => EnergyOwner::NodeSystem,
                                         9 => EnergyOwner::UnmappedGpu { uuid: "g".into() },
+                                        10 => EnergyOwner::NodeActive,
                                         _ => EnergyOwner::NodeIdle,
                                     },
                                     component: Component::ALL[*c],
@@ -622,5 +619,91 @@ proptest! {
         let total = state_total(&state) + unallocated_total;
         let inputs = new_inputs + transfers_from_stocks;
         prop_assert!((total - inputs).abs() <= 1e-9 * inputs.max(1.0), "{total} vs {inputs}");
+    }
+}
+
+fn node_delta(owner: EnergyOwner, component: Component, joules: f64) -> EnergyDelta {
+    EnergyDelta {
+        node: "n1".into(),
+        owner,
+        component,
+        energy: Joules(joules),
+    }
+}
+
+/// Kepler ≥ 0.10: node active energy the pods do not account for is non-pod work, booked as
+/// unallocated like the legacy `system_processes`, so both generations give the same totals.
+#[test]
+fn kepler_v2_non_pod_active_energy_is_unallocated_system_processes() {
+    // 3600 g/kWh at PUE 1: 1 J = 1 mg.
+    let settings = Settings::simple(Pue(1.0), GramsPerKwh(3600.0));
+    let a = pod("ml", "a", "a", Phase::Training, None);
+    let snapshot = ClusterSnapshot {
+        pods: vec![a.clone()],
+        nodes: vec![node("n1")],
+        ..Default::default()
+    };
+    let deltas = vec![
+        energy(&a, Component::Cpu, 700.0),
+        node_delta(EnergyOwner::NodeActive, Component::Cpu, 1000.0),
+        // Active below the pods' sum (rounding between counters): nothing negative.
+        node_delta(EnergyOwner::NodeActive, Component::Dram, 0.0),
+    ];
+    let (state, report) = one_interval(&settings, snapshot, deltas, 30.0, 1.0, 3600.0);
+    assert!(close(
+        state.pods[&a.key].carbon[Term::Operational].value(),
+        0.7
+    ));
+    assert!(close(
+        report.emissions.unallocated[&UnallocatedReason::SystemProcesses].value(),
+        0.3
+    ));
+    assert!(close(report.emissions.input.value(), 1.0));
+    assert!(report.emissions.conservation_error() < 1e-12);
+}
+
+/// A GPU line naming no workload is node idle as far as the node has GPUs no running pod
+/// requests; the rest is some pod's energy the exporter did not map: `gpu_unmapped`.
+#[test]
+fn unmapped_gpu_energy_is_idle_only_where_gpus_are_free() {
+    let settings = Settings::simple(Pue(1.0), GramsPerKwh(3600.0));
+    let unmapped = |uuid: &str, joules| {
+        node_delta(
+            EnergyOwner::UnmappedGpu { uuid: uuid.into() },
+            Component::Gpu,
+            joules,
+        )
+    };
+    let mut two_gpus = node("n1");
+    two_gpus.gpu_count = 2;
+    // (pods holding GPUs, expected idle grams, expected gpu_unmapped grams) for 2 × 500 J.
+    for (held, idle_g, unmapped_g) in [(0.0, 1.0, 0.0), (1.0, 0.5, 0.5), (2.0, 0.0, 1.0)] {
+        let a = pod("ml", "a", "a", Phase::Training, None).gpus(held);
+        let snapshot = ClusterSnapshot {
+            pods: vec![a.clone()],
+            nodes: vec![two_gpus.clone()],
+            ..Default::default()
+        };
+        let deltas = vec![
+            energy(&a, Component::Cpu, 100.0),
+            unmapped("GPU-1", 500.0),
+            unmapped("GPU-2", 500.0),
+        ];
+        let (state, report) = one_interval(&settings, snapshot, deltas, 30.0, 1.0, 3600.0);
+        let idle_share = state.pods[&a.key]
+            .energy
+            .get(&Component::IdleShare)
+            .map_or(0.0, |j| j.value() / 1000.0);
+        let gpu_unmapped = report
+            .emissions
+            .unallocated
+            .get(&UnallocatedReason::GpuUnmapped)
+            .map_or(0.0, |g| g.value());
+        assert!(close(idle_share, idle_g), "{held} held: idle {idle_share}");
+        assert!(
+            close(gpu_unmapped, unmapped_g),
+            "{held} held: {gpu_unmapped}"
+        );
+        assert!(report.emissions.conservation_error() < 1e-12);
     }
 }

@@ -10,8 +10,7 @@
 
 use async_trait::async_trait;
 use jobcarbon_core::{
-    ClusterSnapshot, GramsPerKwh, NodeFacts, Phase, PodFacts, PodKey, ProductDef, ProductType, Pue,
-    Seconds, WorkloadRef,
+    ClusterSnapshot, GramsPerKwh, NodeFacts, Phase, PodFacts, ProductDef, ProductType, Pue, Seconds,
 };
 use jobcarbon_ledger::checkpoint::CheckpointFile;
 use jobcarbon_ledger::settings::SystemDef;
@@ -116,17 +115,13 @@ fn history(r: &Range) -> History {
 }
 
 fn pod(name: &str, workload: &str, phase: Phase) -> PodFacts {
-    PodFacts {
-        key: PodKey::new("ml", name),
-        uid: format!("uid-{name}"),
-        workload: WorkloadRef::new("ml", "Job", workload),
-        phase,
-        product: Some("bert".to_owned()),
-        node: Some("n1".to_owned()),
-        platform: false,
-        reserved_share: 0.25,
-        running: true,
-    }
+    PodFacts::new("ml", name)
+        .uid(&format!("uid-{name}"))
+        .workload("Job", workload)
+        .phase(phase)
+        .product(Some("bert"))
+        .node("n1")
+        .reserved_share(0.25)
 }
 
 struct StaticCluster;

@@ -8,16 +8,18 @@ use std::hint::black_box;
 
 fn readings(n: usize, step: f64) -> Vec<EnergyReading> {
     (0..n)
-        .map(|i| EnergyReading {
-            series: format!("kepler/v2/node-{}/pod/{i:08}/package", i % 100),
-            node: format!("node-{}", i % 100),
-            owner: EnergyOwner::Pod {
-                key: PodKey::new(format!("ns-{}", i % 50), format!("pod-{i}")),
-                container: String::new(),
-            },
-            component: Component::Cpu,
-            cumulative: Joules(1000.0 + step * (i % 7) as f64),
-            at: Seconds(step),
+        .map(|i| {
+            EnergyReading::new(
+                format!("kepler/v2/node-{}/pod/{i:08}/package", i % 100),
+                format!("node-{}", i % 100),
+                EnergyOwner::Pod {
+                    key: PodKey::new(format!("ns-{}", i % 50), format!("pod-{i}")),
+                    container: String::new(),
+                },
+                Component::Cpu,
+                Joules(1000.0 + step * (i % 7) as f64),
+                Seconds(step),
+            )
         })
         .collect()
 }

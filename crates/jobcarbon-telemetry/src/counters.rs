@@ -1,37 +1,45 @@
-//! Cumulative counters → non-negative per-interval deltas.
+//! Cumulative counters → non-negative per-interval deltas: the one counter rule of
+//! `docs/telemetry.md`, for joules and request counts alike.
 //!
-//! Rules (DESIGN §5):
-//! - the first sight of a series books nothing (it is the baseline), unless the
-//!   [`FirstSight`] policy says otherwise;
-//! - a decrease is a reset: the new value is the delta (the counter restarted at 0);
-//! - a decrease from near a known maximum is a wrap: the delta is `max − previous + new`;
-//! - a series that vanishes keeps what was booked (nothing is taken back);
-//! - energy is never negative; non-finite or negative samples are rejected, not booked;
-//! - readings that share one `series` are one counter shared by several owners (a
-//!   time-sliced GPU, the MIG instances of one GPU): its delta is split equally over those
-//!   readings with [`jobcarbon_core::allocation::split_equal`], so it is counted once.
+//! - Energy is booked only when it provably happened inside the booked interval. A series
+//!   seen for the first time books nothing of its past, unless the caller proves it started
+//!   since the previous observation (a Kepler pod series whose pod was created after it):
+//!   see [`CounterTracker::observe_since`].
+//! - A decrease is a reset (the counter restarted at 0, the new value is the delta); a
+//!   decrease from near a known maximum is a wrap; a decrease of less than
+//!   [`JITTER`] of the value is jitter between scrapes of the same counter (an HA pair): it
+//!   books nothing and keeps the higher baseline.
+//! - A series that vanishes keeps what it booked; one that returns books its increase since
+//!   its last sample. Series unseen for longer than the retention are forgotten by
+//!   [`CounterTracker::forget_older_than`], and the first-sight rule applies when they return.
+//! - Readings that share one `series` are one counter shared by several owners (a
+//!   time-sliced GPU, the MIG instances of one GPU): its delta goes to the readings' slots by
+//!   weight, and a slot's part equally over its readings, so it is counted once.
+//! - Energy is never negative; non-finite or negative samples are rejected, not booked.
 //!
 //! The tracker is `Serialize`/`Deserialize` so the ledger can checkpoint it.
 
-use jobcarbon_core::allocation::split_equal;
+use jobcarbon_core::allocation::{split_equal, split_weighted};
 use jobcarbon_core::{
     Component, EnergyDelta, EnergyOwner, EnergyReading, Joules, Seconds, UnallocatedReason,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// A decrease smaller than this fraction of the previous value is jitter, not a reset.
+pub const JITTER: f64 = 0.01;
+
 /// What to book the first time a series is seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FirstSight {
-    /// Book nothing: the value is the baseline (counters that predate the tracker).
+    /// Book nothing of the past, unless the caller proves the series started since the
+    /// previous observation ([`CounterTracker::observe_since`]).
     #[default]
+    #[serde(alias = "book-after-first-observation")]
     Baseline,
-    /// Book the whole cumulative value (counters known to start at 0 with their owner).
+    /// Book the whole cumulative value (counters known to start at 0 with the tracker).
     BookAll,
-    /// Baseline on the tracker's first observation; book the whole value of series that
-    /// appear later (a new pod's Kepler counters start at 0 when the container starts).
-    BookAfterFirstObservation,
 }
 
 /// A counter's known maximum: a decrease from near it is a wrap, not a reset.
@@ -88,6 +96,9 @@ pub struct CounterTracker {
     wrap_rules: Vec<WrapRule>,
     last: BTreeMap<String, LastSample>,
     observations: u64,
+    /// The latest sample time of the previous observation.
+    #[serde(default)]
+    previous_at: Option<Seconds>,
 }
 
 impl CounterTracker {
@@ -136,8 +147,20 @@ impl CounterTracker {
             .map(|r| r.maximum)
     }
 
-    /// Books one batch of readings (normally one source's answer for one time).
+    /// Books one batch of readings (normally one source's answer for one time). A new
+    /// series books nothing of its past.
     pub fn observe(&mut self, readings: &[EnergyReading]) -> Observed {
+        self.observe_since(readings, &|_, _| false)
+    }
+
+    /// Like [`CounterTracker::observe`], but a new series whose reading `started(reading,
+    /// since)` proves it began counting from 0 after `since` (the previous observation's
+    /// time) books its whole value. Never on the tracker's first observation.
+    pub fn observe_since(
+        &mut self,
+        readings: &[EnergyReading],
+        started: &dyn Fn(&EnergyReading, Seconds) -> bool,
+    ) -> Observed {
         let mut out = Observed::default();
         let mut groups: BTreeMap<&str, Vec<&EnergyReading>> = BTreeMap::new();
         for r in readings {
@@ -148,8 +171,9 @@ impl CounterTracker {
             }
             groups.entry(r.series.as_str()).or_default().push(r);
         }
-        let first_observation = self.observations == 0;
+        let previous_at = self.previous_at;
         let mut booked: BTreeMap<(String, EnergyOwner, Component), Joules> = BTreeMap::new();
+        let mut latest = previous_at;
         for (series, group) in groups {
             // A shared counter reports one value; take the largest in case of jitter.
             let value = group
@@ -157,56 +181,17 @@ impl CounterTracker {
                 .map(|r| r.cumulative)
                 .fold(Joules::ZERO, Joules::max);
             let at = group.iter().map(|r| r.at).fold(Seconds::ZERO, Seconds::max);
-            let delta = match self.last.get(series) {
-                None => {
-                    out.new_series.push(series.to_owned());
-                    match self.first_sight {
-                        FirstSight::Baseline => Joules::ZERO,
-                        FirstSight::BookAll => value,
-                        FirstSight::BookAfterFirstObservation if first_observation => Joules::ZERO,
-                        FirstSight::BookAfterFirstObservation => value,
-                    }
-                }
-                Some(prev) if at < prev.at => {
-                    out.rejected
-                        .push((series.to_owned(), Rejection::OutOfOrder));
-                    continue;
-                }
-                Some(prev) if value >= prev.cumulative => value - prev.cumulative,
-                Some(prev) => match self.wrap_maximum(series) {
-                    Some(max) if is_wrap(prev.cumulative, value, max) => {
-                        out.wraps.push(series.to_owned());
-                        (max - prev.cumulative) + value
-                    }
-                    _ => {
-                        out.resets.push(series.to_owned());
-                        value
-                    }
-                },
-            };
-            self.last.insert(
-                series.to_owned(),
-                LastSample {
-                    cumulative: value,
-                    at,
-                },
-            );
-            let delta = delta.non_negative();
-            if delta == Joules::ZERO {
+            let Some(delta) = self.step(series, value, at, previous_at, &group, started, &mut out)
+            else {
                 continue;
-            }
-            let split = split_equal(delta, group.iter().copied(), UnallocatedReason::Rounding);
-            for (reading, share) in split.shares {
-                *booked
-                    .entry((
-                        reading.node.clone(),
-                        reading.owner.clone(),
-                        reading.component,
-                    ))
-                    .or_insert(Joules::ZERO) += share.non_negative();
+            };
+            latest = Some(latest.map_or(at, |l| l.max(at)));
+            if delta > Joules::ZERO {
+                book_shared(delta, &group, &mut booked);
             }
         }
         self.observations += 1;
+        self.previous_at = latest;
         out.deltas = booked
             .into_iter()
             .map(|((node, owner, component), energy)| EnergyDelta {
@@ -217,6 +202,99 @@ impl CounterTracker {
             })
             .collect();
         out
+    }
+
+    /// One series' delta under the counter rule; `None` when the reading is rejected.
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        series: &str,
+        value: Joules,
+        at: Seconds,
+        previous_at: Option<Seconds>,
+        group: &[&EnergyReading],
+        started: &dyn Fn(&EnergyReading, Seconds) -> bool,
+        out: &mut Observed,
+    ) -> Option<Joules> {
+        let (delta, baseline) = match self.last.get(series) {
+            None => {
+                out.new_series.push(series.to_owned());
+                let book = match self.first_sight {
+                    FirstSight::BookAll => true,
+                    FirstSight::Baseline => {
+                        previous_at.is_some_and(|since| group.iter().all(|r| started(r, since)))
+                    }
+                };
+                (if book { value } else { Joules::ZERO }, value)
+            }
+            Some(prev) if at < prev.at => {
+                out.rejected
+                    .push((series.to_owned(), Rejection::OutOfOrder));
+                return None;
+            }
+            Some(prev) if value >= prev.cumulative => (value - prev.cumulative, value),
+            Some(prev) if value.value() >= prev.cumulative.value() * (1.0 - JITTER) => {
+                (Joules::ZERO, prev.cumulative)
+            }
+            Some(prev) => match self.wrap_maximum(series) {
+                Some(max) if is_wrap(prev.cumulative, value, max) => {
+                    out.wraps.push(series.to_owned());
+                    ((max - prev.cumulative) + value, value)
+                }
+                _ => {
+                    out.resets.push(series.to_owned());
+                    (value, value)
+                }
+            },
+        };
+        self.last.insert(
+            series.to_owned(),
+            LastSample {
+                cumulative: baseline,
+                at,
+            },
+        );
+        Some(delta.non_negative())
+    }
+}
+
+/// Splits one shared counter's delta over its readings: slots by weight, then each slot's
+/// part equally over the slot's readings.
+fn book_shared(
+    delta: Joules,
+    group: &[&EnergyReading],
+    booked: &mut BTreeMap<(String, EnergyOwner, Component), Joules>,
+) {
+    let mut slots: BTreeMap<&str, (f64, Vec<&EnergyReading>)> = BTreeMap::new();
+    for r in group {
+        let slot = slots
+            .entry(r.share.slot.as_str())
+            .or_insert((0.0, Vec::new()));
+        let weight = if r.share.weight.is_finite() {
+            r.share.weight.max(0.0)
+        } else {
+            0.0
+        };
+        slot.0 = slot.0.max(weight);
+        slot.1.push(r);
+    }
+    // All weights zero: split_weighted shares equally rather than losing the energy.
+    let weights = slots.iter().map(|(slot, (w, _))| (*slot, *w));
+    let parts = split_weighted(delta, weights, UnallocatedReason::Rounding).shares;
+    for (slot, part) in parts {
+        let Some((_, readings)) = slots.get(slot) else {
+            continue;
+        };
+        let split = split_equal(part, readings.iter().copied(), UnallocatedReason::Rounding);
+        for (reading, share) in split.shares {
+            *booked
+                .entry((
+                    reading.node.clone(),
+                    reading.owner.clone(),
+                    reading.component,
+                ))
+                .or_insert(Joules::ZERO) += share.non_negative();
+        }
     }
 }
 
@@ -233,17 +311,25 @@ mod tests {
     use proptest::prelude::*;
 
     fn reading(series: &str, pod: &str, value: f64, at: f64) -> EnergyReading {
-        EnergyReading {
-            series: series.into(),
-            node: "n1".into(),
-            owner: EnergyOwner::Pod {
+        EnergyReading::new(
+            series,
+            "n1",
+            EnergyOwner::Pod {
                 key: PodKey::new("ns", pod),
                 container: "c".into(),
             },
-            component: Component::Cpu,
-            cumulative: Joules(value),
-            at: Seconds(at),
-        }
+            Component::Cpu,
+            Joules(value),
+            Seconds(at),
+        )
+    }
+
+    fn pod_total(obs: &Observed, pod: &str) -> f64 {
+        obs.deltas
+            .iter()
+            .filter(|d| matches!(&d.owner, EnergyOwner::Pod { key, .. } if key.pod == pod))
+            .map(|d| d.energy.value())
+            .sum()
     }
 
     fn total(obs: &Observed) -> f64 {
@@ -259,14 +345,83 @@ mod tests {
     }
 
     #[test]
-    fn book_all_and_book_after_first() {
+    fn book_all_and_started_since_previous_observation() {
         let mut t = CounterTracker::new(FirstSight::BookAll);
         assert_eq!(total(&t.observe(&[reading("s", "p", 100.0, 0.0)])), 100.0);
-        let mut t = CounterTracker::new(FirstSight::BookAfterFirstObservation);
-        assert_eq!(total(&t.observe(&[reading("a", "p", 100.0, 0.0)])), 0.0);
-        let obs = t.observe(&[reading("a", "p", 110.0, 30.0), reading("b", "q", 7.0, 30.0)]);
-        assert_eq!(total(&obs), 17.0);
-        assert_eq!(obs.new_series, vec!["b".to_owned()]);
+        // Only series the caller proves started after the previous observation (t = 0).
+        let started = |r: &EnergyReading, since: Seconds| {
+            assert_eq!(since, Seconds(0.0));
+            matches!(&r.owner, EnergyOwner::Pod { key, .. } if key.pod == "new")
+        };
+        let mut t = CounterTracker::new(FirstSight::Baseline);
+        assert_eq!(
+            total(&t.observe_since(&[reading("a", "new", 100.0, 0.0)], &started)),
+            0.0,
+            "never on the first observation"
+        );
+        let obs = t.observe_since(
+            &[
+                reading("a", "new", 110.0, 30.0),
+                reading("b", "new", 7.0, 30.0),
+                reading("c", "old", 7.2e6, 30.0),
+            ],
+            &started,
+        );
+        assert_eq!(total(&obs), 17.0, "a GPU's since-boot 7.2 MJ is not booked");
+        assert_eq!(obs.new_series, vec!["b".to_owned(), "c".to_owned()]);
+    }
+
+    #[test]
+    fn forgotten_series_returning_books_nothing_of_its_past() {
+        let mut t = CounterTracker::new(FirstSight::Baseline);
+        t.observe(&[reading("g", "p", 1000.0, 0.0), reading("h", "p", 5.0, 0.0)]);
+        // g is absent for two hours: still remembered (24 h retention), so its return books
+        // the increase over the gap, not its since-boot value.
+        t.observe(&[reading("h", "p", 6.0, 3600.0)]);
+        let obs = t.observe(&[reading("g", "p", 1500.0, 7200.0)]);
+        assert_eq!(total(&obs), 500.0);
+        // Beyond retention it is forgotten; on return the first-sight rule applies.
+        assert_eq!(t.forget_older_than(Seconds(7200.0 - 60.0)), 1);
+        let obs = t.observe(&[reading("h", "p", 9.0, 7230.0)]);
+        assert_eq!(
+            total(&obs),
+            0.0,
+            "h is a new series again: its 9 J are its past"
+        );
+    }
+
+    #[test]
+    fn small_decrease_is_jitter_not_reset() {
+        let mut t = CounterTracker::new(FirstSight::Baseline);
+        t.observe(&[reading("s", "p", 1_000_000.0, 0.0)]);
+        // An undeduplicated HA replica scraped a moment earlier: 0.1 % lower.
+        let obs = t.observe(&[reading("s", "p", 999_000.0, 30.0)]);
+        assert_eq!(total(&obs), 0.0);
+        assert!(obs.resets.is_empty());
+        assert_eq!(
+            total(&t.observe(&[reading("s", "p", 1_000_300.0, 60.0)])),
+            300.0
+        );
+    }
+
+    #[test]
+    fn slots_split_by_weight_then_equally() {
+        let mut t = CounterTracker::new(FirstSight::Baseline);
+        let batch = |v: f64, at: f64| {
+            vec![
+                reading("gpu", "a", v, at).with_share("mig-1", 3.0),
+                reading("gpu", "b", v, at).with_share("mig-2", 1.0),
+                reading("gpu", "c", v, at).with_share("mig-2", 1.0),
+                reading("gpu", "idle", v, at).with_share("unused", 3.0),
+            ]
+        };
+        t.observe(&batch(0.0, 0.0));
+        let obs = t.observe(&batch(700.0, 30.0));
+        assert!((pod_total(&obs, "a") - 300.0).abs() < 1e-9);
+        assert!((pod_total(&obs, "b") - 50.0).abs() < 1e-9);
+        assert!((pod_total(&obs, "c") - 50.0).abs() < 1e-9);
+        assert!((pod_total(&obs, "idle") - 300.0).abs() < 1e-9);
+        assert!((total(&obs) - 700.0).abs() < 1e-9);
     }
 
     #[test]
@@ -342,8 +497,7 @@ mod tests {
 
     #[test]
     fn checkpoint_round_trip() {
-        let mut t =
-            CounterTracker::new(FirstSight::BookAfterFirstObservation).with_wrap("x", Joules(10.0));
+        let mut t = CounterTracker::new(FirstSight::Baseline).with_wrap("x", Joules(10.0));
         t.observe(&[reading("s", "p", 10.0, 0.0)]);
         let json = serde_json::to_string(&t).unwrap();
         let mut back: CounterTracker = serde_json::from_str(&json).unwrap();
@@ -360,13 +514,19 @@ mod tests {
         ) {
             let mut t = CounterTracker::new(FirstSight::Baseline).with_wrap("w", Joules(5e6));
             let mut value = 0.0;
+            let mut baseline = 0.0;
             let mut expected = 0.0;
             let mut booked = 0.0;
             for (i, (step, reset)) in steps.iter().enumerate() {
-                let before = value;
                 value = if *reset { *step } else { value + step };
-                if i > 0 {
-                    expected += if *reset && value < before { value } else { value - before };
+                if i == 0 {
+                    baseline = value;
+                } else if value >= baseline {
+                    expected += value - baseline;
+                    baseline = value;
+                } else if value < baseline * (1.0 - JITTER) {
+                    expected += value;
+                    baseline = value;
                 }
                 let batch: Vec<_> = (0..sharers)
                     .map(|k| reading("s", &format!("p{k}"), value, i as f64))

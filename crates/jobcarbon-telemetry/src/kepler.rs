@@ -7,7 +7,14 @@
 //!   ([`EnergyOwner::NodeSystem`]). `core`/`uncore` are parts of `package`, `platform`
 //!   contains everything: neither is read, so nothing is counted twice.
 //! - v2 (≥ 0.10): `kepler_pod_{cpu,gpu}_joules_total` per selected `zone` (never summed),
-//!   `kepler_node_{cpu,gpu}_idle_joules_total` for node idle. The `state` label is not part
+//!   `kepler_node_{cpu,gpu}_idle_joules_total` for node idle, and
+//!   `kepler_node_cpu_active_joules_total` ([`EnergyOwner::NodeActive`]): the ledger books
+//!   what the node's pods do not account for as non-pod work, as the legacy
+//!   `system_processes` are.
+//! - GPU series (`kepler_*_gpu_*`) are read only when Kepler is the GPU source
+//!   (`energy.gpu: kepler`): one source per physical quantity. The legacy total
+//!   `kepler_container_joules_total` contains GPU energy, so without Kepler GPU it is read
+//!   minus `kepler_container_gpu_joules_total`. The `state` label is not part
 //!   of a series' identity, so the final `state="terminated"` value continues the running
 //!   counter instead of starting a new one.
 
@@ -61,6 +68,8 @@ pub struct KeplerConfig {
     /// Labels naming the node, first present wins (legacy container series have no node
     /// label of their own; a ServiceMonitor relabels one in).
     pub node_labels: Vec<String>,
+    /// Read Kepler's GPU series (only with `energy.gpu: kepler`).
+    pub gpu: bool,
 }
 
 impl Default for KeplerConfig {
@@ -81,6 +90,7 @@ impl Default for KeplerConfig {
             ]
             .map(String::from)
             .to_vec(),
+            gpu: false,
         }
     }
 }
@@ -112,11 +122,20 @@ impl KeplerConfig {
 
 const SOURCE: &str = "kepler";
 const DETECT: &str = r#"group by (__name__) ({__name__=~"kepler_pod_cpu_joules_total|kepler_container_package_joules_total|kepler_container_joules_total"})"#;
-const LEGACY_COMPONENTS: &str =
-    r#"{__name__=~"kepler_(container|node)_(package|dram|gpu|other)_joules_total"}"#;
-const LEGACY_TOTAL: &str = r#"{__name__=~"kepler_container_joules_total|kepler_node_(package|dram|gpu|other)_joules_total"}"#;
-const V2: &str =
-    r#"{__name__=~"kepler_pod_(cpu|gpu)_joules_total|kepler_node_(cpu|gpu)_idle_joules_total"}"#;
+
+/// The PromQL selector for one generation's counters.
+fn selector(generation: KeplerGeneration, config: &KeplerConfig) -> String {
+    let gpu = config.gpu;
+    match (generation, config.legacy) {
+        (KeplerGeneration::V2, _) if gpu => r#"{__name__=~"kepler_pod_(cpu|gpu)_joules_total|kepler_node_(cpu|gpu)_idle_joules_total|kepler_node_cpu_active_joules_total"}"#,
+        (KeplerGeneration::V2, _) => r#"{__name__=~"kepler_pod_cpu_joules_total|kepler_node_cpu_(idle|active)_joules_total"}"#,
+        (KeplerGeneration::Legacy, LegacyCounters::Components) if gpu => r#"{__name__=~"kepler_(container|node)_(package|dram|gpu|other)_joules_total"}"#,
+        (KeplerGeneration::Legacy, LegacyCounters::Components) => r#"{__name__=~"kepler_(container|node)_(package|dram|other)_joules_total"}"#,
+        (KeplerGeneration::Legacy, LegacyCounters::Total { .. }) if gpu => r#"{__name__=~"kepler_container_joules_total|kepler_node_(package|dram|gpu|other)_joules_total"}"#,
+        (KeplerGeneration::Legacy, LegacyCounters::Total { .. }) => r#"{__name__=~"kepler_container_(|gpu_)joules_total|kepler_node_(package|dram|other)_joules_total"}"#,
+    }
+    .to_owned()
+}
 
 /// Kepler over the Prometheus HTTP API.
 #[derive(Debug)]
@@ -162,16 +181,12 @@ impl KeplerSource {
         }
         let mut out = Vec::new();
         for generation in generations {
-            let query = match (generation, self.config.legacy) {
-                (KeplerGeneration::V2, _) => V2,
-                (KeplerGeneration::Legacy, LegacyCounters::Components) => LEGACY_COMPONENTS,
-                (KeplerGeneration::Legacy, LegacyCounters::Total { .. }) => LEGACY_TOTAL,
-            };
-            let samples = self.client.instant(SOURCE, query, at).await?;
+            let query = selector(generation, &self.config);
+            let samples = self.client.instant(SOURCE, &query, at).await?;
             if samples.is_empty() && self.config.mode != KeplerMode::Auto {
                 return Err(SourceError::Query {
                     source_name: SOURCE.into(),
-                    query: query.into(),
+                    query,
                     reason: format!("no {generation:?} Kepler metrics in Prometheus at this time"),
                 });
             }
@@ -188,6 +203,9 @@ impl KeplerSource {
 impl EnergySource for KeplerSource {
     fn name(&self) -> &str {
         SOURCE
+    }
+    fn counters_start_with_pod(&self) -> bool {
+        true
     }
 
     async fn read(&self, at: Seconds) -> Result<Vec<EnergyReading>, SourceError> {
@@ -243,43 +261,36 @@ const NON_POD: [&str; 2] = ["system_processes", "kernel_processes"];
 
 /// Legacy (≤ 0.9) samples → readings.
 pub fn legacy_readings(samples: &[PromSample], config: &KeplerConfig) -> Vec<EnergyReading> {
+    // The total contains GPU energy: without Kepler GPU, each container's GPU counter is
+    // subtracted from its total (both monotonic, so the difference is too).
+    let subtract_gpu = matches!(config.legacy, LegacyCounters::Total { .. }) && !config.gpu;
+    let gpu_of: BTreeMap<String, f64> = samples
+        .iter()
+        .filter(|s| subtract_gpu && metric_name(s) == "kepler_container_gpu_joules_total")
+        .map(|s| (legacy_container_key(s), s.value))
+        .collect();
     let mut out = Vec::new();
-    for s in samples {
-        if !s.value.is_finite() {
-            continue;
-        }
+    for s in samples.iter().filter(|s| s.value.is_finite()) {
         let name = metric_name(s);
-        let mode = s.label("mode").unwrap_or("dynamic");
         let node = node_of(s, config);
         if let Some(rest) = name
             .strip_prefix("kepler_node_")
             .and_then(|r| r.strip_suffix("_joules_total"))
         {
-            // Node dynamic is the sum of the containers' dynamic energy: only idle is read.
-            let Some(component) = legacy_component(rest) else {
-                continue;
-            };
-            if mode != "idle" {
-                continue;
-            }
-            let device = s.first_label(&["package", "index", "gpu"]).unwrap_or("");
-            out.push(EnergyReading {
-                series: format!("kepler/legacy/{node}/node/{rest}/{device}/idle"),
-                node,
-                owner: EnergyOwner::NodeIdle,
-                component,
-                cumulative: Joules(s.value),
-                at: s.at,
-            });
+            out.extend(legacy_node_idle(s, rest, node));
             continue;
         }
-        let (component, scale) = if name == "kepler_container_joules_total" {
+        let (component, value) = if name == "kepler_container_joules_total" {
             match config.legacy {
                 LegacyCounters::Total { millijoules } => {
-                    (Component::Other, if millijoules { 1e-3 } else { 1.0 })
+                    let scale = if millijoules { 1e-3 } else { 1.0 };
+                    let gpu = gpu_of.get(&legacy_container_key(s)).copied().unwrap_or(0.0);
+                    (Component::Other, ((s.value - gpu) * scale).max(0.0))
                 }
                 LegacyCounters::Components => continue,
             }
+        } else if matches!(config.legacy, LegacyCounters::Total { .. }) {
+            continue;
         } else {
             let Some(component) = name
                 .strip_prefix("kepler_container_")
@@ -288,106 +299,81 @@ pub fn legacy_readings(samples: &[PromSample], config: &KeplerConfig) -> Vec<Ene
             else {
                 continue;
             };
-            (component, 1.0)
+            (component, s.value)
         };
-        if mode != "dynamic" {
-            continue;
+        if s.label("mode").unwrap_or("dynamic") == "dynamic" {
+            out.push(legacy_container(s, component, value, node));
         }
-        let container = s.label("container_name").unwrap_or("");
-        let namespace = s.label("container_namespace").unwrap_or("");
-        let pod = s.label("pod_name").unwrap_or("");
-        let container_id = s.label("container_id").unwrap_or(container);
-        let owner = if NON_POD.contains(&container) || NON_POD.contains(&pod) {
-            EnergyOwner::NodeSystem
-        } else {
-            EnergyOwner::Pod {
-                key: PodKey::new(namespace, pod),
-                container: container.to_owned(),
-            }
-        };
-        out.push(EnergyReading {
-            series: format!("kepler/legacy/{node}/{namespace}/{pod}/{container_id}/{component}"),
-            node,
-            owner,
-            component,
-            cumulative: Joules(s.value * scale),
-            at: s.at,
-        });
     }
     out
 }
 
-/// v2 (≥ 0.10) samples → readings, one per pod and selected zone (plus GPU), and node idle.
-pub fn v2_readings(samples: &[PromSample], config: &KeplerConfig) -> Vec<EnergyReading> {
-    let zone_component = |zone: &str| {
-        config
-            .zones
-            .iter()
-            .find(|(z, _)| z == zone)
-            .map(|(_, c)| *c)
+/// A legacy container series' identity without its metric name.
+fn legacy_container_key(s: &PromSample) -> String {
+    [
+        "container_namespace",
+        "pod_name",
+        "container_id",
+        "container_name",
+        "mode",
+    ]
+    .map(|l| s.label(l).unwrap_or(""))
+    .join("/")
+}
+
+/// Node idle (`mode="idle"`); node dynamic is the sum of the containers' and is not read.
+fn legacy_node_idle(s: &PromSample, rest: &str, node: String) -> Option<EnergyReading> {
+    let component = legacy_component(rest)?;
+    if s.label("mode").unwrap_or("dynamic") != "idle" {
+        return None;
+    }
+    let device = s.first_label(&["package", "index", "gpu"]).unwrap_or("");
+    Some(EnergyReading::new(
+        format!("kepler/legacy/{node}/node/{rest}/{device}/idle"),
+        node,
+        EnergyOwner::NodeIdle,
+        component,
+        Joules(s.value),
+        s.at,
+    ))
+}
+
+fn legacy_container(
+    s: &PromSample,
+    component: Component,
+    joules: f64,
+    node: String,
+) -> EnergyReading {
+    let container = s.label("container_name").unwrap_or("");
+    let namespace = s.label("container_namespace").unwrap_or("");
+    let pod = s.label("pod_name").unwrap_or("");
+    let container_id = s.label("container_id").unwrap_or(container);
+    let owner = if NON_POD.contains(&container) || NON_POD.contains(&pod) {
+        EnergyOwner::NodeSystem
+    } else {
+        EnergyOwner::Pod {
+            key: PodKey::new(namespace, pod),
+            container: container.to_owned(),
+        }
     };
+    EnergyReading::new(
+        format!("kepler/legacy/{node}/{namespace}/{pod}/{container_id}/{component}"),
+        node,
+        owner,
+        component,
+        Joules(joules),
+        s.at,
+    )
+}
+
+/// v2 (≥ 0.10) samples → readings, one per pod and selected zone (plus GPU when Kepler is
+/// the GPU source), node idle, and node active.
+pub fn v2_readings(samples: &[PromSample], config: &KeplerConfig) -> Vec<EnergyReading> {
     // Keyed by series so a pod seen both running and terminated is one counter (largest wins).
     let mut by_series: BTreeMap<String, EnergyReading> = BTreeMap::new();
-    for s in samples {
-        if !s.value.is_finite() {
+    for s in samples.iter().filter(|s| s.value.is_finite()) {
+        let Some(reading) = v2_reading(s, config) else {
             continue;
-        }
-        let node = node_of(s, config);
-        let name = metric_name(s);
-        let reading = match name {
-            "kepler_pod_cpu_joules_total" | "kepler_pod_gpu_joules_total" => {
-                let component = if name == "kepler_pod_gpu_joules_total" {
-                    Component::Gpu
-                } else {
-                    match s.label("zone").and_then(zone_component) {
-                        Some(c) => c,
-                        None => continue,
-                    }
-                };
-                let namespace = s.label("pod_namespace").unwrap_or("");
-                let pod = s.label("pod_name").unwrap_or("");
-                let pod_id = s.label("pod_id").unwrap_or(pod);
-                let zone = s.label("zone").unwrap_or("gpu");
-                EnergyReading {
-                    series: format!("kepler/v2/{node}/pod/{pod_id}/{zone}"),
-                    node,
-                    owner: EnergyOwner::Pod {
-                        key: PodKey::new(namespace, pod),
-                        container: String::new(),
-                    },
-                    component,
-                    cumulative: Joules(s.value),
-                    at: s.at,
-                }
-            }
-            "kepler_node_cpu_idle_joules_total" => {
-                let Some(zone) = s.label("zone") else {
-                    continue;
-                };
-                let Some(component) = zone_component(zone) else {
-                    continue;
-                };
-                EnergyReading {
-                    series: format!("kepler/v2/{node}/node-idle/{zone}"),
-                    node,
-                    owner: EnergyOwner::NodeIdle,
-                    component,
-                    cumulative: Joules(s.value),
-                    at: s.at,
-                }
-            }
-            "kepler_node_gpu_idle_joules_total" => {
-                let gpu = s.first_label(&["gpu_uuid", "gpu"]).unwrap_or("");
-                EnergyReading {
-                    series: format!("kepler/v2/{node}/node-idle/gpu/{gpu}"),
-                    node,
-                    owner: EnergyOwner::NodeIdle,
-                    component: Component::Gpu,
-                    cumulative: Joules(s.value),
-                    at: s.at,
-                }
-            }
-            _ => continue,
         };
         match by_series.get(&reading.series) {
             Some(existing) if existing.cumulative >= reading.cumulative => {}
@@ -397,6 +383,68 @@ pub fn v2_readings(samples: &[PromSample], config: &KeplerConfig) -> Vec<EnergyR
         }
     }
     by_series.into_values().collect()
+}
+
+fn v2_reading(s: &PromSample, config: &KeplerConfig) -> Option<EnergyReading> {
+    let zone_component = |zone: &str| {
+        config
+            .zones
+            .iter()
+            .find(|(z, _)| z == zone)
+            .map(|(_, c)| *c)
+    };
+    let node = node_of(s, config);
+    let name = metric_name(s);
+    let is_gpu = name.contains("_gpu_");
+    if is_gpu && !config.gpu {
+        return None;
+    }
+    let (series, owner, component) = match name {
+        "kepler_pod_cpu_joules_total" | "kepler_pod_gpu_joules_total" => {
+            let component = if is_gpu {
+                Component::Gpu
+            } else {
+                s.label("zone").and_then(zone_component)?
+            };
+            let namespace = s.label("pod_namespace").unwrap_or("");
+            let pod = s.label("pod_name").unwrap_or("");
+            let pod_id = s.label("pod_id").unwrap_or(pod);
+            let zone = s.label("zone").unwrap_or("gpu");
+            let owner = EnergyOwner::Pod {
+                key: PodKey::new(namespace, pod),
+                container: String::new(),
+            };
+            (
+                format!("kepler/v2/{node}/pod/{pod_id}/{zone}"),
+                owner,
+                component,
+            )
+        }
+        "kepler_node_cpu_idle_joules_total" | "kepler_node_cpu_active_joules_total" => {
+            let zone = s.label("zone")?;
+            let component = zone_component(zone)?;
+            let (kind, owner) = if name.contains("_idle_") {
+                ("node-idle", EnergyOwner::NodeIdle)
+            } else {
+                ("node-active", EnergyOwner::NodeActive)
+            };
+            (format!("kepler/v2/{node}/{kind}/{zone}"), owner, component)
+        }
+        "kepler_node_gpu_idle_joules_total" => {
+            let gpu = s.first_label(&["gpu_uuid", "gpu"]).unwrap_or("");
+            let series = format!("kepler/v2/{node}/node-idle/gpu/{gpu}");
+            (series, EnergyOwner::NodeIdle, Component::Gpu)
+        }
+        _ => return None,
+    };
+    Some(EnergyReading::new(
+        series,
+        node,
+        owner,
+        component,
+        Joules(s.value),
+        s.at,
+    ))
 }
 
 #[cfg(test)]
@@ -521,7 +569,10 @@ mod tests {
 
     #[test]
     fn v2_zones_not_summed_terminated_continues_series() {
-        let c = KeplerConfig::default();
+        let c = KeplerConfig {
+            gpu: true,
+            ..KeplerConfig::default()
+        };
         let base = [
             ("pod_id", "u1"),
             ("pod_name", "p"),
@@ -577,6 +628,10 @@ mod tests {
                 40.0,
             ),
         ];
+        // Without `energy.gpu: kepler` the GPU series are not read: one source per joule.
+        let without_gpu = v2_readings(&samples, &KeplerConfig::default());
+        assert_eq!(without_gpu.len(), 3, "{without_gpu:#?}");
+        assert!(without_gpu.iter().all(|x| x.component != Component::Gpu));
         let r = v2_readings(&samples, &c);
         assert_eq!(r.len(), 5, "{r:#?}");
         let cpu: Vec<_> = r

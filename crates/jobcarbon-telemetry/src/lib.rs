@@ -127,6 +127,12 @@ pub trait EnergySource: Send + Sync {
     fn name(&self) -> &str;
     /// Cumulative counters as of time `at` (seconds since the Unix epoch).
     async fn read(&self, at: Seconds) -> Result<Vec<EnergyReading>, SourceError>;
+    /// Whether a per-pod series starts counting at 0 with its pod (Kepler, the node agent),
+    /// so a series first seen for a pod created since the previous read is booked whole.
+    /// False for counters since device boot (DCGM): a first sight is never a delta.
+    fn counters_start_with_pod(&self) -> bool {
+        false
+    }
     /// The outcome of the last read. Sources that cannot fail may keep the default.
     fn health(&self) -> SourceHealth {
         SourceHealth {

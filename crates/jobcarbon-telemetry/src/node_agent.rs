@@ -115,16 +115,16 @@ impl NodeAgent {
             .iter()
             .filter_map(|g| {
                 let cumulative = self.cumulative(g, at)?;
-                Some(EnergyReading {
-                    series: format!("nvml/{}", g.uuid),
-                    node: String::new(),
-                    owner: EnergyOwner::UnmappedGpu {
+                Some(EnergyReading::new(
+                    format!("nvml/{}", g.uuid),
+                    "",
+                    EnergyOwner::UnmappedGpu {
                         uuid: g.uuid.clone(),
                     },
-                    component: Component::Gpu,
+                    Component::Gpu,
                     cumulative,
                     at,
-                })
+                ))
             })
             .collect();
         let observed = self.tracker.observe(&readings);

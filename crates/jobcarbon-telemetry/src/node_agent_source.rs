@@ -114,17 +114,15 @@ pub fn energy_readings(
                 }
                 _ => String::new(),
             };
-            EnergyReading {
-                series: format!(
-                    "node-agent/{node}/{}/{holder}",
-                    s.label("gpu_uuid").unwrap_or("")
-                ),
+            let uuid = s.label("gpu_uuid").unwrap_or("");
+            EnergyReading::new(
+                format!("node-agent/{uuid}/{holder}"),
                 node,
                 owner,
-                component: Component::Gpu,
-                cumulative: Joules(s.value),
-                at: s.at,
-            }
+                Component::Gpu,
+                Joules(s.value),
+                s.at,
+            )
         })
         .collect()
 }
@@ -133,6 +131,9 @@ pub fn energy_readings(
 impl EnergySource for NodeAgentSource {
     fn name(&self) -> &str {
         SOURCE
+    }
+    fn counters_start_with_pod(&self) -> bool {
+        true
     }
 
     async fn read(&self, at: Seconds) -> Result<Vec<EnergyReading>, SourceError> {

@@ -17,6 +17,14 @@ pub struct PromConfig {
     pub url: String,
     pub bearer_token_file: Option<PathBuf>,
     pub timeout: Duration,
+    /// Labels an undeduplicated HA pair adds (`prometheus_replica`, `replica`): dropped from
+    /// every answer, and the lines that then coincide counted once.
+    pub replica_labels: Vec<String>,
+}
+
+/// The replica labels of Prometheus Operator and Thanos HA pairs.
+pub fn default_replica_labels() -> Vec<String> {
+    vec!["prometheus_replica".to_owned(), "replica".to_owned()]
 }
 
 impl PromConfig {
@@ -25,8 +33,30 @@ impl PromConfig {
             url: url.into(),
             bearer_token_file: None,
             timeout: Duration::from_secs(10),
+            replica_labels: default_replica_labels(),
         }
     }
+}
+
+/// Drops replica labels and keeps one line per remaining label set (the largest value: the
+/// later scrape of a counter).
+fn without_replicas(samples: Vec<PromSample>, replica_labels: &[String]) -> Vec<PromSample> {
+    if replica_labels.is_empty() {
+        return samples;
+    }
+    let mut lines: BTreeMap<BTreeMap<String, String>, PromSample> = BTreeMap::new();
+    for mut s in samples {
+        for l in replica_labels {
+            s.labels.remove(l);
+        }
+        match lines.get(&s.labels) {
+            Some(kept) if kept.value >= s.value || s.value.is_nan() => {}
+            _ => {
+                lines.insert(s.labels.clone(), s);
+            }
+        }
+    }
+    lines.into_values().collect()
 }
 
 /// One sample of an instant vector: its labels and value.
@@ -140,17 +170,19 @@ impl PromClient {
         let (data, _) = result.into_inner();
         use prometheus_http_query::response::Data;
         Ok(match data {
-            Data::Vector(v) => v
-                .into_iter()
-                .map(|iv| {
-                    let (labels, sample) = iv.into_inner();
-                    PromSample {
-                        labels: labels.into_iter().collect(),
-                        value: sample.value(),
-                        at: Seconds(sample.timestamp()),
-                    }
-                })
-                .collect(),
+            Data::Vector(v) => without_replicas(
+                v.into_iter()
+                    .map(|iv| {
+                        let (labels, sample) = iv.into_inner();
+                        PromSample {
+                            labels: labels.into_iter().collect(),
+                            value: sample.value(),
+                            at: Seconds(sample.timestamp()),
+                        }
+                    })
+                    .collect(),
+                &self.config.replica_labels,
+            ),
             Data::Scalar(s) => vec![PromSample {
                 labels: BTreeMap::new(),
                 value: s.value(),

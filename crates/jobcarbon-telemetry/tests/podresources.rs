@@ -21,17 +21,7 @@ const GPU0: &str = "GPU-a84bba07-931d-b925-306a-0799dc6ebd71";
 const GPU1: &str = "GPU-8b8c764d-1c0a-cb3d-ea13-519a60a077bb";
 
 fn fixture() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/kubelet/podresources-v1-list-2xA100.json"
-    );
-    let text = std::fs::read_to_string(path)
-        .or_else(|_| {
-            std::fs::read_to_string(
-                "/work/shared/fixtures/kubelet/podresources-v1-list-2xA100.json",
-            )
-        })
-        .expect("pod-resources fixture");
+    let text = jobcarbon_testkit::fixture("kubelet/podresources-v1-list-2xA100.json");
     serde_json::from_str(&text).expect("fixture is JSON")
 }
 

@@ -14,21 +14,17 @@ use jobcarbon_telemetry::{
     CounterTracker, EnergySource, FirstSight, MetricQuery, Observed, RequestPreset, RequestQuery,
     SourceError,
 };
+use jobcarbon_testkit::fixture;
 use jobcarbon_testkit::prometheus::{History, PromServer, unix_now};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
-
-fn fixture(path: &str) -> String {
-    let candidates = [
-        format!("{FIXTURES}/{path}"),
-        format!("/work/shared/fixtures/{path}"),
-    ];
-    candidates
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok())
-        .unwrap_or_else(|| panic!("fixture {path} not found in {candidates:?}"))
+/// These tests check Kepler's own GPU series too: `energy.gpu: kepler`.
+fn kepler_with_gpu() -> KeplerConfig {
+    KeplerConfig {
+        gpu: true,
+        ..KeplerConfig::default()
+    }
 }
 
 fn client(url: &str) -> PromClient {
@@ -119,7 +115,7 @@ async fn kepler_v2_fixture_by_hand() {
     h.exposition_at(&running_only, &[(t0, 0.9)]).unwrap();
     h.exposition_at(&terminated_only, &[(t1, 1.0)]).unwrap();
     let prom = PromServer::builder().history(&h).start().unwrap();
-    let source = KeplerSource::new(client(&prom.url()), KeplerConfig::default()).unwrap();
+    let source = KeplerSource::new(client(&prom.url()), kepler_with_gpu()).unwrap();
     let obs = deltas(&source, t0, t1).await;
 
     const TRAIN: (&str, &str) = ("ml-training", "bert-base-train-7x9kq");
@@ -165,7 +161,7 @@ async fn kepler_legacy_fixture_by_hand_and_auto_detection() {
     for mode in [KeplerMode::Auto, KeplerMode::Legacy] {
         let config = KeplerConfig {
             mode,
-            ..KeplerConfig::default()
+            ..kepler_with_gpu()
         };
         let source = KeplerSource::new(client(&prom.url()), config).unwrap();
         let obs = deltas(&source, t0, t1).await;
@@ -197,7 +193,7 @@ async fn kepler_legacy_fixture_by_hand_and_auto_detection() {
         client(&prom.url()),
         KeplerConfig {
             mode: KeplerMode::V2,
-            ..KeplerConfig::default()
+            ..kepler_with_gpu()
         },
     )
     .unwrap();
@@ -229,7 +225,7 @@ async fn kepler_restart_is_a_reset_and_missing_metrics_are_an_error() {
         ],
     );
     let prom = PromServer::builder().history(&h).start().unwrap();
-    let source = KeplerSource::new(client(&prom.url()), KeplerConfig::default()).unwrap();
+    let source = KeplerSource::new(client(&prom.url()), kepler_with_gpu()).unwrap();
     let mut tracker = CounterTracker::new(FirstSight::Baseline);
     let mut booked = Vec::new();
     for t in [now - 180, now - 150, now - 120, now - 90] {
@@ -332,14 +328,17 @@ async fn dcgm_without_pod_labels_time_sliced_and_mig_power_fallback() {
         ),
         gpu0,
     );
+    // GPU 1 (an A30: 4 compute slices) has two 1g.6gb instances: half its energy is the
+    // instances' (no pod: unmapped), the uncarved half node idle.
     close(
         owner_energy(
             &obs,
             &unmapped("GPU-2d20791a-b4a6-ba59-97f1-e95b99fe5b49"),
             None,
         ),
-        gpu1,
+        gpu1 / 2.0,
     );
+    close(owner_energy(&obs, &EnergyOwner::NodeIdle, None), gpu1 / 2.0);
     assert!(obs.deltas.iter().all(|d| d.energy.value() >= 0.0));
 }
 
@@ -377,7 +376,7 @@ async fn prometheus_down_then_back() {
         &[(now - 60, 10.0)],
     );
     let mut prom = PromServer::builder().history(&h).start().unwrap();
-    let source = KeplerSource::new(client(&prom.url()), KeplerConfig::default()).unwrap();
+    let source = KeplerSource::new(client(&prom.url()), kepler_with_gpu()).unwrap();
     assert!(source.read(Seconds((now - 30) as f64)).await.is_ok());
     prom.stop();
     let err = source.read(Seconds((now - 30) as f64)).await.unwrap_err();
@@ -507,12 +506,12 @@ async fn scraped_live_kepler_endpoint() {
     })
     .await
     .unwrap();
-    let source = KeplerSource::new(client(&prom.url()), KeplerConfig::default()).unwrap();
+    let source = KeplerSource::new(client(&prom.url()), kepler_with_gpu()).unwrap();
     // The API takes whole seconds: evaluate just after the first scrape, which may have
     // happened within the current second.
     let readings = source.read(Seconds((unix_now() + 1) as f64)).await.unwrap();
-    // 5 pods × (package, dram) + 2 pod GPU series + 2 idle zones + 2 idle GPUs.
-    assert_eq!(readings.len(), 16, "{readings:#?}");
+    // 5 pods × (package, dram) + 2 pod GPU series + 2 idle zones + 2 idle GPUs + 2 active zones.
+    assert_eq!(readings.len(), 18, "{readings:#?}");
     let trainer_gpu = readings
         .iter()
         .find(|r| {

@@ -6,3 +6,12 @@
 
 pub mod kube_api;
 pub mod prometheus;
+
+/// The repository's fixture folder (`fixtures/`, provenance in `fixtures/PROVENANCE.md`).
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures");
+
+/// A fixture's text, by its path under `fixtures/`. Panics (tests only) naming the file.
+pub fn fixture(path: &str) -> String {
+    let full = format!("{FIXTURES}/{path}");
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("fixture {full}: {e}"))
+}

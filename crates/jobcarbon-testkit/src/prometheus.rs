@@ -160,6 +160,50 @@ impl History {
     }
 }
 
+/// An exposition as Prometheus stores it after scraping a target whose discovered labels are
+/// `target` (a ServiceMonitor adds `pod`, `namespace`, `container`, `service`, `endpoint`,
+/// `job`, `instance`): with `honor_labels: false` (the operator's default) an exposed label
+/// that clashes with a target label is renamed `exported_<name>` and the target's value wins;
+/// with `true` the exposed label wins and the target label is dropped. Comments are kept.
+pub fn as_scraped(
+    text: &str,
+    target: &[(&str, &str)],
+    honor_labels: bool,
+) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            let _ = writeln!(out, "{line}");
+            continue;
+        }
+        let (name, exposed, value) =
+            parse_sample(trimmed).with_context(|| format!("exposition line {trimmed:?}"))?;
+        let mut labels: Vec<(String, String)> = Vec::new();
+        for (k, v) in exposed {
+            let clashes = target.iter().any(|(t, _)| *t == k);
+            let key = if clashes && !honor_labels {
+                format!("exported_{k}")
+            } else {
+                k
+            };
+            labels.push((key, v));
+        }
+        for (k, v) in target {
+            if !labels.iter().any(|(l, _)| l == k) {
+                labels.push(((*k).to_owned(), (*v).to_owned()));
+            }
+        }
+        let rendered = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let _ = writeln!(out, "{name}{{{rendered}}} {}", format_value(value));
+    }
+    Ok(out)
+}
+
 fn format_value(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()

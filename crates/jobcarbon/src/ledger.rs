@@ -5,20 +5,18 @@
 //! `JOBCARBON_LEADER_ELECTION_LEASE` set (chart `replicas > 1`) only the Lease holder books.
 
 use anyhow::Context;
-use jobcarbon_core::{Component, Seconds};
+use jobcarbon_core::Seconds;
 use jobcarbon_kube::product::rfc3339;
 use jobcarbon_kube::status::StatusWriteError;
 use jobcarbon_kube::{ClusterState, EpcStatus, LeaderElector, write_product_status};
 use jobcarbon_ledger::checkpoint::CheckpointFile;
-use jobcarbon_ledger::config::{GpuMode, KeplerMode};
 use jobcarbon_ledger::durable;
 use jobcarbon_ledger::kube_cluster::KubeCluster;
+use jobcarbon_ledger::sources;
 use jobcarbon_ledger::view::LedgerView;
 use jobcarbon_ledger::{Config, DurableLedger, Ledger, SharedView, Sources};
-use jobcarbon_telemetry::dcgm::{DcgmConfig, DcgmSource};
-use jobcarbon_telemetry::kepler::{self, KeplerConfig, KeplerSource};
-use jobcarbon_telemetry::prom::{PromClient, PromConfig, PromMetrics};
-use jobcarbon_telemetry::{EnergySource, MetricQuery, NodeAgentSource, NodeAgentSourceConfig};
+use jobcarbon_telemetry::prom::{PromClient, PromMetrics};
+use jobcarbon_telemetry::{EnergySource, MetricQuery};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,57 +60,6 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-/// The Kepler v2 zone → component mapping of `energy.keplerZones`.
-fn zone_component(zone: &str) -> Component {
-    match zone {
-        "package" | "core" => Component::Cpu,
-        "dram" => Component::Dram,
-        _ => Component::Other,
-    }
-}
-
-fn energy_sources(
-    config: &Config,
-    client: &PromClient,
-) -> anyhow::Result<Vec<Box<dyn EnergySource>>> {
-    let mut sources: Vec<Box<dyn EnergySource>> = Vec::new();
-    let kepler_mode = match config.energy.kepler {
-        KeplerMode::Off => None,
-        KeplerMode::Auto => Some(kepler::KeplerMode::Auto),
-        KeplerMode::Legacy => Some(kepler::KeplerMode::Legacy),
-        KeplerMode::V2 => Some(kepler::KeplerMode::V2),
-    };
-    if let Some(mode) = kepler_mode {
-        let kepler_config = KeplerConfig {
-            mode,
-            zones: config
-                .energy
-                .kepler_zones
-                .iter()
-                .map(|z| (z.clone(), zone_component(z)))
-                .collect(),
-            ..KeplerConfig::default()
-        };
-        kepler_config
-            .validate()
-            .map_err(|reason| anyhow::anyhow!("energy.keplerZones: {reason}"))?;
-        sources.push(Box::new(KeplerSource::new(client.clone(), kepler_config)?));
-    }
-    match config.energy.gpu {
-        GpuMode::Dcgm => sources.push(Box::new(DcgmSource::new(
-            client.clone(),
-            DcgmConfig::default(),
-        ))),
-        // Kepler ≥ 0.11.4 reports GPU energy itself, read by the Kepler source.
-        GpuMode::Kepler | GpuMode::Off => {}
-        GpuMode::NodeAgent => sources.push(Box::new(NodeAgentSource::new(
-            client.clone(),
-            NodeAgentSourceConfig::default(),
-        ))),
-    }
-    Ok(sources)
-}
-
 async fn serve(config: Config, listen: SocketAddr, reset: bool) -> anyhow::Result<()> {
     let settings = config.settings();
     let settings_interval = settings.interval;
@@ -142,14 +89,11 @@ async fn serve(config: Config, listen: SocketAddr, reset: bool) -> anyhow::Resul
     type Readers = (Vec<Box<dyn EnergySource>>, Option<Box<dyn MetricQuery>>);
     let (energy, metrics): Readers = match &config.prometheus {
         Some(p) => {
-            let client = PromClient::new(PromConfig {
-                url: p.url.clone(),
-                bearer_token_file: p.bearer_token_file.clone(),
-                timeout: Duration::from_secs_f64(p.timeout.0.value()),
-            })
-            .with_context(|| format!("prometheus.url {}", p.url))?;
+            let client = PromClient::new(sources::prom_config(p))
+                .with_context(|| format!("prometheus.url {}", p.url))?;
             (
-                energy_sources(&config, &client)?,
+                sources::energy_sources(&config, &client)
+                    .context("energy sources (energy.keplerZones)")?,
                 Some(Box::new(PromMetrics::new(client))),
             )
         }

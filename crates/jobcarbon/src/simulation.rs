@@ -10,7 +10,7 @@
 use async_trait::async_trait;
 use jobcarbon_core::{
     ClusterSnapshot, Component, EnergyOwner, EnergyReading, Joules, NodeFacts, Phase, PodFacts,
-    PodKey, Seconds, WorkloadRef,
+    PodKey, Seconds,
 };
 use jobcarbon_ledger::{ClusterError, ClusterSource};
 use jobcarbon_telemetry::{EnergySource, MetricQuery, RequestQuery, SourceError};
@@ -311,16 +311,17 @@ impl ClusterSource for Simulation {
             .pods(t)
             .into_iter()
             .filter(|p| p.visible(t))
-            .map(|p| PodFacts {
-                key: p.key(),
-                uid: format!("sim-{}", p.name),
-                workload: WorkloadRef::new(p.namespace, p.kind, &p.workload),
-                phase: p.phase,
-                product: p.product.map(str::to_owned),
-                node: Some(p.node.to_owned()),
-                platform: p.platform,
-                reserved_share: p.reserved_share,
-                running: p.running(t),
+            .map(|p| {
+                PodFacts::new(p.namespace, &p.name)
+                    .uid(&format!("sim-{}", p.name))
+                    .workload(p.kind, &p.workload)
+                    .phase(p.phase)
+                    .product(p.product)
+                    .node(p.node)
+                    .platform(p.platform)
+                    .reserved_share(p.reserved_share)
+                    .running(p.running(t))
+                    .created(Seconds(EPOCH + p.start))
             })
             .collect();
         Ok(ClusterSnapshot {
@@ -354,15 +355,16 @@ fn reading(
         EnergyOwner::NodeIdle => "idle".to_owned(),
         EnergyOwner::NodeSystem => "system".to_owned(),
         EnergyOwner::UnmappedGpu { uuid } => uuid.clone(),
+        EnergyOwner::NodeActive => "active".to_owned(),
     };
-    EnergyReading {
-        series: format!("{source}/{node}/{who}/{component}"),
-        node: node.to_owned(),
+    EnergyReading::new(
+        format!("{source}/{node}/{who}/{component}"),
+        node,
         owner,
         component,
-        cumulative: Joules(joules),
+        Joules(joules),
         at,
-    }
+    )
 }
 
 fn pod_owner(p: &SimPod) -> EnergyOwner {
@@ -376,6 +378,9 @@ fn pod_owner(p: &SimPod) -> EnergyOwner {
 impl EnergySource for SimKepler {
     fn name(&self) -> &str {
         "kepler"
+    }
+    fn counters_start_with_pod(&self) -> bool {
+        true
     }
     async fn read(&self, at: Seconds) -> Result<Vec<EnergyReading>, SourceError> {
         let t = Simulation::sim(at);
@@ -425,6 +430,9 @@ impl EnergySource for SimKepler {
 impl EnergySource for SimDcgm {
     fn name(&self) -> &str {
         "dcgm"
+    }
+    fn counters_start_with_pod(&self) -> bool {
+        true
     }
     async fn read(&self, at: Seconds) -> Result<Vec<EnergyReading>, SourceError> {
         let t = Simulation::sim(at);

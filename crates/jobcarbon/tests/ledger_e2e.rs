@@ -11,27 +11,13 @@ use jobcarbon_kube::ClusterState;
 use jobcarbon_ledger::kube_cluster::KubeCluster;
 use jobcarbon_ledger::view::LedgerView;
 use jobcarbon_ledger::{Config, Ledger, Sources};
-use jobcarbon_telemetry::kepler::{KeplerConfig, KeplerMode, KeplerSource};
 use jobcarbon_telemetry::prom::{PromClient, PromConfig, PromMetrics};
+use jobcarbon_testkit::fixture;
 use jobcarbon_testkit::kube_api::{FakeKubeApi, WatchScript, list};
 use jobcarbon_testkit::prometheus::{History, PromServer, unix_now};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
-
-fn fixture(path: &str) -> String {
-    let candidates = [
-        format!(
-            "{}/../../../shared/fixtures/{path}",
-            env!("CARGO_MANIFEST_DIR")
-        ),
-        format!("/work/shared/fixtures/{path}"),
-    ];
-    candidates
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok())
-        .unwrap_or_else(|| panic!("fixture {path} not found in {candidates:?}"))
-}
 
 fn node() -> serde_json::Value {
     json!({
@@ -168,19 +154,13 @@ products:
     let mut prom_config = PromConfig::new(prom.url());
     prom_config.timeout = Duration::from_secs(5);
     let prom_client = PromClient::new(prom_config).unwrap();
-    let kepler = KeplerSource::new(
-        prom_client.clone(),
-        KeplerConfig {
-            mode: KeplerMode::V2,
-            ..KeplerConfig::default()
-        },
-    )
-    .unwrap();
+    // The config's own mapping: `energy: {kepler: v2, gpu: kepler}` reads Kepler's GPU series.
+    let energy = jobcarbon_ledger::sources::energy_sources(&config, &prom_client).unwrap();
     let view = LedgerView::shared();
     let mut ledger = Ledger::new(
         config.settings(),
         Sources {
-            energy: vec![Box::new(kepler)],
+            energy,
             metrics: Some(Box::new(PromMetrics::new(prom_client))),
             cluster: Box::new(KubeCluster { state }),
         },

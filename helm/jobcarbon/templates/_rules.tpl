@@ -109,4 +109,20 @@ groups:
           summary: Too much carbon is unallocated
           description: {{ printf "{{ $value | humanizePercentage }} of the carbon of the last %s went to no job or product (threshold %v); see jobcarbon_unallocated_grams_total by reason." $a.unallocatedShare.window $a.unallocatedShare.threshold | quote }}
           runbook_url: https://github.com/jobcarbon/jobcarbon/blob/main/docs/deploy.md#alerts
+      - alert: JobcarbonGpuEnergyUnmapped
+        # GPU lines naming no pod on nodes whose GPUs pods hold: dcgm-exporter without its
+        # pod-resources mount, or a pod mapping that lags.
+        expr: |
+          sum(rate(jobcarbon_gpu_energy_joules_total{part="unmapped"}[{{ $a.gpuUnmapped.window }}]))
+          /
+          sum(rate(jobcarbon_gpu_energy_joules_total{part="measured"}[{{ $a.gpuUnmapped.window }}]))
+          > {{ $a.gpuUnmapped.threshold }}
+        for: {{ $a.gpuUnmapped.for }}
+        labels:
+          severity: {{ $a.gpuUnmapped.severity }}
+          {{- with $extra }}{{ toYaml . | nindent 10 }}{{ end }}
+        annotations:
+          summary: GPU energy cannot be mapped to pods
+          description: {{ printf "{{ $value | humanizePercentage }} of the GPU energy is on GPU lines that name no pod while pods hold the GPUs (threshold %v); it is booked as unallocated gpu_unmapped. Check that dcgm-exporter mounts /var/lib/kubelet/pod-resources." $a.gpuUnmapped.threshold | quote }}
+          runbook_url: https://github.com/jobcarbon/jobcarbon/blob/main/docs/telemetry.md#dcgm
 {{- end }}

@@ -1,0 +1,157 @@
+//! The config → energy sources mapping: one source per physical quantity (DESIGN §5).
+//!
+//! | `energy.gpu` | CPU, DRAM, node idle | GPU |
+//! |---|---|---|
+//! | `dcgm` (default) | Kepler | dcgm-exporter (Kepler's GPU series are not read) |
+//! | `node-agent` | Kepler | `jobcarbon node` (Kepler's GPU series are not read) |
+//! | `kepler` | Kepler | Kepler ≥ 0.11.4 `kepler_{pod,node}_gpu_*` |
+//! | `off` | Kepler | none |
+
+use crate::config::{Config, GpuMode, KeplerMode, PrometheusConfig};
+use jobcarbon_core::{Component, Seconds};
+use jobcarbon_telemetry::dcgm::{DcgmConfig, DcgmSource};
+use jobcarbon_telemetry::kepler::{self, KeplerConfig, KeplerSource};
+use jobcarbon_telemetry::prom::{PromClient, PromConfig};
+use jobcarbon_telemetry::{EnergySource, NodeAgentSource, NodeAgentSourceConfig, SourceError};
+use std::time::Duration;
+
+/// DCGM lines are looked up over at least this long, whatever the interval, so a scrape
+/// interval longer than the booking interval still finds every GPU.
+const MIN_DCGM_LOOKBACK: Seconds = Seconds(60.0);
+
+/// The `prometheus:` section as the client's settings.
+pub fn prom_config(p: &PrometheusConfig) -> PromConfig {
+    PromConfig {
+        url: p.url.clone(),
+        bearer_token_file: p.bearer_token_file.clone(),
+        timeout: Duration::from_secs_f64(p.timeout.0.value()),
+        replica_labels: p.replica_labels.clone(),
+    }
+}
+
+/// The Kepler v2 zone → component mapping of `energy.keplerZones`.
+fn zone_component(zone: &str) -> Component {
+    match zone {
+        "package" | "core" => Component::Cpu,
+        "dram" => Component::Dram,
+        _ => Component::Other,
+    }
+}
+
+/// How to read Kepler, or `None` with `energy.kepler: off`.
+pub fn kepler_config(config: &Config) -> Option<KeplerConfig> {
+    let mode = match config.energy.kepler {
+        KeplerMode::Off => return None,
+        KeplerMode::Auto => kepler::KeplerMode::Auto,
+        KeplerMode::Legacy => kepler::KeplerMode::Legacy,
+        KeplerMode::V2 => kepler::KeplerMode::V2,
+    };
+    Some(KeplerConfig {
+        mode,
+        zones: config
+            .energy
+            .kepler_zones
+            .iter()
+            .map(|z| (z.clone(), zone_component(z)))
+            .collect(),
+        gpu: config.energy.gpu == GpuMode::Kepler,
+        ..KeplerConfig::default()
+    })
+}
+
+/// How to read dcgm-exporter.
+pub fn dcgm_config(config: &Config) -> DcgmConfig {
+    let dcgm = &config.energy.dcgm;
+    let mut out = DcgmConfig {
+        exporter_containers: dcgm.exporter_containers.clone(),
+        lookback: config.interval.0.max(MIN_DCGM_LOOKBACK),
+        mig_default_slices: dcgm.default_mig_slices,
+        ..DcgmConfig::default()
+    };
+    // Listed models first: the user's word wins over the built-in table.
+    let mut slices: Vec<(String, u32)> = dcgm
+        .mig_slices
+        .iter()
+        .map(|(m, n)| (m.clone(), *n))
+        .collect();
+    slices.append(&mut out.mig_slices);
+    out.mig_slices = slices;
+    out
+}
+
+/// The energy sources the config asks for, over one Prometheus client.
+pub fn energy_sources(
+    config: &Config,
+    client: &PromClient,
+) -> Result<Vec<Box<dyn EnergySource>>, SourceError> {
+    let mut sources: Vec<Box<dyn EnergySource>> = Vec::new();
+    if let Some(kepler) = kepler_config(config) {
+        sources.push(Box::new(KeplerSource::new(client.clone(), kepler)?));
+    }
+    match config.energy.gpu {
+        GpuMode::Dcgm => sources.push(Box::new(DcgmSource::new(
+            client.clone(),
+            dcgm_config(config),
+        ))),
+        // Read by the Kepler source (its GPU series are switched on above).
+        GpuMode::Kepler | GpuMode::Off => {}
+        GpuMode::NodeAgent => sources.push(Box::new(NodeAgentSource::new(
+            client.clone(),
+            NodeAgentSourceConfig::default(),
+        ))),
+    }
+    Ok(sources)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(yaml: &str) -> Config {
+        Config::parse(yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn kepler_gpu_series_only_when_kepler_is_the_gpu_source() {
+        for (gpu, kepler_gpu, sources) in [
+            ("dcgm", false, vec!["kepler", "dcgm"]),
+            ("node-agent", false, vec!["kepler", "node-agent"]),
+            ("kepler", true, vec!["kepler"]),
+            ("off", false, vec!["kepler"]),
+        ] {
+            let c = config(&format!(
+                "prometheus: {{url: 'http://127.0.0.1:1'}}\nenergy: {{gpu: {gpu}}}\n"
+            ));
+            let k = kepler_config(&c).unwrap_or_else(|| panic!("kepler on for {gpu}"));
+            assert_eq!(k.gpu, kepler_gpu, "energy.gpu: {gpu}");
+            let Some(p) = &c.prometheus else {
+                panic!("prometheus section")
+            };
+            let client = PromClient::new(prom_config(p)).unwrap_or_else(|e| panic!("{e}"));
+            let names: Vec<String> = energy_sources(&c, &client)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .iter()
+                .map(|s| s.name().to_owned())
+                .collect();
+            assert_eq!(names, sources, "energy.gpu: {gpu}");
+        }
+    }
+
+    #[test]
+    fn dcgm_settings_from_config() {
+        let c = config(
+            "interval: 2m\nenergy:\n  dcgm:\n    exporterContainers: [my-dcgm]\n    migSlices: {A30: 2, GH200: 7}\n",
+        );
+        let d = dcgm_config(&c);
+        assert_eq!(d.exporter_containers, vec!["my-dcgm".to_owned()]);
+        assert_eq!(d.lookback, Seconds(120.0));
+        assert_eq!(d.mig_slices[0], ("A30".to_owned(), 2));
+        let c = config("interval: 30s\n");
+        assert_eq!(dcgm_config(&c).lookback, MIN_DCGM_LOOKBACK);
+        assert_eq!(
+            c.settings().counter_retention,
+            Seconds::from_hours(24.0),
+            "default retention"
+        );
+    }
+}
