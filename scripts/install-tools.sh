@@ -8,12 +8,13 @@ mkdir -p "$tools/bin"
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Prometheus server, promtool, Alertmanager (Debian packages).
-if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
-  echo "install-tools: apt prometheus"
+# Prometheus server, promtool, Alertmanager (Debian packages); openssl makes the test PKI for
+# Prometheus behind TLS.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then
+  echo "install-tools: apt prometheus openssl"
   export DEBIAN_FRONTEND=noninteractive
   sudo_if_needed apt-get update -qq
-  sudo_if_needed apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  sudo_if_needed apt-get install -y -qq --no-install-recommends prometheus openssl >/dev/null
   # The package starts a system service on :9090 where systemd runs; tests use their own ports.
   (sudo_if_needed systemctl stop prometheus prometheus-node-exporter 2>/dev/null || true)
 fi

@@ -100,12 +100,38 @@ pub struct PrometheusConfig {
     pub url: String,
     #[serde(default)]
     pub bearer_token_file: Option<PathBuf>,
+    /// PEM CA bundle that signed Prometheus' certificate (OpenShift's service CA, a private CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key for mTLS.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// Extra headers (a Mimir/Cortex tenant: `X-Scope-OrgID`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Extra headers whose values are secrets, from files.
+    #[serde(default)]
+    pub header_files: BTreeMap<String, PathBuf>,
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuthConfig>,
     #[serde(default = "default_prometheus_timeout")]
     pub timeout: Q<Seconds>,
     /// Labels of an undeduplicated HA pair, dropped from every series' identity.
     #[serde(default = "jobcarbon_telemetry::prom::default_replica_labels")]
     pub replica_labels: Vec<String>,
 }
+/// `prometheus.basicAuth`: the password from a file only (never in the ConfigMap).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BasicAuthConfig {
+    pub username: String,
+    pub password_file: PathBuf,
+}
+
 fn default_prometheus_timeout() -> Q<Seconds> {
     Q(Seconds(10.0))
 }
@@ -365,6 +391,53 @@ pub enum ConfigError {
     },
 }
 
+impl PrometheusConfig {
+    /// Checks serde cannot express: one source of `Authorization`, TLS pairs, header names.
+    fn validate(&self) -> Result<(), (String, String)> {
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(("prometheus.url".into(), "must start with http:// or https://".into()));
+        }
+        if self.url.contains('@') && self.url.split("://").nth(1).is_some_and(|r| r.split('/').next().is_some_and(|a| a.contains('@'))) {
+            return Err((
+                "prometheus.url".into(),
+                "credentials in the URL end up in the ConfigMap and in logs: use basicAuth.passwordFile".into(),
+            ));
+        }
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err((
+                "prometheus.certFile".into(),
+                "certFile and keyFile go together (mTLS needs both)".into(),
+            ));
+        }
+        if self.basic_auth.is_some() && self.bearer_token_file.is_some() {
+            return Err((
+                "prometheus.basicAuth".into(),
+                "basicAuth and bearerTokenFile both set the Authorization header: choose one".into(),
+            ));
+        }
+        for name in self.headers.keys().chain(self.header_files.keys()) {
+            let valid = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !valid {
+                return Err((format!("prometheus.headers.{name}"), "not a valid HTTP header name".into()));
+            }
+            let auth_set = self.basic_auth.is_some() || self.bearer_token_file.is_some();
+            if auth_set && name.eq_ignore_ascii_case("authorization") {
+                return Err((
+                    format!("prometheus.headers.{name}"),
+                    "Authorization is already set by basicAuth or bearerTokenFile".into(),
+                ));
+            }
+        }
+        if let Some((name, _)) = self.headers.iter().find(|(_, v)| v.chars().any(char::is_control)) {
+            return Err((format!("prometheus.headers.{name}"), "value holds control characters".into()));
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// Read and validate a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -404,6 +477,9 @@ impl Config {
         };
         if self.interval.0.value() <= 0.0 {
             return Err(invalid("interval".into(), "must be positive".into()));
+        }
+        if let Some(p) = &self.prometheus {
+            p.validate().map_err(|(path, reason)| invalid(path, reason))?;
         }
         if !self.regions.contains_key(&self.default_region) {
             return Err(invalid(

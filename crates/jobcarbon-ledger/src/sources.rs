@@ -11,7 +11,7 @@ use crate::config::{Config, GpuMode, KeplerMode, PrometheusConfig};
 use jobcarbon_core::{Component, Seconds};
 use jobcarbon_telemetry::dcgm::{DcgmConfig, DcgmSource};
 use jobcarbon_telemetry::kepler::{self, KeplerConfig, KeplerSource};
-use jobcarbon_telemetry::prom::{PromClient, PromConfig};
+use jobcarbon_telemetry::prom::{Auth, PromClient, PromConfig, TlsFiles};
 use jobcarbon_telemetry::{EnergySource, NodeAgentSource, NodeAgentSourceConfig, SourceError};
 use std::time::Duration;
 
@@ -21,11 +21,27 @@ const MIN_DCGM_LOOKBACK: Seconds = Seconds(60.0);
 
 /// The `prometheus:` section as the client's settings.
 pub fn prom_config(p: &PrometheusConfig) -> PromConfig {
+    let auth = match (&p.basic_auth, &p.bearer_token_file) {
+        (Some(b), _) => Auth::Basic {
+            username: b.username.clone(),
+            password_file: b.password_file.clone(),
+        },
+        (None, Some(token)) => Auth::BearerTokenFile(token.clone()),
+        (None, None) => Auth::None,
+    };
     PromConfig {
         url: p.url.clone(),
-        bearer_token_file: p.bearer_token_file.clone(),
         timeout: Duration::from_secs_f64(p.timeout.0.value()),
         replica_labels: p.replica_labels.clone(),
+        tls: TlsFiles {
+            ca_file: p.ca_file.clone(),
+            cert_file: p.cert_file.clone(),
+            key_file: p.key_file.clone(),
+            insecure_skip_verify: p.insecure_skip_verify,
+        },
+        auth,
+        headers: p.headers.clone(),
+        header_files: p.header_files.clone(),
     }
 }
 
@@ -153,5 +169,52 @@ mod tests {
             Seconds::from_hours(24.0),
             "default retention"
         );
+    }
+
+    #[test]
+    fn prometheus_access_from_config() {
+        let c = config(
+            "prometheus:\n  url: https://thanos-querier.openshift-monitoring.svc:9091\n  caFile: /etc/jobcarbon/ca/service-ca.crt\n  certFile: /s/tls.crt\n  keyFile: /s/tls.key\n  headers: {X-Scope-OrgID: team-a}\n  headerFiles: {X-Api-Key: /s/key}\n  basicAuth: {username: jc, passwordFile: /s/password}\n",
+        );
+        let Some(p) = &c.prometheus else {
+            panic!("prometheus section")
+        };
+        let pc = prom_config(p);
+        assert_eq!(
+            pc.tls.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/jobcarbon/ca/service-ca.crt"))
+        );
+        assert!(pc.tls.cert_file.is_some() && pc.tls.key_file.is_some());
+        assert_eq!(pc.headers.get("X-Scope-OrgID").map(String::as_str), Some("team-a"));
+        assert!(pc.header_files.contains_key("X-Api-Key"));
+        assert!(matches!(pc.auth, Auth::Basic { ref username, .. } if username == "jc"));
+    }
+
+    #[test]
+    fn prometheus_access_mistakes_are_located_errors() {
+        for (yaml, path, reason) in [
+            ("prometheus: {url: 'http://p:9090', certFile: /c}", "prometheus.certFile", "go together"),
+            (
+                "prometheus: {url: 'http://p:9090', bearerTokenFile: /t, basicAuth: {username: u, passwordFile: /p}}",
+                "prometheus.basicAuth",
+                "choose one",
+            ),
+            ("prometheus: {url: 'http://u:pw@p:9090'}", "prometheus.url", "basicAuth.passwordFile"),
+            ("prometheus: {url: 'http://p:9090', headers: {'bad header': x}}", "prometheus.headers.bad header", "header name"),
+            (
+                "prometheus: {url: 'http://p:9090', basicAuth: {username: u, password: oops}}",
+                "prometheus.basicAuth",
+                "unknown field `password`",
+            ),
+        ] {
+            let err = Config::parse(yaml, "ledger.yaml")
+                .err()
+                .unwrap_or_else(|| panic!("{yaml} accepted"))
+                .to_string();
+            assert!(err.contains("ledger.yaml"), "{err}");
+            assert!(err.contains(path), "{yaml}: {err}");
+            assert!(err.contains(reason), "{yaml}: {err}");
+            assert!(!err.contains("pw@"), "credentials echoed: {err}");
+        }
     }
 }

@@ -6,6 +6,7 @@
 use async_trait::async_trait;
 use jobcarbon_core::{EnergyReading, Seconds};
 
+mod access;
 pub mod counters;
 pub mod dcgm;
 pub mod gpu;

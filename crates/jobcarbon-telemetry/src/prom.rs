@@ -3,40 +3,13 @@
 //! optional bearer token file (re-read on every request, so rotated tokens work), and errors
 //! mapped to [`SourceError`].
 
+pub use crate::access::{Auth, PromConfig, TlsFiles, default_replica_labels};
+use crate::access::{Headers, TlsClient};
 use crate::{MetricQuery, RequestPreset, RequestQuery, SourceError};
 use async_trait::async_trait;
 use jobcarbon_core::Seconds;
-use prometheus_http_query::reqwest;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::time::Duration;
-
-/// Where and how to reach Prometheus (DESIGN §11 `prometheus:`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PromConfig {
-    pub url: String,
-    pub bearer_token_file: Option<PathBuf>,
-    pub timeout: Duration,
-    /// Labels an undeduplicated HA pair adds (`prometheus_replica`, `replica`): dropped from
-    /// every answer, and the lines that then coincide counted once.
-    pub replica_labels: Vec<String>,
-}
-
-/// The replica labels of Prometheus Operator and Thanos HA pairs.
-pub fn default_replica_labels() -> Vec<String> {
-    vec!["prometheus_replica".to_owned(), "replica".to_owned()]
-}
-
-impl PromConfig {
-    pub fn new(url: impl Into<String>) -> Self {
-        Self {
-            url: url.into(),
-            bearer_token_file: None,
-            timeout: Duration::from_secs(10),
-            replica_labels: default_replica_labels(),
-        }
-    }
-}
+use std::sync::Arc;
 
 /// Drops replica labels and keeps one line per remaining label set (the largest value: the
 /// later scrape of a counter).
@@ -86,82 +59,49 @@ impl PromSample {
     }
 }
 
-/// A Prometheus HTTP API client for one source.
+/// A Prometheus HTTP API client shared by the sources: TLS, auth and headers per
+/// [`PromConfig`], secrets re-read when their files change.
 #[derive(Clone)]
 pub struct PromClient {
-    client: prometheus_http_query::Client,
-    config: PromConfig,
+    tls: Arc<TlsClient>,
+    headers: Arc<Headers>,
+    config: Arc<PromConfig>,
 }
 
 impl std::fmt::Debug for PromClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PromClient")
-            .field("config", &self.config)
-            .finish()
+            .field("url", &self.config.redacted_url())
+            .finish_non_exhaustive()
     }
 }
 
 impl PromClient {
-    /// Builds the client. Fails on an unparsable URL (a configuration error).
+    /// Builds the client. Fails on an unparsable URL, unreadable TLS files or an invalid
+    /// header (configuration errors).
     pub fn new(config: PromConfig) -> Result<Self, SourceError> {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .build()
-            .map_err(|e| SourceError::Unsupported {
-                source_name: "prometheus".into(),
-                reason: format!("cannot build HTTP client: {}", error_chain(&e)),
-            })?;
-        let client = prometheus_http_query::Client::from(http, &config.url).map_err(|e| {
-            SourceError::Unsupported {
-                source_name: "prometheus".into(),
-                reason: format!(
-                    "invalid Prometheus URL {:?}: {}",
-                    config.url,
-                    error_chain(&e)
-                ),
-            }
-        })?;
-        Ok(Self { client, config })
+        Ok(Self {
+            headers: Arc::new(Headers::new(&config)?),
+            tls: Arc::new(TlsClient::new(config.clone())?),
+            config: Arc::new(config),
+        })
     }
 
-    pub fn url(&self) -> &str {
-        &self.config.url
+    /// The URL, without credentials.
+    pub fn url(&self) -> String {
+        self.config.redacted_url()
     }
 
-    fn bearer_header(
-        &self,
-        source_name: &str,
-    ) -> Result<Option<reqwest::header::HeaderValue>, SourceError> {
-        let Some(path) = &self.config.bearer_token_file else {
-            return Ok(None);
-        };
-        let token = std::fs::read_to_string(path).map_err(|e| SourceError::Unsupported {
-            source_name: source_name.into(),
-            reason: format!("cannot read bearer token file {}: {e}", path.display()),
-        })?;
-        let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
-            .map_err(|_| SourceError::Unsupported {
-                source_name: source_name.into(),
-                reason: format!(
-                    "bearer token file {} holds characters not allowed in an HTTP header",
-                    path.display()
-                ),
-            })?;
-        Ok(Some(value))
-    }
-
-    /// Evaluates `promql` at `at` and returns the instant vector (a scalar result comes back
-    /// as one sample without labels).
     pub async fn instant(
         &self,
         source_name: &str,
         promql: &str,
         at: Seconds,
     ) -> Result<Vec<PromSample>, SourceError> {
-        let mut query = self.client.query(promql).at(at.value().floor() as i64);
-        if let Some(auth) = self.bearer_header(source_name)? {
-            query = query.header(reqwest::header::AUTHORIZATION, auth);
+        let client = self.tls.get().map_err(|e| renamed(e, source_name))?;
+        let mut query = client.query(promql).at(at.value().floor() as i64);
+        for (name, value) in self.headers.current().map_err(|e| renamed(e, source_name))? {
+            query = query.header(name, value);
         }
         let result = query
             .get()
@@ -198,6 +138,11 @@ impl PromClient {
         })
     }
 
+    /// Removes credentials a URL may carry from a message.
+    fn scrub(&self, text: &str) -> String {
+        text.replace(&self.config.url, &self.config.redacted_url())
+    }
+
     fn map_error(
         &self,
         source_name: &str,
@@ -215,35 +160,46 @@ impl PromClient {
                 Some(r) if r.is_connect() || r.is_timeout() || r.is_request() => {
                     SourceError::Unreachable {
                         source_name: source_name.into(),
-                        url: self.config.url.clone(),
-                        reason: error_chain(&c),
+                        url: self.config.redacted_url(),
+                        reason: self.scrub(&error_chain(&c)),
                     }
                 }
                 Some(r) if r.status().is_some() => SourceError::BadResponse {
                     source_name: source_name.into(),
-                    url: self.config.url.clone(),
-                    reason: format!(
+                    url: self.config.redacted_url(),
+                    reason: self.scrub(&format!(
                         "HTTP {} ({})",
                         r.status().map(|s| s.as_u16()).unwrap_or_default(),
                         c
-                    ),
+                    )),
                 },
                 _ => SourceError::BadResponse {
                     source_name: source_name.into(),
-                    url: self.config.url.clone(),
-                    reason: error_chain(&c),
+                    url: self.config.redacted_url(),
+                    reason: self.scrub(&error_chain(&c)),
                 },
             },
             other => SourceError::Query {
                 source_name: source_name.into(),
                 query: promql.into(),
-                reason: error_chain(&other),
+                reason: self.scrub(&error_chain(&other)),
             },
         }
     }
 }
 
 /// `error: cause: cause` in one line.
+/// A configuration error of the shared client, named after the source that hit it.
+fn renamed(e: SourceError, source_name: &str) -> SourceError {
+    match e {
+        SourceError::Unsupported { reason, .. } => SourceError::Unsupported {
+            source_name: source_name.into(),
+            reason,
+        },
+        other => other,
+    }
+}
+
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();

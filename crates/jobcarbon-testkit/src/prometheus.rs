@@ -314,11 +314,13 @@ pub struct PromBuilder {
     scrape_targets: Vec<String>,
     scrape_interval: Duration,
     ready_timeout: Duration,
+    web_config: Option<String>,
 }
 
 impl Default for PromBuilder {
     fn default() -> Self {
         Self {
+            web_config: None,
             history: None,
             scrape_targets: Vec::new(),
             scrape_interval: Duration::from_secs(1),
@@ -351,6 +353,15 @@ impl PromBuilder {
     pub fn scrape(mut self, target: impl Into<String>, interval: Duration) -> Self {
         self.scrape_targets.push(target.into());
         self.scrape_interval = interval;
+        self
+    }
+
+    /// Serves through Prometheus' own `--web.config.file` (TLS, client certificates, basic
+    /// auth). File paths in it are relative to the server's temp dir, or absolute. Readiness is
+    /// then "the listener answers" (a plain GET gets 400 from a TLS listener, 401 without
+    /// credentials): the caller retries its first query.
+    pub fn web_config(mut self, yaml: impl Into<String>) -> Self {
+        self.web_config = Some(yaml.into());
         self
     }
 
@@ -394,11 +405,20 @@ impl PromBuilder {
         }
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config)?;
+        let web_config_path = match &self.web_config {
+            Some(yaml) => {
+                let path = dir.path().join("web.yml");
+                std::fs::write(&path, yaml)?;
+                Some(path)
+            }
+            None => None,
+        };
         let mut server = PromServer {
             child: None,
             port: free_port()?,
             dir,
             config_path,
+            web_config_path,
             ready_timeout: self.ready_timeout,
         };
         server.launch()?;
@@ -418,6 +438,7 @@ pub struct PromServer {
     port: u16,
     dir: tempfile::TempDir,
     config_path: PathBuf,
+    web_config_path: Option<PathBuf>,
     ready_timeout: Duration,
 }
 
@@ -455,7 +476,11 @@ impl PromServer {
             .append(true)
             .open(self.log_path())?;
         let prometheus = binary("PROMETHEUS_BIN", "prometheus");
-        let child = Command::new(&prometheus)
+        let mut command = Command::new(&prometheus);
+        if let Some(web) = &self.web_config_path {
+            command.arg(format!("--web.config.file={}", web.display()));
+        }
+        let child = command
             .arg(format!("--config.file={}", self.config_path.display()))
             .arg(format!("--storage.tsdb.path={}", self.data_dir().display()))
             .arg("--storage.tsdb.retention.time=10y")
@@ -483,7 +508,12 @@ impl PromServer {
                     self.log()
                 );
             }
-            if http_get(self.port, "/-/ready").is_ok_and(|(code, _)| code == 200) {
+            let ready = match http_get(self.port, "/-/ready") {
+                Ok((code, _)) if self.web_config_path.is_some() => code > 0,
+                Ok((code, _)) => code == 200,
+                Err(_) => false,
+            };
+            if ready {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -596,4 +626,55 @@ mod tests {
             "b{a=\"2\",z=\"1\"} 1.0 10\nb{a=\"2\",z=\"1\"} 2.0 20\n# EOF\n"
         );
     }
+}
+
+/// A reverse proxy in front of a server on `127.0.0.1:upstream` that, like a multi-tenant
+/// Mimir/Cortex gateway, answers 401 unless the request carries `header: value`. One request
+/// per connection (`Connection: close`). Runs until the process ends.
+pub fn tenant_proxy(upstream: u16, header: &str, value: &str) -> anyhow::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("binding the proxy")?;
+    let port = listener.local_addr()?.port();
+    let wanted = format!("{}: {value}", header.to_ascii_lowercase());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let wanted = wanted.clone();
+            std::thread::spawn(move || {
+                let _ = proxy_one(stream, upstream, &wanted);
+            });
+        }
+    });
+    Ok(port)
+}
+
+fn proxy_one(mut client: TcpStream, upstream: u16, wanted: &str) -> anyhow::Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if client.read(&mut byte)? == 0 {
+            bail!("client closed before the request head ended");
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let allowed = head
+        .lines()
+        .any(|l| l.to_ascii_lowercase().trim_end() == wanted);
+    if !allowed {
+        client.write_all(
+            b"HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nContent-Length: 19\r\nConnection: close\r\n\r\nno tenant specified",
+        )?;
+        return Ok(());
+    }
+    let mut lines: Vec<&str> = head
+        .split("\r\n")
+        .filter(|l| !l.is_empty() && !l.to_ascii_lowercase().starts_with("connection:"))
+        .collect();
+    lines.push("Connection: close");
+    let mut server = TcpStream::connect(("127.0.0.1", upstream))?;
+    write!(server, "{}\r\n\r\n", lines.join("\r\n"))?;
+    let mut response = Vec::new();
+    server.read_to_end(&mut response)?;
+    client.write_all(&response)?;
+    Ok(())
 }
