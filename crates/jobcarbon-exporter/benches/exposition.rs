@@ -82,6 +82,7 @@ fn input(at: f64) -> (Settings, IntervalInput) {
                     intensity: GramsPerKwh(400.0),
                 },
             )]),
+            requests_unknown: Default::default(),
         },
     )
 }

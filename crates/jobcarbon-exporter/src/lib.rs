@@ -95,7 +95,7 @@ async fn readyz(State(view): State<SharedView>) -> Response {
                 format!("degraded: {reason}\n"),
             )
                 .into_response(),
-            None => (StatusCode::OK, "ready\n").into_response(),
+            None => (StatusCode::OK, ready_detail(&v)).into_response(),
         },
         // A standby books nothing by design; it must be ready for a surge-only rollout.
         Ok(v) if v.leader == Some(false) => (StatusCode::OK, "ready (standby)\n").into_response(),
@@ -106,6 +106,20 @@ async fn readyz(State(view): State<SharedView>) -> Response {
             .into_response(),
         Err(_) => unavailable("lock poisoned"),
     }
+}
+
+/// `ready`, and a line per product whose request counters cannot be read (its per-request
+/// figure is held): the rest of the accounting is unaffected, so the ledger stays ready.
+fn ready_detail(view: &jobcarbon_ledger::LedgerView) -> String {
+    let mut text = String::from("ready\n");
+    for (product, status) in &view.requests {
+        if let Some(reason) = &status.last_error {
+            text.push_str(&format!(
+                "requests of product {product} unreadable (per-request figure held): {reason}\n"
+            ));
+        }
+    }
+    text
 }
 
 /// One workload series in the JSON API: a pod, or a roll-up of finished pods (`pod: null`).

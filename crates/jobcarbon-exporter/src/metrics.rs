@@ -277,6 +277,19 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
             .iter()
             .filter_map(|(r, s)| Some((vec![("region", r.clone())], s.staleness?.value()))),
     )?;
+    let booked_at = state.last_booked;
+    gauge(
+        &mut encoder,
+        "jobcarbon_inference_requests_staleness_seconds",
+        "Seconds between the last booked interval and the last successful read of a product's request counters (+Inf: never read); while stale, its per-request figure is held.",
+        view.requests.iter().filter_map(|(product, s)| {
+            let age = match s.last_success {
+                Some(read) => (booked_at? - read).non_negative().value(),
+                None => f64::INFINITY,
+            };
+            Some((vec![("product", product.clone())], age))
+        }),
+    )?;
     gauge(
         &mut encoder,
         "jobcarbon_pue",

@@ -71,6 +71,7 @@ fn booked_view() -> LedgerView {
             energy,
             requests: BTreeMap::from([("m".to_owned(), 100.0)]),
             conditions: conditions.clone(),
+            requests_unknown: Default::default(),
         };
         state = book_interval(&state, &settings, &input).0;
     }

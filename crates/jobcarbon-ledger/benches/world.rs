@@ -31,6 +31,7 @@ impl World {
             requests: (0..PRODUCTS)
                 .map(|p| (format!("model-{p}"), 1000.0))
                 .collect(),
+            requests_unknown: Default::default(),
             conditions: self.conditions.clone(),
         }
     }

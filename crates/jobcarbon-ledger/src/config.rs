@@ -395,9 +395,18 @@ impl PrometheusConfig {
     /// Checks serde cannot express: one source of `Authorization`, TLS pairs, header names.
     fn validate(&self) -> Result<(), (String, String)> {
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(("prometheus.url".into(), "must start with http:// or https://".into()));
+            return Err((
+                "prometheus.url".into(),
+                "must start with http:// or https://".into(),
+            ));
         }
-        if self.url.contains('@') && self.url.split("://").nth(1).is_some_and(|r| r.split('/').next().is_some_and(|a| a.contains('@'))) {
+        if self.url.contains('@')
+            && self
+                .url
+                .split("://")
+                .nth(1)
+                .is_some_and(|r| r.split('/').next().is_some_and(|a| a.contains('@')))
+        {
             return Err((
                 "prometheus.url".into(),
                 "credentials in the URL end up in the ConfigMap and in logs: use basicAuth.passwordFile".into(),
@@ -412,7 +421,8 @@ impl PrometheusConfig {
         if self.basic_auth.is_some() && self.bearer_token_file.is_some() {
             return Err((
                 "prometheus.basicAuth".into(),
-                "basicAuth and bearerTokenFile both set the Authorization header: choose one".into(),
+                "basicAuth and bearerTokenFile both set the Authorization header: choose one"
+                    .into(),
             ));
         }
         for name in self.headers.keys().chain(self.header_files.keys()) {
@@ -421,7 +431,10 @@ impl PrometheusConfig {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
             if !valid {
-                return Err((format!("prometheus.headers.{name}"), "not a valid HTTP header name".into()));
+                return Err((
+                    format!("prometheus.headers.{name}"),
+                    "not a valid HTTP header name".into(),
+                ));
             }
             let auth_set = self.basic_auth.is_some() || self.bearer_token_file.is_some();
             if auth_set && name.eq_ignore_ascii_case("authorization") {
@@ -431,8 +444,15 @@ impl PrometheusConfig {
                 ));
             }
         }
-        if let Some((name, _)) = self.headers.iter().find(|(_, v)| v.chars().any(char::is_control)) {
-            return Err((format!("prometheus.headers.{name}"), "value holds control characters".into()));
+        if let Some((name, _)) = self
+            .headers
+            .iter()
+            .find(|(_, v)| v.chars().any(char::is_control))
+        {
+            return Err((
+                format!("prometheus.headers.{name}"),
+                "value holds control characters".into(),
+            ));
         }
         Ok(())
     }
@@ -479,7 +499,8 @@ impl Config {
             return Err(invalid("interval".into(), "must be positive".into()));
         }
         if let Some(p) = &self.prometheus {
-            p.validate().map_err(|(path, reason)| invalid(path, reason))?;
+            p.validate()
+                .map_err(|(path, reason)| invalid(path, reason))?;
         }
         if !self.regions.contains_key(&self.default_region) {
             return Err(invalid(

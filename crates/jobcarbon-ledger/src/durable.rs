@@ -16,7 +16,7 @@
 //! function of the restored state and the same history.
 
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointFile, Generation, Untrusted};
-use crate::counters::CounterSet;
+use crate::requests::RequestBooks;
 use crate::runner::Ledger;
 use crate::state::LedgerState;
 use jobcarbon_core::Seconds;
@@ -30,7 +30,10 @@ use std::time::{Duration, Instant};
 pub struct ResumeState {
     pub ledger: LedgerState,
     pub energy_counters: BTreeMap<String, CounterTracker>,
-    pub request_counters: CounterSet,
+    /// Per-series request counters (earlier checkpoints' `request_counters` sums are
+    /// ignored: the first read after restoring one is a baseline).
+    #[serde(default)]
+    pub requests: RequestBooks,
 }
 
 impl Ledger {
@@ -39,7 +42,7 @@ impl Ledger {
         ResumeState {
             ledger: self.state.clone(),
             energy_counters: self.energy_counters.clone(),
-            request_counters: self.request_counters.clone(),
+            requests: self.request_books.clone(),
         }
     }
 
@@ -47,7 +50,7 @@ impl Ledger {
     pub fn restore(&mut self, resume: ResumeState) {
         self.state = resume.ledger;
         self.energy_counters = resume.energy_counters;
-        self.request_counters = resume.request_counters;
+        self.request_books = resume.requests;
         match self.view().write() {
             Ok(mut view) => view.state = self.state.clone(),
             Err(_) => tracing::error!("ledger view lock poisoned; restored state not served"),

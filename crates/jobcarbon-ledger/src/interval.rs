@@ -48,6 +48,10 @@ pub struct IntervalInput {
     pub energy: Vec<EnergyDelta>,
     /// Inference requests in the interval, by product.
     pub requests: BTreeMap<String, f64>,
+    /// Products whose requests could not be read: their grams are booked, but their
+    /// per-request window is left as it was (the last figure is held, not inflated).
+    #[serde(default)]
+    pub requests_unknown: BTreeSet<String>,
     /// Conditions by region name (static values, or the live value last read).
     pub conditions: BTreeMap<String, Conditions>,
 }
@@ -555,7 +559,8 @@ pub fn book_interval(
             .unwrap_or(0.0);
         account.requests_total += requests;
         account.inference_grams_total += grams;
-        if grams != Grams::ZERO || requests > 0.0 {
+        let known = !input.requests_unknown.contains(name.as_str());
+        if known && (grams != Grams::ZERO || requests > 0.0) {
             account.window.push_back(WindowEntry {
                 at,
                 grams,

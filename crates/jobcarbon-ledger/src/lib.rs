@@ -10,12 +10,12 @@
 
 pub mod checkpoint;
 pub mod config;
-pub mod counters;
 pub mod durable;
 pub mod epc;
 pub mod interval;
 pub mod kube_cluster;
 pub mod product_checkpoint;
+pub mod requests;
 pub mod runner;
 pub mod settings;
 pub mod sources;

@@ -2,15 +2,14 @@
 //! book, publish. The caller drives time (`run_interval(at)`): the `ledger` subcommand with the
 //! wall clock, the demo with its accelerated simulated clock — one code path for both.
 
-use crate::counters::CounterSet;
 use crate::interval::{Conditions, IntervalInput, IntervalReport, book_interval};
+use crate::requests::{RequestBooks, RequestRead};
 use crate::settings::{IntensitySpec, Settings};
 use crate::state::LedgerState;
 use crate::view::{RegionStatus, SharedView, SourceStatus};
 use async_trait::async_trait;
 use jobcarbon_core::{
-    ClusterSnapshot, EnergyOwner, EnergyReading, GramsPerKwh, Phase, PodFacts, PodKey, ProductDef,
-    Seconds,
+    ClusterSnapshot, EnergyOwner, EnergyReading, GramsPerKwh, PodFacts, PodKey, ProductDef, Seconds,
 };
 use jobcarbon_telemetry::counters::{CounterTracker, FirstSight};
 use jobcarbon_telemetry::{EnergySource, MetricQuery, RequestQuery};
@@ -65,7 +64,7 @@ pub struct Ledger {
     config_products: Vec<ProductDef>,
     request_queries: BTreeMap<String, RequestQuery>,
     pub(crate) energy_counters: BTreeMap<String, CounterTracker>,
-    pub(crate) request_counters: CounterSet,
+    pub(crate) request_books: RequestBooks,
     last_snapshot: Option<ClusterSnapshot>,
     /// Last good live intensity per region, and when it was read.
     live: BTreeMap<String, (GramsPerKwh, Seconds)>,
@@ -87,7 +86,7 @@ impl Ledger {
             config_products,
             request_queries,
             energy_counters: BTreeMap::new(),
-            request_counters: CounterSet::new(false),
+            request_books: RequestBooks::default(),
             last_snapshot: None,
             live: BTreeMap::new(),
             state: LedgerState::default(),
@@ -159,14 +158,15 @@ impl Ledger {
                 report: nothing_booked(at),
             });
         }
-        let requests = self.read_requests(&snapshot, at, &mut statuses).await;
+        let read = self.read_requests(&snapshot, at, &mut statuses).await;
         let (conditions, regions) = self.resolve_regions(at, &mut statuses).await;
 
         let input = IntervalInput {
             at,
             snapshot,
             energy,
-            requests,
+            requests: read.requests,
+            requests_unknown: read.unknown,
             conditions,
         };
         let (state, report) = book_interval(&self.state, &self.settings, &input);
@@ -266,33 +266,38 @@ impl Ledger {
         snapshot: &ClusterSnapshot,
         at: Seconds,
         statuses: &mut BTreeMap<String, SourceStatus>,
-    ) -> BTreeMap<String, f64> {
-        let mut requests = BTreeMap::new();
+    ) -> RequestRead {
         let Some(metrics) = &self.sources.metrics else {
-            return requests;
+            return RequestRead::default();
         };
         let mut queries = self.request_queries.clone();
         queries.extend(self.sources.cluster.request_queries().await);
+        let mut request_statuses = self
+            .view
+            .read()
+            .map(|v| v.requests.clone())
+            .unwrap_or_default();
+        let read = self
+            .request_books
+            .read(
+                metrics.as_ref(),
+                &queries,
+                (snapshot, &self.state),
+                at,
+                self.settings.counter_retention,
+                &mut request_statuses,
+            )
+            .await;
         let status = statuses.entry(QUERY_SOURCE.to_owned()).or_default();
-        let mut all_ok = true;
-        for (product, query) in &queries {
-            let query = with_serving_namespace(query, product, snapshot);
-            match metrics.cumulative_requests(&query, at).await {
-                Ok(total) => {
-                    requests.insert(product.clone(), self.request_counters.delta(product, total));
-                }
-                Err(e) => {
-                    all_ok = false;
-                    tracing::warn!(product = %product, error = %e, "request query failed");
-                    *status.errors.entry(e.kind().to_owned()).or_insert(0) += 1;
-                }
-            }
-        }
-        if all_ok {
+        if read.unknown.is_empty() {
             status.last_success = Some(at);
+        } else {
+            *status.errors.entry("requests".to_owned()).or_insert(0) += 1;
         }
-        self.request_counters.finish_read();
-        requests
+        if let Ok(mut view) = self.view.write() {
+            view.requests = request_statuses;
+        }
+        read
     }
 
     async fn resolve_regions(
@@ -392,34 +397,6 @@ fn nothing_booked(at: Seconds) -> IntervalReport {
         epc_deposits: BTreeMap::new(),
         pool_deposits: BTreeMap::new(),
         pool_drains: BTreeMap::new(),
-    }
-}
-
-/// A preset request counter with no matchers is narrowed to the namespace serving the product,
-/// when all its inference pods share one.
-fn with_serving_namespace(
-    query: &RequestQuery,
-    product: &str,
-    snapshot: &ClusterSnapshot,
-) -> RequestQuery {
-    match query {
-        RequestQuery::Preset { preset, matchers } if matchers.is_empty() => {
-            let namespaces: std::collections::BTreeSet<&str> = snapshot
-                .pods
-                .iter()
-                .filter(|p| p.phase == Phase::Inference && p.product.as_deref() == Some(product))
-                .map(|p| p.key.namespace.as_str())
-                .collect();
-            let mut matchers = BTreeMap::new();
-            if let [only] = namespaces.into_iter().collect::<Vec<_>>()[..] {
-                matchers.insert("namespace".to_owned(), only.to_owned());
-            }
-            RequestQuery::Preset {
-                preset: *preset,
-                matchers,
-            }
-        }
-        other => other.clone(),
     }
 }
 

@@ -185,7 +185,10 @@ mod tests {
             Some(std::path::Path::new("/etc/jobcarbon/ca/service-ca.crt"))
         );
         assert!(pc.tls.cert_file.is_some() && pc.tls.key_file.is_some());
-        assert_eq!(pc.headers.get("X-Scope-OrgID").map(String::as_str), Some("team-a"));
+        assert_eq!(
+            pc.headers.get("X-Scope-OrgID").map(String::as_str),
+            Some("team-a")
+        );
         assert!(pc.header_files.contains_key("X-Api-Key"));
         assert!(matches!(pc.auth, Auth::Basic { ref username, .. } if username == "jc"));
     }
@@ -193,14 +196,26 @@ mod tests {
     #[test]
     fn prometheus_access_mistakes_are_located_errors() {
         for (yaml, path, reason) in [
-            ("prometheus: {url: 'http://p:9090', certFile: /c}", "prometheus.certFile", "go together"),
+            (
+                "prometheus: {url: 'http://p:9090', certFile: /c}",
+                "prometheus.certFile",
+                "go together",
+            ),
             (
                 "prometheus: {url: 'http://p:9090', bearerTokenFile: /t, basicAuth: {username: u, passwordFile: /p}}",
                 "prometheus.basicAuth",
                 "choose one",
             ),
-            ("prometheus: {url: 'http://u:pw@p:9090'}", "prometheus.url", "basicAuth.passwordFile"),
-            ("prometheus: {url: 'http://p:9090', headers: {'bad header': x}}", "prometheus.headers.bad header", "header name"),
+            (
+                "prometheus: {url: 'http://u:pw@p:9090'}",
+                "prometheus.url",
+                "basicAuth.passwordFile",
+            ),
+            (
+                "prometheus: {url: 'http://p:9090', headers: {'bad header': x}}",
+                "prometheus.headers.bad header",
+                "header name",
+            ),
             (
                 "prometheus: {url: 'http://p:9090', basicAuth: {username: u, password: oops}}",
                 "prometheus.basicAuth",

@@ -23,6 +23,8 @@ pub struct LedgerView {
     /// With leader election: whether this replica holds the Lease (a standby books nothing).
     /// `None`: no election (one replica).
     pub leader: Option<bool>,
+    /// Request reads by product.
+    pub requests: BTreeMap<String, crate::requests::RequestStatus>,
 }
 
 impl LedgerView {

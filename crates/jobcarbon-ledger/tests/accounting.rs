@@ -95,6 +95,7 @@ fn one_interval(
         energy,
         requests: BTreeMap::new(),
         conditions: conditions(settings, pue, ci),
+        requests_unknown: Default::default(),
     };
     book_interval(&state, settings, &input)
 }
@@ -325,6 +326,7 @@ fn build_retraining_and_inference_flow_through_epc_and_pool() {
         energy: vec![energy(&serve, Component::Gpu, 1000.0)],
         requests: BTreeMap::from([("m".to_owned(), 10.0)]),
         conditions: conditions(&settings, 1.0, 3600.0),
+        requests_unknown: Default::default(),
     };
     let (s2, r2) = book_interval(&s1, &settings, &input);
     let serve_terms = r2.pod_terms[&serve.key];
@@ -538,6 +540,7 @@ fn world() -> impl Strategy<Value = World> {
                                 "m".to_owned(),
                                 requests[t % requests.len()],
                             )]),
+                            requests_unknown: Default::default(),
                             conditions: BTreeMap::from([(
                                 "default".to_owned(),
                                 Conditions {
@@ -706,4 +709,54 @@ fn unmapped_gpu_energy_is_idle_only_where_gpus_are_free() {
         );
         assert!(report.emissions.conservation_error() < 1e-12);
     }
+}
+
+/// A product whose request counters cannot be read keeps its per-request figure: its grams are
+/// booked, but the interval does not enter the per-request window (it would inflate it).
+#[test]
+fn unreadable_requests_hold_the_per_request_figure() {
+    let settings = Settings::simple(Pue(1.0), GramsPerKwh(3600.0));
+    let serve = pod("ml", "s", "s", Phase::Inference, Some("m"));
+    let snapshot = ClusterSnapshot {
+        pods: vec![serve.clone()],
+        nodes: vec![node("n1")],
+        products: vec![ProductDef::new(
+            "m",
+            ProductType::Model,
+            Seconds::from_years(1.0),
+        )],
+        ..Default::default()
+    };
+    let (s1, _) = one_interval(
+        &settings,
+        snapshot.clone(),
+        vec![energy(&serve, Component::Gpu, 1000.0)],
+        60.0,
+        1.0,
+        3600.0,
+    );
+    let input = |at: f64, requests: f64, unknown: bool| IntervalInput {
+        at: Seconds(at),
+        snapshot: snapshot.clone(),
+        energy: vec![energy(&serve, Component::Gpu, 1000.0)],
+        requests: BTreeMap::from([("m".to_owned(), requests)]),
+        requests_unknown: if unknown {
+            ["m".to_owned()].into()
+        } else {
+            Default::default()
+        },
+        conditions: conditions(&settings, 1.0, 3600.0),
+    };
+    let (s2, _) = book_interval(&s1, &settings, &input(120.0, 10.0, false));
+    let window = |s: &LedgerState| s.products["m"].window.len();
+    let grams = |s: &LedgerState| s.products["m"].inference_grams_total.value();
+    let (s3, _) = book_interval(&s2, &settings, &input(180.0, 0.0, true));
+    assert_eq!(
+        window(&s3),
+        window(&s2),
+        "the unknown interval stays out of the window"
+    );
+    assert!(grams(&s3) > grams(&s2), "its grams are still booked");
+    let (s4, _) = book_interval(&s3, &settings, &input(240.0, 10.0, false));
+    assert_eq!(window(&s4), window(&s2) + 1);
 }

@@ -294,7 +294,8 @@ impl TlsClient {
     fn build(&self) -> Result<prometheus_http_query::Client, SourceError> {
         let c = &self.config;
         let read = |path: &Path| {
-            std::fs::read(path).map_err(|e| unsupported(format!("cannot read {}: {e}", path.display())))
+            std::fs::read(path)
+                .map_err(|e| unsupported(format!("cannot read {}: {e}", path.display())))
         };
         let mut builder = reqwest::Client::builder()
             .timeout(c.timeout)
@@ -302,7 +303,10 @@ impl TlsClient {
             .tls_danger_accept_invalid_certs(c.tls.insecure_skip_verify);
         if let Some(ca) = &c.tls.ca_file {
             let certs = reqwest::Certificate::from_pem_bundle(&read(ca)?).map_err(|e| {
-                unsupported(format!("caFile {}: not a PEM certificate bundle: {e}", ca.display()))
+                unsupported(format!(
+                    "caFile {}: not a PEM certificate bundle: {e}",
+                    ca.display()
+                ))
             })?;
             builder = builder.tls_certs_merge(certs);
         }
@@ -319,20 +323,14 @@ impl TlsClient {
             })?;
             builder = builder.identity(identity);
         }
-        let http = builder
-            .build()
-            .map_err(|e| {
-                unsupported(format!(
-                    "cannot build the HTTP client: {}",
-                    crate::prom::error_chain(&e)
-                ))
-            })?;
-        prometheus_http_query::Client::from(http, &c.url).map_err(|_| {
+        let http = builder.build().map_err(|e| {
             unsupported(format!(
-                "invalid Prometheus URL {:?}",
-                c.redacted_url()
+                "cannot build the HTTP client: {}",
+                crate::prom::error_chain(&e)
             ))
-        })
+        })?;
+        prometheus_http_query::Client::from(http, &c.url)
+            .map_err(|_| unsupported(format!("invalid Prometheus URL {:?}", c.redacted_url())))
     }
 }
 
@@ -380,7 +378,10 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         std::fs::write(&path, "second-secret").unwrap_or_else(|e| panic!("{e}"));
         let later = SystemTime::now() + Duration::from_secs(5);
-        let file = std::fs::File::options().write(true).open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let file = std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("{e}"));
         file.set_modified(later).unwrap_or_else(|e| panic!("{e}"));
         let second = headers.current().unwrap_or_else(|e| panic!("{e}"));
         assert!(basic(&second).ends_with(
@@ -388,6 +389,8 @@ mod tests {
         ));
         let printed = format!("{headers:?} {second:?} {config:?}");
         assert!(!printed.contains("second-secret"), "{printed}");
-        assert!(!printed.contains(&base64::engine::general_purpose::STANDARD.encode("jobcarbon:second-secret")));
+        assert!(!printed.contains(
+            &base64::engine::general_purpose::STANDARD.encode("jobcarbon:second-secret")
+        ));
     }
 }

@@ -21,7 +21,7 @@
 
 use jobcarbon_core::allocation::{split_equal, split_weighted};
 use jobcarbon_core::{
-    Component, EnergyDelta, EnergyOwner, EnergyReading, Joules, Seconds, UnallocatedReason,
+    Component, EnergyDelta, EnergyOwner, EnergyReading, Joules, PodKey, Seconds, UnallocatedReason,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -216,45 +216,154 @@ impl CounterTracker {
         started: &dyn Fn(&EnergyReading, Seconds) -> bool,
         out: &mut Observed,
     ) -> Option<Joules> {
-        let (delta, baseline) = match self.last.get(series) {
-            None => {
-                out.new_series.push(series.to_owned());
-                let book = match self.first_sight {
-                    FirstSight::BookAll => true,
-                    FirstSight::Baseline => {
-                        previous_at.is_some_and(|since| group.iter().all(|r| started(r, since)))
-                    }
-                };
-                (if book { value } else { Joules::ZERO }, value)
+        let previous = self.last.get(series).map(|p| (p.cumulative.value(), p.at));
+        let book_first_sight = match self.first_sight {
+            FirstSight::BookAll => true,
+            FirstSight::Baseline => {
+                previous_at.is_some_and(|since| group.iter().all(|r| started(r, since)))
             }
-            Some(prev) if at < prev.at => {
+        };
+        let wrap = self.wrap_maximum(series).map(Joules::value);
+        let step = counter_step(previous, value.value(), at, book_first_sight, wrap);
+        match step.kind {
+            StepKind::OutOfOrder => {
                 out.rejected
                     .push((series.to_owned(), Rejection::OutOfOrder));
                 return None;
             }
-            Some(prev) if value >= prev.cumulative => (value - prev.cumulative, value),
-            Some(prev) if value.value() >= prev.cumulative.value() * (1.0 - JITTER) => {
-                (Joules::ZERO, prev.cumulative)
-            }
-            Some(prev) => match self.wrap_maximum(series) {
-                Some(max) if is_wrap(prev.cumulative, value, max) => {
-                    out.wraps.push(series.to_owned());
-                    ((max - prev.cumulative) + value, value)
-                }
-                _ => {
-                    out.resets.push(series.to_owned());
-                    (value, value)
-                }
-            },
-        };
+            StepKind::FirstSight => out.new_series.push(series.to_owned()),
+            StepKind::Reset => out.resets.push(series.to_owned()),
+            StepKind::Wrap => out.wraps.push(series.to_owned()),
+            StepKind::Increase | StepKind::Jitter => {}
+        }
         self.last.insert(
             series.to_owned(),
             LastSample {
-                cumulative: baseline,
+                cumulative: Joules(step.baseline),
                 at,
             },
         );
-        Some(delta.non_negative())
+        Some(Joules(step.delta).non_negative())
+    }
+}
+
+/// What the counter rule made of one sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    FirstSight,
+    Increase,
+    Jitter,
+    Reset,
+    Wrap,
+    OutOfOrder,
+}
+
+/// One sample under the counter rule: what to book and the baseline to keep.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Step {
+    pub kind: StepKind,
+    pub delta: f64,
+    pub baseline: f64,
+}
+
+/// The counter rule for one series (the module docs), shared by energy and request counters:
+/// `previous` is the last baseline and its time, `book_first_sight` whether a first sight
+/// provably counted from 0 inside the interval, `wrap` a known maximum.
+pub fn counter_step(
+    previous: Option<(f64, Seconds)>,
+    value: f64,
+    at: Seconds,
+    book_first_sight: bool,
+    wrap: Option<f64>,
+) -> Step {
+    let step = |kind, delta: f64, baseline| Step {
+        kind,
+        delta: delta.max(0.0),
+        baseline,
+    };
+    match previous {
+        None => step(
+            StepKind::FirstSight,
+            if book_first_sight { value } else { 0.0 },
+            value,
+        ),
+        Some((_, prev_at)) if at < prev_at => step(StepKind::OutOfOrder, 0.0, value),
+        Some((prev, _)) if value >= prev => step(StepKind::Increase, value - prev, value),
+        Some((prev, _)) if value >= prev * (1.0 - JITTER) => step(StepKind::Jitter, 0.0, prev),
+        Some((prev, _)) => match wrap {
+            Some(max) if is_wrap(Joules(prev), Joules(value), Joules(max)) => {
+                step(StepKind::Wrap, (max - prev) + value, value)
+            }
+            _ => step(StepKind::Reset, value, value),
+        },
+    }
+}
+
+/// One sample of a request counter (or any plain cumulative count).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CountSample {
+    /// Stable identity: the series' labels without replica labels.
+    pub series: String,
+    /// The pod the series belongs to, when its labels name one.
+    pub pod: Option<PodKey>,
+    pub value: f64,
+    pub at: Seconds,
+}
+
+/// Per-series request counters under the same rule as energy: deltas are summed, never
+/// values, so a replica leaving is not a reset and counts from before the ledger started are
+/// not booked.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CountTracker {
+    last: BTreeMap<String, (f64, Seconds)>,
+    previous_at: Option<Seconds>,
+}
+
+impl CountTracker {
+    /// Σ of the samples' deltas; a new series counts whole when `started(sample, since)`
+    /// proves it began at 0 after the previous observation (a new replica).
+    pub fn observe(
+        &mut self,
+        samples: &[CountSample],
+        started: &dyn Fn(&CountSample, Seconds) -> bool,
+    ) -> f64 {
+        let previous_at = self.previous_at;
+        let mut total = 0.0;
+        let mut latest = previous_at;
+        for s in samples
+            .iter()
+            .filter(|s| s.value.is_finite() && s.value >= 0.0)
+        {
+            let book_first = previous_at.is_some_and(|since| started(s, since));
+            let step = counter_step(
+                self.last.get(&s.series).copied(),
+                s.value,
+                s.at,
+                book_first,
+                None,
+            );
+            if step.kind == StepKind::OutOfOrder {
+                continue;
+            }
+            self.last.insert(s.series.clone(), (step.baseline, s.at));
+            total += step.delta;
+            latest = Some(latest.map_or(s.at, |l| l.max(s.at)));
+        }
+        self.previous_at = latest;
+        total
+    }
+
+    /// Forgets series unseen since `before`.
+    pub fn forget_older_than(&mut self, before: Seconds) {
+        self.last.retain(|_, (_, at)| *at >= before);
+    }
+
+    pub fn len(&self) -> usize {
+        self.last.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.last.is_empty()
     }
 }
 
@@ -307,7 +416,6 @@ fn is_wrap(previous: Joules, new: Joules, maximum: Joules) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jobcarbon_core::PodKey;
     use proptest::prelude::*;
 
     fn reading(series: &str, pod: &str, value: f64, at: f64) -> EnergyReading {

@@ -16,7 +16,7 @@ pub mod node_agent_source;
 pub mod podresources;
 pub mod prom;
 
-pub use counters::{CounterTracker, FirstSight, Observed};
+pub use counters::{CountSample, CountTracker, CounterTracker, FirstSight, Observed};
 pub use dcgm::{DcgmConfig, DcgmSource};
 pub use gpu::{FakeGpu, FakeGpuBackend, GpuBackend, GpuError, GpuSample, NvmlBackend};
 pub use kepler::{KeplerConfig, KeplerGeneration, KeplerMode, KeplerSource};
@@ -162,7 +162,8 @@ pub enum RequestQuery {
         preset: RequestPreset,
         matchers: std::collections::BTreeMap<String, String>,
     },
-    /// A user PromQL expression that evaluates to one cumulative request count.
+    /// A user PromQL expression giving cumulative request counters; each series it returns
+    /// is tracked on its own and counts for the product.
     Promql(String),
 }
 
@@ -170,12 +171,13 @@ pub enum RequestQuery {
 /// intensity. Implemented over Prometheus, and by the demo's simulation.
 #[async_trait]
 pub trait MetricQuery: Send + Sync {
-    /// Cumulative requests at `at` (counter resets are the caller's business, as for energy).
-    async fn cumulative_requests(
+    /// Every request counter series the query selects at `at`, each with its identity and
+    /// pod (deltas, resets and first sights are the caller's business, as for energy).
+    async fn request_series(
         &self,
         query: &RequestQuery,
         at: Seconds,
-    ) -> Result<f64, SourceError>;
+    ) -> Result<Vec<CountSample>, SourceError>;
     /// A PromQL expression that evaluates to one number at `at` (e.g. live gCO2e/kWh).
     async fn scalar(&self, promql: &str, at: Seconds) -> Result<f64, SourceError>;
 }

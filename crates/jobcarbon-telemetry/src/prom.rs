@@ -5,8 +5,9 @@
 
 pub use crate::access::{Auth, PromConfig, TlsFiles, default_replica_labels};
 use crate::access::{Headers, TlsClient};
-use crate::{MetricQuery, RequestPreset, RequestQuery, SourceError};
+use crate::{CountSample, MetricQuery, RequestPreset, RequestQuery, SourceError};
 use async_trait::async_trait;
+use jobcarbon_core::PodKey;
 use jobcarbon_core::Seconds;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -100,7 +101,11 @@ impl PromClient {
     ) -> Result<Vec<PromSample>, SourceError> {
         let client = self.tls.get().map_err(|e| renamed(e, source_name))?;
         let mut query = client.query(promql).at(at.value().floor() as i64);
-        for (name, value) in self.headers.current().map_err(|e| renamed(e, source_name))? {
+        for (name, value) in self
+            .headers
+            .current()
+            .map_err(|e| renamed(e, source_name))?
+        {
             query = query.header(name, value);
         }
         let result = query
@@ -247,12 +252,29 @@ pub fn request_promql(query: &RequestQuery) -> Result<String, SourceError> {
                 let escaped = v.replace('\\', "\\\\").replace('"', "\\\"");
                 parts.push(format!("{k}=\"{escaped}\""));
             }
-            Ok(format!(
-                "sum({}{{{}}})",
-                preset_metric(*preset),
-                parts.join(",")
-            ))
+            Ok(format!("{}{{{}}}", preset_metric(*preset), parts.join(",")))
         }
+    }
+}
+
+/// One request counter line: its identity is every label but the replica labels (already
+/// dropped by the client), and its pod the `pod`/`namespace` (or `exported_*`) labels.
+fn count_sample(s: &PromSample) -> CountSample {
+    let series = s
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v:?}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pod = s
+        .label("namespace")
+        .zip(s.label("pod"))
+        .map(|(ns, pod)| PodKey::new(ns, pod));
+    CountSample {
+        series,
+        pod,
+        value: s.value,
+        at: s.at,
     }
 }
 
@@ -297,13 +319,14 @@ impl PromMetrics {
 
 #[async_trait]
 impl MetricQuery for PromMetrics {
-    async fn cumulative_requests(
+    async fn request_series(
         &self,
         query: &RequestQuery,
         at: Seconds,
-    ) -> Result<f64, SourceError> {
+    ) -> Result<Vec<CountSample>, SourceError> {
         let promql = request_promql(query)?;
-        self.one_number("requests", &promql, at).await
+        let samples = self.client.instant("requests", &promql, at).await?;
+        Ok(samples.iter().map(count_sample).collect())
     }
 
     async fn scalar(&self, promql: &str, at: Seconds) -> Result<f64, SourceError> {
@@ -325,7 +348,7 @@ mod tests {
         };
         assert_eq!(
             request_promql(&q).unwrap(),
-            r#"sum(vllm:request_success_total{namespace="ml\"serving"})"#
+            r#"vllm:request_success_total{namespace="ml\"serving"}"#
         );
         let mut bad = BTreeMap::new();
         bad.insert("bad-name".to_owned(), "x".to_owned());

@@ -34,16 +34,70 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 /// A private CA, a server certificate for 127.0.0.1 and a client certificate, all signed by it.
 fn private_pki(dir: &Path) {
-    openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=jobcarbon test CA", "-keyout", "ca.key", "-out", "ca.crt"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=jobcarbon test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ],
+    );
     // Extensions make v3 certificates (webpki rejects v1).
-    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
     std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
     for (name, ext) in [("server", "server.ext"), ("client", "client.ext")] {
         let key = format!("{name}.key");
         let csr = format!("{name}.csr");
         let crt = format!("{name}.crt");
-        openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-subj", &format!("/CN={name}"), "-keyout", &key, "-out", &csr]);
-        openssl(dir, &["x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", &crt]);
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN={name}"),
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                ext,
+                "-out",
+                &crt,
+            ],
+        );
     }
 }
 
@@ -51,7 +105,13 @@ fn history(t: i64) -> History {
     let mut h = History::new();
     h.series(
         "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
-        &[("UUID", "GPU-1"), ("Hostname", "n1"), ("pod", "p"), ("namespace", "ml"), ("container", "c")],
+        &[
+            ("UUID", "GPU-1"),
+            ("Hostname", "n1"),
+            ("pod", "p"),
+            ("namespace", "ml"),
+            ("container", "c"),
+        ],
         &[(t, 5e6)],
     );
     h
@@ -111,7 +171,10 @@ async fn private_ca_client_certificate_and_basic_auth() {
     );
     let t = unix_now() - 60;
     let prom = tokio::task::spawn_blocking(move || {
-        PromServer::builder().history(&history(t)).web_config(web).start()
+        PromServer::builder()
+            .history(&history(t))
+            .web_config(web)
+            .start()
     })
     .await
     .unwrap()
@@ -172,10 +235,11 @@ async fn private_ca_client_certificate_and_basic_auth() {
 #[tokio::test]
 async fn tenant_header_through_a_gateway() {
     let t = unix_now() - 60;
-    let prom = tokio::task::spawn_blocking(move || PromServer::builder().history(&history(t)).start())
-        .await
-        .unwrap()
-        .unwrap();
+    let prom =
+        tokio::task::spawn_blocking(move || PromServer::builder().history(&history(t)).start())
+            .await
+            .unwrap()
+            .unwrap();
     let gateway = tenant_proxy(prom.port(), "X-Scope-OrgID", "team-a").unwrap();
     let url = format!("http://127.0.0.1:{gateway}");
 

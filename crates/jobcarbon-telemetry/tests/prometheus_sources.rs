@@ -470,7 +470,24 @@ async fn request_presets_and_scalars() {
         matchers,
     };
     let at = Seconds((now - 30) as f64);
-    assert_eq!(metrics.cumulative_requests(&q, at).await.unwrap(), 150.0);
+    // One sample per serving pod (never a sum), each with its pod; the other namespace is
+    // not selected.
+    let series = metrics.request_series(&q, at).await.unwrap();
+    let mut by_pod: Vec<(String, f64)> = series
+        .iter()
+        .map(|s| {
+            (
+                s.pod.as_ref().map(|p| p.pod.clone()).unwrap_or_default(),
+                s.value,
+            )
+        })
+        .collect();
+    by_pod.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        by_pod,
+        vec![("srv-1".to_owned(), 120.0), ("srv-2".to_owned(), 30.0)]
+    );
+    assert!(series.iter().all(|s| s.series.contains("finished_reason")));
     assert_eq!(
         metrics
             .scalar("grid_intensity{region=\"eu\"}", at)

@@ -13,7 +13,7 @@ use jobcarbon_core::{
     PodKey, Seconds,
 };
 use jobcarbon_ledger::{ClusterError, ClusterSource};
-use jobcarbon_telemetry::{EnergySource, MetricQuery, RequestQuery, SourceError};
+use jobcarbon_telemetry::{CountSample, EnergySource, MetricQuery, RequestQuery, SourceError};
 use std::collections::BTreeMap;
 use std::f64::consts::TAU;
 
@@ -482,11 +482,11 @@ pub struct SimMetrics;
 
 #[async_trait]
 impl MetricQuery for SimMetrics {
-    async fn cumulative_requests(
+    async fn request_series(
         &self,
         query: &RequestQuery,
         at: Seconds,
-    ) -> Result<f64, SourceError> {
+    ) -> Result<Vec<CountSample>, SourceError> {
         let t = Simulation::sim(at);
         let namespace = match query {
             RequestQuery::Preset { matchers, .. } => matchers.get("namespace").cloned(),
@@ -497,12 +497,19 @@ impl MetricQuery for SimMetrics {
                 });
             }
         };
+        // One vLLM counter per serving pod, as each replica exports its own.
         Ok(Simulation
             .pods(t)
             .iter()
+            .filter(|p| p.visible(t) && p.requests_per_s > 0.0)
             .filter(|p| namespace.as_deref().is_none_or(|ns| ns == p.namespace))
-            .map(|p| Simulation::cumulative_requests_of(p, t))
-            .sum())
+            .map(|p| CountSample {
+                series: format!("vllm/{}", p.key()),
+                pod: Some(p.key()),
+                value: Simulation::cumulative_requests_of(p, t),
+                at,
+            })
+            .collect())
     }
 
     async fn scalar(&self, _promql: &str, at: Seconds) -> Result<f64, SourceError> {
