@@ -233,7 +233,10 @@ impl Ledger {
             match source.read(at).await {
                 Ok(readings) => {
                     status.last_success = Some(at);
-                    let readings = without_finished_sharers(readings, &pods);
+                    let mut readings = without_finished_sharers(readings, &pods);
+                    if source.may_name_finished_pods() {
+                        unmap_finished_pods(&mut readings, &pods);
+                    }
                     let per_pod = source.counters_start_with_pod();
                     // A per-pod counter first seen for a pod created since the last read
                     // counted from 0 inside the interval; anything else is its past.
@@ -387,6 +390,23 @@ fn without_finished_sharers(
         .collect()
 }
 
+/// GPU lines naming a pod that does not run (finished, or gone) are unmapped GPU energy: the
+/// kubelet's pod-resources `List` keeps reporting finished pods' devices.
+fn unmap_finished_pods(readings: &mut [EnergyReading], pods: &BTreeMap<&PodKey, &PodFacts>) {
+    for r in readings.iter_mut() {
+        let finished = match &r.owner {
+            EnergyOwner::Pod { key, .. } => !pods.get(key).is_some_and(|p| p.running),
+            _ => false,
+        };
+        if finished {
+            let uuid = jobcarbon_telemetry::node_agent_source::gpu_of_series(&r.series)
+                .unwrap_or_default()
+                .to_owned();
+            r.owner = EnergyOwner::UnmappedGpu { uuid };
+        }
+    }
+}
+
 fn nothing_booked(at: Seconds) -> IntervalReport {
     IntervalReport {
         at,
@@ -431,5 +451,35 @@ mod tests {
         assert_eq!(kept.len(), 1);
         let kept = without_finished_sharers(vec![line("a", "mig-1"), line("b", "mig-2")], &pods);
         assert_eq!(kept.len(), 2);
+    }
+
+    #[test]
+    fn node_agent_lines_of_finished_pods_are_unmapped_gpu_energy() {
+        let running = PodFacts::new("ns", "a");
+        let finished = PodFacts::new("ns", "b").running(false);
+        let pods: BTreeMap<&PodKey, &PodFacts> =
+            [(&running.key, &running), (&finished.key, &finished)].into();
+        let agent_line = |pod: &str| {
+            EnergyReading::new(
+                format!("node-agent/GPU-9/ns/{pod}/main"),
+                "n1",
+                EnergyOwner::Pod {
+                    key: PodKey::new("ns", pod),
+                    container: "main".into(),
+                },
+                Component::Gpu,
+                Joules(1.0),
+                Seconds(0.0),
+            )
+        };
+        // b finished, c is gone from the API: pod-resources still lists both.
+        let mut readings = vec![agent_line("a"), agent_line("b"), agent_line("c")];
+        unmap_finished_pods(&mut readings, &pods);
+        let unmapped = EnergyOwner::UnmappedGpu {
+            uuid: "GPU-9".into(),
+        };
+        assert!(matches!(readings[0].owner, EnergyOwner::Pod { .. }));
+        assert_eq!(readings[1].owner, unmapped);
+        assert_eq!(readings[2].owner, unmapped);
     }
 }

@@ -42,13 +42,33 @@ pub struct GpuSample {
     pub power: Option<Watts>,
     /// UUIDs of the GPU's MIG instances when MIG is enabled (their energy is the parent's).
     pub mig_uuids: Vec<String>,
+    /// The device minor number (`/dev/nvidiaN`): GKE's pod-resources device ids `nvidiaN`.
+    pub minor: Option<u32>,
+}
+
+/// One GPU that could not be read while the others were.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuFault {
+    /// The GPU's UUID when known, else `index-N`.
+    pub gpu: String,
+    /// A metric label value: `gpu_lost` (Xid 79, fallen off the bus), `not_found`, `unknown`, ….
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+/// One sample of the node: the GPUs read, and those that failed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GpuReadout {
+    pub gpus: Vec<GpuSample>,
+    pub faults: Vec<GpuFault>,
 }
 
 /// A source of local GPU samples.
 pub trait GpuBackend: Send + Sync {
     /// Human description for logs (`NVML 570.124.06`, `fake`).
     fn describe(&self) -> String;
-    fn sample(&self) -> Result<Vec<GpuSample>, GpuError>;
+    /// Every GPU; one failing GPU is a [`GpuFault`] beside the others, not an error.
+    fn sample(&self) -> Result<GpuReadout, GpuError>;
 }
 
 /// A shared backend (tests keep a handle to drive a fake while the agent owns it).
@@ -56,8 +76,23 @@ impl<T: GpuBackend + ?Sized> GpuBackend for std::sync::Arc<T> {
     fn describe(&self) -> String {
         self.as_ref().describe()
     }
-    fn sample(&self) -> Result<Vec<GpuSample>, GpuError> {
+    fn sample(&self) -> Result<GpuReadout, GpuError> {
         self.as_ref().sample()
+    }
+}
+
+/// The metric label for an NVML error on one device.
+fn fault_reason(e: &nvml_wrapper::error::NvmlError) -> &'static str {
+    use nvml_wrapper::error::NvmlError;
+    match e {
+        NvmlError::GpuLost => "gpu_lost",
+        NvmlError::NotFound => "not_found",
+        NvmlError::Uninitialized => "uninitialized",
+        NvmlError::NoPermission => "no_permission",
+        NvmlError::Timeout => "timeout",
+        NvmlError::ResetRequired => "reset_required",
+        NvmlError::InsufficientPower => "insufficient_power",
+        _ => "unknown",
     }
 }
 
@@ -106,53 +141,72 @@ impl NvmlBackend {
         }
     }
 
-    fn sample_with(nvml: &nvml_wrapper::Nvml) -> Result<Vec<GpuSample>, GpuError> {
-        use nvml_wrapper::error::NvmlError;
+    fn sample_with(nvml: &nvml_wrapper::Nvml) -> Result<GpuReadout, GpuError> {
         let count = nvml
             .device_count()
             .map_err(call_error("nvmlDeviceGetCount"))?;
-        let mut out = Vec::with_capacity(count as usize);
+        let mut out = GpuReadout::default();
         for index in 0..count {
-            let device = nvml
-                .device_by_index(index)
-                .map_err(call_error("nvmlDeviceGetHandleByIndex"))?;
-            let uuid = device.uuid().map_err(call_error("nvmlDeviceGetUUID"))?;
-            let model = device.name().unwrap_or_else(|_| "unknown".to_owned());
-            let energy = match device.total_energy_consumption() {
-                Ok(mj) => Some(Joules::from_millijoules(mj as f64)),
-                Err(NvmlError::NotSupported) => None,
-                Err(e) => return Err(call_error("nvmlDeviceGetTotalEnergyConsumption")(e)),
-            };
-            let power = match device.power_usage() {
-                Ok(mw) => Some(Watts(f64::from(mw) / 1000.0)),
-                Err(NvmlError::NotSupported) => None,
-                Err(e) => return Err(call_error("nvmlDeviceGetPowerUsage")(e)),
-            };
-            let mut mig_uuids = Vec::new();
-            // MIG mode: NotSupported on GPUs without MIG, which is not an error.
-            if let Ok(mode) = device.mig_mode()
-                && mode.current == 1
-            {
-                let max = device.mig_device_count().unwrap_or(0);
-                for i in 0..max {
-                    // Unpopulated slots answer NotFound.
-                    if let Ok(mig) = device.mig_device_by_index(i)
-                        && let Ok(u) = mig.uuid()
-                    {
-                        mig_uuids.push(u);
-                    }
-                }
+            match Self::sample_device(nvml, index) {
+                Ok(gpu) => out.gpus.push(gpu),
+                Err((gpu, call, e)) => out.faults.push(GpuFault {
+                    gpu,
+                    reason: fault_reason(&e),
+                    detail: format!("{call}: {e}"),
+                }),
             }
-            out.push(GpuSample {
-                index,
-                uuid,
-                model,
-                energy,
-                power,
-                mig_uuids,
-            });
         }
         Ok(out)
+    }
+
+    /// One GPU; a failure names the GPU (UUID once known), the call and the error.
+    fn sample_device(
+        nvml: &nvml_wrapper::Nvml,
+        index: u32,
+    ) -> Result<GpuSample, (String, &'static str, nvml_wrapper::error::NvmlError)> {
+        use nvml_wrapper::error::NvmlError;
+        let by_index = format!("index-{index}");
+        let device = nvml
+            .device_by_index(index)
+            .map_err(|e| (by_index.clone(), "nvmlDeviceGetHandleByIndex", e))?;
+        let uuid = device
+            .uuid()
+            .map_err(|e| (by_index, "nvmlDeviceGetUUID", e))?;
+        let model = device.name().unwrap_or_else(|_| "unknown".to_owned());
+        let energy = match device.total_energy_consumption() {
+            Ok(mj) => Some(Joules::from_millijoules(mj as f64)),
+            Err(NvmlError::NotSupported) => None,
+            Err(e) => return Err((uuid, "nvmlDeviceGetTotalEnergyConsumption", e)),
+        };
+        let power = match device.power_usage() {
+            Ok(mw) => Some(Watts(f64::from(mw) / 1000.0)),
+            Err(NvmlError::NotSupported) => None,
+            Err(e) => return Err((uuid, "nvmlDeviceGetPowerUsage", e)),
+        };
+        let mut mig_uuids = Vec::new();
+        // MIG mode: NotSupported on GPUs without MIG, which is not an error.
+        if let Ok(mode) = device.mig_mode()
+            && mode.current == 1
+        {
+            let max = device.mig_device_count().unwrap_or(0);
+            for i in 0..max {
+                // Unpopulated slots answer NotFound.
+                if let Ok(mig) = device.mig_device_by_index(i)
+                    && let Ok(u) = mig.uuid()
+                {
+                    mig_uuids.push(u);
+                }
+            }
+        }
+        Ok(GpuSample {
+            index,
+            uuid,
+            model,
+            energy,
+            power,
+            mig_uuids,
+            minor: device.minor_number().ok(),
+        })
     }
 }
 
@@ -161,7 +215,7 @@ impl GpuBackend for NvmlBackend {
         format!("NVML, driver {}", self.driver)
     }
 
-    fn sample(&self) -> Result<Vec<GpuSample>, GpuError> {
+    fn sample(&self) -> Result<GpuReadout, GpuError> {
         let mut guard = self.nvml.lock().map_err(|_| GpuError::Call {
             call: "lock",
             reason: "NVML handle poisoned".into(),
@@ -174,7 +228,10 @@ impl GpuBackend for NvmlBackend {
             return Err(GpuError::NoDriver("NVML not initialised".into()));
         };
         let result = Self::sample_with(nvml);
-        if result.is_err() {
+        let all_failed = result
+            .as_ref()
+            .is_ok_and(|r| r.gpus.is_empty() && !r.faults.is_empty());
+        if result.is_err() || all_failed {
             // Re-initialise next time: after a driver reload the old handle stays invalid.
             *guard = None;
         }
@@ -192,6 +249,9 @@ pub struct FakeGpu {
     /// Whether the fake exposes the energy counter (false mimics pre-Volta GPUs).
     pub energy_supported: bool,
     pub mig_uuids: Vec<String>,
+    pub minor: Option<u32>,
+    /// A fault every NVML call on this GPU reports (`gpu_lost` mimics Xid 79).
+    pub fault: Option<&'static str>,
 }
 
 impl FakeGpu {
@@ -203,6 +263,8 @@ impl FakeGpu {
             energy: Joules::ZERO,
             energy_supported: true,
             mig_uuids: Vec::new(),
+            minor: None,
+            fault: None,
         }
     }
 }
@@ -249,6 +311,15 @@ impl FakeGpuBackend {
         }
     }
 
+    /// Makes one GPU fail every call with `reason` (`gpu_lost`), or recover (`None`).
+    pub fn set_fault(&self, uuid: &str, reason: Option<&'static str>) {
+        if let Ok(mut gpus) = self.gpus.lock() {
+            for g in gpus.iter_mut().filter(|g| g.uuid == uuid) {
+                g.fault = reason;
+            }
+        }
+    }
+
     /// A driver reload: energy counters restart at 0.
     pub fn reload_driver(&self) {
         if let Ok(mut gpus) = self.gpus.lock() {
@@ -264,7 +335,7 @@ impl GpuBackend for FakeGpuBackend {
         "fake".into()
     }
 
-    fn sample(&self) -> Result<Vec<GpuSample>, GpuError> {
+    fn sample(&self) -> Result<GpuReadout, GpuError> {
         if self.no_driver {
             return Err(GpuError::NoDriver(
                 "a libloading error occurred: libnvidia-ml.so.1: cannot open shared object file"
@@ -275,10 +346,17 @@ impl GpuBackend for FakeGpuBackend {
             call: "lock",
             reason: "fake poisoned".into(),
         })?;
-        Ok(gpus
-            .iter()
-            .enumerate()
-            .map(|(i, g)| GpuSample {
+        let mut out = GpuReadout::default();
+        for (i, g) in gpus.iter().enumerate() {
+            if let Some(reason) = g.fault {
+                out.faults.push(GpuFault {
+                    gpu: g.uuid.clone(),
+                    reason,
+                    detail: "nvmlDeviceGetTotalEnergyConsumption: GPU is lost".into(),
+                });
+                continue;
+            }
+            out.gpus.push(GpuSample {
                 index: i as u32,
                 uuid: g.uuid.clone(),
                 model: g.model.clone(),
@@ -288,7 +366,9 @@ impl GpuBackend for FakeGpuBackend {
                     .then(|| Joules::from_millijoules((g.energy.value() * 1000.0).floor())),
                 power: Some(Watts((g.power.value() * 1000.0).floor() / 1000.0)),
                 mig_uuids: g.mig_uuids.clone(),
-            })
-            .collect())
+                minor: g.minor,
+            });
+        }
+        Ok(out)
     }
 }

@@ -134,6 +134,12 @@ pub trait EnergySource: Send + Sync {
     fn counters_start_with_pod(&self) -> bool {
         false
     }
+    /// Whether the source maps GPUs to pods through kubelet pod-resources `List`, which still
+    /// names pods that have finished (kubernetes#119423): the ledger then treats lines of pods
+    /// that do not run as unmapped GPU energy.
+    fn may_name_finished_pods(&self) -> bool {
+        false
+    }
     /// The outcome of the last read. Sources that cannot fail may keep the default.
     fn health(&self) -> SourceHealth {
         SourceHealth {

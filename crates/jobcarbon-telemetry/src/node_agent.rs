@@ -11,7 +11,7 @@
 //!   scrapes their final value, then dropped.
 
 use crate::counters::{CounterTracker, FirstSight};
-use crate::gpu::{GpuBackend, GpuError, GpuSample};
+use crate::gpu::{GpuBackend, GpuError, GpuFault, GpuSample};
 use crate::podresources::GpuAssignment;
 use jobcarbon_core::allocation::split_equal;
 use jobcarbon_core::{
@@ -43,6 +43,8 @@ pub struct TickSummary {
     pub gpus: usize,
     pub energy: Joules,
     pub resets: usize,
+    /// GPUs that failed this tick (skipped; the others were booked).
+    pub faults: Vec<GpuFault>,
 }
 
 /// Per-node GPU accounting state.
@@ -98,8 +100,8 @@ impl NodeAgent {
         assignments: &[GpuAssignment],
         at: Seconds,
     ) -> Result<TickSummary, GpuError> {
-        let samples = match self.backend.sample() {
-            Ok(s) => s,
+        let (samples, faults) = match self.backend.sample() {
+            Ok(readout) => (readout.gpus, readout.faults),
             Err(e) => {
                 if matches!(e, GpuError::NoDriver(_)) {
                     self.gpus = 0;
@@ -165,6 +167,7 @@ impl NodeAgent {
             gpus: samples.len(),
             energy: booked,
             resets: observed.resets.len(),
+            faults,
         })
     }
 
@@ -204,10 +207,24 @@ impl NodeAgent {
 
 /// The containers holding `gpu` (directly, through a time-slicing replica or one of its MIG
 /// instances); one idle entry when none does.
+/// Whether pod-resources' `device_id` names `gpu`: its UUID, one of its MIG UUIDs, or (GKE)
+/// `nvidiaN`, `nvidiaN/giM`, `nvidiaN/vgpuM` where N is the device minor number.
+pub fn device_names_gpu(device_id: &str, gpu: &GpuSample) -> bool {
+    if device_id == gpu.uuid || gpu.mig_uuids.iter().any(|m| m == device_id) {
+        return true;
+    }
+    let gke = device_id
+        .split('/')
+        .next()
+        .and_then(|d| d.strip_prefix("nvidia"))
+        .and_then(|n| n.parse::<u32>().ok());
+    gke.is_some() && gke == gpu.minor
+}
+
 fn holders_of(gpu: &GpuSample, assignments: &[GpuAssignment]) -> Vec<GpuSeriesLabels> {
     let mut holders: Vec<GpuSeriesLabels> = assignments
         .iter()
-        .filter(|a| a.device_id == gpu.uuid || gpu.mig_uuids.contains(&a.device_id))
+        .filter(|a| device_names_gpu(&a.device_id, gpu))
         .map(|a| GpuSeriesLabels {
             gpu_uuid: gpu.uuid.clone(),
             gpu_model: gpu.model.clone(),
@@ -303,5 +320,69 @@ mod tests {
         agent.tick(&a, Seconds(30.0)).unwrap();
         assert!((energy_of(&agent, "p1", "GPU-0") - 1500.0).abs() < 1e-6);
         assert!((energy_of(&agent, "p2", "GPU-0") - 1500.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_lost_gpu_is_skipped_and_the_others_keep_reporting() {
+        let fake = Arc::new(FakeGpuBackend::new(vec![
+            FakeGpu::new("GPU-0", "H100", Watts(500.0)),
+            FakeGpu::new("GPU-1", "H100", Watts(400.0)),
+        ]));
+        let mut agent = NodeAgent::new(Box::new(fake.clone()));
+        let a = vec![assign("p0", "GPU-0"), assign("p1", "GPU-1")];
+        agent.tick(&a, Seconds(0.0)).unwrap();
+        // Xid 79: GPU-1 falls off the bus.
+        fake.set_fault("GPU-1", Some("gpu_lost"));
+        fake.advance(10.0);
+        let s = agent.tick(&a, Seconds(10.0)).unwrap();
+        assert_eq!(s.gpus, 1);
+        assert_eq!(s.faults.len(), 1);
+        assert_eq!(
+            (s.faults[0].gpu.as_str(), s.faults[0].reason),
+            ("GPU-1", "gpu_lost")
+        );
+        assert!((energy_of(&agent, "p0", "GPU-0") - 5000.0).abs() < 1e-6);
+        // Back after a reset: its counter books what it drew since its last good sample.
+        fake.set_fault("GPU-1", None);
+        fake.advance(10.0);
+        let s = agent.tick(&a, Seconds(20.0)).unwrap();
+        assert!(s.faults.is_empty());
+        assert!((energy_of(&agent, "p1", "GPU-1") - 8000.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn gke_device_ids_map_through_the_minor_number() {
+        let mut g0 = FakeGpu::new("GPU-aaaa", "L4", Watts(70.0));
+        g0.minor = Some(0);
+        let mut g1 = FakeGpu::new("GPU-bbbb", "L4", Watts(50.0));
+        g1.minor = Some(1);
+        let fake = Arc::new(FakeGpuBackend::new(vec![g0, g1]));
+        let mut agent = NodeAgent::new(Box::new(fake.clone()));
+        // GKE's device plugin: whole GPU `nvidia1`; time-shared `nvidia0/vgpu0`, `nvidia0/vgpu1`.
+        let a = vec![
+            assign("whole", "nvidia1"),
+            assign("share-a", "nvidia0/vgpu0"),
+            assign("share-b", "nvidia0/vgpu1"),
+        ];
+        agent.tick(&a, Seconds(0.0)).unwrap();
+        fake.advance(10.0);
+        agent.tick(&a, Seconds(10.0)).unwrap();
+        assert!((energy_of(&agent, "whole", "GPU-bbbb") - 500.0).abs() < 1e-6);
+        assert!((energy_of(&agent, "share-a", "GPU-aaaa") - 350.0).abs() < 1e-6);
+        assert!((energy_of(&agent, "share-b", "GPU-aaaa") - 350.0).abs() < 1e-6);
+        assert_eq!(energy_of(&agent, "", "GPU-aaaa"), 0.0, "not idle");
+        // `nvidia0/gi0` (a MIG GPU instance) is its parent GPU; `nvidia10` is not `nvidia1`.
+        let parent = GpuSample {
+            index: 0,
+            uuid: "GPU-aaaa".into(),
+            model: "A100".into(),
+            energy: None,
+            power: None,
+            mig_uuids: Vec::new(),
+            minor: Some(0),
+        };
+        assert!(device_names_gpu("nvidia0/gi0", &parent));
+        assert!(!device_names_gpu("nvidia10", &parent));
+        assert!(!device_names_gpu("nvidia", &parent));
     }
 }

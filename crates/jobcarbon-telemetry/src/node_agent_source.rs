@@ -97,6 +97,17 @@ pub fn owner_of(s: &PromSample, config: &NodeAgentSourceConfig) -> EnergyOwner {
     }
 }
 
+const SERIES_PREFIX: &str = "node-agent/";
+
+/// The GPU UUID of a node-agent reading's series (`node-agent/<UUID>/<holder>`).
+pub fn gpu_of_series(series: &str) -> Option<&str> {
+    series
+        .strip_prefix(SERIES_PREFIX)?
+        .split('/')
+        .next()
+        .filter(|u| !u.is_empty())
+}
+
 /// `jobcarbon_node_gpu_energy_joules_total` samples (J) → one reading per line.
 pub fn energy_readings(
     samples: &[PromSample],
@@ -116,7 +127,7 @@ pub fn energy_readings(
             };
             let uuid = s.label("gpu_uuid").unwrap_or("");
             EnergyReading::new(
-                format!("node-agent/{uuid}/{holder}"),
+                format!("{SERIES_PREFIX}{uuid}/{holder}"),
                 node,
                 owner,
                 Component::Gpu,
@@ -133,6 +144,9 @@ impl EnergySource for NodeAgentSource {
         SOURCE
     }
     fn counters_start_with_pod(&self) -> bool {
+        true
+    }
+    fn may_name_finished_pods(&self) -> bool {
         true
     }
 

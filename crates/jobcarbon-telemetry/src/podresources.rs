@@ -132,23 +132,52 @@ impl PodResourcesClient {
             })
     }
 
-    /// Calls `List`.
-    pub async fn list(&self) -> Result<v1::ListPodResourcesResponse, PodResourcesError> {
+    async fn client(
+        &self,
+    ) -> Result<v1::pod_resources_lister_client::PodResourcesListerClient<Channel>, PodResourcesError>
+    {
         let channel = tokio::time::timeout(self.timeout, self.channel())
             .await
             .map_err(|_| PodResourcesError::Connect {
                 path: self.path.display().to_string(),
                 reason: format!("timed out after {:?}", self.timeout),
             })??;
-        let mut client = v1::pod_resources_lister_client::PodResourcesListerClient::new(channel);
-        client
+        Ok(v1::pod_resources_lister_client::PodResourcesListerClient::new(channel))
+    }
+
+    fn call_error(&self, status: &tonic::Status) -> PodResourcesError {
+        PodResourcesError::List {
+            path: self.path.display().to_string(),
+            reason: format!("{:?}: {}", status.code(), status.message()),
+        }
+    }
+
+    /// Calls `List`.
+    pub async fn list(&self) -> Result<v1::ListPodResourcesResponse, PodResourcesError> {
+        self.client()
+            .await?
             .list(v1::ListPodResourcesRequest {})
             .await
             .map(tonic::Response::into_inner)
-            .map_err(|status| PodResourcesError::List {
-                path: self.path.display().to_string(),
-                reason: format!("{:?}: {}", status.code(), status.message()),
-            })
+            .map_err(|status| self.call_error(&status))
+    }
+
+    /// GPUs (and MIG instances) the kubelet can allocate on this node
+    /// (`GetAllocatableResources`), to tell "no GPU" from "GPUs the agent cannot see".
+    pub async fn allocatable_gpus(&self) -> Result<usize, PodResourcesError> {
+        let answer = self
+            .client()
+            .await?
+            .get_allocatable_resources(v1::AllocatableResourcesRequest {})
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| self.call_error(&status))?;
+        Ok(answer
+            .devices
+            .iter()
+            .filter(|d| is_gpu_resource(&d.resource_name))
+            .map(|d| d.device_ids.len())
+            .sum())
     }
 
     /// `List`, reduced to GPU assignments.

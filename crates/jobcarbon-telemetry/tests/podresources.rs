@@ -100,7 +100,18 @@ impl PodResourcesLister for FakeKubelet {
         &self,
         _: tonic::Request<v1::AllocatableResourcesRequest>,
     ) -> Result<tonic::Response<v1::AllocatableResourcesResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("not in this fake"))
+        // What the kubelet can allocate: the devices of the List answer, as on a full node.
+        let devices = self
+            .answer
+            .pod_resources
+            .iter()
+            .flat_map(|p| &p.containers)
+            .flat_map(|c| c.devices.clone())
+            .collect();
+        Ok(tonic::Response::new(v1::AllocatableResourcesResponse {
+            devices,
+            ..Default::default()
+        }))
     }
     async fn get(
         &self,
@@ -128,6 +139,11 @@ async fn lists_gpu_assignments_from_fake_kubelet() {
     let dir = tempfile::tempdir().unwrap();
     let socket = serve(dir.path(), from_json(&fixture()));
     let client = PodResourcesClient::new(&socket);
+    assert_eq!(
+        client.allocatable_gpus().await.unwrap(),
+        2,
+        "both A100s allocatable"
+    );
     let raw = client.list().await.unwrap();
     assert_eq!(raw.pod_resources.len(), 4);
     let gpus = client.gpu_assignments().await.unwrap();

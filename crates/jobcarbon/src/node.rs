@@ -59,7 +59,26 @@ struct Exported {
     energy: Vec<(Vec<(&'static str, String)>, f64)>,
     power: Vec<(Vec<(&'static str, String)>, f64)>,
     errors: BTreeMap<(&'static str, &'static str), u64>,
+    /// Failed samples of single GPUs, by GPU and reason (the others kept reporting).
+    gpu_faults: BTreeMap<(String, &'static str), u64>,
+    /// GPUs the kubelet can allocate here (pod-resources `GetAllocatableResources`).
+    allocatable: Option<usize>,
     last_success: Option<f64>,
+}
+
+/// What to do when the kubelet has GPUs the agent cannot see.
+const NO_VISIBLE_GPUS: &str = "the kubelet reports allocatable GPUs but NVML sees none: the container runtime does not expose them to this unprivileged pod. Run the agent with the NVIDIA runtime (chart value nodeAgent.runtimeClassName: nvidia), or where the runtime ignores NVIDIA_VISIBLE_DEVICES for unprivileged pods (Bottlerocket's default) enable accept-nvidia-visible-devices-as-volume-mounts and mount the device list volume";
+
+impl Exported {
+    /// `/healthz` detail: the process serves; a node whose GPUs are invisible says so.
+    fn health(&self) -> String {
+        match self.allocatable {
+            Some(n) if n > 0 && self.gpus == 0 => {
+                format!("ok (degraded: {n} allocatable GPUs, 0 visible: {NO_VISIBLE_GPUS})\n")
+            }
+            _ => "ok\n".to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -146,6 +165,22 @@ impl Collector for AgentCollector {
             let labels = vec![("part", (*part).to_owned()), ("kind", (*kind).to_owned())];
             ConstCounter::new(*n).encode(errors.encode_family(&labels)?)?;
         }
+        for ((gpu, reason), n) in &state.gpu_faults {
+            let labels = vec![
+                ("part", "gpu".to_owned()),
+                ("kind", (*reason).to_owned()),
+                ("gpu", gpu.clone()),
+            ];
+            ConstCounter::new(*n).encode(errors.encode_family(&labels)?)?;
+        }
+        if let Some(n) = state.allocatable {
+            encode_count(
+                &mut encoder,
+                "jobcarbon_node_gpus_allocatable",
+                "GPUs and MIG instances the kubelet can allocate on this node (more than jobcarbon_node_gpus: the agent cannot see them)",
+                i64::try_from(n).unwrap_or(i64::MAX),
+            )?;
+        }
         Ok(())
     }
 }
@@ -200,6 +235,15 @@ fn sample_once(
     let Ok(mut state) = exported.lock() else {
         return;
     };
+    if let Ok(summary) = &tick {
+        for fault in &summary.faults {
+            tracing::warn!(gpu = %fault.gpu, reason = fault.reason, detail = %fault.detail, "GPU skipped this sample; the others keep reporting");
+            *state
+                .gpu_faults
+                .entry((fault.gpu.clone(), fault.reason))
+                .or_default() += 1;
+        }
+    }
     state.gpus = agent.gpu_count();
     state.nvml_up = tick.is_ok();
     state.pod_resources_up = pod_resources_up;
@@ -219,6 +263,19 @@ fn sample_once(
     match &tick {
         Ok(_) => state.last_success = Some(now.value()),
         Err(e) => *state.errors.entry(("nvml", e.kind())).or_default() += 1,
+    }
+}
+
+/// Records what the kubelet can allocate; says once, with the fix, when NVML sees none of it.
+fn note_allocatable(exported: &Mutex<Exported>, allocatable: Option<usize>) {
+    let Ok(mut state) = exported.lock() else {
+        return;
+    };
+    let was_invisible = matches!(state.allocatable, Some(n) if n > 0 && state.gpus == 0);
+    state.allocatable = allocatable;
+    let invisible = matches!(allocatable, Some(n) if n > 0 && state.gpus == 0);
+    if invisible && !was_invisible {
+        tracing::error!(allocatable = allocatable.unwrap_or(0), "{NO_VISIBLE_GPUS}");
     }
 }
 
@@ -260,11 +317,21 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                 &sampler_state,
                 &mut gpus_logged,
             );
+            // An older kubelet may not serve GetAllocatableResources: then nothing is known.
+            let allocatable = pod_resources.allocatable_gpus().await.ok();
+            note_allocatable(&sampler_state, allocatable);
         }
     });
 
+    let health_state = exported.clone();
     let app = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/healthz",
+            get(move || {
+                let state = health_state.clone();
+                async move { state.lock().map(|s| s.health()).unwrap_or_default() }
+            }),
+        )
         .route(
             "/metrics",
             get(move |headers: axum::http::HeaderMap| {
@@ -430,6 +497,65 @@ mod tests {
 
         let om = scrape(&exported, "application/openmetrics-text;version=1.0.0");
         assert!(om.ends_with("# EOF\n"), "{om}");
+    }
+
+    #[test]
+    fn lost_gpu_counted_and_invisible_gpus_reported() {
+        let fake = Arc::new(FakeGpuBackend::new(vec![
+            FakeGpu::new("GPU-0", "NVIDIA H100 80GB HBM3", Watts(500.0)),
+            FakeGpu::new("GPU-1", "NVIDIA H100 80GB HBM3", Watts(500.0)),
+        ]));
+        let mut agent = NodeAgent::new(Box::new(fake.clone()));
+        let exported = Arc::new(Mutex::new(Exported::default()));
+        let mut assignments = Vec::new();
+        let mut logged = None;
+        fake.set_fault("GPU-1", Some("gpu_lost"));
+        for _ in 0..2 {
+            sample_once(
+                &mut agent,
+                Ok(Vec::new()),
+                &mut assignments,
+                &exported,
+                &mut logged,
+            );
+            fake.advance(10.0);
+        }
+        let text = scrape(&exported, "text/plain");
+        assert!(text.contains("jobcarbon_node_gpus 1\n"), "{text}");
+        assert!(
+            text.contains("jobcarbon_node_nvml_up 1\n"),
+            "one lost GPU is not NVML down: {text}"
+        );
+        assert!(
+            text.contains(
+                r#"jobcarbon_node_errors_total{part="gpu",kind="gpu_lost",gpu="GPU-1"} 2"#
+            ),
+            "{text}"
+        );
+        let lint = jobcarbon_testkit::prometheus::promtool_check_metrics(&text).unwrap();
+        assert!(lint.passed, "promtool: {}", lint.output);
+
+        // Bottlerocket without the device-list volume: the kubelet has 8 GPUs, NVML sees none.
+        let blind = Arc::new(Mutex::new(Exported::default()));
+        let mut agent = NodeAgent::new(Box::new(FakeGpuBackend::new(Vec::new())));
+        sample_once(
+            &mut agent,
+            Ok(Vec::new()),
+            &mut Vec::new(),
+            &blind,
+            &mut None,
+        );
+        note_allocatable(&blind, Some(8));
+        let health = blind.lock().unwrap().health();
+        assert!(health.contains("8 allocatable GPUs, 0 visible"), "{health}");
+        assert!(health.contains("runtimeClassName"), "{health}");
+        let text = scrape(&blind, "text/plain");
+        assert!(
+            text.contains("jobcarbon_node_gpus_allocatable 8\n"),
+            "{text}"
+        );
+        note_allocatable(&exported, Some(2));
+        assert_eq!(exported.lock().unwrap().health(), "ok\n");
     }
 
     #[test]

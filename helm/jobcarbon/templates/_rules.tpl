@@ -69,13 +69,15 @@ groups:
           min by (instance) (jobcarbon_node_nvml_up) == 0
           or
           min by (instance) (jobcarbon_node_pod_resources_up) == 0
+          or
+          max by (instance) (jobcarbon_node_gpus_allocatable) > max by (instance) (jobcarbon_node_gpus)
         for: {{ $a.sourceStale.for }}
         labels:
           severity: {{ $a.sourceStale.severity }}
           {{- with $extra }}{{ toYaml . | nindent 10 }}{{ end }}
         annotations:
           summary: {{ `Node agent {{ $labels.instance }} cannot sample GPU energy` | quote }}
-          description: {{ `The jobcarbon node agent at {{ $labels.instance }} fails to read NVML or the kubelet pod-resources socket (see jobcarbon_node_errors_total); GPU energy of the pods on that node is not measured.` | quote }}
+          description: {{ `The jobcarbon node agent at {{ $labels.instance }} fails to read NVML or the kubelet pod-resources socket, or sees fewer GPUs than the kubelet can allocate (see jobcarbon_node_errors_total and its /healthz); GPU energy of the pods on that node is not measured.` | quote }}
           runbook_url: https://github.com/jobcarbon/jobcarbon/blob/main/docs/deploy.md#alerts
       - alert: JobcarbonLedgerNotBooking
         expr: |
