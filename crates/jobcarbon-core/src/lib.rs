@@ -7,6 +7,7 @@
 pub mod allocation;
 pub mod datasheet;
 pub mod domain;
+pub mod estimation;
 pub mod formulas;
 pub mod lineage;
 pub mod observation;

@@ -127,6 +127,9 @@ pub struct NodeFacts {
     pub gpu_model: Option<String>,
     /// All node labels, for matching `systems` entries of the config.
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Allocatable vCPUs (for the estimated source's node idle).
+    #[serde(default)]
+    pub cpus: f64,
 }
 
 /// Who an energy reading belongs to.
@@ -180,6 +183,9 @@ pub struct EnergyReading {
     /// The reading's part of a shared counter.
     #[serde(default)]
     pub share: Share,
+    /// Estimated from utilisation and coefficients, not measured.
+    #[serde(default)]
+    pub estimated: bool,
 }
 
 impl EnergyReading {
@@ -200,7 +206,14 @@ impl EnergyReading {
             cumulative,
             at,
             share: Share::default(),
+            estimated: false,
         }
+    }
+
+    /// Marks the reading as estimated rather than measured.
+    pub fn estimated(mut self) -> Self {
+        self.estimated = true;
+        self
     }
 
     /// The reading's slot and weight in a shared counter.
@@ -220,6 +233,9 @@ pub struct EnergyDelta {
     pub owner: EnergyOwner,
     pub component: Component,
     pub energy: Joules,
+    /// Estimated from utilisation and coefficients, not measured (never mixed up).
+    #[serde(default)]
+    pub estimated: bool,
 }
 
 /// A consistent view of the cluster at one moment: what the kube watchers (or the demo's

@@ -44,6 +44,7 @@ fn input(at: f64) -> (Settings, IntervalInput) {
                 },
                 component: c,
                 energy: Joules(1000.0),
+                estimated: false,
             })
         })
         .chain((0..100).map(|n| EnergyDelta {
@@ -51,6 +52,7 @@ fn input(at: f64) -> (Settings, IntervalInput) {
             owner: EnergyOwner::NodeIdle,
             component: Component::Cpu,
             energy: Joules(5000.0),
+            estimated: false,
         }))
         .collect();
     let nodes = (0..100)
@@ -61,6 +63,7 @@ fn input(at: f64) -> (Settings, IntervalInput) {
             gpu_count: 8,
             gpu_model: None,
             labels: BTreeMap::new(),
+            cpus: 0.0,
         })
         .collect();
     (

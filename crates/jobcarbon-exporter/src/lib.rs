@@ -136,11 +136,33 @@ pub struct WorkloadJson {
     /// Pods in a roll-up (1 for a pod).
     pub pods: u64,
     pub energy_j: BTreeMap<&'static str, f64>,
+    /// Where each component's energy comes from: `measured`, or `estimated` (CCF model on a
+    /// node without a meter, or a GPU's utilisation × TDP).
+    pub energy_source: BTreeMap<&'static str, &'static str>,
     pub jsc_g: f64,
     pub asc_g: f64,
     pub jsce_g: f64,
     pub asce_g: f64,
     pub terms: Terms,
+}
+
+/// `source` of each component: `estimated` for those in `estimated`, else `measured`.
+pub fn energy_source(
+    estimated: &std::collections::BTreeSet<Component>,
+) -> BTreeMap<&'static str, &'static str> {
+    Component::ALL
+        .iter()
+        .map(|c| (c.as_str(), source_of(estimated, *c)))
+        .collect()
+}
+
+/// The `source` label value of one component.
+pub fn source_of(estimated: &std::collections::BTreeSet<Component>, c: Component) -> &'static str {
+    if estimated.contains(&c) {
+        "estimated"
+    } else {
+        "measured"
+    }
 }
 
 fn energy_json(
@@ -167,6 +189,7 @@ pub fn workloads_json(state: &LedgerState) -> Vec<WorkloadJson> {
         platform: a.platform,
         pods: 1,
         energy_j: energy_json(&a.energy),
+        energy_source: energy_source(&a.estimated),
         jsc_g: a.carbon.jsc().value(),
         asc_g: a.carbon.asc().value(),
         jsce_g: a.carbon.jsce().value(),
@@ -184,6 +207,7 @@ pub fn workloads_json(state: &LedgerState) -> Vec<WorkloadJson> {
         platform: false,
         pods: r.pods,
         energy_j: energy_json(&r.energy),
+        energy_source: energy_source(&r.estimated),
         jsc_g: r.carbon.jsc().value(),
         asc_g: r.carbon.asc().value(),
         jsce_g: r.carbon.jsce().value(),

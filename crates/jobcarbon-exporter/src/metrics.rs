@@ -81,6 +81,7 @@ struct Series<'a> {
     phase: &'a str,
     product: &'a str,
     energy: &'a BTreeMap<Component, Joules>,
+    estimated: &'a std::collections::BTreeSet<Component>,
     carbon: &'a Terms,
 }
 
@@ -92,6 +93,7 @@ fn workload_series(state: &LedgerState) -> Vec<Series<'_>> {
         phase: a.phase.as_str(),
         product: a.product.as_deref().unwrap_or(""),
         energy: &a.energy,
+        estimated: &a.estimated,
         carbon: &a.carbon,
     });
     let rollups = state.rolled_up.iter().map(|(key, r)| Series {
@@ -101,6 +103,7 @@ fn workload_series(state: &LedgerState) -> Vec<Series<'_>> {
         phase: key.phase.as_str(),
         product: key.product.as_deref().unwrap_or(""),
         energy: &r.energy,
+        estimated: &r.estimated,
         carbon: &r.carbon,
     });
     pods.chain(rollups).collect()
@@ -160,11 +163,12 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
     counter(
         &mut encoder,
         "jobcarbon_workload_energy_joules",
-        "Energy measured for a workload pod (idle_share: its share of node idle energy), J.",
+        "Energy of a workload pod (idle_share: its share of node idle energy), J; source=\"estimated\" where no meter measured it (CCF model, GPU utilisation x TDP).",
         series.iter().flat_map(|s| {
             Component::ALL.into_iter().map(move |c| {
+                let labels = with(workload_labels(s), "component", c.as_str());
                 (
-                    with(workload_labels(s), "component", c.as_str()),
+                    with(labels, "source", crate::source_of(s.estimated, c)),
                     s.energy.get(&c).map(|j| j.value()).unwrap_or(0.0),
                 )
             })

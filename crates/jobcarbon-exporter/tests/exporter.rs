@@ -40,6 +40,7 @@ fn booked_view() -> LedgerView {
             gpu_count: 0,
             gpu_model: None,
             labels: BTreeMap::new(),
+            cpus: 0.0,
         }],
         products: vec![ProductDef::new("m", ProductType::Model, Seconds(3600.0))],
         invalid_products: vec![],
@@ -63,6 +64,7 @@ fn booked_view() -> LedgerView {
                 },
                 component: Component::Gpu,
                 energy: Joules(1e5 * (i as f64 + 1.0)),
+                estimated: false,
             })
             .collect();
         let input = IntervalInput {

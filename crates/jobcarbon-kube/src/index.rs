@@ -146,6 +146,11 @@ impl AttributionConfig {
             .and_then(|m| m.get(crate::resources::GPU_RESOURCE))
             .and_then(|q| parse_quantity(&q.0))
             .map_or(0, |n| n.min(f64::from(u32::MAX)) as u32);
+        let cpus = status
+            .and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()))
+            .and_then(|m| m.get("cpu"))
+            .and_then(|q| parse_quantity(&q.0))
+            .unwrap_or(0.0);
         Some(NodeFacts {
             name,
             region: label(&self.node_region_label),
@@ -153,6 +158,7 @@ impl AttributionConfig {
             gpu_count,
             gpu_model: label(GPU_PRODUCT_LABEL),
             labels,
+            cpus,
         })
     }
 

@@ -90,12 +90,14 @@ pub fn world(pods: usize) -> World {
                 "node.kubernetes.io/instance-type".to_owned(),
                 "p5.48xlarge".to_owned(),
             )]),
+            cpus: 0.0,
         });
         energy.push(EnergyDelta {
             node: node.clone(),
             owner: EnergyOwner::NodeIdle,
             component: Component::Cpu,
             energy: Joules(3000.0),
+            estimated: false,
         });
     }
     for i in 0..pods {
@@ -130,6 +132,7 @@ pub fn world(pods: usize) -> World {
                 },
                 component,
                 energy: Joules(joules),
+                estimated: false,
             })
         };
         push(Component::Cpu, 300.0 + (i % 17) as f64);

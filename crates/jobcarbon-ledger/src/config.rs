@@ -13,7 +13,7 @@ use jobcarbon_kube::{
     ProductValidation, WatchConfig, validate_products,
 };
 use jobcarbon_telemetry::{RequestPreset, RequestQuery};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -92,6 +92,8 @@ pub struct Config {
     pub inference: InferenceConfig,
     #[serde(default)]
     pub exporter: ExporterConfig,
+    #[serde(default)]
+    pub estimation: EstimationConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -173,6 +175,57 @@ pub struct EnergyConfig {
     pub counter_retention: Q<Seconds>,
     #[serde(default)]
     pub dcgm: DcgmSection,
+    /// Where CPU and DRAM energy come from: `kepler`, `estimated` (CCF model from cAdvisor),
+    /// or `auto` (Kepler where a node reports it, estimated elsewhere, per node).
+    #[serde(default)]
+    pub cpu: CpuMode,
+}
+
+/// `energy.cpu`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum CpuMode {
+    Kepler,
+    Estimated,
+    #[default]
+    Auto,
+}
+
+/// `estimation:`: the coefficients of the estimated source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EstimationConfig {
+    /// First match wins, before the built-in instance-family table and CCF's average.
+    #[serde(default)]
+    pub cpu: Vec<CpuCoefficientConfig>,
+    #[serde(default = "default_memory_watts_per_gb")]
+    pub memory_watts_per_gb: f64,
+}
+fn default_memory_watts_per_gb() -> f64 {
+    jobcarbon_core::estimation::MEMORY_WATTS_PER_GB
+}
+impl Default for EstimationConfig {
+    fn default() -> Self {
+        Self {
+            cpu: Vec::new(),
+            memory_watts_per_gb: default_memory_watts_per_gb(),
+        }
+    }
+}
+
+/// One `estimation.cpu` entry: node labels to match, and a CCF micro-architecture name or
+/// explicit watts per vCPU.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CpuCoefficientConfig {
+    #[serde(default, rename = "match")]
+    pub matches: BTreeMap<String, String>,
+    #[serde(default)]
+    pub microarchitecture: Option<String>,
+    #[serde(default)]
+    pub min_watts: Option<f64>,
+    #[serde(default)]
+    pub max_watts: Option<f64>,
 }
 fn default_counter_retention() -> Q<Seconds> {
     Q(Seconds::from_hours(24.0))
@@ -220,6 +273,7 @@ impl Default for EnergyConfig {
             kepler_zones: default_zones(),
             counter_retention: default_counter_retention(),
             dcgm: DcgmSection::default(),
+            cpu: CpuMode::Auto,
         }
     }
 }
@@ -391,6 +445,60 @@ pub enum ConfigError {
     },
 }
 
+impl Config {
+    fn validate_estimation(&self) -> Result<(), (String, String)> {
+        let e = &self.estimation;
+        if !e.memory_watts_per_gb.is_finite() || e.memory_watts_per_gb < 0.0 {
+            return Err((
+                "estimation.memoryWattsPerGb".into(),
+                "must be a non-negative number of W/GB".into(),
+            ));
+        }
+        for (i, c) in e.cpu.iter().enumerate() {
+            let path = format!("estimation.cpu[{i}]");
+            match (&c.microarchitecture, c.min_watts, c.max_watts) {
+                (Some(name), None, None) => {
+                    if jobcarbon_core::estimation::microarchitecture(name).is_none() {
+                        let known: Vec<&str> = jobcarbon_core::estimation::CCF_MICROARCHITECTURES
+                            .iter()
+                            .map(|(n, _, _)| *n)
+                            .collect();
+                        return Err((
+                            format!("{path}.microarchitecture"),
+                            format!(
+                                "unknown micro-architecture {name:?}; known: {}",
+                                known.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                (None, Some(min), Some(max))
+                    if min.is_finite() && max.is_finite() && 0.0 <= min && min <= max => {}
+                (None, Some(_), Some(_)) => {
+                    return Err((
+                        path,
+                        "minWatts and maxWatts must be numbers with 0 ≤ minWatts ≤ maxWatts".into(),
+                    ));
+                }
+                _ => {
+                    return Err((
+                        path,
+                        "give either microarchitecture or both minWatts and maxWatts".into(),
+                    ));
+                }
+            }
+        }
+        if self.energy.cpu == CpuMode::Estimated && self.energy.gpu == GpuMode::Kepler {
+            return Err((
+                "energy.cpu".into(),
+                "`estimated` does not read Kepler, but energy.gpu: kepler needs it: use `auto`"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl PrometheusConfig {
     /// Checks serde cannot express: one source of `Authorization`, TLS pairs, header names.
     fn validate(&self) -> Result<(), (String, String)> {
@@ -502,6 +610,8 @@ impl Config {
             p.validate()
                 .map_err(|(path, reason)| invalid(path, reason))?;
         }
+        self.validate_estimation()
+            .map_err(|(path, reason)| invalid(path, reason))?;
         if !self.regions.contains_key(&self.default_region) {
             return Err(invalid(
                 "defaultRegion".into(),
@@ -665,6 +775,31 @@ impl Config {
             grace_period: self.exporter.grace_period.0,
             max_pod_series: self.exporter.max_pod_series,
             counter_retention: self.energy.counter_retention.0,
+            estimation: self.estimation_settings(),
+        }
+    }
+
+    fn estimation_settings(&self) -> crate::settings::EstimationSettings {
+        use jobcarbon_core::estimation::{CpuCoefficients, microarchitecture};
+        let cpu = self
+            .estimation
+            .cpu
+            .iter()
+            .filter_map(|c| {
+                let coefficients = match (&c.microarchitecture, c.min_watts, c.max_watts) {
+                    (Some(name), _, _) => microarchitecture(name)?,
+                    (None, Some(min), Some(max)) => CpuCoefficients {
+                        min: jobcarbon_core::Watts(min),
+                        max: jobcarbon_core::Watts(max),
+                    },
+                    _ => return None,
+                };
+                Some((c.matches.clone(), coefficients))
+            })
+            .collect();
+        crate::settings::EstimationSettings {
+            cpu,
+            memory_watts_per_gb: self.estimation.memory_watts_per_gb,
         }
     }
 
@@ -784,6 +919,7 @@ mod tests {
             gpu_count: 8,
             gpu_model: None,
             labels: BTreeMap::new(),
+            cpus: 0.0,
         };
         let system = settings.system_for(&node).unwrap();
         assert_eq!(system.embodied_of(&node), Grams(2_200_000.0));

@@ -188,6 +188,8 @@ pub fn book_interval(
     let mut pods_on_node: BTreeMap<(&str, Component), Joules> = BTreeMap::new();
     let mut unmapped_gpu: BTreeMap<&str, BTreeMap<&str, Joules>> = BTreeMap::new();
     let mut gpu_energy = crate::state::GpuEnergy::default();
+    let mut estimated: BTreeMap<PodKey, BTreeSet<Component>> = BTreeMap::new();
+    let mut estimated_idle_nodes: BTreeSet<&str> = BTreeSet::new();
 
     // 1–2. Measured energy and its operational carbon.
     for delta in &input.energy {
@@ -201,6 +203,12 @@ pub fn book_interval(
         }
         match &delta.owner {
             EnergyOwner::Pod { key, .. } if info(key).is_some() => {
+                if delta.estimated {
+                    estimated
+                        .entry(key.clone())
+                        .or_default()
+                        .insert(delta.component);
+                }
                 *energy
                     .entry(key.clone())
                     .or_default()
@@ -227,6 +235,9 @@ pub fn book_interval(
                 );
             }
             EnergyOwner::NodeIdle => {
+                if delta.estimated {
+                    estimated_idle_nodes.insert(delta.node.as_str());
+                }
                 *idle.entry(delta.node.as_str()).or_insert(Joules::ZERO) += joules;
             }
             EnergyOwner::UnmappedGpu { uuid } => {
@@ -308,6 +319,12 @@ pub fn book_interval(
             unallocated: split.unallocated.map(|(r, j)| (r, grams_of(j, c))),
         };
         for (key, joules) in split.shares {
+            if estimated_idle_nodes.contains(node) {
+                estimated
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(Component::IdleShare);
+            }
             *energy
                 .entry(key.clone())
                 .or_default()
@@ -574,6 +591,7 @@ pub fn book_interval(
 
     // Apply to pod accounts, then roll up finished pods past the grace period.
     apply_pods(&mut next, settings, input, &energy, &own);
+    mark_estimated(&mut next, &estimated);
     for (reason, grams) in emissions.unallocated.iter().chain(&transfers.unallocated) {
         *next.unallocated.entry(*reason).or_insert(Grams::ZERO) += *grams;
     }
@@ -666,6 +684,7 @@ fn apply_pods(
                 first_seen: at,
                 last_seen: at,
                 finished_at: None,
+                estimated: BTreeSet::new(),
             },
         );
     }
@@ -731,6 +750,19 @@ fn apply_pods(
             add_energy(&mut rollup.energy, Some(&account.energy));
             rollup.carbon += account.carbon;
             rollup.pods += 1;
+            rollup.estimated.extend(account.estimated.iter().copied());
+        }
+    }
+}
+
+/// Records which components of which pods were estimated this interval.
+fn mark_estimated(next: &mut LedgerState, estimated: &BTreeMap<PodKey, BTreeSet<Component>>) {
+    for (key, components) in estimated {
+        if let Some(account) = next.pods.get_mut(key) {
+            account.estimated.extend(components.iter().copied());
+        } else if let Some(overflow) = next.overflow.get(key) {
+            let rollup = next.rolled_up.entry(overflow.rollup.clone()).or_default();
+            rollup.estimated.extend(components.iter().copied());
         }
     }
 }

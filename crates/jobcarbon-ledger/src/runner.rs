@@ -12,8 +12,9 @@ use jobcarbon_core::{
     ClusterSnapshot, EnergyOwner, EnergyReading, GramsPerKwh, PodFacts, PodKey, ProductDef, Seconds,
 };
 use jobcarbon_telemetry::counters::{CounterTracker, FirstSight};
-use jobcarbon_telemetry::{EnergySource, MetricQuery, RequestQuery};
+use jobcarbon_telemetry::{EnergySource, EstimatedNode, EstimationCell, MetricQuery, RequestQuery};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Why the cluster state could not be read.
@@ -70,7 +71,15 @@ pub struct Ledger {
     live: BTreeMap<String, (GramsPerKwh, Seconds)>,
     pub(crate) state: LedgerState,
     view: SharedView,
+    /// The estimated source's pod → node mapping and coefficients, refreshed each interval.
+    estimation: Option<Arc<EstimationCell>>,
+    /// Nodes a CPU meter (Kepler) reported, and when: never estimated under `energy.cpu: auto`.
+    metered_nodes: BTreeMap<String, Seconds>,
 }
+
+/// How long a node stays "metered" after Kepler last reported it (a Kepler restart must not
+/// make its node estimated, then counted twice when the counters resume).
+const METERED_MEMORY: Seconds = Seconds(600.0);
 
 impl Ledger {
     pub fn new(
@@ -91,7 +100,39 @@ impl Ledger {
             live: BTreeMap::new(),
             state: LedgerState::default(),
             view,
+            estimation: None,
+            metered_nodes: BTreeMap::new(),
         }
+    }
+
+    /// Feeds the estimated energy source (`energy.cpu: estimated | auto`).
+    pub fn with_estimation(mut self, cell: Option<Arc<EstimationCell>>) -> Self {
+        self.estimation = cell;
+        self
+    }
+
+    /// Tells the estimated source where pods run and each node's coefficients.
+    fn refresh_estimation(&self, snapshot: &ClusterSnapshot) {
+        let Some(cell) = &self.estimation else {
+            return;
+        };
+        let pods = snapshot
+            .pods
+            .iter()
+            .filter_map(|p| Some((p.key.clone(), p.node.clone()?)))
+            .collect();
+        let nodes = snapshot
+            .nodes
+            .iter()
+            .map(|n| {
+                let node = EstimatedNode {
+                    vcpus: n.cpus,
+                    cpu: self.settings.estimation.cpu_for(n),
+                };
+                (n.name.clone(), node)
+            })
+            .collect();
+        cell.update(pods, nodes);
     }
 
     /// Start from a restored state (checkpoint).
@@ -139,6 +180,7 @@ impl Ledger {
             .unwrap_or_default();
 
         let snapshot = self.read_cluster(at, &mut statuses).await;
+        self.refresh_estimation(&snapshot);
         let counters_before = hold_on_outage.then(|| self.energy_counters.clone());
         let energy = self.read_energy(at, &snapshot, &mut statuses).await;
         let failed: Vec<String> = self
@@ -247,6 +289,9 @@ impl Ledger {
                             .is_some_and(|created| created >= since),
                         _ => false,
                     };
+                    if source.measures_cpu() {
+                        note_metered(&mut self.metered_nodes, &readings, &pods, at);
+                    }
                     let counters = self
                         .energy_counters
                         .entry(name)
@@ -261,6 +306,9 @@ impl Ledger {
                 }
             }
         }
+        // One path per node: estimates of nodes a meter reported are dropped.
+        let metered = &self.metered_nodes;
+        deltas.retain(|d| !(d.estimated && metered.contains_key(&d.node)));
         deltas
     }
 
@@ -388,6 +436,27 @@ fn without_finished_sharers(
                 || !slots_with_running.contains(&(r.series.clone(), r.share.slot.clone()))
         })
         .collect()
+}
+
+/// Records the nodes a CPU meter reported: the readings' own node, and the node of each pod
+/// it measured (legacy Kepler names the scrape instance, not the node); forgets stale ones.
+fn note_metered(
+    metered: &mut BTreeMap<String, Seconds>,
+    readings: &[EnergyReading],
+    pods: &BTreeMap<&PodKey, &PodFacts>,
+    at: Seconds,
+) {
+    for r in readings {
+        if !r.node.is_empty() {
+            metered.insert(r.node.clone(), at);
+        }
+        if let EnergyOwner::Pod { key, .. } = &r.owner
+            && let Some(node) = pods.get(key).and_then(|p| p.node.as_ref())
+        {
+            metered.insert(node.clone(), at);
+        }
+    }
+    metered.retain(|_, seen| at - *seen <= METERED_MEMORY);
 }
 
 /// GPU lines naming a pod that does not run (finished, or gone) are unmapped GPU energy: the

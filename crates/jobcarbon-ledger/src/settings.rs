@@ -1,5 +1,8 @@
 //! Resolved settings of the accounting: what the pure interval function needs from the config.
 
+use jobcarbon_core::estimation::{
+    CCF_UNKNOWN, CpuCoefficients, instance_microarchitecture, microarchitecture,
+};
 use jobcarbon_core::{Grams, GramsPerKwh, GramsPerSecond, NodeFacts, Pue, Seconds};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -91,6 +94,44 @@ pub struct Settings {
     /// Counter series unseen for longer are forgotten (`energy.counterRetention`).
     #[serde(default = "default_counter_retention")]
     pub counter_retention: Seconds,
+    /// Coefficients of the estimated CPU and memory energy source.
+    #[serde(default)]
+    pub estimation: EstimationSettings,
+}
+
+/// The estimated source's coefficients (`estimation:` in the config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EstimationSettings {
+    /// Node labels → coefficients; first match wins.
+    pub cpu: Vec<(BTreeMap<String, String>, CpuCoefficients)>,
+    pub memory_watts_per_gb: f64,
+}
+
+impl Default for EstimationSettings {
+    fn default() -> Self {
+        Self {
+            cpu: Vec::new(),
+            memory_watts_per_gb: jobcarbon_core::estimation::MEMORY_WATTS_PER_GB,
+        }
+    }
+}
+
+impl EstimationSettings {
+    /// A node's CPU coefficients: the first matching entry, else its instance family's
+    /// micro-architecture, else CCF's average for unknown hardware.
+    pub fn cpu_for(&self, node: &NodeFacts) -> CpuCoefficients {
+        let matched = self
+            .cpu
+            .iter()
+            .find(|(m, _)| m.iter().all(|(k, v)| node.labels.get(k) == Some(v)))
+            .map(|(_, c)| *c);
+        matched
+            .or_else(|| {
+                let family = instance_microarchitecture(node.instance_type.as_deref()?)?;
+                microarchitecture(family)
+            })
+            .unwrap_or(CCF_UNKNOWN)
+    }
 }
 
 fn default_counter_retention() -> Seconds {
@@ -124,6 +165,7 @@ impl Settings {
             grace_period: Seconds::from_minutes(10.0),
             max_pod_series: 10_000,
             counter_retention: default_counter_retention(),
+            estimation: EstimationSettings::default(),
         }
     }
 

@@ -7,12 +7,14 @@
 //! | `kepler` | Kepler | Kepler ≥ 0.11.4 `kepler_{pod,node}_gpu_*` |
 //! | `off` | Kepler | none |
 
-use crate::config::{Config, GpuMode, KeplerMode, PrometheusConfig};
+use crate::config::{Config, CpuMode, GpuMode, KeplerMode, PrometheusConfig};
 use jobcarbon_core::{Component, Seconds};
 use jobcarbon_telemetry::dcgm::{DcgmConfig, DcgmSource};
 use jobcarbon_telemetry::kepler::{self, KeplerConfig, KeplerSource};
 use jobcarbon_telemetry::prom::{Auth, PromClient, PromConfig, TlsFiles};
 use jobcarbon_telemetry::{EnergySource, NodeAgentSource, NodeAgentSourceConfig, SourceError};
+use jobcarbon_telemetry::{EstimatedSource, EstimationCell};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// DCGM lines are looked up over at least this long, whatever the interval, so a scrape
@@ -95,15 +97,26 @@ pub fn dcgm_config(config: &Config) -> DcgmConfig {
     out
 }
 
+/// The energy sources the config asks for, and the estimated source's cell (refreshed by the
+/// ledger from each snapshot, see [`crate::Ledger::with_estimation`]).
+pub struct EnergySources {
+    pub sources: Vec<Box<dyn EnergySource>>,
+    pub estimation: Option<Arc<EstimationCell>>,
+}
+
 /// The energy sources the config asks for, over one Prometheus client.
-pub fn energy_sources(
-    config: &Config,
-    client: &PromClient,
-) -> Result<Vec<Box<dyn EnergySource>>, SourceError> {
+pub fn energy_sources(config: &Config, client: &PromClient) -> Result<EnergySources, SourceError> {
     let mut sources: Vec<Box<dyn EnergySource>> = Vec::new();
-    if let Some(kepler) = kepler_config(config) {
+    let kepler_wanted =
+        config.energy.cpu != CpuMode::Estimated || config.energy.gpu == GpuMode::Kepler;
+    if let Some(kepler) = kepler_config(config).filter(|_| kepler_wanted) {
         sources.push(Box::new(KeplerSource::new(client.clone(), kepler)?));
     }
+    let estimation = (config.energy.cpu != CpuMode::Kepler).then(|| {
+        let cell = Arc::new(EstimationCell::new(config.estimation.memory_watts_per_gb));
+        sources.push(Box::new(EstimatedSource::new(client.clone(), cell.clone())));
+        cell
+    });
     match config.energy.gpu {
         GpuMode::Dcgm => sources.push(Box::new(DcgmSource::new(
             client.clone(),
@@ -116,7 +129,10 @@ pub fn energy_sources(
             NodeAgentSourceConfig::default(),
         ))),
     }
-    Ok(sources)
+    Ok(EnergySources {
+        sources,
+        estimation,
+    })
 }
 
 #[cfg(test)]
@@ -130,10 +146,14 @@ mod tests {
     #[test]
     fn kepler_gpu_series_only_when_kepler_is_the_gpu_source() {
         for (gpu, kepler_gpu, sources) in [
-            ("dcgm", false, vec!["kepler", "dcgm"]),
-            ("node-agent", false, vec!["kepler", "node-agent"]),
-            ("kepler", true, vec!["kepler"]),
-            ("off", false, vec!["kepler"]),
+            ("dcgm", false, vec!["kepler", "estimated", "dcgm"]),
+            (
+                "node-agent",
+                false,
+                vec!["kepler", "estimated", "node-agent"],
+            ),
+            ("kepler", true, vec!["kepler", "estimated"]),
+            ("off", false, vec!["kepler", "estimated"]),
         ] {
             let c = config(&format!(
                 "prometheus: {{url: 'http://127.0.0.1:1'}}\nenergy: {{gpu: {gpu}}}\n"
@@ -146,6 +166,7 @@ mod tests {
             let client = PromClient::new(prom_config(p)).unwrap_or_else(|e| panic!("{e}"));
             let names: Vec<String> = energy_sources(&c, &client)
                 .unwrap_or_else(|e| panic!("{e}"))
+                .sources
                 .iter()
                 .map(|s| s.name().to_owned())
                 .collect();

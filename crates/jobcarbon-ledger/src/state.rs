@@ -8,7 +8,7 @@ use jobcarbon_core::{
     UnallocatedReason, WorkloadRef,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Energy per component.
 pub type ComponentEnergy = BTreeMap<Component, Joules>;
@@ -65,6 +65,9 @@ pub struct PodAccount {
     pub first_seen: Seconds,
     pub last_seen: Seconds,
     pub finished_at: Option<Seconds>,
+    /// Components whose energy is estimated (CCF model), not measured.
+    #[serde(default)]
+    pub estimated: BTreeSet<Component>,
 }
 
 impl PodAccount {
@@ -100,6 +103,9 @@ pub struct RollupAccount {
     pub energy: ComponentEnergy,
     pub carbon: Terms,
     pub pods: u64,
+    /// Components whose energy is estimated for some of its pods.
+    #[serde(default)]
+    pub estimated: BTreeSet<Component>,
 }
 
 /// One product's books.
@@ -262,6 +268,7 @@ mod tests {
                 first_seen: Seconds(0.0),
                 last_seen: Seconds(30.0),
                 finished_at: None,
+                estimated: [Component::Cpu].into(),
             },
         );
         state

@@ -42,6 +42,7 @@ fn node(name: &str) -> NodeFacts {
             "node.kubernetes.io/instance-type".to_owned(),
             "p5.48xlarge".to_owned(),
         )]),
+        cpus: 0.0,
     }
 }
 
@@ -54,6 +55,7 @@ fn energy(pod: &PodFacts, component: Component, joules: f64) -> EnergyDelta {
         },
         component,
         energy: Joules(joules),
+        estimated: false,
     }
 }
 
@@ -171,6 +173,7 @@ fn platform_overhead_matches_paper_and_idle_follows_policy() {
         owner: EnergyOwner::NodeIdle,
         component: Component::Cpu,
         energy: Joules(300.0),
+        estimated: false,
     };
     let snapshot = ClusterSnapshot {
         pods: vec![a.clone(), b.clone()],
@@ -534,6 +537,7 @@ fn world() -> impl Strategy<Value = World> {
                                     },
                                     component: Component::ALL[*c],
                                     energy: Joules(*j),
+                                    estimated: false,
                                 })
                                 .collect(),
                             requests: BTreeMap::from([(
@@ -631,6 +635,7 @@ fn node_delta(owner: EnergyOwner, component: Component, joules: f64) -> EnergyDe
         owner,
         component,
         energy: Joules(joules),
+        estimated: false,
     }
 }
 

@@ -144,6 +144,7 @@ impl ClusterSource for StaticCluster {
                     "node.kubernetes.io/instance-type".to_owned(),
                     "p5.48xlarge".to_owned(),
                 )]),
+                cpus: 0.0,
             }],
             products: vec![ProductDef::new(
                 "bert",

@@ -172,7 +172,7 @@ impl CounterTracker {
             groups.entry(r.series.as_str()).or_default().push(r);
         }
         let previous_at = self.previous_at;
-        let mut booked: BTreeMap<(String, EnergyOwner, Component), Joules> = BTreeMap::new();
+        let mut booked: BTreeMap<(String, EnergyOwner, Component, bool), Joules> = BTreeMap::new();
         let mut latest = previous_at;
         for (series, group) in groups {
             // A shared counter reports one value; take the largest in case of jitter.
@@ -194,12 +194,15 @@ impl CounterTracker {
         self.previous_at = latest;
         out.deltas = booked
             .into_iter()
-            .map(|((node, owner, component), energy)| EnergyDelta {
-                node,
-                owner,
-                component,
-                energy,
-            })
+            .map(
+                |((node, owner, component, estimated), energy)| EnergyDelta {
+                    node,
+                    owner,
+                    component,
+                    energy,
+                    estimated,
+                },
+            )
             .collect();
         out
     }
@@ -372,7 +375,7 @@ impl CountTracker {
 fn book_shared(
     delta: Joules,
     group: &[&EnergyReading],
-    booked: &mut BTreeMap<(String, EnergyOwner, Component), Joules>,
+    booked: &mut BTreeMap<(String, EnergyOwner, Component, bool), Joules>,
 ) {
     let mut slots: BTreeMap<&str, (f64, Vec<&EnergyReading>)> = BTreeMap::new();
     for r in group {
@@ -401,6 +404,7 @@ fn book_shared(
                     reading.node.clone(),
                     reading.owner.clone(),
                     reading.component,
+                    reading.estimated,
                 ))
                 .or_insert(Joules::ZERO) += share.non_negative();
         }

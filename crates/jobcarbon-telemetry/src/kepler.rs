@@ -207,6 +207,9 @@ impl EnergySource for KeplerSource {
     fn counters_start_with_pod(&self) -> bool {
         true
     }
+    fn measures_cpu(&self) -> bool {
+        true
+    }
 
     async fn read(&self, at: Seconds) -> Result<Vec<EnergyReading>, SourceError> {
         self.health.record(self.read_generations(at).await)

@@ -9,6 +9,7 @@ use jobcarbon_core::{EnergyReading, Seconds};
 mod access;
 pub mod counters;
 pub mod dcgm;
+pub mod estimated;
 pub mod gpu;
 pub mod kepler;
 pub mod node_agent;
@@ -18,6 +19,7 @@ pub mod prom;
 
 pub use counters::{CountSample, CountTracker, CounterTracker, FirstSight, Observed};
 pub use dcgm::{DcgmConfig, DcgmSource};
+pub use estimated::{EstimatedNode, EstimatedSource, EstimationCell};
 pub use gpu::{FakeGpu, FakeGpuBackend, GpuBackend, GpuError, GpuSample, NvmlBackend};
 pub use kepler::{KeplerConfig, KeplerGeneration, KeplerMode, KeplerSource};
 pub use node_agent::{GpuSeriesLabels, NodeAgent};
@@ -132,6 +134,11 @@ pub trait EnergySource: Send + Sync {
     /// so a series first seen for a pod created since the previous read is booked whole.
     /// False for counters since device boot (DCGM): a first sight is never a delta.
     fn counters_start_with_pod(&self) -> bool {
+        false
+    }
+    /// Whether the source meters CPU energy (Kepler): under `energy.cpu: auto` the nodes it
+    /// reports are never estimated.
+    fn measures_cpu(&self) -> bool {
         false
     }
     /// Whether the source maps GPUs to pods through kubelet pod-resources `List`, which still

@@ -15,8 +15,8 @@ use jobcarbon_ledger::kube_cluster::KubeCluster;
 use jobcarbon_ledger::sources;
 use jobcarbon_ledger::view::LedgerView;
 use jobcarbon_ledger::{Config, DurableLedger, Ledger, SharedView, Sources};
+use jobcarbon_telemetry::MetricQuery;
 use jobcarbon_telemetry::prom::{PromClient, PromMetrics};
-use jobcarbon_telemetry::{EnergySource, MetricQuery};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -86,7 +86,7 @@ async fn serve(config: Config, listen: SocketAddr, reset: bool) -> anyhow::Resul
         }
     }
     let interval = Duration::from_secs_f64(settings.interval.value());
-    type Readers = (Vec<Box<dyn EnergySource>>, Option<Box<dyn MetricQuery>>);
+    type Readers = (sources::EnergySources, Option<Box<dyn MetricQuery>>);
     let (energy, metrics): Readers = match &config.prometheus {
         Some(p) => {
             let client = PromClient::new(sources::prom_config(p))
@@ -99,7 +99,11 @@ async fn serve(config: Config, listen: SocketAddr, reset: bool) -> anyhow::Resul
         }
         None => {
             tracing::warn!("no `prometheus:` in the config: no energy is measured");
-            (Vec::new(), None)
+            let none = sources::EnergySources {
+                sources: Vec::new(),
+                estimation: None,
+            };
+            (none, None)
         }
     };
 
@@ -123,10 +127,11 @@ async fn serve(config: Config, listen: SocketAddr, reset: bool) -> anyhow::Resul
             Some((elector, rx, rounds))
         }
     };
+    let estimation = energy.estimation;
     let ledger = Ledger::new(
         settings,
         Sources {
-            energy,
+            energy: energy.sources,
             metrics,
             cluster: Box::new(KubeCluster {
                 state: state.clone(),
@@ -135,7 +140,8 @@ async fn serve(config: Config, listen: SocketAddr, reset: bool) -> anyhow::Resul
         config.product_defs(),
         config.request_queries(),
         view.clone(),
-    );
+    )
+    .with_estimation(estimation);
     let mut ledger = DurableLedger::open(ledger, store, settings_interval)
         .map_err(|e| anyhow::anyhow!("cannot restore the ledger state (state.file): {e}"))?;
 

@@ -277,6 +277,7 @@ impl Simulation {
                         n.region.to_owned(),
                     ),
                 ]),
+                cpus: 0.0,
             })
             .collect()
     }

@@ -155,7 +155,9 @@ products:
     prom_config.timeout = Duration::from_secs(5);
     let prom_client = PromClient::new(prom_config).unwrap();
     // The config's own mapping: `energy: {kepler: v2, gpu: kepler}` reads Kepler's GPU series.
-    let energy = jobcarbon_ledger::sources::energy_sources(&config, &prom_client).unwrap();
+    let energy = jobcarbon_ledger::sources::energy_sources(&config, &prom_client)
+        .unwrap()
+        .sources;
     let view = LedgerView::shared();
     let mut ledger = Ledger::new(
         config.settings(),
