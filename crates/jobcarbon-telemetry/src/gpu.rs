@@ -44,6 +44,10 @@ pub struct GpuSample {
     pub mig_uuids: Vec<String>,
     /// The device minor number (`/dev/nvidiaN`): GKE's pod-resources device ids `nvidiaN`.
     pub minor: Option<u32>,
+    /// GPU utilisation, 0–1 (`nvmlDeviceGetUtilizationRates`).
+    pub utilization: Option<f64>,
+    /// The enforced power limit (TDP unless lowered), for the utilisation estimate.
+    pub power_limit: Option<Watts>,
 }
 
 /// One GPU that could not be read while the others were.
@@ -206,6 +210,14 @@ impl NvmlBackend {
             power,
             mig_uuids,
             minor: device.minor_number().ok(),
+            utilization: device
+                .utilization_rates()
+                .ok()
+                .map(|u| f64::from(u.gpu) / 100.0),
+            power_limit: device
+                .enforced_power_limit()
+                .ok()
+                .map(|mw| Watts(f64::from(mw) / 1000.0)),
         })
     }
 }
@@ -252,6 +264,12 @@ pub struct FakeGpu {
     pub minor: Option<u32>,
     /// A fault every NVML call on this GPU reports (`gpu_lost` mimics Xid 79).
     pub fault: Option<&'static str>,
+    /// Whether the fake reports power (false with `energy_supported` false mimics a virtual
+    /// GPU that only reports utilisation).
+    pub power_supported: bool,
+    /// Utilisation 0–1 and power limit the fake reports.
+    pub utilization: f64,
+    pub power_limit: Watts,
 }
 
 impl FakeGpu {
@@ -265,6 +283,9 @@ impl FakeGpu {
             mig_uuids: Vec::new(),
             minor: None,
             fault: None,
+            power_supported: true,
+            utilization: 0.0,
+            power_limit: Watts(0.0),
         }
     }
 }
@@ -364,9 +385,13 @@ impl GpuBackend for FakeGpuBackend {
                 energy: g
                     .energy_supported
                     .then(|| Joules::from_millijoules((g.energy.value() * 1000.0).floor())),
-                power: Some(Watts((g.power.value() * 1000.0).floor() / 1000.0)),
+                power: g
+                    .power_supported
+                    .then(|| Watts((g.power.value() * 1000.0).floor() / 1000.0)),
                 mig_uuids: g.mig_uuids.clone(),
                 minor: g.minor,
+                utilization: Some(g.utilization),
+                power_limit: Some(g.power_limit),
             });
         }
         Ok(out)

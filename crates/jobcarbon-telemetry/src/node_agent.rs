@@ -28,6 +28,9 @@ pub struct GpuSeriesLabels {
     pub namespace: String,
     pub pod: String,
     pub container: String,
+    /// Energy from utilisation × power limit (a GPU with neither an energy counter nor a
+    /// power reading): exported with `source="estimated"`.
+    pub estimated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -176,7 +179,11 @@ impl NodeAgent {
         if let Some(e) = gpu.energy {
             return Some(e);
         }
-        let power = gpu.power?;
+        // Without a power reading: utilisation × the power limit (TDP), an estimate.
+        let power = gpu.power.or_else(|| {
+            let busy = gpu.utilization?.clamp(0.0, 1.0);
+            Some(gpu.power_limit? * busy)
+        })?;
         let entry = self
             .integrated
             .entry(gpu.uuid.clone())
@@ -205,8 +212,6 @@ impl NodeAgent {
     }
 }
 
-/// The containers holding `gpu` (directly, through a time-slicing replica or one of its MIG
-/// instances); one idle entry when none does.
 /// Whether pod-resources' `device_id` names `gpu`: its UUID, one of its MIG UUIDs, or (GKE)
 /// `nvidiaN`, `nvidiaN/giM`, `nvidiaN/vgpuM` where N is the device minor number.
 pub fn device_names_gpu(device_id: &str, gpu: &GpuSample) -> bool {
@@ -221,7 +226,10 @@ pub fn device_names_gpu(device_id: &str, gpu: &GpuSample) -> bool {
     gke.is_some() && gke == gpu.minor
 }
 
+/// The containers holding `gpu` (directly, through a time-slicing replica or one of its MIG
+/// instances); one idle entry when none does.
 fn holders_of(gpu: &GpuSample, assignments: &[GpuAssignment]) -> Vec<GpuSeriesLabels> {
+    let estimated = gpu.energy.is_none() && gpu.power.is_none();
     let mut holders: Vec<GpuSeriesLabels> = assignments
         .iter()
         .filter(|a| device_names_gpu(&a.device_id, gpu))
@@ -231,6 +239,7 @@ fn holders_of(gpu: &GpuSample, assignments: &[GpuAssignment]) -> Vec<GpuSeriesLa
             namespace: a.namespace.clone(),
             pod: a.pod.clone(),
             container: a.container.clone(),
+            estimated,
         })
         .collect();
     holders.sort();
@@ -242,6 +251,7 @@ fn holders_of(gpu: &GpuSample, assignments: &[GpuAssignment]) -> Vec<GpuSeriesLa
             namespace: String::new(),
             pod: String::new(),
             container: String::new(),
+            estimated,
         });
     }
     holders
@@ -380,9 +390,27 @@ mod tests {
             power: None,
             mig_uuids: Vec::new(),
             minor: Some(0),
+            utilization: None,
+            power_limit: None,
         };
         assert!(device_names_gpu("nvidia0/gi0", &parent));
         assert!(!device_names_gpu("nvidia10", &parent));
         assert!(!device_names_gpu("nvidia", &parent));
+    }
+
+    #[test]
+    fn a_gpu_with_neither_energy_nor_power_is_estimated_from_utilisation() {
+        let mut vgpu = FakeGpu::new("GPU-v", "GRID A100-4C", Watts(0.0));
+        vgpu.energy_supported = false;
+        vgpu.power_supported = false;
+        vgpu.utilization = 0.5;
+        vgpu.power_limit = Watts(400.0);
+        let mut agent = NodeAgent::new(Box::new(FakeGpuBackend::new(vec![vgpu])));
+        let a = vec![assign("p", "GPU-v")];
+        agent.tick(&a, Seconds(0.0)).unwrap();
+        agent.tick(&a, Seconds(10.0)).unwrap();
+        // 50 % of a 400 W limit for 10 s, labelled estimated.
+        assert!((energy_of(&agent, "p", "GPU-v") - 2000.0).abs() < 1e-6);
+        assert!(agent.energy().iter().all(|(l, _)| l.estimated));
     }
 }

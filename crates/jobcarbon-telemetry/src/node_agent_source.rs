@@ -126,14 +126,19 @@ pub fn energy_readings(
                 _ => String::new(),
             };
             let uuid = s.label("gpu_uuid").unwrap_or("");
-            EnergyReading::new(
+            let reading = EnergyReading::new(
                 format!("{SERIES_PREFIX}{uuid}/{holder}"),
                 node,
                 owner,
                 Component::Gpu,
                 Joules(s.value),
                 s.at,
-            )
+            );
+            // `source` is the agent's own label (a Prometheus target has none of that name).
+            match s.label("source") {
+                Some("estimated") => reading.estimated(),
+                _ => reading,
+            }
         })
         .collect()
 }

@@ -1,7 +1,7 @@
 //! `jobcarbon demo`: the real ledger and exporter over the built-in simulated cluster
 //! (`simulation.rs`), time-accelerated, on localhost. No cluster, no Prometheus.
 
-use crate::simulation::{EPOCH, SimDcgm, SimKepler, SimMetrics, Simulation};
+use crate::simulation::{EPOCH, SimDcgm, SimEstimated, SimKepler, SimMetrics, Simulation};
 use anyhow::Context;
 use jobcarbon_core::Seconds;
 use jobcarbon_ledger::view::LedgerView;
@@ -57,7 +57,11 @@ async fn demo(args: Args) -> anyhow::Result<()> {
     let mut ledger = Ledger::new(
         settings,
         Sources {
-            energy: vec![Box::new(SimKepler), Box::new(SimDcgm)],
+            energy: vec![
+                Box::new(SimKepler),
+                Box::new(SimDcgm),
+                Box::new(SimEstimated),
+            ],
             metrics: Some(Box::new(SimMetrics)),
             cluster: Box::new(Simulation),
         },

@@ -192,6 +192,10 @@ fn series_labels(l: &jobcarbon_telemetry::GpuSeriesLabels) -> Vec<(&'static str,
         ("namespace", l.namespace.clone()),
         ("pod", l.pod.clone()),
         ("container", l.container.clone()),
+        (
+            "source",
+            if l.estimated { "estimated" } else { "measured" }.to_owned(),
+        ),
     ]
 }
 
@@ -479,14 +483,14 @@ mod tests {
         let text = scrape(&exported, "text/plain");
         assert!(text.contains("jobcarbon_node_gpus 2\n"), "{text}");
         assert!(
-            text.contains(r#"jobcarbon_node_gpu_energy_joules_total{gpu_uuid="GPU-0",gpu_model="NVIDIA A100-SXM4-80GB",namespace="ml",pod="a",container="main"} 1500"#),
+            text.contains(r#"jobcarbon_node_gpu_energy_joules_total{gpu_uuid="GPU-0",gpu_model="NVIDIA A100-SXM4-80GB",namespace="ml",pod="a",container="main",source="measured"} 1500"#),
             "{text}"
         );
         assert!(
-            text.contains(r#"jobcarbon_node_gpu_energy_joules_total{gpu_uuid="GPU-1",gpu_model="NVIDIA A100-SXM4-80GB",namespace="",pod="",container=""} 600"#),
+            text.contains(r#"jobcarbon_node_gpu_energy_joules_total{gpu_uuid="GPU-1",gpu_model="NVIDIA A100-SXM4-80GB",namespace="",pod="",container="",source="measured"} 600"#),
             "{text}"
         );
-        assert!(text.contains(r#"jobcarbon_node_gpu_power_watts{gpu_uuid="GPU-0",gpu_model="NVIDIA A100-SXM4-80GB",namespace="ml",pod="b",container="main"} 150"#), "{text}");
+        assert!(text.contains(r#"jobcarbon_node_gpu_power_watts{gpu_uuid="GPU-0",gpu_model="NVIDIA A100-SXM4-80GB",namespace="ml",pod="b",container="main",source="measured"} 150"#), "{text}");
         assert!(
             text.contains(r#"jobcarbon_node_errors_total{part="pod_resources",kind="connect"} 1"#),
             "{text}"

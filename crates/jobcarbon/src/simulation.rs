@@ -25,7 +25,7 @@ const DAY: f64 = 86_400.0;
 const COMPLETED_VISIBLE: f64 = 120.0;
 
 #[derive(Debug, Clone)]
-struct SimPod {
+pub struct SimPod {
     namespace: &'static str,
     name: String,
     kind: &'static str,
@@ -339,6 +339,76 @@ impl ClusterSource for Simulation {
 #[derive(Debug, Clone, Default)]
 pub struct SimKepler;
 
+/// The cloud VM without RAPL: Kepler reports nothing there, the estimated source does.
+pub const ESTIMATED_NODE: &str = "cpu-1";
+/// vCPUs of [`ESTIMATED_NODE`] (an m6i.4xlarge).
+const ESTIMATED_NODE_VCPUS: f64 = 16.0;
+/// The simulation's truth on the VM: a busy vCPU draws this many watts above idle, and a pod's
+/// `dram_w` is its working set at this many W/GB. The estimate does not know them.
+const SIM_WATTS_PER_BUSY_VCPU: f64 = 4.0;
+const SIM_DRAM_WATTS_PER_GB: f64 = 0.3;
+
+/// cAdvisor-like utilisation on [`ESTIMATED_NODE`] through the CCF model (the `estimated`
+/// source of `energy.cpu: auto`), as the ledger's `EstimatedSource` books it.
+#[derive(Debug, Clone, Default)]
+pub struct SimEstimated;
+
+/// A pod's estimated CPU and memory joules at `t`, and the node's estimated idle joules.
+pub fn estimated_energy(p: &SimPod, t: f64) -> (f64, f64) {
+    let c = jobcarbon_core::estimation::CCF_UNKNOWN;
+    let busy_vcpu_seconds = p.cpu_w / SIM_WATTS_PER_BUSY_VCPU * p.active_seconds(t);
+    let cpu = jobcarbon_core::estimation::cpu_dynamic_energy(busy_vcpu_seconds, c);
+    let gb_seconds = p.dram_w / SIM_DRAM_WATTS_PER_GB * p.active_seconds(t);
+    let dram = jobcarbon_core::estimation::memory_energy(
+        gb_seconds,
+        jobcarbon_core::estimation::MEMORY_WATTS_PER_GB,
+    );
+    (cpu.value(), dram.value())
+}
+
+#[async_trait]
+impl EnergySource for SimEstimated {
+    fn name(&self) -> &str {
+        "estimated"
+    }
+    fn counters_start_with_pod(&self) -> bool {
+        true
+    }
+    async fn read(&self, at: Seconds) -> Result<Vec<EnergyReading>, SourceError> {
+        let t = Simulation::sim(at);
+        let mut out = Vec::new();
+        for p in Simulation
+            .pods(t)
+            .iter()
+            .filter(|p| p.visible(t) && p.node == ESTIMATED_NODE)
+        {
+            let (cpu, dram) = estimated_energy(p, t);
+            for (component, joules) in [(Component::Cpu, cpu), (Component::Dram, dram)] {
+                out.push(
+                    reading("estimated", p.node, pod_owner(p), component, joules, at).estimated(),
+                );
+            }
+        }
+        let idle = jobcarbon_core::estimation::cpu_idle_energy(
+            ESTIMATED_NODE_VCPUS,
+            Seconds(t),
+            jobcarbon_core::estimation::CCF_UNKNOWN,
+        );
+        out.push(
+            reading(
+                "estimated",
+                ESTIMATED_NODE,
+                EnergyOwner::NodeIdle,
+                Component::Cpu,
+                idle.value(),
+                at,
+            )
+            .estimated(),
+        );
+        Ok(out)
+    }
+}
+
 /// dcgm-exporter-like GPU counters per pod, and idle GPUs no pod holds.
 #[derive(Debug, Clone, Default)]
 pub struct SimDcgm;
@@ -386,7 +456,12 @@ impl EnergySource for SimKepler {
     async fn read(&self, at: Seconds) -> Result<Vec<EnergyReading>, SourceError> {
         let t = Simulation::sim(at);
         let mut out = Vec::new();
-        for p in Simulation.pods(t).iter().filter(|p| p.visible(t)) {
+        let metered = |node: &str| node != ESTIMATED_NODE;
+        for p in Simulation
+            .pods(t)
+            .iter()
+            .filter(|p| p.visible(t) && metered(p.node))
+        {
             let secs = p.active_seconds(t);
             out.push(reading(
                 "kepler",
@@ -405,7 +480,7 @@ impl EnergySource for SimKepler {
                 at,
             ));
         }
-        for n in &NODES {
+        for n in NODES.iter().filter(|n| metered(n.name)) {
             out.push(reading(
                 "kepler",
                 n.name,
@@ -521,6 +596,24 @@ impl MetricQuery for SimMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The numbers docs/telemetry.md quotes: the estimate against the simulation's truth.
+    #[test]
+    fn estimated_against_simulated_truth() {
+        let t = 2.0 * HOUR;
+        let prep = Simulation
+            .pods(t)
+            .into_iter()
+            .find(|p| p.name == "wiki-prep-7xk2q")
+            .expect("the data-prep pod");
+        let (cpu, dram) = estimated_energy(&prep, t);
+        let truth_cpu = prep.cpu_w * prep.active_seconds(t);
+        let truth_dram = prep.dram_w * prep.active_seconds(t);
+        assert!((truth_cpu - 576_000.0).abs() < 1e-6);
+        assert!((cpu - 397_440.0).abs() < 1e-6, "{cpu}");
+        assert!((truth_dram - 90_000.0).abs() < 1e-6);
+        assert!((dram - 117_600.0).abs() < 1e-6, "{dram}");
+    }
 
     #[test]
     fn timeline_runs_every_phase_within_a_day() {

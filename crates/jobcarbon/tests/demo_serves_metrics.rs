@@ -211,6 +211,20 @@ fn demo_becomes_ready_and_serves_every_family() {
         .expect("a per-request gauge");
     assert!(per_request.is_finite() && per_request > 0.0);
 
+    // The cloud VM without a meter (cpu-1) is estimated and says so; the GPU nodes are not.
+    let energy_lines = |node_pod: &str, source: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("jobcarbon_workload_energy_joules_total{"))
+            .filter(|l| l.contains(node_pod) && l.contains(&format!("source=\"{source}\"")))
+            .filter(|l| l.contains("component=\"cpu\""))
+            .count()
+    };
+    assert!(
+        energy_lines("pod=\"prometheus-0\"", "estimated") > 0,
+        "{text}"
+    );
+    assert_eq!(energy_lines("pod=\"prometheus-0\"", "measured"), 0);
+
     // Prometheus asking for OpenMetrics gets it.
     let (status, om) = get(
         &demo.addr,
@@ -236,4 +250,9 @@ fn demo_becomes_ready_and_serves_every_family() {
             .as_array()
             .is_some_and(|w| w.len() >= 6)
     );
+    let prometheus = workloads["workloads"]
+        .as_array()
+        .and_then(|w| w.iter().find(|x| x["pod"] == "prometheus-0"))
+        .expect("the monitoring pod");
+    assert_eq!(prometheus["energy_source"]["cpu"], "estimated");
 }
