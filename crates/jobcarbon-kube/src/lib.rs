@@ -22,11 +22,11 @@ pub mod watch;
 
 pub use index::{AttributionConfig, IndexIssues, NodeTable, ResolvedPod};
 pub use labels::{LabelIssue, LabelSchema, PlatformSelector};
+pub use leader::{Decision, LeaderElector, LeaderError, LeaseView, decide};
 pub use owner::{
     LabelCondition, ParentOwners, Submitted, WorkloadRule, default_workload_rules,
     resolve_submitted,
 };
-pub use leader::{Decision, LeaderElector, LeaderError, LeaseView, decide};
 pub use product::{
     EpcStatus, InferenceRequests, ProductCondition, ProductError, ProductSpec, ProductValidation,
     SoftwareProduct, SoftwareProductSpec, SoftwareProductStatus, validate_products,

@@ -174,8 +174,10 @@ impl ParentOwners {
                 .filter(|o| !o.kind.is_empty() && is_object_name(&o.name))
                 .map(|o| (o.kind.clone(), o.name.clone()))
                 .unwrap_or_default();
-            self.controllers
-                .insert((ns.to_owned(), kind.to_owned(), name.to_owned()), controller);
+            self.controllers.insert(
+                (ns.to_owned(), kind.to_owned(), name.to_owned()),
+                controller,
+            );
         }
     }
 
@@ -232,7 +234,10 @@ pub fn resolve_submitted(
 
 /// Step 3: replace a known parent by its controller.
 fn lift(workload: WorkloadRef, parents: &ParentOwners) -> Submitted {
-    let unchanged = |workload| Submitted { workload, run: None };
+    let unchanged = |workload| Submitted {
+        workload,
+        run: None,
+    };
     let Some((kind, name)) = workload.workload.split_once('/') else {
         return unchanged(workload);
     };
@@ -406,7 +411,11 @@ mod tests {
     #[test]
     fn the_first_matching_rule_wins() {
         // A KServe serverless pod: Knative Deployment owner, KServe and Knative labels.
-        let o = [owner("ReplicaSet", "llama-chat-predictor-00001-deployment-5d8f", Some(true))];
+        let o = [owner(
+            "ReplicaSet",
+            "llama-chat-predictor-00001-deployment-5d8f",
+            Some(true),
+        )];
         let l = labels(&[
             ("serving.knative.dev/service", "llama-chat-predictor"),
             ("serving.kserve.io/inferenceservice", "llama-chat"),
@@ -424,7 +433,10 @@ mod tests {
             ("ray.io/originated-from-cr-name", "tune-sweep"),
         ]);
         let none = ParentOwners::default();
-        assert_eq!(submitted(&o, &l, &none).workload.workload, "RayJob/tune-sweep");
+        assert_eq!(
+            submitted(&o, &l, &none).workload.workload,
+            "RayJob/tune-sweep"
+        );
         let l = labels(&[
             ("ray.io/originated-from-crd", "RayCronJob"),
             ("ray.io/originated-from-cr-name", "x"),
@@ -473,11 +485,17 @@ mod tests {
         assert_eq!(s.workload.workload, "Job/nightly-retrain-29412960");
         assert_eq!(s.run, None);
         let o = [owner("Job", "y", Some(true))];
-        assert_eq!(submitted(&o, &BTreeMap::new(), &parents).workload.workload, "Job/y");
+        assert_eq!(
+            submitted(&o, &BTreeMap::new(), &parents).workload.workload,
+            "Job/y"
+        );
         // A Deployment is not a parent kind: never lifted.
         let rs = [owner("ReplicaSet", "web-6d8f", Some(true))];
         let l = labels(&[(POD_TEMPLATE_HASH_LABEL, "6d8f")]);
-        assert_eq!(submitted(&rs, &l, &parents).workload.workload, "Deployment/web");
+        assert_eq!(
+            submitted(&rs, &l, &parents).workload.workload,
+            "Deployment/web"
+        );
     }
 
     #[test]

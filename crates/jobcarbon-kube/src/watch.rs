@@ -226,14 +226,20 @@ impl ClusterState {
                 .reflect(product_writer);
         // Metadata only: a Job's spec carries its whole pod template, and only the
         // controller reference is read.
-        let job_stream = watcher::watcher(Api::<PartialObjectMeta<Job>>::all(client.clone()), defaults())
-            .default_backoff()
-            .modify(|j: &mut PartialObjectMeta<Job>| trim_parent(&mut j.metadata))
-            .reflect(job_writer);
-        let ray_stream = watcher::watcher(Api::<PartialObjectMeta<RayCluster>>::all(client), defaults())
-            .default_backoff()
-            .modify(|r: &mut PartialObjectMeta<RayCluster>| trim_parent(&mut r.metadata))
-            .reflect(ray_writer);
+        let job_stream = watcher::watcher(
+            Api::<PartialObjectMeta<Job>>::all(client.clone()),
+            defaults(),
+        )
+        .default_backoff()
+        .modify(|j: &mut PartialObjectMeta<Job>| trim_parent(&mut j.metadata))
+        .reflect(job_writer);
+        let ray_stream = watcher::watcher(
+            Api::<PartialObjectMeta<RayCluster>>::all(client),
+            defaults(),
+        )
+        .default_backoff()
+        .modify(|r: &mut PartialObjectMeta<RayCluster>| trim_parent(&mut r.metadata))
+        .reflect(ray_writer);
 
         let driver = {
             let health = health.clone();
@@ -241,7 +247,12 @@ impl ClusterState {
                 let (watch_products, watch_jobs, watch_ray) = enabled;
                 let pods = drive(pod_stream, WatchedResource::Pods, health.clone());
                 let nodes = drive(node_stream, WatchedResource::Nodes, health.clone());
-                let products = optional(watch_products, product_stream, WatchedResource::SoftwareProducts, &health);
+                let products = optional(
+                    watch_products,
+                    product_stream,
+                    WatchedResource::SoftwareProducts,
+                    &health,
+                );
                 let jobs = optional(watch_jobs, job_stream, WatchedResource::Jobs, &health);
                 let rays = optional(watch_ray, ray_stream, WatchedResource::RayClusters, &health);
                 futures::join!(pods, nodes, products, jobs, rays);

@@ -807,7 +807,8 @@ mod tests {
         assert!(msg.contains("workloads.rules[0]"), "{msg}");
         assert!(msg.contains("wen"), "{msg}");
 
-        let text = "workloads:\n  rules:\n  - {label: a/b, kind: X}\n  - {label: 'bad key/x/', kind: X}\n";
+        let text =
+            "workloads:\n  rules:\n  - {label: a/b, kind: X}\n  - {label: 'bad key/x/', kind: X}\n";
         let msg = Config::parse(text, "c.yaml").unwrap_err().to_string();
         assert!(msg.contains("at `workloads.rules[1]`"), "{msg}");
         assert!(msg.contains("not a label key"), "{msg}");

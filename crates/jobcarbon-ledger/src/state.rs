@@ -65,7 +65,10 @@ impl LedgerState {
             None => {
                 if runs.len() >= MAX_RUNS_PER_WORKLOAD
                     && let Some(oldest) = (0..runs.len()).min_by(|a, b| {
-                        runs[*a].last_seen.value().total_cmp(&runs[*b].last_seen.value())
+                        runs[*a]
+                            .last_seen
+                            .value()
+                            .total_cmp(&runs[*b].last_seen.value())
                     })
                 {
                     runs.remove(oldest);
@@ -319,7 +322,11 @@ mod tests {
             .unallocated
             .insert(UnallocatedReason::NodeIdle, Grams(2.0));
         state
-            .run_mut(&WorkloadRef::new("ml", "CronJob", "train"), "Job/train-29412960", Seconds(0.0))
+            .run_mut(
+                &WorkloadRef::new("ml", "CronJob", "train"),
+                "Job/train-29412960",
+                Seconds(0.0),
+            )
             .carbon += Terms::of(jobcarbon_core::Term::Operational, Grams(1.0));
         let json = serde_json::to_string(&state).unwrap();
         let back: LedgerState = serde_json::from_str(&json).unwrap();

@@ -490,10 +490,7 @@ async fn handle(
         return Ok(not_found(&path));
     };
     match (method, subresource) {
-        (Method::GET, _) => Ok(json_response(
-            StatusCode::OK,
-            &shaped(shape, object, false),
-        )),
+        (Method::GET, _) => Ok(json_response(StatusCode::OK, &shaped(shape, object, false))),
         (Method::PATCH, Some("status")) => {
             if let (Some(obj), Some(status)) = (object.as_object_mut(), body.get("status")) {
                 obj.insert("status".to_owned(), status.clone());
@@ -524,4 +521,39 @@ fn watch_response(script: WatchScript, shape: Shape) -> Response<Body> {
         http::HeaderValue::from_static("application/json"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_only_answers_have_the_api_server_shape() {
+        let job = json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "j", "namespace": "ml", "resourceVersion": "7"},
+            "spec": {"template": {}}, "status": {"active": 1}});
+        let listed =
+            partial_object_metadata_list(&list("batch/v1", "JobList", "9", vec![job.clone()]));
+        assert_eq!(
+            listed,
+            json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                   "metadata": {"resourceVersion": "9"},
+                   "items": [{"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                              "metadata": {"name": "j", "namespace": "ml", "resourceVersion": "7"}}]})
+        );
+        let line: Value =
+            serde_json::from_str(&partial_watch_line(event("ADDED", &job))).unwrap_or_default();
+        assert_eq!(line["type"], "ADDED");
+        assert_eq!(line["object"]["kind"], "PartialObjectMetadata");
+        assert!(line["object"].get("spec").is_none());
+        let gone = expired("too old resource version");
+        assert_eq!(partial_watch_line(gone.clone()), gone);
+        assert_eq!(partial_watch_line("{not json".into()), "{not json");
+        assert_eq!(Shape::of(Some("application/json")), Shape::Full);
+        assert_eq!(Shape::of(Some(crate_metadata_mime())), Shape::Metadata);
+    }
+
+    fn crate_metadata_mime() -> &'static str {
+        "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+    }
 }
