@@ -54,6 +54,10 @@ pub struct PodFacts {
     /// (no running pod holds a GPU) or unmapped (someone's, but not known whose).
     #[serde(default)]
     pub gpus: f64,
+    /// The run this pod belongs to when its workload runs again and again (a CronJob's Job,
+    /// `Job/nightly-retrain-29412960`): the workload stays one series, each run stays visible.
+    #[serde(default)]
+    pub run: Option<String>,
 }
 
 impl PodFacts {
@@ -71,6 +75,7 @@ impl PodFacts {
             running: true,
             created: None,
             gpus: 0.0,
+            run: None,
         }
     }
     /// Sets the controlling workload, `Kind/name` split as `kind`, `name`.
@@ -112,6 +117,11 @@ impl PodFacts {
     }
     pub fn gpus(mut self, gpus: f64) -> Self {
         self.gpus = gpus;
+        self
+    }
+    /// Sets the run (`Kind/name`, e.g. a CronJob's `Job/<name>`).
+    pub fn run(mut self, run: &str) -> Self {
+        self.run = Some(run.to_owned());
         self
     }
 }

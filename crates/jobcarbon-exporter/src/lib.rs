@@ -128,6 +128,8 @@ pub struct WorkloadJson {
     pub namespace: String,
     pub workload: String,
     pub pod: Option<String>,
+    /// The run of the workload the pod belongs to (a CronJob's `Job/<name>`).
+    pub run: Option<String>,
     pub phase: String,
     pub product: Option<String>,
     pub node: Option<String>,
@@ -182,6 +184,7 @@ pub fn workloads_json(state: &LedgerState) -> Vec<WorkloadJson> {
         namespace: key.namespace.clone(),
         workload: a.workload.workload.clone(),
         pod: Some(key.pod.clone()),
+        run: a.run.clone(),
         phase: a.phase.as_str().to_owned(),
         product: a.product.clone(),
         node: a.node.clone(),
@@ -200,6 +203,7 @@ pub fn workloads_json(state: &LedgerState) -> Vec<WorkloadJson> {
         namespace: key.workload.namespace.clone(),
         workload: key.workload.workload.clone(),
         pod: None,
+        run: None,
         phase: key.phase.as_str().to_owned(),
         product: key.product.clone(),
         node: None,
@@ -215,6 +219,45 @@ pub fn workloads_json(state: &LedgerState) -> Vec<WorkloadJson> {
         terms: r.carbon,
     });
     pods.chain(rollups).collect()
+}
+
+/// One run of a workload in the JSON API (the last runs of each CronJob, oldest first).
+#[derive(Debug, Serialize)]
+pub struct RunJson {
+    pub namespace: String,
+    pub workload: String,
+    pub run: String,
+    pub first_seen: f64,
+    pub last_seen: f64,
+    pub energy_j: BTreeMap<&'static str, f64>,
+    pub jsc_g: f64,
+    pub asc_g: f64,
+    pub jsce_g: f64,
+    pub asce_g: f64,
+    pub terms: Terms,
+}
+
+/// Every run the state keeps, by workload.
+pub fn runs_json(state: &LedgerState) -> Vec<RunJson> {
+    state
+        .runs
+        .iter()
+        .flat_map(|(workload, runs)| {
+            runs.iter().map(move |r| RunJson {
+                namespace: workload.namespace.clone(),
+                workload: workload.workload.clone(),
+                run: r.run.clone(),
+                first_seen: r.first_seen.value(),
+                last_seen: r.last_seen.value(),
+                energy_j: energy_json(&r.energy),
+                jsc_g: r.carbon.jsc().value(),
+                asc_g: r.carbon.asc().value(),
+                jsce_g: r.carbon.jsce().value(),
+                asce_g: r.carbon.asce().value(),
+                terms: r.carbon,
+            })
+        })
+        .collect()
 }
 
 /// One product in the JSON API.
@@ -257,7 +300,11 @@ async fn workloads(State(view): State<SharedView>) -> Response {
     let Ok(view) = view.read() else {
         return unavailable("lock poisoned");
     };
-    axum::Json(serde_json::json!({ "workloads": workloads_json(&view.state) })).into_response()
+    axum::Json(serde_json::json!({
+        "workloads": workloads_json(&view.state),
+        "runs": runs_json(&view.state),
+    }))
+    .into_response()
 }
 
 async fn products(State(view): State<SharedView>) -> Response {

@@ -29,7 +29,10 @@ fn pod(name: &str, phase: Phase, product: Option<&str>) -> PodFacts {
 fn booked_view() -> LedgerView {
     let mut settings = Settings::simple(Pue(1.2), GramsPerKwh(400.0));
     settings.platform.overhead = GramsPerSecond::per_minute(5.0);
-    let train = pod("train", Phase::Training, Some("m"));
+    // Training runs nightly from a CronJob: one workload, each Job a run.
+    let train = pod("train", Phase::Training, Some("m"))
+        .workload("CronJob", "train")
+        .run("Job/train-29412960");
     let serve = pod("serve", Phase::Inference, Some("m"));
     let snapshot = ClusterSnapshot {
         pods: vec![train.clone(), serve.clone()],
@@ -170,7 +173,7 @@ fn exposition_has_the_design_names_and_asce_is_the_sum_of_terms() {
         .iter()
         .filter(|(n, l, _)| {
             n == "jobcarbon_workload_energy_joules_total"
-                && l["workload"] == "Job/train"
+                && l["workload"] == "CronJob/train"
                 && l["component"] == "gpu"
         })
         .map(|(_, _, v)| v)
@@ -180,7 +183,7 @@ fn exposition_has_the_design_names_and_asce_is_the_sum_of_terms() {
         .iter()
         .find(|(n, l, _)| {
             n == "jobcarbon_workload_carbon_grams_total"
-                && l["workload"] == "Job/train"
+                && l["workload"] == "CronJob/train"
                 && l["term"] == "operational"
         })
         .map(|(_, _, v)| *v)
@@ -260,6 +263,16 @@ async fn endpoints_serve_json_health_and_readiness() {
             .sum();
         assert!((w["asce_g"].as_f64().unwrap() - terms).abs() < 1e-9);
     }
+    let train = workloads.iter().find(|w| w["pod"] == "train").unwrap();
+    assert_eq!(train["workload"], "CronJob/train");
+    assert_eq!(train["run"], "Job/train-29412960");
+    // The run, listed with its own ASCe: here the whole of the CronJob's only run.
+    let runs = json["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["workload"], "CronJob/train");
+    assert_eq!(runs[0]["run"], "Job/train-29412960");
+    assert_eq!(runs[0]["asce_g"], train["asce_g"]);
+    assert_eq!(runs[0]["energy_j"]["gpu"].as_f64().unwrap(), 6e5);
 
     let (status, body) = get(&app, "/api/v1/products").await;
     assert_eq!(status, 200);

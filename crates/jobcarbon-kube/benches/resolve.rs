@@ -28,12 +28,13 @@ fn benches(c: &mut Criterion) {
     let config = AttributionConfig::default();
     let nodes = nodes(5_000);
     let table = NodeTable::new(&nodes);
+    let parents = jobcarbon_kube::owner::ParentOwners::default();
     let full = support::training_pod(4242, "node-01234");
     let trimmed = support::decode_as_store_does(&full);
     let json = serde_json::to_vec(&full).unwrap_or_default();
 
     c.bench_function("resolve_pod (one event, 5k nodes)", |b| {
-        b.iter(|| config.resolve_pod(black_box(&trimmed), black_box(&table)))
+        b.iter(|| config.resolve_pod(black_box(&trimmed), black_box(&table), &parents))
     });
     c.bench_function("decode + trim one pod event (SlimPod)", |b| {
         b.iter(|| {

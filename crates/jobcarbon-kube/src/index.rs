@@ -2,7 +2,7 @@
 //! the watchers feed it from their stores and tests feed it from fixture builders.
 
 use crate::labels::{LabelIssue, LabelSchema, PlatformSelector};
-use crate::owner::resolve_workload;
+use crate::owner::{ParentOwners, WorkloadRule, default_workload_rules, resolve_submitted};
 use crate::resources::{Resources, node_allocatable, parse_quantity, pod_requests};
 use crate::slim::SlimPod;
 use jobcarbon_core::{ClusterSnapshot, NodeFacts, PodFacts, PodKey, Seconds};
@@ -30,6 +30,9 @@ pub struct AttributionConfig {
     pub platform: PlatformSelector,
     #[serde(default = "default_region_label")]
     pub node_region_label: String,
+    /// Pod labels naming the submitted workload, first match wins ([`default_workload_rules`]).
+    #[serde(default = "default_workload_rules")]
+    pub workload_rules: Vec<WorkloadRule>,
 }
 
 fn default_region_label() -> String {
@@ -42,6 +45,7 @@ impl Default for AttributionConfig {
             labels: LabelSchema::default(),
             platform: PlatformSelector::default(),
             node_region_label: default_region_label(),
+            workload_rules: default_workload_rules(),
         }
     }
 }
@@ -95,14 +99,26 @@ impl NodeTable {
 }
 
 impl AttributionConfig {
-    /// Resolve one pod. `None` for a pod without name or namespace.
-    pub fn resolve_pod(&self, pod: &SlimPod, nodes: &NodeTable) -> Option<ResolvedPod> {
+    /// Resolve one pod. `None` for a pod without name or namespace. `parents` are the Jobs
+    /// and RayClusters known so far (empty: each pod stays with its controller).
+    pub fn resolve_pod(
+        &self,
+        pod: &SlimPod,
+        nodes: &NodeTable,
+        parents: &ParentOwners,
+    ) -> Option<ResolvedPod> {
         let meta = &pod.metadata;
         let name = meta.name.as_deref().filter(|n| !n.is_empty())?;
         let namespace = meta.namespace.as_deref().filter(|n| !n.is_empty())?;
         let labels = meta.labels.as_ref();
         let reading = self.labels.read(labels);
-        let workload = resolve_workload(namespace, name, meta.owner_references.as_deref(), labels);
+        let submitted = resolve_submitted(
+            namespace,
+            name,
+            (meta.owner_references.as_deref(), labels),
+            &self.workload_rules,
+            parents,
+        );
         let node = pod
             .spec
             .as_ref()
@@ -118,7 +134,7 @@ impl AttributionConfig {
             facts: PodFacts {
                 key: PodKey::new(namespace, name),
                 uid: meta.uid.clone().unwrap_or_default(),
-                workload,
+                workload: submitted.workload,
                 phase: reading.phase,
                 product: reading.product,
                 node,
@@ -130,6 +146,7 @@ impl AttributionConfig {
                     .as_ref()
                     .map(|t| Seconds(t.0.as_second() as f64)),
                 gpus: requests.gpu,
+                run: submitted.run,
             },
             issues: reading.issues,
         })
@@ -169,6 +186,16 @@ impl AttributionConfig {
         pods: impl IntoIterator<Item = &'a SlimPod>,
         nodes: impl IntoIterator<Item = &'a Node> + Clone,
     ) -> (ClusterSnapshot, IndexIssues) {
+        self.index_with_parents(pods, nodes, &ParentOwners::default())
+    }
+
+    /// [`Self::index`] with the Jobs and RayClusters the metadata watches know.
+    pub fn index_with_parents<'a>(
+        &self,
+        pods: impl IntoIterator<Item = &'a SlimPod>,
+        nodes: impl IntoIterator<Item = &'a Node> + Clone,
+        parents: &ParentOwners,
+    ) -> (ClusterSnapshot, IndexIssues) {
         let mut issues = IndexIssues::default();
         let table = NodeTable::new(nodes.clone());
         let mut node_facts = Vec::with_capacity(table.len());
@@ -181,7 +208,7 @@ impl AttributionConfig {
         node_facts.sort_by(|a, b| a.name.cmp(&b.name));
         let mut pod_facts = Vec::new();
         for pod in pods {
-            let Some(resolved) = self.resolve_pod(pod, &table) else {
+            let Some(resolved) = self.resolve_pod(pod, &table, parents) else {
                 issues.pods_without_identity += 1;
                 continue;
             };

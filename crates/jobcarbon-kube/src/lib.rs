@@ -3,7 +3,7 @@
 //!
 //! - [`labels`]: the `jobcarbon.io/*` label schema and platform selector (untrusted values are
 //!   counted, never trusted);
-//! - [`owner`]: pod → controlling workload;
+//! - [`owner`]: pod → the workload the user submitted (label rules, controller, parents);
 //! - [`index`]: the pure layer, objects → [`jobcarbon_core::PodFacts`] / [`jobcarbon_core::NodeFacts`];
 //! - [`product`]: the CRD, its conversion to [`jobcarbon_core::ProductDef`], set validation;
 //! - [`status`]: server-side-apply status writes;
@@ -23,6 +23,10 @@ pub mod watch;
 pub use index::{AttributionConfig, IndexIssues, NodeTable, ResolvedPod};
 pub use labels::{LabelIssue, LabelSchema, PlatformSelector};
 pub use leader::{Decision, LeaderElector, LeaderError, LeaseView, decide};
+pub use owner::{
+    LabelCondition, ParentOwners, Submitted, WorkloadRule, default_workload_rules,
+    resolve_submitted,
+};
 pub use product::{
     EpcStatus, InferenceRequests, ProductCondition, ProductError, ProductSpec, ProductValidation,
     SoftwareProduct, SoftwareProductSpec, SoftwareProductStatus, validate_products,

@@ -97,3 +97,30 @@ impl From<Pod> for SlimPod {
         slim
     }
 }
+
+/// KubeRay's `RayCluster` (`ray.io/v1`), as a type for metadata-only requests: only its
+/// `ObjectMeta` is ever read (`PartialObjectMeta<RayCluster>`), so it carries nothing else.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RayCluster {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+}
+
+impl k8s_openapi::Resource for RayCluster {
+    const API_VERSION: &'static str = "ray.io/v1";
+    const GROUP: &'static str = "ray.io";
+    const KIND: &'static str = "RayCluster";
+    const VERSION: &'static str = "v1";
+    const URL_PATH_SEGMENT: &'static str = "rayclusters";
+    type Scope = k8s_openapi::NamespaceResourceScope;
+}
+
+impl k8s_openapi::Metadata for RayCluster {
+    type Ty = ObjectMeta;
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}

@@ -26,6 +26,26 @@ pub fn trim_pod(pod: &mut SlimPod) {
     trim_meta(&mut pod.metadata);
 }
 
+/// A parent's metadata (a Job, a RayCluster) is read for its controller only: keep name,
+/// namespace, resourceVersion and the controlling owner reference; drop labels, annotations,
+/// managed fields and any other owner.
+pub fn trim_parent(meta: &mut ObjectMeta) {
+    let controller = meta.owner_references.take().and_then(|owners| {
+        let single = owners.len() == 1;
+        owners
+            .into_iter()
+            .find(|o| o.controller == Some(true) || single)
+            .map(|o| vec![o])
+    });
+    *meta = ObjectMeta {
+        name: meta.name.take(),
+        namespace: meta.namespace.take(),
+        resource_version: meta.resource_version.take(),
+        owner_references: controller,
+        ..ObjectMeta::default()
+    };
+}
+
 /// Keep name, labels, allocatable and capacity; drop images, conditions, addresses and the rest.
 pub fn trim_node(node: &mut Node) {
     trim_meta(&mut node.metadata);

@@ -100,6 +100,7 @@ fn platform_pods_and_custom_region_label() {
         },
         node_region_label: "example.com/dc".into(),
         labels: LabelSchema::default(),
+        ..AttributionConfig::default()
     };
     let nodes = [node("n1", "8", "32Gi", 0, &[("example.com/dc", "dallas")])];
     let pods = [
@@ -128,7 +129,7 @@ fn reserved_share_counts_init_containers_and_pending_pods_do_not_run() {
         .phase("Pending")
         .build();
     let resolved = AttributionConfig::default()
-        .resolve_pod(&pod, &table)
+        .resolve_pod(&pod, &table, &Default::default())
         .unwrap_or_else(|| panic!("unresolved"));
     assert_eq!(resolved.facts.reserved_share, 0.5);
     assert!(!resolved.facts.running);
@@ -147,7 +148,7 @@ fn slim_pods_keep_every_fact_attribution_reads() {
         assert!(decoded.metadata.annotations.is_none());
         assert!(decoded.metadata.managed_fields.is_none());
         let facts = config
-            .resolve_pod(&decoded, &table)
+            .resolve_pod(&decoded, &table, &Default::default())
             .unwrap_or_else(|| panic!("unresolved"));
         assert_eq!(facts.facts.phase, Phase::Training);
         assert_eq!(facts.facts.reserved_share, 0.125);

@@ -10,7 +10,7 @@ use jobcarbon_core::{Grams, GramsPerSecond};
 use jobcarbon_core::{GramsPerKwh, ProductDef, Pue, Seconds};
 use jobcarbon_kube::{
     AttributionConfig, InferenceRequests, LabelSchema, PlatformSelector, ProductSpec,
-    ProductValidation, WatchConfig, validate_products,
+    ProductValidation, WatchConfig, WorkloadRule, default_workload_rules, validate_products,
 };
 use jobcarbon_telemetry::{RequestPreset, RequestQuery};
 use serde::{Deserialize, Serialize};
@@ -86,6 +86,9 @@ pub struct Config {
     /// Pod label keys (`jobcarbon.io/phase`, `jobcarbon.io/product` by default).
     #[serde(default)]
     pub labels: LabelSchema,
+    /// How a pod is resolved to the workload the user submitted.
+    #[serde(default)]
+    pub workloads: WorkloadsConfig,
     #[serde(default)]
     pub state: StateConfig,
     #[serde(default)]
@@ -424,6 +427,43 @@ impl Default for ExporterConfig {
     }
 }
 
+/// `workloads:`: the label rules (replacing the built-in list when given) and the
+/// metadata-only watches that lift a Job to its CronJob and a RayCluster to its RayJob.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WorkloadsConfig {
+    #[serde(default = "default_workload_rules")]
+    pub rules: Vec<WorkloadRule>,
+    #[serde(default = "yes")]
+    pub watch_jobs: bool,
+    #[serde(default = "yes")]
+    pub watch_ray_clusters: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for WorkloadsConfig {
+    fn default() -> Self {
+        Self {
+            rules: default_workload_rules(),
+            watch_jobs: true,
+            watch_ray_clusters: true,
+        }
+    }
+}
+
+impl WorkloadsConfig {
+    /// The first invalid rule, as `(path, reason)`.
+    fn problem(&self) -> Option<(String, String)> {
+        self.rules.iter().enumerate().find_map(|(i, rule)| {
+            rule.problem()
+                .map(|reason| (format!("workloads.rules[{i}]"), reason))
+        })
+    }
+}
+
 /// A config problem, located in the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -691,6 +731,9 @@ impl Config {
                 bad.error.to_string(),
             ));
         }
+        if let Some((path, reason)) = self.workloads.problem() {
+            return Err(invalid(path, reason));
+        }
         if self.inference.window.0.value() <= 0.0 {
             return Err(invalid(
                 "inference.window".into(),
@@ -833,9 +876,12 @@ impl Config {
                     match_labels: self.platform.match_labels.clone(),
                 },
                 node_region_label: self.node_region_label.clone(),
+                workload_rules: self.workloads.rules.clone(),
             },
             products: self.products.clone(),
             watch_products: true,
+            watch_jobs: self.workloads.watch_jobs,
+            watch_ray_clusters: self.workloads.watch_ray_clusters,
         }
     }
 }
@@ -972,6 +1018,33 @@ mod tests {
         let text = "regions:\n  eu: {pue: 1.1, intensity: {mix: {coal: 0.5, sunshine: 0.5}}}\ndefaultRegion: eu\n";
         let msg = Config::parse(text, "c.yaml").unwrap_err().to_string();
         assert!(msg.contains("sunshine"), "{msg}");
+    }
+
+    #[test]
+    fn workload_rules_parse_and_errors_are_located() {
+        let config = Config::parse("{}", "c.yaml").unwrap();
+        assert_eq!(config.workloads.rules, default_workload_rules());
+        assert!(config.watch_config().watch_jobs);
+
+        let text = "workloads:\n  rules:\n  - {label: example.com/pipeline, kind: Pipeline}\n  - label: ray.io/originated-from-cr-name\n    kind: RayJob\n    when: {label: ray.io/originated-from-crd, value: RayJob}\n  watchRayClusters: false\n";
+        let config = Config::parse(text, "c.yaml").unwrap();
+        let watch = config.watch_config();
+        assert_eq!(watch.attribution.workload_rules.len(), 2);
+        assert_eq!(watch.attribution.workload_rules[0].kind, "Pipeline");
+        assert!(!watch.watch_ray_clusters);
+
+        let text = "workloads:\n  rules:\n  - {label: a/b, kind: X, wen: {label: c, value: d}}\n";
+        let err = Config::parse(text, "c.yaml").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("c.yaml:3:"), "{msg}");
+        assert!(msg.contains("workloads.rules[0]"), "{msg}");
+        assert!(msg.contains("wen"), "{msg}");
+
+        let text =
+            "workloads:\n  rules:\n  - {label: a/b, kind: X}\n  - {label: 'bad key/x/', kind: X}\n";
+        let msg = Config::parse(text, "c.yaml").unwrap_err().to_string();
+        assert!(msg.contains("at `workloads.rules[1]`"), "{msg}");
+        assert!(msg.contains("not a label key"), "{msg}");
     }
 
     #[test]

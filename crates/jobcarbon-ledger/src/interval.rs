@@ -685,6 +685,7 @@ fn apply_pods(
                 last_seen: at,
                 finished_at: None,
                 estimated: BTreeSet::new(),
+                run: facts.run.clone(),
             },
         );
     }
@@ -696,6 +697,14 @@ fn apply_pods(
             account.phase = facts.phase;
             account.product = facts.product.clone();
             account.last_seen = at;
+            if let Some(run) = &account.run {
+                let workload = account.workload.clone();
+                let run = run.clone();
+                next.run_mut(&workload, &run, at).last_seen = at;
+            }
+            let Some(account) = next.pods.get_mut(&facts.key) else {
+                continue;
+            };
             let finished = account.ever_ran && !facts.running;
             account.finished_at = match (finished, account.finished_at) {
                 (true, Some(t)) => Some(t),
@@ -717,6 +726,12 @@ fn apply_pods(
         if let Some(account) = next.pods.get_mut(key) {
             add_energy(&mut account.energy, e);
             account.carbon += t;
+            if let Some(run) = account.run.clone() {
+                let workload = account.workload.clone();
+                let run = next.run_mut(&workload, &run, at);
+                add_energy(&mut run.energy, e);
+                run.carbon += t;
+            }
         } else if let Some(overflow) = next.overflow.get(key) {
             let rollup = next.rolled_up.entry(overflow.rollup.clone()).or_default();
             add_energy(&mut rollup.energy, e);

@@ -35,6 +35,56 @@ pub struct LedgerState {
     /// Cumulative GPU energy measured, and the part no pod could be given (`gpu_unmapped`).
     #[serde(default)]
     pub gpu_energy: GpuEnergy,
+    /// The last [`MAX_RUNS_PER_WORKLOAD`] runs of each repeatedly running workload (a
+    /// CronJob's Jobs), each with its own books. A view: the workload's own books already
+    /// contain them.
+    #[serde(default, with = "entries")]
+    pub runs: BTreeMap<WorkloadRef, Vec<RunAccount>>,
+}
+
+/// Runs kept per workload: a daily CronJob shows its last three weeks.
+pub const MAX_RUNS_PER_WORKLOAD: usize = 20;
+
+/// One run of a workload (`Job/nightly-retrain-29412960` of `CronJob/nightly-retrain`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunAccount {
+    pub run: String,
+    pub first_seen: Seconds,
+    pub last_seen: Seconds,
+    pub energy: ComponentEnergy,
+    pub carbon: Terms,
+}
+
+impl LedgerState {
+    /// The account of `run` of `workload`, opened when first seen. The oldest run (by last
+    /// sight) makes room when the workload has [`MAX_RUNS_PER_WORKLOAD`].
+    pub fn run_mut(&mut self, workload: &WorkloadRef, run: &str, at: Seconds) -> &mut RunAccount {
+        let runs = self.runs.entry(workload.clone()).or_default();
+        let index = match runs.iter().position(|r| r.run == run) {
+            Some(index) => index,
+            None => {
+                if runs.len() >= MAX_RUNS_PER_WORKLOAD
+                    && let Some(oldest) = (0..runs.len()).min_by(|a, b| {
+                        runs[*a]
+                            .last_seen
+                            .value()
+                            .total_cmp(&runs[*b].last_seen.value())
+                    })
+                {
+                    runs.remove(oldest);
+                }
+                runs.push(RunAccount {
+                    run: run.to_owned(),
+                    first_seen: at,
+                    last_seen: at,
+                    energy: BTreeMap::new(),
+                    carbon: Terms::ZERO,
+                });
+                runs.len() - 1
+            }
+        };
+        &mut runs[index]
+    }
 }
 
 /// GPU energy totals, for the share of GPU energy that is unmapped (an alert).
@@ -68,6 +118,9 @@ pub struct PodAccount {
     /// Components whose energy is estimated (CCF model), not measured.
     #[serde(default)]
     pub estimated: BTreeSet<Component>,
+    /// The run of its workload this pod belongs to (a CronJob's Job), as first seen.
+    #[serde(default)]
+    pub run: Option<String>,
 }
 
 impl PodAccount {
@@ -269,13 +322,40 @@ mod tests {
                 last_seen: Seconds(30.0),
                 finished_at: None,
                 estimated: [Component::Cpu].into(),
+                run: Some("Job/train-29412960".into()),
             },
         );
         state
             .unallocated
             .insert(UnallocatedReason::NodeIdle, Grams(2.0));
+        state
+            .run_mut(
+                &WorkloadRef::new("ml", "CronJob", "train"),
+                "Job/train-29412960",
+                Seconds(0.0),
+            )
+            .carbon += Terms::of(jobcarbon_core::Term::Operational, Grams(1.0));
         let json = serde_json::to_string(&state).unwrap();
         let back: LedgerState = serde_json::from_str(&json).unwrap();
         assert_eq!(back, state);
+    }
+
+    #[test]
+    fn runs_are_bounded_and_the_least_recent_goes() {
+        let mut state = LedgerState::default();
+        let cron = WorkloadRef::new("ml", "CronJob", "nightly");
+        for day in 0..(MAX_RUNS_PER_WORKLOAD + 3) {
+            let at = Seconds(day as f64 * 86_400.0);
+            state.run_mut(&cron, &format!("Job/nightly-{day}"), at);
+        }
+        let runs = &state.runs[&cron];
+        assert_eq!(runs.len(), MAX_RUNS_PER_WORKLOAD);
+        assert_eq!(runs[0].run, "Job/nightly-3");
+        assert_eq!(runs[MAX_RUNS_PER_WORKLOAD - 1].run, "Job/nightly-22");
+        // An old state without runs still loads.
+        let old = r#"{"last_booked":null,"intervals_booked":0,"pods":[],"rolled_up":[],"overflow":[],
+            "products":{},"unallocated":{},"series_dropped":0}"#;
+        let back: LedgerState = serde_json::from_str(old).unwrap();
+        assert!(back.runs.is_empty());
     }
 }

@@ -417,6 +417,68 @@ fn finished_pods_roll_up_after_the_grace_period_and_the_cap_rolls_up_the_rest() 
     assert_eq!(s3.rolled_up.values().map(|r| r.pods).sum::<u64>(), 2);
 }
 
+#[test]
+fn a_cronjob_is_one_workload_and_each_run_keeps_its_own_books() {
+    // Two runs of one CronJob: the same accounting as two Jobs (same energy, same n), booked
+    // under one workload, and each run visible with its own ASCe.
+    let settings = Settings::simple(Pue(1.0), GramsPerKwh(3600.0));
+    let cron = |pod_name: &str, run: &str| {
+        PodFacts::new("ml", pod_name)
+            .workload("CronJob", "nightly")
+            .run(run)
+            .phase(Phase::Retraining)
+            .node("n1")
+            .reserved_share(0.5)
+    };
+    let jobs = |pod_name: &str, job: &str| {
+        PodFacts::new("ml", pod_name)
+            .workload("Job", job)
+            .phase(Phase::Retraining)
+            .node("n1")
+            .reserved_share(0.5)
+    };
+    let book = |a: PodFacts, b: PodFacts| {
+        let snapshot = ClusterSnapshot {
+            pods: vec![a.clone(), b.clone()],
+            nodes: vec![node("n1")],
+            ..Default::default()
+        };
+        let energy = vec![
+            energy(&a, Component::Gpu, 1000.0),
+            energy(&b, Component::Gpu, 3000.0),
+        ];
+        one_interval(&settings, snapshot, energy, 60.0, 1.0, 3600.0).0
+    };
+    let as_cron = book(
+        cron("nightly-1-x", "Job/nightly-1"),
+        cron("nightly-2-y", "Job/nightly-2"),
+    );
+    let as_jobs = book(
+        jobs("nightly-1-x", "nightly-1"),
+        jobs("nightly-2-y", "nightly-2"),
+    );
+
+    let workload = WorkloadRef::new("ml", "CronJob", "nightly");
+    let runs = &as_cron.runs[&workload];
+    assert_eq!(runs.len(), 2);
+    for (run, pod_name) in [
+        ("Job/nightly-1", "nightly-1-x"),
+        ("Job/nightly-2", "nightly-2-y"),
+    ] {
+        let booked = runs.iter().find(|r| r.run == run).unwrap();
+        let key = PodKey::new("ml", pod_name);
+        assert_eq!(booked.carbon, as_cron.pods[&key].carbon, "{run}");
+        // Every number is what the same pods booked as two Jobs.
+        assert_eq!(
+            as_cron.pods[&key].carbon, as_jobs.pods[&key].carbon,
+            "{run}"
+        );
+        assert_eq!(as_cron.pods[&key].run.as_deref(), Some(run));
+    }
+    assert!(as_jobs.runs.is_empty());
+    assert_eq!(as_cron.unallocated, as_jobs.unallocated);
+}
+
 // ---- conservation property ----
 
 #[derive(Debug, Clone)]

@@ -27,6 +27,13 @@
 //!   then read it and replace it with the API server's optimistic concurrency (`PUT` at a stale
 //!   `metadata.resourceVersion` is 409 `Conflict`; a second create is 409 `AlreadyExists`).
 //!
+//! - Metadata-only requests are answered as the API server answers them: a list or `GET` with
+//!   `Accept: application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1` (or
+//!   `as=PartialObjectMetadata`) gets a `meta.k8s.io/v1` `PartialObjectMetadataList` /
+//!   `PartialObjectMetadata` built from the scripted full objects, and a watch with
+//!   `as=PartialObjectMetadata` streams events whose objects are `PartialObjectMetadata`
+//!   (`ERROR` `Status` objects pass unchanged). Script full objects; the fake strips them.
+//!
 //! Every request is recorded ([`FakeKubeApi::requests`]).
 
 use bytes::Bytes;
@@ -85,6 +92,8 @@ pub struct RecordedRequest {
     pub path: String,
     pub query: String,
     pub content_type: Option<String>,
+    /// The `Accept` header (metadata-only requests ask for `as=PartialObjectMetadata…`).
+    pub accept: Option<String>,
     /// The request body as JSON (`Value::Null` when empty or not JSON).
     pub body: Value,
 }
@@ -253,6 +262,71 @@ pub fn status_failure(code: u16, reason: &str, message: &str) -> Value {
     })
 }
 
+/// What a request's `Accept` header asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Full,
+    /// `as=PartialObjectMetadata` or `as=PartialObjectMetadataList` (`meta.k8s.io/v1`).
+    Metadata,
+}
+
+impl Shape {
+    fn of(accept: Option<&str>) -> Self {
+        match accept {
+            Some(a) if a.contains("as=PartialObjectMetadata") => Shape::Metadata,
+            _ => Shape::Full,
+        }
+    }
+}
+
+/// An object as the API server returns it for a metadata-only request.
+pub fn partial_object_metadata(object: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": object.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+/// A list as the API server returns it for a metadata-only list request.
+pub fn partial_object_metadata_list(list: &Value) -> Value {
+    let items: Vec<Value> = list
+        .get("items")
+        .and_then(Value::as_array)
+        .map(|items| items.iter().map(partial_object_metadata).collect())
+        .unwrap_or_default();
+    json!({
+        "kind": "PartialObjectMetadataList",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list.get("metadata").cloned().unwrap_or_else(|| json!({})),
+        "items": items,
+    })
+}
+
+/// A watch line for a metadata-only watch: the event's object reduced to its metadata,
+/// `ERROR` `Status` objects and lines that are not JSON left as they are.
+fn partial_watch_line(line: String) -> String {
+    let Ok(mut event) = serde_json::from_str::<Value>(&line) else {
+        return line;
+    };
+    let is_status = event.pointer("/object/kind").and_then(Value::as_str) == Some("Status");
+    match event.get_mut("object") {
+        Some(object) if !is_status => {
+            *object = partial_object_metadata(object);
+            event.to_string()
+        }
+        _ => line,
+    }
+}
+
+fn shaped(shape: Shape, body: Value, list: bool) -> Value {
+    match (shape, list) {
+        (Shape::Full, _) => body,
+        (Shape::Metadata, true) => partial_object_metadata_list(&body),
+        (Shape::Metadata, false) => partial_object_metadata(&body),
+    }
+}
+
 /// `POST <collection>` creates (409 `AlreadyExists` if present), `GET <collection>/<name>`
 /// reads, `PUT <collection>/<name>` replaces only at the stored resourceVersion (409 `Conflict`
 /// otherwise), as the API server does. `None`: not a stored object, use the scripts.
@@ -341,6 +415,12 @@ async fn handle(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let accept = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let shape = Shape::of(accept.as_deref());
     let bytes = match req.into_body().collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => Bytes::new(),
@@ -352,6 +432,7 @@ async fn handle(
         path: path.clone(),
         query: query.clone(),
         content_type,
+        accept,
         body: body.clone(),
     });
 
@@ -370,7 +451,7 @@ async fn handle(
                 .watches
                 .pop_front()
                 .unwrap_or_else(|| WatchScript::hang(Vec::new()));
-            return Ok(watch_response(script));
+            return Ok(watch_response(script, shape));
         }
         let list = match collection.lists.pop_front() {
             Some(list) => {
@@ -380,7 +461,7 @@ async fn handle(
             None => collection.last_list.clone(),
         };
         return Ok(match list {
-            Some(list) => json_response(StatusCode::OK, &list),
+            Some(list) => json_response(StatusCode::OK, &shaped(shape, list, true)),
             None => not_found(&path),
         });
     }
@@ -409,7 +490,7 @@ async fn handle(
         return Ok(not_found(&path));
     };
     match (method, subresource) {
-        (Method::GET, _) => Ok(json_response(StatusCode::OK, &object)),
+        (Method::GET, _) => Ok(json_response(StatusCode::OK, &shaped(shape, object, false))),
         (Method::PATCH, Some("status")) => {
             if let (Some(obj), Some(status)) = (object.as_object_mut(), body.get("status")) {
                 obj.insert("status".to_owned(), status.clone());
@@ -423,8 +504,12 @@ async fn handle(
     }
 }
 
-fn watch_response(script: WatchScript) -> Response<Body> {
-    let lines = futures::stream::iter(script.lines)
+fn watch_response(script: WatchScript, shape: Shape) -> Response<Body> {
+    let lines: Vec<String> = match shape {
+        Shape::Full => script.lines,
+        Shape::Metadata => script.lines.into_iter().map(partial_watch_line).collect(),
+    };
+    let lines = futures::stream::iter(lines)
         .map(|line| Ok::<_, Infallible>(Frame::data(Bytes::from(format!("{line}\n")))));
     let body: Body = match script.end {
         WatchEnd::Close => BodyExt::boxed(StreamBody::new(lines)),
@@ -436,4 +521,39 @@ fn watch_response(script: WatchScript) -> Response<Body> {
         http::HeaderValue::from_static("application/json"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_only_answers_have_the_api_server_shape() {
+        let job = json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "j", "namespace": "ml", "resourceVersion": "7"},
+            "spec": {"template": {}}, "status": {"active": 1}});
+        let listed =
+            partial_object_metadata_list(&list("batch/v1", "JobList", "9", vec![job.clone()]));
+        assert_eq!(
+            listed,
+            json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                   "metadata": {"resourceVersion": "9"},
+                   "items": [{"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                              "metadata": {"name": "j", "namespace": "ml", "resourceVersion": "7"}}]})
+        );
+        let line: Value =
+            serde_json::from_str(&partial_watch_line(event("ADDED", &job))).unwrap_or_default();
+        assert_eq!(line["type"], "ADDED");
+        assert_eq!(line["object"]["kind"], "PartialObjectMetadata");
+        assert!(line["object"].get("spec").is_none());
+        let gone = expired("too old resource version");
+        assert_eq!(partial_watch_line(gone.clone()), gone);
+        assert_eq!(partial_watch_line("{not json".into()), "{not json");
+        assert_eq!(Shape::of(Some("application/json")), Shape::Full);
+        assert_eq!(Shape::of(Some(crate_metadata_mime())), Shape::Metadata);
+    }
+
+    fn crate_metadata_mime() -> &'static str {
+        "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+    }
 }
