@@ -344,7 +344,14 @@ def check_alerts(chart, errors, docs):
         others = [n for n, o in custom.items() if n != name and (o.get("for") == "42m" or "team" in o.get("labels", {}))]
         if others:
             errors.append(f"alerts.{key}.* leaked into {others}")
-    return f"{len(alerts)} alerts keep the cluster label and have their own runbook, enabled, for, severity and labels"
+    # The dashboards follow the same label.
+    for cm in chart.objects("--set", "alerts.clusterLabel=k8s_cluster"):
+        for key, value in cm.get("data", {}).items() if cm["kind"] == "ConfigMap" else ():
+            if key.endswith(".json"):
+                left = re.findall(r"(?:[({] ?|, )cluster(?:[,)]|=~)", value)
+                if left or 'k8s_cluster=~\\"$cluster\\"' not in value:
+                    errors.append(f"dashboard {key} with alerts.clusterLabel=k8s_cluster still uses `cluster`: {left[:3]}")
+    return f"{len(alerts)} alerts (and the dashboards) keep the cluster label; each alert has its own runbook, enabled, for, severity and labels"
 
 
 def check_names(chart, errors):
