@@ -18,6 +18,17 @@
       API, with the template variables set to "All". Any error fails. An empty result fails
       with --require-data (unless the query matches --allow-empty), and is reported otherwise.
 
+  check_dashboards.py policy DASHBOARD.json...
+      What a platform team expects on first read: a unit on every panel, and the right one for
+      what the query computes (g, kg, t, g/h, g/kWh, W, J, s); `cluster` and `job` variables that
+      every jobcarbon query honours; `__inputs` so that an import asks for the data source; no
+      `max by (...) (up)` hiding a dead target, and a count of the targets that are down.
+
+  check_dashboards.py replicas --prometheus URL --instance INSTANCE DASHBOARD.json...
+      On a Prometheus that scrapes the same exporter as two replicas (HA ledger), every query of
+      a gauge (EPC, pools, intensity, PUE, tracked pods, grams per request) must give what it
+      gives on the one replica INSTANCE: gauges are maxed over replicas, never summed.
+
 Standard library only, so it runs wherever python3 does.
 """
 
@@ -65,10 +76,13 @@ type Json<T> = T extends string
 type PluginPanel<O, F = Record<string, unknown>> = Omit<Panel<O, F>, 'options'> & { options?: O };
 """
 PANELS_SLOT = "@@panels@@"
+IMPORT_KEYS = ("__inputs", "__requires", "__elements")
 
 # What the template variables stand for when the queries run: "All" for the dashboard's own
 # variables, and what Grafana would substitute for its built-ins on a short range.
 SUBSTITUTIONS = {
+    "cluster": ".*",
+    "job": ".*",
     "namespace": ".*",
     "product": ".*",
     "__rate_interval": "1m",
@@ -129,6 +143,9 @@ def typecheck(paths, node_modules):
         files = []
         for path in paths:
             dashboard = load(path)
+            # __inputs/__requires/__elements are import metadata (what Grafana's import asks
+            # for), read by the import and not part of the dashboard model.
+            dashboard = {k: v for k, v in dashboard.items() if k not in IMPORT_KEYS}
             imports = {"import type { Dashboard, Panel, RowPanel } from '@grafana/schema';"}
             # One object literal (no spread), so that tsc's excess-property check sees every key.
             panels = ",\n".join(ts_panel(p, path, imports) for p in dashboard.get("panels", []))
@@ -231,7 +248,7 @@ def queries(paths, prometheus, require_data, allow_empty):
             if error:
                 failures.append(f"{where}: {error}")
             elif empty:
-                empties.append(where)
+                empties.append((where, False))
         for panel in all_panels(dashboard):
             for target in panel.get("targets", []):
                 expr = target.get("expr")
@@ -264,6 +281,151 @@ def queries(paths, prometheus, require_data, allow_empty):
         return 1
     print(f"dashboards: {count} queries ran without error against {prometheus}"
           f" ({count - len(empties)} with data)")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# policy
+
+MASS_UNITS = {"massmg", "massg", "masskg", "masst"}
+# Gauges: one value per replica of the ledger, identical on every replica.
+GAUGES = ("jobcarbon_product_epc_grams", "jobcarbon_retraining_pool_grams", "jobcarbon_grid_intensity_grams_per_kwh",
+          "jobcarbon_pue", "jobcarbon_tracked_pods", "jobcarbon_inference_carbon_grams_per_request")
+SELECTOR = re.compile(r"(jobcarbon[:_][a-zA-Z0-9_:]+)(\{([^}]*)\})?")
+
+
+def expected_units(expr):
+    """The units a query's result may carry, from what it computes; None: any unit but none."""
+    hourly = re.search(r"\*\s*3600\b", expr)
+    if "grams_per_kwh" in expr:
+        return {"suffix: g/kWh", "suffix:g/kWh"}, "g/kWh"
+    if "grams" in expr and hourly:
+        return {"suffix: g/h", "suffix:g/h", "suffix: kg/h", "suffix:kg/h"}, "g/h"
+    if "grams" in expr and "/" not in expr.replace("grams_per", ""):
+        return MASS_UNITS, "a mass (g, kg, t)"
+    if "joules" in expr:
+        if re.search(r"\brate\(", expr):
+            return {"watt", "kwatt"}, "W (rate of joules)"
+        if re.search(r"\bincrease\(", expr):
+            return {"joule", "watth", "kwatth"}, "J or Wh (increase of joules)"
+    if "_watts" in expr:
+        return {"watt", "kwatt"}, "W"
+    if re.search(r"_seconds(\b|\{)", expr) and "errors" not in expr:
+        return {"s", "ms", "dtdurations", "dtdurationms"}, "a duration"
+    return None, None
+
+
+def panel_unit(panel, ref_id):
+    unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit")
+    for override in panel.get("fieldConfig", {}).get("overrides", []):
+        matcher = override.get("matcher", {})
+        if matcher.get("id") == "byFrameRefID" and matcher.get("options") == ref_id:
+            for prop in override.get("properties", []):
+                if prop.get("id") == "unit":
+                    unit = prop.get("value")
+    return unit
+
+
+def policy(paths):
+    errors = []
+    for path in paths:
+        dashboard = load(path)
+        name = os.path.basename(path)
+        variables = {v.get("name"): v for v in dashboard.get("templating", {}).get("list", [])}
+        for var in ("cluster", "job"):
+            v = variables.get(var)
+            if not v or v.get("type") != "query" or not v.get("includeAll") or v.get("allValue") != ".*":
+                errors.append(f"{name}: no `{var}` query variable with All = .* (multi-cluster, per-job views)")
+        inputs = [i for i in dashboard.get("__inputs", []) if i.get("type") == "datasource" and i.get("pluginId") == "prometheus"]
+        if not inputs:
+            errors.append(f"{name}: no __inputs for a Prometheus data source: an imported dashboard cannot ask for one")
+        elif "${" + inputs[0]["name"] + "}" not in json.dumps({k: v for k, v in dashboard.items() if k != "__inputs"}):
+            errors.append(f"{name}: __inputs {inputs[0]['name']} is never used (${{{inputs[0]['name']}}})")
+        for panel in all_panels(dashboard):
+            if panel.get("type") in ("row", "text"):
+                continue
+            title = f"{name}: panel {panel.get('title')!r}"
+            unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit")
+            if not unit or unit == "none":
+                errors.append(f"{title}: no unit (fieldConfig.defaults.unit is {unit!r})")
+            for target in panel.get("targets", []):
+                expr = target.get("expr", "")
+                allowed, what = expected_units(expr)
+                got = panel_unit(panel, target.get("refId"))
+                if allowed is not None and got not in allowed:
+                    errors.append(f"{title} query {target.get('refId')}: computes {what} but has unit {got!r}")
+                if re.search(r"\bmax\s+by\s*\([^)]*\)\s*\(\s*up\b", expr):
+                    errors.append(f"{title}: `max by (...) (up)` hides a dead target among live ones: count the down ones")
+                for m in SELECTOR.finditer(expr):
+                    matchers = m.group(3) or ""
+                    need = ["cluster=~\"$cluster\""] + ([] if m.group(1).startswith("jobcarbon:") else ["job=~\"$job\""])
+                    for n in need:
+                        if n not in matchers:
+                            errors.append(f"{title}: {m.group(1)} without {n}")
+                for gauge in GAUGES:
+                    if re.search(r"\bsum\s*(by\s*\([^)]*\)\s*)?\(\s*" + gauge + r"\b", expr):
+                        errors.append(f"{title}: sums the gauge {gauge} over replicas (doubles with HA): use max")
+    all_exprs = [t.get("expr", "") for p in paths for panel in all_panels(load(p)) for t in panel.get("targets", [])]
+    if not any(re.search(r"\b(sum|count)\b.*\bup\{[^}]*\}\s*==\s*(bool\s+)?0", e) for e in all_exprs):
+        errors.append("no panel counts the scrape targets that are down (sum/count of up == 0)")
+    for error in errors:
+        print(f"ERROR: {error}", file=sys.stderr)
+    if errors:
+        return 1
+    print(f"dashboards: {len(paths)} dashboards: units, cluster/job variables, __inputs, down-target counts, gauges maxed")
+    return 0
+
+
+def with_instance(expr, instance):
+    def repl(m):
+        body = m.group(3)
+        matcher = f'instance="{instance}"'
+        if m.group(1).startswith("jobcarbon:"):
+            return m.group(0)
+        return f"{m.group(1)}{{{matcher}, {body}}}" if body else f"{m.group(1)}{{{matcher}}}"
+    return SELECTOR.sub(repl, expr)
+
+
+def instant(prometheus, expr, now):
+    data, error = api(prometheus, "/api/v1/query", {"query": expr, "time": now})
+    if error:
+        return None, error
+    out = {}
+    for r in data.get("result", []):
+        labels = tuple(sorted((k, v) for k, v in r["metric"].items() if k != "instance"))
+        out[labels] = float(r["value"][1])
+    return out, None
+
+
+def replicas(paths, prometheus, instance):
+    now = time.time()
+    errors, count = [], 0
+    for path in paths:
+        name = os.path.basename(path)
+        for panel in all_panels(load(path)):
+            for target in panel.get("targets", []):
+                expr = target.get("expr", "")
+                if not any(g in expr for g in GAUGES):
+                    continue
+                count += 1
+                where = f"{name}: panel {panel.get('title')!r} query {target.get('refId')}"
+                promql = substitute(expr)
+                both, e1 = instant(prometheus, promql, now)
+                one, e2 = instant(prometheus, with_instance(promql, instance), now)
+                if e1 or e2:
+                    errors.append(f"{where}: {e1 or e2}")
+                elif not one:
+                    errors.append(f"{where}: no data on replica {instance}\n    query: {promql}")
+                elif both != one:
+                    diff = [f"{dict(k)}: {both.get(k)} with two replicas, {one.get(k)} with one"
+                            for k in sorted(set(both) | set(one)) if both.get(k) != one.get(k)][:3]
+                    errors.append(f"{where}: depends on the number of replicas: {'; '.join(diff)}\n    query: {promql}")
+    for error in errors:
+        print(f"ERROR: {error}", file=sys.stderr)
+    if errors or not count:
+        print(f"dashboards: {len(errors)} of {count} gauge queries change with a second replica", file=sys.stderr)
+        return 1
+    print(f"dashboards: {count} gauge queries give the same values with two ledger replicas as with one")
     return 0
 
 
@@ -351,6 +513,12 @@ def main():
     q.add_argument("--allow-empty", default="",
                    help="with --require-data: a regex; queries matching it may return no data")
     q.add_argument("dashboards", nargs="+")
+    po = sub.add_parser("policy", help="units, variables, __inputs, down-target counts, gauges maxed")
+    po.add_argument("dashboards", nargs="+")
+    rp = sub.add_parser("replicas", help="gauge queries do not change with a second replica")
+    rp.add_argument("--prometheus", required=True)
+    rp.add_argument("--instance", required=True, help="the instance label of one replica")
+    rp.add_argument("dashboards", nargs="+")
     rh = sub.add_parser("rules-health", help="every loaded rule evaluated without error")
     rh.add_argument("--prometheus", required=True)
     ws = sub.add_parser("wait-scrapes", help="wait until Prometheus holds N scrapes of a job")
@@ -371,6 +539,10 @@ def main():
         return wait_http(args.url, args.timeout, args.pid, args.contains)
     if args.command == "rules-health":
         return rules_health(args.prometheus.rstrip("/"))
+    if args.command == "policy":
+        return policy(args.dashboards)
+    if args.command == "replicas":
+        return replicas(args.dashboards, args.prometheus.rstrip("/"), args.instance)
     if args.command == "typecheck":
         return typecheck(args.dashboards, args.node_modules)
     return queries(args.dashboards, args.prometheus.rstrip("/"), args.require_data, args.allow_empty)

@@ -17,7 +17,10 @@ environment has).
 - the CLI of DESIGN §3/§11: `ledger --config FILE --listen ADDR`, `node --listen ADDR
   --pod-resources-socket PATH`;
 - the ConfigMap holds a config with only the keys of DESIGN §11;
-- each ServiceMonitor selects a rendered Service and names one of its ports;
+- each ServiceMonitor selects a rendered Service and names one of its ports, each PodMonitor
+  and NetworkPolicy selects a rendered workload's pods (and names a container port);
+- `--listen` is `[::]:PORT` with PORT the container's http-metrics port;
+- no mapping key is rendered twice (YAML parsers disagree on which one wins);
 - dashboard ConfigMaps hold valid JSON and the sidecar label.
 """
 
@@ -41,8 +44,25 @@ class Checker:
             self.errors.append(f"{self.name}: {where}: {message}")
 
 
+class DuplicateKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys silently; the API server may not: reject them."""
+
+
+def _mapping(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+DuplicateKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
 def objects(stream):
-    for doc in yaml.safe_load_all(stream):
+    for doc in yaml.load_all(stream, Loader=DuplicateKeyLoader):
         if doc:
             yield doc
 
@@ -91,6 +111,11 @@ def check_pod(c, obj):
         if component == "node-agent":
             c.check(args[:1] == ["node"] and "--listen" in args and "--pod-resources-socket" in args, cw,
                     f"args must be `node --listen ADDR --pod-resources-socket PATH`, got {args}")
+        if "--listen" in args and args.index("--listen") + 1 < len(args):
+            ports = {p.get("name"): p.get("containerPort") for p in container.get("ports", [])}
+            want = f"[::]:{ports.get('http-metrics')}"
+            c.check(args[args.index("--listen") + 1] == want, cw,
+                    f"--listen must be {want} (every address of the http-metrics port), got {args[args.index('--listen') + 1]}")
     return component, spec
 
 
@@ -172,6 +197,20 @@ def main():
         ports = {p.get("name") for s in matches for p in s["spec"]["ports"]}
         for endpoint in sm["spec"].get("endpoints", []):
             c.check(endpoint.get("port") in ports, ident(sm), f"endpoint port {endpoint.get('port')!r} not in {sorted(ports)}")
+
+    pods = [(o["spec"]["template"]["metadata"].get("labels", {}), o["spec"]["template"]["spec"])
+            for o in kinds.get("Deployment", []) + kinds.get("DaemonSet", [])]
+    for pm in kinds.get("PodMonitor", []):
+        selector = pm["spec"]["selector"].get("matchLabels", {})
+        matches = [spec for labels, spec in pods if selector.items() <= labels.items()]
+        c.check(len(matches) == 1, ident(pm), f"must select the pods of exactly one rendered workload, selects {len(matches)}")
+        ports = {p.get("name") for spec in matches for ct in spec["containers"] for p in ct.get("ports", [])}
+        for endpoint in pm["spec"].get("podMetricsEndpoints", []):
+            c.check(endpoint.get("port") in ports, ident(pm), f"endpoint port {endpoint.get('port')!r} not in {sorted(ports)}")
+    for np in kinds.get("NetworkPolicy", []):
+        selector = np["spec"]["podSelector"].get("matchLabels", {})
+        matches = [spec for labels, spec in pods if selector.items() <= labels.items()]
+        c.check(len(matches) == 1, ident(np), f"must select the pods of exactly one rendered workload, selects {len(matches)}")
 
     for error in c.errors:
         print(f"ERROR: {error}", file=sys.stderr)

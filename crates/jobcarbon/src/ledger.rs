@@ -27,8 +27,9 @@ pub struct Args {
     /// The ledger config file (DESIGN §11).
     #[arg(long, env = "JOBCARBON_CONFIG")]
     pub config: PathBuf,
-    /// Address for /metrics, /api/v1/*, /healthz and /readyz.
-    #[arg(long, default_value = "0.0.0.0:9464", env = "JOBCARBON_LISTEN")]
+    /// Address for /metrics, /api/v1/*, /healthz and /readyz. `[::]` (the default) listens
+    /// on IPv6 and IPv4, and on IPv4 only where the node has no IPv6.
+    #[arg(long, default_value = crate::listen::LEDGER_DEFAULT, env = "JOBCARBON_LISTEN")]
     pub listen: SocketAddr,
     /// Move an untrusted checkpoint (`state.file` and its `.prev`) aside and start an empty
     /// ledger. Totals restart from zero; use only when the checkpoint cannot be repaired.
@@ -145,9 +146,8 @@ async fn serve(config: Config, listen: SocketAddr, reset: bool) -> anyhow::Resul
     let mut ledger = DurableLedger::open(ledger, store, settings_interval)
         .map_err(|e| anyhow::anyhow!("cannot restore the ledger state (state.file): {e}"))?;
 
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let listener =
+        crate::listen::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(address = %listener.local_addr()?, "serving /metrics and /api/v1");
     let server = jobcarbon_exporter::spawn(listener, view.clone());
 

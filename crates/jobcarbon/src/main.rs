@@ -13,6 +13,7 @@ mod crd;
 mod datasheet;
 mod demo;
 mod ledger;
+mod listen;
 mod node;
 mod plan;
 mod report_fmt;

@@ -31,8 +31,9 @@ use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Address for /metrics and /healthz.
-    #[arg(long, default_value = "0.0.0.0:9465", env = "JOBCARBON_LISTEN")]
+    /// Address for /metrics and /healthz. `[::]` (the default) listens on IPv6 and IPv4, and
+    /// on IPv4 only where the node has no IPv6.
+    #[arg(long, default_value = crate::listen::NODE_DEFAULT, env = "JOBCARBON_LISTEN")]
     pub listen: SocketAddr,
     /// The kubelet pod-resources socket.
     #[arg(long, default_value = DEFAULT_SOCKET, env = "JOBCARBON_POD_RESOURCES_SOCKET")]
@@ -299,10 +300,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     registry.register_collector(Box::new(AgentCollector(exported.clone())));
     let registry = Arc::new(registry);
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
+    let listener = crate::listen::bind(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(listen = %args.listen, socket = %args.pod_resources_socket.display(), interval = ?args.interval, "jobcarbon node agent");
+    tracing::info!(listen = %listener.local_addr()?, socket = %args.pod_resources_socket.display(), interval = ?args.interval, "jobcarbon node agent");
 
     let sampler_state = exported.clone();
     let interval = args.interval;
