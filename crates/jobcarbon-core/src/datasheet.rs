@@ -55,6 +55,9 @@ pub struct JobLine {
     pub job: String,
     pub energy_j: f64,
     pub asce_g: f64,
+    /// The part of `asce_g` that is another model's EPC (a distillation serving its teacher):
+    /// attributed from a parent, so not this model's own creation.
+    pub model_epc_g: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -262,6 +265,7 @@ pub fn build(product: &str, src: SheetSource<'_>) -> Result<DataSheet, DataSheet
                 job: j.name.clone(),
                 energy_j: r.energy.value(),
                 asce_g: r.terms.asce().value(),
+                model_epc_g: r.terms[crate::domain::Term::ModelEpc].value(),
             })
         })
         .collect();
@@ -502,16 +506,20 @@ fn co2_eq_emissions(
         .iter()
         .map(|j| {
             let devices = j.devices.unwrap_or(1.0);
+            let noun = if devices == 1.0 { "device" } else { "devices" };
             match &j.system {
-                Some(system) => format!("{devices} devices on {system}"),
-                None => format!("{devices} devices"),
+                Some(system) => format!("{devices} {noun} on {system}"),
+                None => format!("{devices} {noun}"),
             }
         })
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    // Own creation: what its build jobs emitted plus what was declared; a build job's slice of
+    // its teacher's EPC is the teacher's creation and belongs on the teacher's card.
+    let attributed: f64 = epc.built_by.iter().map(|j| j.model_epc_g).sum();
     Co2EqEmissions {
-        emissions: epc.measured_g + epc.declared_g,
+        emissions: (epc.measured_g - attributed).max(0.0) + epc.declared_g,
         source: sources.join("; "),
         training_type,
         geographical_location: (!regions.is_empty())
@@ -655,5 +663,34 @@ jobs:
         )
         .unwrap();
         assert!(data.at_traffic.is_empty());
+    }
+
+    /// A distillation that serves its teacher while it trains: its build job's model-EPC slice
+    /// is the teacher's creation, not the student's own (Hugging Face's `co2_eq_emissions`).
+    #[test]
+    fn own_creation_excludes_the_teachers_slice() {
+        let yaml = "regions: {r: {pue: 1, intensity: 400}}\nproducts:\n  teacher: {type: model, lifetime: 1y, declared: {carbon: 1t}}\n  student: {type: model, lifetime: 1y, derivedFrom: [{product: teacher, weight: 0.1}]}\njobs:\n  - {name: distil, builds: student, serves: teacher, energy: 9kWh, duration: 1d, region: r}\n";
+        let doc = ScenarioDoc::from_yaml("d.yaml", yaml).unwrap();
+        let report = doc.evaluate("d.yaml").unwrap();
+        let s = build(
+            "student",
+            SheetSource {
+                source: "d.yaml",
+                file: "d.yaml",
+                scenario: &doc,
+                report: &report,
+                traffic: None,
+                service_life: None,
+            },
+        )
+        .unwrap();
+        // 9 kWh × 400 g = 3600 g own; the teacher's slice is 1 t × 1 d / 365 d.
+        let slice = 1e6 / 365.0;
+        assert!((s.epc.measured_g - (3600.0 + slice)).abs() < 1e-6);
+        assert!((s.co2_eq_emissions.emissions - 3600.0).abs() < 1e-6);
+        assert_eq!(
+            s.co2_eq_emissions.hardware_used.as_deref(),
+            Some("1 device")
+        );
     }
 }

@@ -95,6 +95,15 @@ pub enum LineageError {
         index: usize,
         weight: f64,
     },
+    #[error(
+        "{product}.{kind}[{index}] names {reference:?} again: one edge per parent (derivedFrom and datasets together), or it would inherit more than the parent's whole EPC"
+    )]
+    DuplicateEdge {
+        product: String,
+        kind: EdgeKind,
+        index: usize,
+        reference: String,
+    },
     #[error("{product}.datasets[{index}] names {reference:?}, which is a {actual}, not a dataset")]
     NotADataset {
         product: String,
@@ -233,6 +242,7 @@ impl Lineage {
                 (EdgeKind::Dataset, &product.datasets),
             ];
             let mut own = Vec::with_capacity(product.derived_from.len() + product.datasets.len());
+            let mut parents = std::collections::HashSet::new();
             for (kind, list) in lists {
                 for (
                     i,
@@ -251,6 +261,14 @@ impl Lineage {
                             known: known(),
                         });
                     };
+                    if !parents.insert(t) {
+                        return Err(LineageError::DuplicateEdge {
+                            product: product.name.clone(),
+                            kind,
+                            index: i,
+                            reference: target.clone(),
+                        });
+                    }
                     if !(weight.is_finite() && (0.0..=1.0).contains(weight)) {
                         return Err(LineageError::WeightOutOfRange {
                             product: product.name.clone(),
@@ -485,6 +503,7 @@ impl Lineage {
                         LineageError::DuplicateProduct { product }
                         | LineageError::UnknownReference { product, .. }
                         | LineageError::WeightOutOfRange { product, .. }
+                        | LineageError::DuplicateEdge { product, .. }
                         | LineageError::NotADataset { product, .. } => Some(product.clone()),
                         LineageError::UnknownDependency { .. } | LineageError::Cycle { .. } => None,
                     };
@@ -820,8 +839,11 @@ mod tests {
                             ProductDef::new(format!("p{i}"), ProductType::Model, Seconds(1.0));
                         p.declared = Grams(declared[i]);
                         if i > 0 {
+                            // One edge per parent (a diamond through other products is fine).
+                            let mut seen = std::collections::HashSet::new();
                             p.derived_from = parents
                                 .iter()
+                                .filter(|&&(j, _)| seen.insert(j % i))
                                 .map(|&(j, w)| LineageEdge {
                                     product: format!("p{}", j % i),
                                     weight: w,

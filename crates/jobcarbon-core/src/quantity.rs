@@ -19,7 +19,7 @@ pub enum QuantityError {
         input: String,
         expected: &'static str,
     },
-    #[error("{input:?} is not a finite number")]
+    #[error("{input:?} is not a finite number (or overflows once its unit is applied)")]
     NotFinite { input: String },
     #[error("{input:?} is negative; a {kind} cannot be negative")]
     Negative { kind: &'static str, input: String },
@@ -74,7 +74,7 @@ impl Unit for Grams {
 
 impl Unit for Seconds {
     const KIND: &'static str = "time";
-    const EXPECTED: &'static str = "s, m, min, h, d, y";
+    const EXPECTED: &'static str = "s, m, min, h, d, mo, y";
     const EXAMPLE: &'static str = "5m";
     fn factor(unit: &str) -> Option<f64> {
         Some(match unit {
@@ -82,6 +82,7 @@ impl Unit for Seconds {
             "m" | "min" => 60.0,
             "h" => 3600.0,
             "d" => 86_400.0,
+            "mo" => crate::units::SECONDS_PER_YEAR / 12.0,
             "y" => crate::units::SECONDS_PER_YEAR,
             _ => return None,
         })
@@ -177,7 +178,13 @@ pub fn parse<U: Unit>(input: &str) -> Result<U, QuantityError> {
         input: input.to_owned(),
         expected: U::EXPECTED,
     })?;
-    Ok(U::from_base(value * factor))
+    let scaled = value * factor;
+    if !scaled.is_finite() {
+        return Err(QuantityError::NotFinite {
+            input: input.to_owned(),
+        });
+    }
+    Ok(U::from_base(scaled))
 }
 
 /// A quantity read from YAML/JSON: a string with a unit, or (for intensity only) a bare number.

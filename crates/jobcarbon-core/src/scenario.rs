@@ -510,7 +510,34 @@ fn json_error(file: &str, path: String, error: serde_json::Error) -> ScenarioErr
 pub struct Report {
     pub jobs: Vec<JobReport>,
     pub products: Vec<ProductReport>,
+    /// Carbon declared in the file that no job could take, with the reason (absent when none,
+    /// so a clean scenario's JSON has exactly DESIGN §7's keys).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unallocated: Vec<UnallocatedLine>,
+    /// Things that are valid but probably not what the author meant.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
 }
+
+/// Declared carbon no job takes (e.g. re-training of a model nothing serves).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnallocatedLine {
+    pub product: String,
+    /// A `jobcarbon_unallocated_grams_total` reason (`no_inference`).
+    pub reason: &'static str,
+    #[serde(rename = "grams")]
+    pub grams_g: f64,
+}
+
+/// A warning located in the document.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Warning {
+    pub path: String,
+    pub message: String,
+}
+
+/// Lifetimes shorter than this are probably a unit slip (`6m` is six minutes, not months).
+const SUSPICIOUSLY_SHORT_LIFETIME: Seconds = Seconds(86_400.0);
 
 /// One job's energy and carbon by term; JSC, ec, ASC, JSCᵉ, ASCᵉ are sums of `terms`.
 #[derive(Debug, Clone, PartialEq)]
@@ -628,6 +655,42 @@ impl Job {
         }
         terms
     }
+}
+
+/// Every number that leaves is finite: a huge quantity or a tiny lifetime overflows here.
+fn check_finite(report: &Report, file: &str) -> Result<(), ScenarioError> {
+    let bad = |path: String, what: &str, value: f64| {
+        ScenarioError::new(
+            file,
+            path,
+            Problem::Invalid(format!(
+                "{what} computes to {value}, not a finite number: a quantity is too large or a lifetime too small"
+            )),
+        )
+    };
+    for (i, job) in report.jobs.iter().enumerate() {
+        if !job.energy.value().is_finite() {
+            return Err(bad(format!("jobs[{i}]"), "the energy", job.energy.value()));
+        }
+        for term in Term::ALL {
+            let g = job.terms[term].value();
+            if !g.is_finite() {
+                return Err(bad(format!("jobs[{i}]"), term.as_str(), g));
+            }
+        }
+    }
+    for p in &report.products {
+        for (what, g) in [
+            ("measured EPC", p.epc.measured),
+            ("inherited EPC", p.epc.inherited),
+            ("declared EPC", p.epc.declared),
+        ] {
+            if !g.value().is_finite() {
+                return Err(bad(format!("products.{}", p.name), what, g.value()));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `path` is built only on error: scenarios can have 100k jobs.
@@ -1023,10 +1086,83 @@ impl ScenarioDoc {
                 epc: epc.clone(),
             })
             .collect();
-        Ok(Report {
+        let report = Report {
+            unallocated: self.unallocated_lines(&jobs, &retraining),
+            warnings: self.warnings(&jobs, &lineage),
             jobs: job_reports,
             products,
-        })
+        };
+        check_finite(&report, file)?;
+        Ok(report)
+    }
+
+    /// Declared re-training carbon of models no job serves: nothing amortises it.
+    fn unallocated_lines(
+        &self,
+        jobs: &[Job],
+        retraining: &[Option<Retraining>],
+    ) -> Vec<UnallocatedLine> {
+        self.products
+            .iter()
+            .enumerate()
+            .filter_map(|(m, (name, _))| {
+                let r = retraining.get(m).copied().flatten()?;
+                let served = jobs.iter().any(|j| j.serves.is_some_and(|(s, _)| s == m));
+                (!served && r.carbon > Grams::ZERO).then(|| UnallocatedLine {
+                    product: name.to_owned(),
+                    reason: "no_inference",
+                    grams_g: r.carbon.value(),
+                })
+            })
+            .collect()
+    }
+
+    /// Lifetimes that look like unit slips, and jobs longer than what they are amortised over.
+    fn warnings(&self, jobs: &[Job], lineage: &Lineage) -> Vec<Warning> {
+        let mut out = Vec::new();
+        let mut short = |path: String, lifetime: Seconds| {
+            if lifetime > Seconds::ZERO && lifetime < SUSPICIOUSLY_SHORT_LIFETIME {
+                out.push(Warning {
+                    path,
+                    message: format!(
+                        "a lifetime of {lifetime} is shorter than a day: `m` means minutes (DESIGN §7); write `mo` for months or `y` for years"
+                    ),
+                });
+            }
+        };
+        for (name, s) in self.systems.iter() {
+            short(format!("systems.{name}.lifetime"), s.lifetime.0);
+        }
+        for (name, p) in self.platforms.iter() {
+            if let Some(l) = p.lifetime {
+                short(format!("platforms.{name}.lifetime"), l.0);
+            }
+        }
+        for (name, p) in self.products.iter() {
+            if let Some(l) = p.lifetime {
+                short(format!("products.{name}.lifetime"), l.0);
+            }
+        }
+        for (i, job) in jobs.iter().enumerate() {
+            let lifetimes = [
+                job.system.map(|(s, _)| ("system", s.lifetime)),
+                job.platform.map(|(p, _)| ("platform", p.lifetime)),
+                job.serves
+                    .map(|(m, _)| ("served model", lineage.product(ProductId(m)).lifetime)),
+            ];
+            for (what, lifetime) in lifetimes.into_iter().flatten() {
+                if lifetime > Seconds::ZERO && job.duration > lifetime {
+                    out.push(Warning {
+                        path: format!("jobs[{i}].duration"),
+                        message: format!(
+                            "the job runs {} but its {what}'s lifetime is {lifetime}: it is charged more than the whole amount amortised",
+                            job.duration
+                        ),
+                    });
+                }
+            }
+        }
+        out
     }
 
     fn resolve_regions(&self, file: &str) -> Result<Vec<Region>, ScenarioError> {
@@ -1173,6 +1309,15 @@ impl ScenarioDoc {
                         positive(r.jobs_per_interval, "jobsPerInterval", file, || {
                             at("retraining.jobsPerInterval")
                         })?;
+                    if jobs_per_interval < 1.0 {
+                        return Err(ScenarioError::new(
+                            file,
+                            at("retraining.jobsPerInterval"),
+                            Problem::Invalid(format!(
+                                "jobsPerInterval {jobs_per_interval} is below 1: one inference job would carry more than the interval's whole re-training carbon"
+                            )),
+                        ));
+                    }
                     let carbon = r.carbon.map(|q| q.0).unwrap_or(Grams::ZERO);
                     retraining.push(Some(Retraining {
                         carbon,
@@ -1229,6 +1374,14 @@ impl ScenarioDoc {
                 ..
             } => {
                 format!("products.{product}.{kind}[{index}].weight")
+            }
+            LineageError::DuplicateEdge {
+                product,
+                kind,
+                index,
+                ..
+            } => {
+                format!("products.{product}.{kind}[{index}].product")
             }
             LineageError::NotADataset { product, index, .. } => {
                 format!("products.{product}.datasets[{index}].product")

@@ -289,8 +289,11 @@ fn scenario() -> impl Strategy<Value = ScenarioDoc> {
                     let derived_from = if i == 0 {
                         Vec::new()
                     } else {
+                        // One edge per parent: a repeated parent is an error (tested apart).
+                        let mut seen = std::collections::HashSet::new();
                         parents
                             .into_iter()
+                            .filter(|(j, _)| seen.insert(j % i))
                             .map(|(j, w)| EdgeSpec { product: format!("p{}", j % i), weight: w })
                             .collect()
                     };
@@ -467,4 +470,58 @@ fn json_scenarios_evaluate_like_yaml() {
     assert!(e.to_string().contains("unknown field `colour`"), "{e}");
     let e = ScenarioDoc::from_json("s.json", "{\"jobs\": [}").unwrap_err();
     assert!(e.to_string().starts_with("s.json: "), "{e}");
+}
+
+/// Issue "hostile input": each case was silently accepted before.
+#[test]
+fn overflow_duplicate_edges_and_tiny_pools_are_errors() {
+    let region = "regions:\n  r: {pue: 1, intensity: 400}\n";
+    for (yaml, path, needle) in [
+        (
+            format!("{region}jobs:\n  - {{name: j, energy: 1e305MWh, duration: 1h, region: r}}\n"),
+            "jobs[0].energy",
+            "finite",
+        ),
+        (
+            format!("{region}systems:\n  s: {{embodied: 10000g, lifetime: 1e-320s}}\njobs:\n  - {{name: j, energy: 1kJ, duration: 1h, region: r, system: s}}\n"),
+            "jobs[0]",
+            "not a finite number",
+        ),
+        (
+            "products:\n  a: {type: model}\n  b: {type: model, derivedFrom: [{product: a, weight: 1}, {product: a, weight: 1}]}\n".to_owned(),
+            "products.b.derivedFrom[1].product",
+            "again",
+        ),
+        (
+            "products:\n  d: {type: dataset}\n  b: {type: model, derivedFrom: [{product: d, weight: 0.5}], datasets: [{product: d, weight: 0.5}]}\n".to_owned(),
+            "products.b.datasets[0].product",
+            "again",
+        ),
+        (
+            "products:\n  m: {type: model, retraining: {carbon: 5kg, interval: 1d, jobsPerInterval: 0.25}}\n".to_owned(),
+            "products.m.retraining.jobsPerInterval",
+            "below 1",
+        ),
+    ] {
+        let e = error(&yaml);
+        assert_eq!(e.path, path, "{yaml}");
+        assert!(e.to_string().contains(needle), "{yaml}: {e}");
+    }
+}
+
+#[test]
+fn suspicious_lifetimes_long_jobs_and_orphan_retraining_are_reported() {
+    let report = eval(
+        "regions:\n  r: {pue: 1, intensity: 400}\nsystems:\n  s: {embodied: 1t, lifetime: 6m}\nproducts:\n  m: {type: model, lifetime: 6mo, retraining: {carbon: 5kg, interval: 1d, jobsPerInterval: 1000}}\njobs:\n  - {name: j, energy: 1kJ, duration: 1h, region: r, system: s}\n",
+    )
+    .unwrap();
+    let paths: Vec<&str> = report.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(paths, vec!["systems.s.lifetime", "jobs[0].duration"]);
+    assert!(report.warnings[0].message.contains("`mo`"));
+    assert_eq!(report.unallocated.len(), 1);
+    assert_eq!(report.unallocated[0].reason, "no_inference");
+    assert_eq!(report.unallocated[0].grams_g, 5000.0);
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["warnings"][1]["path"], "jobs[0].duration");
+    assert_eq!(json["unallocated"][0]["grams"], 5000.0);
 }

@@ -456,6 +456,17 @@ pub fn validate_products<'a>(
                 field: format!("spec.{kind}[{index}].weight"),
                 weight,
             },
+            Exclusion::Invalid(LineageError::DuplicateEdge {
+                kind,
+                index,
+                reference,
+                ..
+            }) => ProductError::BadLineage {
+                reason: format!(
+                    "spec.{kind}[{index}].product: {:?} is already a parent: one edge per parent across derivedFrom and datasets",
+                    truncate(&reference)
+                ),
+            },
             Exclusion::Invalid(LineageError::NotADataset {
                 index,
                 reference,

@@ -32,6 +32,15 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Warnings go to stderr in every format (and into the JSON as `warnings`).
+    for warning in &report.warnings {
+        eprintln!(
+            "warning: {}: {}: {}",
+            args.file.display(),
+            warning.path,
+            warning.message
+        );
+    }
     let text = match args.format {
         Format::Json => match serde_json::to_string_pretty(&report) {
             Ok(json) => json + "\n",
@@ -138,6 +147,14 @@ fn table(report: &Report) -> String {
         out.push_str("(no products)\n");
     } else {
         out.push_str(&align(&products, 2));
+    }
+    for line in &report.unallocated {
+        out.push_str(&format!(
+            "\nunallocated: {} of {} ({}: no inference job serves it)\n",
+            carbon(jobcarbon_core::Grams(line.grams_g)),
+            line.product,
+            line.reason
+        ));
     }
     out
 }
