@@ -57,7 +57,7 @@ step "the jobcarbon binary"
 bin=${JOBCARBON_BIN:-}
 if [ -z "$bin" ]; then
   cargo build --locked --quiet -p jobcarbon --bin jobcarbon || fail "cargo build of the jobcarbon binary"
-  bin=target/debug/jobcarbon
+  bin=${CARGO_TARGET_DIR:-target}/debug/jobcarbon
 fi
 "$bin" --version
 # DESIGN §11: the servers listen on every address, IPv6 and IPv4, by default.
