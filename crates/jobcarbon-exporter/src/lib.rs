@@ -320,7 +320,28 @@ async fn products(State(view): State<SharedView>) -> Response {
     axum::Json(serde_json::json!({ "products": products })).into_response()
 }
 
+/// A SoftwareProduct name is a Kubernetes object name: DNS subdomain, at most 253 characters.
+fn valid_product_name(name: &str) -> bool {
+    (1..=253).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
 async fn product(State(view): State<SharedView>, Path(name): Path<String>) -> Response {
+    if !valid_product_name(&name) {
+        let shown: String = name.chars().take(64).collect();
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({
+                "error": format!("{shown:?} is not a product name (a DNS subdomain, at most 253 characters)"),
+                "parameter": "name",
+            })),
+        )
+            .into_response();
+    }
     let Ok(view) = view.read() else {
         return unavailable("lock poisoned");
     };

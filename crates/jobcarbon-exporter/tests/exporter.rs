@@ -289,6 +289,16 @@ async fn endpoints_serve_json_health_and_readiness() {
     let (status, body) = get(&app, "/api/v1/products/nope").await;
     assert_eq!(status, 404);
     assert!(body.contains("nope"));
+
+    // Hostile path parameters: a 400 naming the parameter, never an echo of the whole input.
+    let long = "a".repeat(5000);
+    for bad in ["UPPER", "a%20b", "-x", long.as_str(), "%F0%9F%94%A5"] {
+        let (status, body) = get(&app, &format!("/api/v1/products/{bad}")).await;
+        assert_eq!(status, 400, "{bad}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["parameter"], "name");
+        assert!(body.len() < 500, "the error does not echo the input");
+    }
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use jobcarbon_core::{
     ClusterSnapshot, EnergyOwner, EnergyReading, GramsPerKwh, PodFacts, PodKey, ProductDef, Seconds,
 };
-use jobcarbon_telemetry::counters::{CounterTracker, FirstSight};
+use jobcarbon_telemetry::counters::{CounterTracker, FirstSight, Rejection};
 use jobcarbon_telemetry::{EnergySource, EstimatedNode, EstimationCell, MetricQuery, RequestQuery};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -296,7 +296,19 @@ impl Ledger {
                         .energy_counters
                         .entry(name)
                         .or_insert_with(|| CounterTracker::new(FirstSight::Baseline));
-                    deltas.extend(counters.observe_since(&readings, &started).deltas);
+                    let observed = counters.observe_since(&readings, &started);
+                    let non_finite = observed
+                        .rejected
+                        .iter()
+                        .filter(|(_, why)| *why == Rejection::InvalidValue)
+                        .count();
+                    if non_finite > 0 {
+                        // Dropped, counted and logged: never a NaN on /metrics.
+                        tracing::warn!(source = %source.name(), readings = non_finite, "non-finite or negative counter values dropped");
+                        *status.errors.entry("non_finite".to_owned()).or_insert(0) +=
+                            non_finite as u64;
+                    }
+                    deltas.extend(observed.deltas);
                     counters.forget_older_than(at - self.settings.counter_retention);
                 }
                 Err(e) => {
