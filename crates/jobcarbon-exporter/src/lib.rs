@@ -7,8 +7,10 @@
 //!   replica is a leader-election standby; booking held by an outage: `503 degraded: …`).
 
 mod metrics;
+mod server;
 
 pub use metrics::{Format, LedgerCollector, encode_metrics};
+pub use server::{HEADER_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_HEADER_BYTES};
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -42,9 +44,7 @@ pub async fn serve(
     view: SharedView,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(view))
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve_bounded(listener, router(view), shutdown).await
 }
 
 /// The HTTP surface running on its own task, as the ledger and the demo run it.
