@@ -10,6 +10,7 @@ mod access;
 pub mod counters;
 pub mod dcgm;
 pub mod gpu;
+pub mod intensity;
 pub mod kepler;
 pub mod node_agent;
 pub mod node_agent_source;
@@ -18,11 +19,13 @@ pub mod prom;
 
 pub use counters::{CountSample, CountTracker, CounterTracker, FirstSight, Observed};
 pub use dcgm::{DcgmConfig, DcgmSource};
+pub use access::{SecretFile, redact_url};
 pub use gpu::{FakeGpu, FakeGpuBackend, GpuBackend, GpuError, GpuSample, NvmlBackend};
 pub use kepler::{KeplerConfig, KeplerGeneration, KeplerMode, KeplerSource};
 pub use node_agent::{GpuSeriesLabels, NodeAgent};
 pub use node_agent_source::{NodeAgentSource, NodeAgentSourceConfig};
 pub use podresources::{GpuAssignment, PodResourcesClient, PodResourcesError};
+pub use intensity::{IntensityProvider, PolledProvider, ProviderError};
 pub use prom::{PromClient, PromConfig, PromMetrics};
 
 /// Why a source could not be read. Each variant's [`SourceError::kind`] is a metric label value.
