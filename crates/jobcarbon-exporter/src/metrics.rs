@@ -13,6 +13,9 @@ use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// Horizons of `jobcarbon_grid_intensity_forecast_grams_per_kwh`.
+pub const FORECAST_HORIZONS: [(&str, f64); 4] = [("1h", 1.0), ("6h", 6.0), ("12h", 12.0), ("24h", 24.0)];
+
 /// Builds the exposition from the shared ledger view on each scrape.
 #[derive(Debug)]
 pub struct LedgerCollector {
@@ -264,10 +267,32 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
     gauge(
         &mut encoder,
         "jobcarbon_grid_intensity_grams_per_kwh",
-        "Grid carbon intensity used for a region, gCO2e/kWh.",
-        view.regions
-            .iter()
-            .map(|(r, s)| (vec![("region", r.clone())], s.intensity.value())),
+        "Grid carbon intensity booked for a region, gCO2e/kWh; signal is average or marginal, which must not be compared or summed across regions.",
+        view.regions.iter().map(|(r, s)| {
+            (
+                vec![
+                    ("region", r.clone()),
+                    ("signal", s.signal.as_str().to_owned()),
+                ],
+                s.intensity.value(),
+            )
+        }),
+    )?;
+    let base = state.last_booked;
+    gauge(
+        &mut encoder,
+        "jobcarbon_grid_intensity_forecast_grams_per_kwh",
+        "A live provider's forecast grid intensity for a region, horizon after the last booked interval, gCO2e/kWh.",
+        view.regions.iter().flat_map(|(r, s)| {
+            FORECAST_HORIZONS.iter().filter_map(move |(label, hours)| {
+                let forecast = s.forecast.as_ref()?;
+                let at = base? + jobcarbon_core::Seconds::from_hours(*hours);
+                Some((
+                    vec![("region", r.clone()), ("horizon", (*label).to_owned())],
+                    forecast.value_at(at)?.value(),
+                ))
+            })
+        }),
     )?;
     gauge(
         &mut encoder,
