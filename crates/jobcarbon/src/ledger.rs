@@ -135,6 +135,10 @@ async fn serve(config: Config, listen: SocketAddr, reset: bool) -> anyhow::Resul
         config.product_defs(),
         config.request_queries(),
         view.clone(),
+    )
+    .with_intensity_providers(
+        sources::intensity_providers(&config)
+            .map_err(|(region, e)| anyhow::anyhow!("regions.{region}.intensity: {e}"))?,
     );
     let mut ledger = DurableLedger::open(ledger, store, settings_interval)
         .map_err(|e| anyhow::anyhow!("cannot restore the ledger state (state.file): {e}"))?;
