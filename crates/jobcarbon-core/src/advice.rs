@@ -204,7 +204,11 @@ mod tests {
     /// Best: a at 3 h, 55,000 g; saving 137,500 g = 71.428…%.
     #[test]
     fn the_hand_computed_case() {
-        let a = hourly("a", 1.1, &[400., 300., 200., 100., 100., 400., 400., 400., 400.]);
+        let a = hourly(
+            "a",
+            1.1,
+            &[400., 300., 200., 100., 100., 400., 400., 400., 400.],
+        );
         let b = hourly("b", 1.5, &[90.; 9]);
         let q = AdviceQuery {
             now: Seconds(0.0),

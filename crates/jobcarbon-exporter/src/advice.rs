@@ -8,8 +8,8 @@ use jobcarbon_core::advice::{AdviceQuery, RegionForecast, Window, advise};
 use jobcarbon_core::intensity::IntensitySeries;
 use jobcarbon_core::quantity::parse;
 use jobcarbon_core::{Joules, Phase, Seconds, WorkloadRef};
-use jobcarbon_ledger::view::LedgerView;
 use jobcarbon_ledger::LedgerState;
+use jobcarbon_ledger::view::LedgerView;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -128,13 +128,27 @@ fn energy_basis(
             if runs.is_empty() {
                 let known = view.state.products.contains_key(product);
                 return Err(if known {
-                    bad("energy", format!("product {product:?} has no re-training run booked yet: give energy=, e.g. energy=500kWh"))
+                    bad(
+                        "energy",
+                        format!(
+                            "product {product:?} has no re-training run booked yet: give energy=, e.g. energy=500kWh"
+                        ),
+                    )
                 } else {
-                    bad("product", format!("no product named {product:?} (give energy= to plan an unknown run)"))
+                    bad(
+                        "product",
+                        format!(
+                            "no product named {product:?} (give energy= to plan an unknown run)"
+                        ),
+                    )
                 });
             }
             let total: Joules = runs.iter().copied().sum();
-            (total * (1.0 / runs.len() as f64), "retraining_runs", runs.len())
+            (
+                total * (1.0 / runs.len() as f64),
+                "retraining_runs",
+                runs.len(),
+            )
         }
     };
     Ok(EnergyBasis {

@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// Horizons of `jobcarbon_grid_intensity_forecast_grams_per_kwh`.
-pub const FORECAST_HORIZONS: [(&str, f64); 4] = [("1h", 1.0), ("6h", 6.0), ("12h", 12.0), ("24h", 24.0)];
+pub const FORECAST_HORIZONS: [(&str, f64); 4] =
+    [("1h", 1.0), ("6h", 6.0), ("12h", 12.0), ("24h", 24.0)];
 
 /// Builds the exposition from the shared ledger view on each scrape.
 #[derive(Debug)]

@@ -12,9 +12,9 @@ use jobcarbon_core::{
     Component, GramsPerKwh, Joules, Phase, PodKey, ProductType, Pue, Seconds, Terms, WorkloadRef,
 };
 use jobcarbon_exporter::{Format, encode_metrics, router};
+use jobcarbon_ledger::SharedView;
 use jobcarbon_ledger::state::{PodAccount, ProductAccount, RollupAccount, RollupKey};
 use jobcarbon_ledger::view::{LedgerView, RegionStatus};
-use jobcarbon_ledger::SharedView;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -98,7 +98,10 @@ fn view() -> SharedView {
         state: state(),
         regions: BTreeMap::from([
             ("de".to_owned(), de),
-            ("fr".to_owned(), RegionStatus::fixed(Pue(1.5), GramsPerKwh(60.0))),
+            (
+                "fr".to_owned(),
+                RegionStatus::fixed(Pue(1.5), GramsPerKwh(60.0)),
+            ),
             ("ca".to_owned(), ca),
         ]),
         default_region: Some("de".into()),
@@ -119,7 +122,10 @@ async fn get(view: &SharedView, path: &str) -> (u16, Value) {
 
 fn close(v: &Value, want: f64) {
     let got = v.as_f64().unwrap();
-    assert!((got - want).abs() < 1e-6 * want.abs().max(1.0), "{got} vs {want}");
+    assert!(
+        (got - want).abs() < 1e-6 * want.abs().max(1.0),
+        "{got} vs {want}"
+    );
 }
 
 #[tokio::test]
@@ -127,7 +133,11 @@ async fn advice_picks_the_clean_window_from_the_retraining_energy() {
     let view = view();
     // Home region only: 250 kWh × 1.2 × 500 = 150 kg now; 3 h from the first point the
     // forecast drops to 100 for 2 hours: 250 × 1.2 × 100 = 30 kg, saving 120 kg (80 %).
-    let (status, a) = get(&view, "/api/v1/advice?product=distilbert&duration=2h&within=24h&regions=de").await;
+    let (status, a) = get(
+        &view,
+        "/api/v1/advice?product=distilbert&duration=2h&within=24h&regions=de",
+    )
+    .await;
     assert_eq!(status, 200, "{a}");
     close(&a["energy"]["energy_kwh"], 250.0);
     assert_eq!(a["energy"]["runs"], 2);
@@ -136,13 +146,23 @@ async fn advice_picks_the_clean_window_from_the_retraining_energy() {
     close(&a["best"]["grams"], 30_000.0);
     close(&a["saving_g"], 120_000.0);
     close(&a["saving_percent"], 80.0);
-    let t0 = view.read().unwrap().regions["de"].forecast.as_ref().unwrap().points[0].at.value();
+    let t0 = view.read().unwrap().regions["de"]
+        .forecast
+        .as_ref()
+        .unwrap()
+        .points[0]
+        .at
+        .value();
     close(&a["best"]["start_unix"], t0 + 3.0 * 3600.0);
     assert!(a["forecast"]["de"].as_array().unwrap().len() >= 12, "{a}");
 
     // Default regions: de first, then fr (same kind); ca is marginal and left out.
     // fr: 250 × 1.5 × 60 = 22.5 kg, now: the cleanest.
-    let (status, a) = get(&view, "/api/v1/advice?product=distilbert&duration=2h&within=24h").await;
+    let (status, a) = get(
+        &view,
+        "/api/v1/advice?product=distilbert&duration=2h&within=24h",
+    )
+    .await;
     assert_eq!(status, 200, "{a}");
     assert_eq!(a["best"]["region"], "fr");
     close(&a["best"]["grams"], 22_500.0);
@@ -150,7 +170,11 @@ async fn advice_picks_the_clean_window_from_the_retraining_energy() {
     assert_eq!(a["by_region"].as_array().unwrap().len(), 2);
 
     // A given energy wins over the booked runs.
-    let (_, a) = get(&view, "/api/v1/advice?product=new&duration=1h&energy=1MWh&regions=fr").await;
+    let (_, a) = get(
+        &view,
+        "/api/v1/advice?product=new&duration=1h&energy=1MWh&regions=fr",
+    )
+    .await;
     close(&a["energy"]["energy_j"], 3.6e9);
     close(&a["best"]["grams"], 1000.0 * 1.5 * 60.0);
 }
@@ -173,7 +197,10 @@ async fn bad_parameters_are_400_naming_the_parameter() {
         let (status, body) = get(&view, &format!("/api/v1/advice?{query}")).await;
         assert_eq!(status, 400, "{query}: {body}");
         assert_eq!(body["parameter"], parameter, "{query}: {body}");
-        assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{body}"
+        );
     }
 }
 
@@ -181,10 +208,16 @@ async fn bad_parameters_are_400_naming_the_parameter() {
 fn the_intensity_gauge_carries_the_signal_and_forecasts_have_horizons() {
     let text = encode_metrics(&view(), Format::PrometheusText).unwrap();
     assert!(
-        text.contains("jobcarbon_grid_intensity_grams_per_kwh{region=\"ca\",signal=\"marginal\"} 900"),
+        text.contains(
+            "jobcarbon_grid_intensity_grams_per_kwh{region=\"ca\",signal=\"marginal\"} 900"
+        ),
         "{text}"
     );
-    assert!(text.contains("jobcarbon_grid_intensity_grams_per_kwh{region=\"de\",signal=\"average\"} 500"));
+    assert!(
+        text.contains(
+            "jobcarbon_grid_intensity_grams_per_kwh{region=\"de\",signal=\"average\"} 500"
+        )
+    );
     for (horizon, value) in [("1h", 500), ("6h", 500), ("12h", 500)] {
         let line = format!(
             "jobcarbon_grid_intensity_forecast_grams_per_kwh{{region=\"de\",horizon=\"{horizon}\"}} {value}"
@@ -193,7 +226,14 @@ fn the_intensity_gauge_carries_the_signal_and_forecasts_have_horizons() {
     }
     // 3–5 h ahead is the clean part; 24 h is past the forecast's end: no series.
     assert!(!text.contains("horizon=\"24h\""), "{text}");
-    assert!(!text.contains("forecast_grams_per_kwh{region=\"fr\""), "{text}");
+    assert!(
+        !text.contains("forecast_grams_per_kwh{region=\"fr\""),
+        "{text}"
+    );
     let lint = jobcarbon_testkit::prometheus::promtool_check_metrics(&text).unwrap();
-    assert!(lint.passed && lint.output.trim().is_empty(), "{}", lint.output);
+    assert!(
+        lint.passed && lint.output.trim().is_empty(),
+        "{}",
+        lint.output
+    );
 }

@@ -693,8 +693,9 @@ impl Config {
             }
         }
         for (name, region) in &self.regions {
-            validate_provider(&region.intensity)
-                .map_err(|(key, reason)| invalid(format!("regions.{name}.intensity.{key}"), reason))?;
+            validate_provider(&region.intensity).map_err(|(key, reason)| {
+                invalid(format!("regions.{name}.intensity.{key}"), reason)
+            })?;
         }
         for (i, system) in self.systems.iter().enumerate() {
             if system.lifetime.0.value() <= 0.0 {
@@ -857,9 +858,13 @@ impl Config {
 /// Checks of a provider section: names present, URL usable, poll interval sane.
 fn validate_provider(intensity: &IntensityConfig) -> Result<(), (String, String)> {
     let (section, id_key, id, url, poll) = match intensity {
-        IntensityConfig::ElectricityMaps { provider: p, .. } => {
-            ("electricityMaps", "zone", &p.zone, &p.url, p.poll_interval.0)
-        }
+        IntensityConfig::ElectricityMaps { provider: p, .. } => (
+            "electricityMaps",
+            "zone",
+            &p.zone,
+            &p.url,
+            p.poll_interval.0,
+        ),
         IntensityConfig::WattTime { provider: p, .. } => {
             ("wattTime", "region", &p.region, &p.url, p.poll_interval.0)
         }
@@ -871,7 +876,10 @@ fn validate_provider(intensity: &IntensityConfig) -> Result<(), (String, String)
     if let Some(url) = url {
         let authority = url.split("://").nth(1).and_then(|r| r.split('/').next());
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err((format!("{section}.url"), "must start with http:// or https://".into()));
+            return Err((
+                format!("{section}.url"),
+                "must start with http:// or https://".into(),
+            ));
         }
         if authority.is_some_and(|a| a.contains('@')) {
             return Err((
@@ -883,7 +891,10 @@ fn validate_provider(intensity: &IntensityConfig) -> Result<(), (String, String)
     if poll.value() < MIN_POLL_INTERVAL.value() {
         return Err((
             format!("{section}.pollInterval"),
-            format!("at least {}s (providers rate-limit)", MIN_POLL_INTERVAL.value()),
+            format!(
+                "at least {}s (providers rate-limit)",
+                MIN_POLL_INTERVAL.value()
+            ),
         ));
     }
     Ok(())
@@ -1051,7 +1062,8 @@ mod tests {
             panic!("wattTime expected")
         };
         assert_eq!(provider.poll_interval.0, Seconds(600.0));
-        let providers = crate::sources::intensity_providers(&config).unwrap_or_else(|(r, e)| panic!("{r}: {e}"));
+        let providers = crate::sources::intensity_providers(&config)
+            .unwrap_or_else(|(r, e)| panic!("{r}: {e}"));
         assert_eq!(providers.len(), 2);
         assert_eq!(providers["ca"].poll_interval(), Seconds(600.0));
     }
@@ -1064,17 +1076,33 @@ mod tests {
         let ConfigError::Syntax { path, line, .. } = &err else {
             panic!("{err}")
         };
-        assert_eq!(path, "regions.de.intensity.electricityMaps.tokenFle", "{err}");
+        assert_eq!(
+            path, "regions.de.intensity.electricityMaps.tokenFle",
+            "{err}"
+        );
         assert_eq!(*line, 7, "{err}");
         // Two forms at once, a signal on a provider, a short poll, a URL with credentials.
         for (yaml, want) in [
             ("{mix: {coal: 1}, promql: x}", "exactly one"),
-            ("{electricityMaps: {zone: DE, tokenFile: /t}, signal: marginal}", "promql only"),
-            ("{wattTime: {region: R, usernameFile: /u, passwordFile: /p, pollInterval: 1s}}", "wattTime.pollInterval"),
-            ("{electricityMaps: {zone: DE, tokenFile: /t, url: 'https://a:b@h'}}", "electricityMaps.url"),
-            ("{electricityMaps: {zone: '', tokenFile: /t}}", "electricityMaps.zone"),
+            (
+                "{electricityMaps: {zone: DE, tokenFile: /t}, signal: marginal}",
+                "promql only",
+            ),
+            (
+                "{wattTime: {region: R, usernameFile: /u, passwordFile: /p, pollInterval: 1s}}",
+                "wattTime.pollInterval",
+            ),
+            (
+                "{electricityMaps: {zone: DE, tokenFile: /t, url: 'https://a:b@h'}}",
+                "electricityMaps.url",
+            ),
+            (
+                "{electricityMaps: {zone: '', tokenFile: /t}}",
+                "electricityMaps.zone",
+            ),
         ] {
-            let text = format!("regions:\n  de: {{pue: 1.2, intensity: {yaml}}}\ndefaultRegion: de\n");
+            let text =
+                format!("regions:\n  de: {{pue: 1.2, intensity: {yaml}}}\ndefaultRegion: de\n");
             let msg = Config::parse(&text, "c.yaml").unwrap_err().to_string();
             assert!(msg.contains("regions.de.intensity"), "{yaml}: {msg}");
             assert!(msg.contains(want), "{yaml}: {msg}");

@@ -10,13 +10,13 @@
 use crate::config::{Config, GpuMode, IntensityConfig, KeplerMode, PrometheusConfig};
 use jobcarbon_core::{Component, Seconds};
 use jobcarbon_telemetry::dcgm::{DcgmConfig, DcgmSource};
-use jobcarbon_telemetry::kepler::{self, KeplerConfig, KeplerSource};
-use jobcarbon_telemetry::prom::{Auth, PromClient, PromConfig, TlsFiles};
-use jobcarbon_telemetry::{EnergySource, NodeAgentSource, NodeAgentSourceConfig, SourceError};
 use jobcarbon_telemetry::intensity::{
     ElectricityMaps, ElectricityMapsConfig, IntensityProvider, PolledProvider, ProviderError,
     WattTime, WattTimeConfig,
 };
+use jobcarbon_telemetry::kepler::{self, KeplerConfig, KeplerSource};
+use jobcarbon_telemetry::prom::{Auth, PromClient, PromConfig, TlsFiles};
+use jobcarbon_telemetry::{EnergySource, NodeAgentSource, NodeAgentSourceConfig, SourceError};
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -14,8 +14,7 @@ use jobcarbon_core::{
 };
 use jobcarbon_ledger::settings::{IntensitySpec, RegionDef};
 use jobcarbon_ledger::{
-    ClusterError, ClusterSource, DurableLedger, Ledger, LedgerState, LedgerView, Settings,
-    Sources,
+    ClusterError, ClusterSource, DurableLedger, Ledger, LedgerState, LedgerView, Settings, Sources,
 };
 use jobcarbon_telemetry::intensity::{
     ElectricityMaps, ElectricityMapsConfig, PolledProvider, WattTime, WattTimeConfig,
@@ -246,8 +245,14 @@ async fn both_providers_book_each_interval_with_its_own_intensity_also_when_back
     let view = durable.ledger().view();
     let view = view.read().unwrap();
     let (got_a, got_b) = (operational(&view, "a"), operational(&view, "b"));
-    assert!((got_a - want_a).abs() < 1e-9 * want_a, "{got_a} vs {want_a}");
-    assert!((got_b - want_b).abs() < 1e-9 * want_b, "{got_b} vs {want_b}");
+    assert!(
+        (got_a - want_a).abs() < 1e-9 * want_a,
+        "{got_a} vs {want_a}"
+    );
+    assert!(
+        (got_b - want_b).abs() < 1e-9 * want_b,
+        "{got_b} vs {want_b}"
+    );
 
     // Served as booked, with the kind of signal.
     let de = &view.regions["de"];
@@ -257,7 +262,11 @@ async fn both_providers_book_each_interval_with_its_own_intensity_also_when_back
     let caiso = &view.regions["caiso"];
     assert!((caiso.intensity.value() - wt_value(now) * LB).abs() < 1e-9);
     assert_eq!(caiso.signal, Signal::Marginal);
-    assert!(de.forecast.as_ref().is_some_and(|f| f.end().unwrap().value() > (now + 23 * 3600) as f64));
+    assert!(
+        de.forecast
+            .as_ref()
+            .is_some_and(|f| f.end().unwrap().value() > (now + 23 * 3600) as f64)
+    );
 
     // Three hours of backfill cost one history request each, not one per interval; the
     // latest and forecast were polled once each (cached for the poll interval).

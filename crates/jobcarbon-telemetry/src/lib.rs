@@ -17,15 +17,15 @@ pub mod node_agent_source;
 pub mod podresources;
 pub mod prom;
 
+pub use access::{SecretFile, redact_url};
 pub use counters::{CountSample, CountTracker, CounterTracker, FirstSight, Observed};
 pub use dcgm::{DcgmConfig, DcgmSource};
-pub use access::{SecretFile, redact_url};
 pub use gpu::{FakeGpu, FakeGpuBackend, GpuBackend, GpuError, GpuSample, NvmlBackend};
+pub use intensity::{IntensityProvider, PolledProvider, ProviderError};
 pub use kepler::{KeplerConfig, KeplerGeneration, KeplerMode, KeplerSource};
 pub use node_agent::{GpuSeriesLabels, NodeAgent};
 pub use node_agent_source::{NodeAgentSource, NodeAgentSourceConfig};
 pub use podresources::{GpuAssignment, PodResourcesClient, PodResourcesError};
-pub use intensity::{IntensityProvider, PolledProvider, ProviderError};
 pub use prom::{PromClient, PromConfig, PromMetrics};
 
 /// Why a source could not be read. Each variant's [`SourceError::kind`] is a metric label value.

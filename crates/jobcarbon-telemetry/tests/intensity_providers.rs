@@ -21,13 +21,17 @@ async fn api(now: i64) -> FakeIntensityApi {
     let hour = now - now.rem_euclid(3600);
     api.electricity_maps(
         "em-secret",
-        (-30..30).map(|h| (hour + h * 3600, 300.0 + h as f64)).collect(),
+        (-30..30)
+            .map(|h| (hour + h * 3600, 300.0 + h as f64))
+            .collect(),
     );
     let five = now - now.rem_euclid(300);
     api.watttime(
         "jobcarbon",
         "wt-secret",
-        (-24..24).map(|k| (five + k * 300, 1000.0 + k as f64)).collect(),
+        (-24..24)
+            .map(|k| (five + k * 300, 1000.0 + k as f64))
+            .collect(),
     );
     api
 }
@@ -84,7 +88,10 @@ async fn electricity_maps_latest_forecast_and_history() {
         .history(Seconds(hour - 28.0 * 3600.0), Seconds(hour - 26.0 * 3600.0))
         .await
         .unwrap();
-    assert_eq!(old.value_at(Seconds(hour - 27.5 * 3600.0)), Some(GramsPerKwh(272.0)));
+    assert_eq!(
+        old.value_at(Seconds(hour - 27.5 * 3600.0)),
+        Some(GramsPerKwh(272.0))
+    );
     assert_eq!(api.count("/v3/carbon-intensity/past-range"), 1);
 }
 
@@ -98,14 +105,19 @@ async fn watttime_logs_in_and_converts_pounds_per_megawatt_hour() {
     let client = wt(&api, dir.path());
     // 1000 lbs/MWh at the current 5 minutes = 453.59237 g/kWh.
     let latest = client.latest().await.unwrap();
-    assert!((latest.value.value() - 1000.0 * LB).abs() < 1e-9, "{latest:?}");
+    assert!(
+        (latest.value.value() - 1000.0 * LB).abs() < 1e-9,
+        "{latest:?}"
+    );
     let five = (now - now.rem_euclid(300)) as f64;
     let history = client
         .history(Seconds(five - 900.0), Seconds(five))
         .await
         .unwrap();
     assert_eq!(history.period, Seconds(300.0));
-    let mean = history.mean_over(Seconds(five - 600.0), Seconds(five)).unwrap();
+    let mean = history
+        .mean_over(Seconds(five - 600.0), Seconds(five))
+        .unwrap();
     assert!((mean.value() - 998.5 * LB).abs() < 1e-9);
     // One login for all of it: the token is reused.
     assert_eq!(api.count("/login"), 1);
@@ -118,7 +130,10 @@ async fn refused_credentials_name_the_file_never_the_secret() {
     let dir = tempfile::tempdir().unwrap();
     let token = write(dir.path(), "token", "wrong-token-value");
     let err = em(&api, token.clone()).latest().await.unwrap_err();
-    assert!(matches!(err, ProviderError::Auth { status: 401, .. }), "{err}");
+    assert!(
+        matches!(err, ProviderError::Auth { status: 401, .. }),
+        "{err}"
+    );
     let message = format!("{err} {err:?}");
     assert!(message.contains(&token.display().to_string()), "{message}");
     assert!(!message.contains("wrong-token-value"), "{message}");
@@ -129,7 +144,10 @@ async fn refused_credentials_name_the_file_never_the_secret() {
     let err = client.forecast().await.unwrap_err();
     assert_eq!(err.kind(), "auth");
     let message = format!("{err} {err:?} {client:?}");
-    assert!(message.contains(&password.display().to_string()), "{message}");
+    assert!(
+        message.contains(&password.display().to_string()),
+        "{message}"
+    );
     assert!(!message.contains("not-the-password"), "{message}");
 
     // The rotated password is read again: no restart needed.
@@ -173,9 +191,18 @@ async fn rate_limits_back_off_as_long_as_asked_and_polls_are_cached() {
     // 5xx without Retry-After: exponential backoff from 30 s.
     api.fail("/v3/carbon-intensity/forecast", 502, None, Some(2));
     assert_eq!(polled.forecast(t).await.unwrap_err().kind(), "http");
-    assert_eq!(polled.forecast(t + Seconds(29.0)).await.unwrap_err().kind(), "backoff");
-    assert_eq!(polled.forecast(t + Seconds(31.0)).await.unwrap_err().kind(), "http");
-    assert_eq!(polled.forecast(t + Seconds(90.0)).await.unwrap_err().kind(), "backoff");
+    assert_eq!(
+        polled.forecast(t + Seconds(29.0)).await.unwrap_err().kind(),
+        "backoff"
+    );
+    assert_eq!(
+        polled.forecast(t + Seconds(31.0)).await.unwrap_err().kind(),
+        "http"
+    );
+    assert_eq!(
+        polled.forecast(t + Seconds(90.0)).await.unwrap_err().kind(),
+        "backoff"
+    );
     assert!(polled.forecast(t + Seconds(92.0)).await.is_ok());
     assert_eq!(api.count("/v3/carbon-intensity/forecast"), 3);
 }

@@ -224,7 +224,11 @@ fn handle(state: &Mutex<State>, req: Request<Incoming>) -> Response<Full<Bytes>>
     let (auth_token, authorization) = (header("auth-token"), header("authorization"));
     let mut s = lock(state);
     let (status, body, retry_after) = match scripted_failure(&mut s, &path) {
-        Some(f) => (f.status, json!({"error": "scripted failure"}), f.retry_after),
+        Some(f) => (
+            f.status,
+            json!({"error": "scripted failure"}),
+            f.retry_after,
+        ),
         None => {
             let (status, body) = answer(&mut s, &path, &query, auth_token, authorization);
             (status, body, None)
@@ -259,7 +263,10 @@ fn answer(
     let now = s.now.unwrap_or_else(unix_now);
     if let Some(endpoint) = path.strip_prefix("/v3/carbon-intensity/") {
         if auth_token.as_deref() != Some(s.em_token.as_str()) || s.em_token.is_empty() {
-            return (401, json!({"message": "Invalid authentication credentials"}));
+            return (
+                401,
+                json!({"message": "Invalid authentication credentials"}),
+            );
         }
         return electricity_maps(s, endpoint, query, now);
     }
@@ -323,7 +330,11 @@ fn rebuild(body: &mut Value, key: &str, points: &[(i64, f64)], time_key: &str, v
             .iter()
             .map(|(t, v)| {
                 let mut item = shape.clone();
-                item[time_key] = json!(if offset { rfc3339_offset(*t) } else { rfc3339_z(*t) });
+                item[time_key] = json!(if offset {
+                    rfc3339_offset(*t)
+                } else {
+                    rfc3339_z(*t)
+                });
                 item[value_key] = json!(v);
                 item
             })
@@ -359,12 +370,24 @@ fn electricity_maps(
         "forecast" => {
             let from = current.map_or(now, |(t, _)| t);
             let mut body = template("electricitymaps-forecast.json");
-            rebuild(&mut body, "forecast", &select(&s.em_points, from, now + 72 * 3600), "datetime", "carbonIntensity");
+            rebuild(
+                &mut body,
+                "forecast",
+                &select(&s.em_points, from, now + 72 * 3600),
+                "datetime",
+                "carbonIntensity",
+            );
             (200, body)
         }
         "history" => {
             let mut body = template("electricitymaps-history.json");
-            rebuild(&mut body, "history", &select(&s.em_points, now - 24 * 3600, now + 1), "datetime", "carbonIntensity");
+            rebuild(
+                &mut body,
+                "history",
+                &select(&s.em_points, now - 24 * 3600, now + 1),
+                "datetime",
+                "carbonIntensity",
+            );
             (200, body)
         }
         "past-range" => {
@@ -372,19 +395,20 @@ fn electricity_maps(
                 return (400, json!({"message": "start and end are required"}));
             };
             let mut body = template("electricitymaps-past-range.json");
-            rebuild(&mut body, "data", &select(&s.em_points, from, to.min(now + 1)), "datetime", "carbonIntensity");
+            rebuild(
+                &mut body,
+                "data",
+                &select(&s.em_points, from, to.min(now + 1)),
+                "datetime",
+                "carbonIntensity",
+            );
             (200, body)
         }
         _ => (404, json!({"message": "not found"})),
     }
 }
 
-fn watttime(
-    s: &State,
-    endpoint: &str,
-    query: &BTreeMap<String, String>,
-    now: i64,
-) -> (u16, Value) {
+fn watttime(s: &State, endpoint: &str, query: &BTreeMap<String, String>, now: i64) -> (u16, Value) {
     if query.get("signal_type").map(String::as_str) != Some("co2_moer") {
         return (400, json!({"error": "signal_type must be co2_moer"}));
     }
@@ -392,7 +416,13 @@ fn watttime(
         "forecast" => {
             let from = now - now.rem_euclid(300);
             let mut body = template("watttime-forecast.json");
-            rebuild(&mut body, "data", &select(&s.wt_points, from, now + 24 * 3600), "point_time", "value");
+            rebuild(
+                &mut body,
+                "data",
+                &select(&s.wt_points, from, now + 24 * 3600),
+                "point_time",
+                "value",
+            );
             body["meta"]["generated_at"] = json!(rfc3339_offset(from));
             (200, body)
         }
@@ -401,7 +431,13 @@ fn watttime(
                 return (400, json!({"error": "start and end are required"}));
             };
             let mut body = template("watttime-historical.json");
-            rebuild(&mut body, "data", &select(&s.wt_points, from, to.min(now + 1)), "point_time", "value");
+            rebuild(
+                &mut body,
+                "data",
+                &select(&s.wt_points, from, to.min(now + 1)),
+                "point_time",
+                "value",
+            );
             (200, body)
         }
         _ => (404, json!({"error": "not found"})),

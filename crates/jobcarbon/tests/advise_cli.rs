@@ -25,7 +25,12 @@ async fn advise_reads_the_provider_forecast_and_finds_the_clean_hours() {
     api.electricity_maps(
         "em-secret",
         (0..30)
-            .map(|h| (hour + h * 3600, if (4..6).contains(&h) { 100.0 } else { 400.0 }))
+            .map(|h| {
+                (
+                    hour + h * 3600,
+                    if (4..6).contains(&h) { 100.0 } else { 400.0 },
+                )
+            })
             .collect(),
     );
     let dir = tempfile::tempdir().unwrap();
@@ -49,25 +54,54 @@ async fn advise_reads_the_provider_forecast_and_finds_the_clean_hours() {
         a
     };
     let json = args(&[
-        "--product", "distilbert", "--duration", "2h", "--within", "12h", "--energy", "500kWh",
-        "--format", "json",
+        "--product",
+        "distilbert",
+        "--duration",
+        "2h",
+        "--within",
+        "12h",
+        "--energy",
+        "500kWh",
+        "--format",
+        "json",
     ]);
-    let out = tokio::task::spawn_blocking(move || run(json)).await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tokio::task::spawn_blocking(move || run(json))
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let a: Value = serde_json::from_slice(&out.stdout).unwrap();
     // 500 kWh × 1.25 × 100 = 62.5 kg at hour + 4 h in de; now: 500 × 1.25 × 400 = 250 kg;
     // fr: 500 × 1.1 × 300 = 165 kg.
     assert_eq!(a["best"]["region"], "de", "{a}");
-    assert_eq!(a["best"]["start_unix"].as_f64().unwrap(), (hour + 4 * 3600) as f64);
+    assert_eq!(
+        a["best"]["start_unix"].as_f64().unwrap(),
+        (hour + 4 * 3600) as f64
+    );
     assert!((a["best"]["grams"].as_f64().unwrap() - 62_500.0).abs() < 1e-6);
     assert!((a["now"]["grams"].as_f64().unwrap() - 250_000.0).abs() < 1e-6);
     assert!((a["saving_percent"].as_f64().unwrap() - 75.0).abs() < 1e-9);
 
-    let table = args(&["--product", "distilbert", "--duration", "2h", "--energy", "500kWh"]);
-    let out = tokio::task::spawn_blocking(move || run(table)).await.unwrap();
+    let table = args(&[
+        "--product",
+        "distilbert",
+        "--duration",
+        "2h",
+        "--energy",
+        "500kWh",
+    ]);
+    let out = tokio::task::spawn_blocking(move || run(table))
+        .await
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    assert!(text.contains("62.5 kg") && text.contains("saving"), "{text}");
+    assert!(
+        text.contains("62.5 kg") && text.contains("saving"),
+        "{text}"
+    );
 
     let bad = args(&["--product", "distilbert", "--duration", "soon"]);
     let out = tokio::task::spawn_blocking(move || run(bad)).await.unwrap();

@@ -115,7 +115,11 @@ impl ElectricityMaps {
         let url = self.http.url(path, &query);
         let mut value = reqwest_header(&token)?;
         value.set_sensitive(true);
-        let request = self.http.client.get(url.clone()).header("auth-token", value);
+        let request = self
+            .http
+            .client
+            .get(url.clone())
+            .header("auth-token", value);
         let files = format!("tokenFile {}", self.token_file.display());
         self.http.json(request, &url, &files).await
     }

@@ -27,7 +27,9 @@ impl Http {
         };
         let mut base = url::Url::parse(base).map_err(|e| bad(format!("invalid URL: {e}")))?;
         if !base.username().is_empty() || base.password().is_some() {
-            return Err(bad("credentials in the URL: use the credential files".into()));
+            return Err(bad(
+                "credentials in the URL: use the credential files".into()
+            ));
         }
         // Paths are joined below the base, whether or not it ends with `/`.
         if !base.path().ends_with('/') {

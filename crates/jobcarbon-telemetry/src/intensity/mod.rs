@@ -68,7 +68,10 @@ pub enum ProviderError {
         cause: String,
     },
     #[error("{provider}: no data for {what}")]
-    NoData { provider: &'static str, what: String },
+    NoData {
+        provider: &'static str,
+        what: String,
+    },
 }
 
 impl ProviderError {
@@ -138,7 +141,10 @@ mod tests {
             parse_time("2019-05-21T02:00:00+02:00"),
             Some(Seconds(1_558_396_800.0))
         );
-        assert_eq!(format_time(Seconds(1_558_396_800.5)), "2019-05-21T00:00:00Z");
+        assert_eq!(
+            format_time(Seconds(1_558_396_800.5)),
+            "2019-05-21T00:00:00Z"
+        );
         assert_eq!(parse_time("yesterday"), None);
     }
 }

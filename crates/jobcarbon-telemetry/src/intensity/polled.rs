@@ -91,13 +91,11 @@ impl PolledProvider {
     /// Refuses to ask while backing off.
     fn gate(&self, now: Seconds) -> Result<(), ProviderError> {
         match &self.state().backoff_until {
-            Some((until, cause)) if now.value() < until.value() => {
-                Err(ProviderError::BackingOff {
-                    provider: self.provider.name(),
-                    until: until.value(),
-                    cause: cause.clone(),
-                })
-            }
+            Some((until, cause)) if now.value() < until.value() => Err(ProviderError::BackingOff {
+                provider: self.provider.name(),
+                until: until.value(),
+                cause: cause.clone(),
+            }),
             _ => Ok(()),
         }
     }
@@ -231,9 +229,6 @@ mod tests {
         assert_eq!(backoff_delay(1, None, base), Seconds(30.0));
         assert_eq!(backoff_delay(3, None, base), Seconds(120.0));
         assert_eq!(backoff_delay(40, None, base), Seconds(1800.0));
-        assert_eq!(
-            backoff_delay(5, Some(Seconds(7.0)), base),
-            Seconds(7.0)
-        );
+        assert_eq!(backoff_delay(5, Some(Seconds(7.0)), base), Seconds(7.0));
     }
 }
