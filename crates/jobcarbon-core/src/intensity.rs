@@ -154,7 +154,7 @@ impl IntensitySeries {
         let steps = ((first.at.value() - from.value()) / step).ceil();
         // Whole periods back from the first point, so gaps elsewhere stay gaps; a series
         // that starts absurdly late is left alone.
-        if steps >= 1.0 && steps <= 10_000.0 {
+        if (1.0..=10_000.0).contains(&steps) {
             let earlier = (1..=steps as usize).rev().map(|k| IntensityPoint {
                 at: Seconds((first.at.value() - k as f64 * step).max(from.value())),
                 value: first.value,

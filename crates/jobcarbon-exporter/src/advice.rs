@@ -225,7 +225,7 @@ pub fn advice_json(
         .ok_or_else(|| bad("product", "required"))?;
     let duration: Seconds =
         quantity(params, "duration")?.ok_or_else(|| bad("duration", "required, e.g. 2h"))?;
-    if !(duration.value() > 0.0) {
+    if duration.value() <= 0.0 {
         return Err(bad("duration", "must be positive"));
     }
     let within: Seconds = quantity(params, "within")?.unwrap_or(Seconds::from_hours(24.0));

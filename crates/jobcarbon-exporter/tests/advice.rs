@@ -75,7 +75,7 @@ fn state() -> jobcarbon_ledger::LedgerState {
 /// `fr` static at 60 g/kWh with PUE 1.5; `ca` marginal.
 fn view() -> SharedView {
     let t0 = now() - 10.0;
-    let mut values = vec![500.0; 20];
+    let mut values = [500.0; 20];
     values[3] = 100.0;
     values[4] = 100.0;
     let forecast = IntensitySeries::new(

@@ -221,7 +221,7 @@ impl IntensityProvider for WattTime {
 
     async fn forecast(&self) -> Result<IntensitySeries, ProviderError> {
         let raw = self.data("v3/forecast", &[]).await?;
-        series(raw, &self.http.url("v3/forecast", &[]).to_string())
+        series(raw, self.http.url("v3/forecast", &[]).as_str())
     }
 
     async fn history(
@@ -237,7 +237,7 @@ impl IntensityProvider for WattTime {
                 &[("start", from.as_str()), ("end", to.as_str())],
             )
             .await?;
-        series(raw, &self.http.url("v3/historical", &[]).to_string())
+        series(raw, self.http.url("v3/historical", &[]).as_str())
     }
 }
 
