@@ -645,6 +645,44 @@ impl Config {
                 ),
             ));
         }
+        self.validate_regions(&invalid)?;
+        for (i, system) in self.systems.iter().enumerate() {
+            if system.lifetime.0.value() <= 0.0 {
+                return Err(invalid(
+                    format!("systems[{i}].lifetime"),
+                    "must be positive".into(),
+                ));
+            }
+        }
+        if self.platform.lifetime.0.value() <= 0.0 {
+            return Err(invalid(
+                "platform.lifetime".into(),
+                "must be positive".into(),
+            ));
+        }
+        // Products: the CRD spec schema, validated as one set by the kube crate (units,
+        // references, weights, cycles), so the config and the CRD accept the same things.
+        let validation = self.product_validation();
+        if let Some(bad) = validation.invalid.first() {
+            return Err(invalid(
+                format!("products.{}", bad.name),
+                bad.error.to_string(),
+            ));
+        }
+        if self.inference.window.0.value() <= 0.0 {
+            return Err(invalid(
+                "inference.window".into(),
+                "must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `sources`, and each region's PUE, mix and live provider.
+    fn validate_regions(
+        &self,
+        invalid: &impl Fn(String, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
         let sources = self.source_table();
         for (name, value) in &self.sources {
             if !value.is_finite() || *value < 0.0 {
@@ -696,35 +734,6 @@ impl Config {
             validate_provider(&region.intensity).map_err(|(key, reason)| {
                 invalid(format!("regions.{name}.intensity.{key}"), reason)
             })?;
-        }
-        for (i, system) in self.systems.iter().enumerate() {
-            if system.lifetime.0.value() <= 0.0 {
-                return Err(invalid(
-                    format!("systems[{i}].lifetime"),
-                    "must be positive".into(),
-                ));
-            }
-        }
-        if self.platform.lifetime.0.value() <= 0.0 {
-            return Err(invalid(
-                "platform.lifetime".into(),
-                "must be positive".into(),
-            ));
-        }
-        // Products: the CRD spec schema, validated as one set by the kube crate (units,
-        // references, weights, cycles), so the config and the CRD accept the same things.
-        let validation = self.product_validation();
-        if let Some(bad) = validation.invalid.first() {
-            return Err(invalid(
-                format!("products.{}", bad.name),
-                bad.error.to_string(),
-            ));
-        }
-        if self.inference.window.0.value() <= 0.0 {
-            return Err(invalid(
-                "inference.window".into(),
-                "must be positive".into(),
-            ));
         }
         Ok(())
     }

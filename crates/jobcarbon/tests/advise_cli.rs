@@ -16,6 +16,21 @@ fn run(args: Vec<String>) -> std::process::Output {
         .unwrap()
 }
 
+/// de from Electricity Maps (PUE 1.25), fr static at 300 g/kWh (PUE 1.1).
+fn write_config(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
+    std::fs::write(dir.join("token"), "em-secret").unwrap();
+    let config = dir.join("ledger.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "regions:\n  de: {{pue: 1.25, intensity: {{electricityMaps: {{zone: DE, tokenFile: {}, url: '{url}'}}}}}}\n  fr: {{pue: 1.1, intensity: 300}}\ndefaultRegion: de\n",
+            dir.join("token").display(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn advise_reads_the_provider_forecast_and_finds_the_clean_hours() {
     let now = unix_now();
@@ -34,17 +49,7 @@ async fn advise_reads_the_provider_forecast_and_finds_the_clean_hours() {
             .collect(),
     );
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("token"), "em-secret").unwrap();
-    let config = dir.path().join("ledger.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "regions:\n  de: {{pue: 1.25, intensity: {{electricityMaps: {{zone: DE, tokenFile: {}, url: '{}'}}}}}}\n  fr: {{pue: 1.1, intensity: 300}}\ndefaultRegion: de\n",
-            dir.path().join("token").display(),
-            api.url()
-        ),
-    )
-    .unwrap();
+    let config = write_config(dir.path(), api.url());
     let args = |extra: &[&str]| {
         let mut a: Vec<String> = ["advise", "--config", config.to_str().unwrap()]
             .iter()

@@ -108,7 +108,7 @@ impl ElectricityMaps {
     ) -> Result<T, ProviderError> {
         let token = self.token.read().map_err(|e| ProviderError::Credentials {
             provider: NAME,
-            reason: super::watttime::reason(e),
+            reason: super::secret_reason(e),
         })?;
         let mut query = query.to_vec();
         query.insert(0, ("zone", self.zone.as_str()));

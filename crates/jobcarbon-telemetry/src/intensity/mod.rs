@@ -114,6 +114,14 @@ pub trait IntensityProvider: Send + Sync {
     -> Result<IntensitySeries, ProviderError>;
 }
 
+/// A secret file's error without the "prometheus" source name of the shared helper.
+pub(crate) fn secret_reason(e: crate::SourceError) -> String {
+    match e {
+        crate::SourceError::Unsupported { reason, .. } => reason,
+        other => other.to_string(),
+    }
+}
+
 /// RFC 3339 (`2019-05-21T00:00:00.000Z`, `2022-07-15T00:00:00+00:00`) → seconds.
 pub(crate) fn parse_time(text: &str) -> Option<Seconds> {
     let ts: jiff::Timestamp = text.parse().ok()?;

@@ -82,14 +82,6 @@ struct WtMeta {
     units: Option<String>,
 }
 
-/// A secret file's error without the "prometheus" source name of the shared helper.
-pub(super) fn reason(e: SourceError) -> String {
-    match e {
-        SourceError::Unsupported { reason, .. } => reason,
-        other => other.to_string(),
-    }
-}
-
 /// The response as g/kWh. Only mass-per-energy units are accepted: a percentile signal
 /// (`/v3/signal-index`) must never be booked as an intensity.
 fn series(raw: WtData, url: &str) -> Result<IntensitySeries, ProviderError> {
@@ -142,7 +134,7 @@ impl WattTime {
     fn credentials_error(e: SourceError) -> ProviderError {
         ProviderError::Credentials {
             provider: NAME,
-            reason: reason(e),
+            reason: super::secret_reason(e),
         }
     }
 
