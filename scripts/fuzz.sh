@@ -14,8 +14,10 @@ export RUSTC_BOOTSTRAP=1
 cargo fuzz build -O
 run() {
   local t=$1
-  mkdir -p "corpus/$t"
-  cargo fuzz run -O "$t" "corpus/$t" -- -max_total_time="$seconds" -print_final_stats=1 \
+  # New inputs go to a scratch corpus; fuzz/corpus/<target> holds the committed seeds.
+  mkdir -p "corpus/$t" "${FUZZ_WORK:-/tmp/jobcarbon-fuzz}/$t"
+  cargo fuzz run -O "$t" "${FUZZ_WORK:-/tmp/jobcarbon-fuzz}/$t" "corpus/$t" -- \
+    -max_total_time="$seconds" -print_final_stats=1 \
     >"/tmp/fuzz-$t.log" 2>&1 || { echo "fuzz $t: CRASH (see /tmp/fuzz-$t.log and fuzz/artifacts/$t)"; return 1; }
   echo "fuzz $t: $(grep -E 'stat::number_of_executed_units' "/tmp/fuzz-$t.log" | tail -1) $(grep -oE 'cov: [0-9]+' "/tmp/fuzz-$t.log" | tail -1)"
 }

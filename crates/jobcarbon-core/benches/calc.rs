@@ -196,5 +196,37 @@ fn lineage_defs(doc: &ScenarioDoc) -> Vec<jobcarbon_core::ProductDef> {
         .collect()
 }
 
-criterion_group!(benches, bench);
+/// Advice over three regions with WattTime's longest forecast: 72 h of 5-minute points.
+fn advice(c: &mut Criterion) {
+    use jobcarbon_core::advice::{AdviceQuery, RegionForecast, advise};
+    use jobcarbon_core::intensity::{IntensityPoint, IntensitySeries, Signal};
+    use jobcarbon_core::{GramsPerKwh, Joules, Pue, Seconds};
+    let regions: Vec<RegionForecast> = (0..3)
+        .map(|r| RegionForecast {
+            region: format!("r{r}"),
+            pue: Pue(1.1),
+            signal: Signal::Marginal,
+            series: IntensitySeries::new(
+                (0..864)
+                    .map(|i| IntensityPoint {
+                        at: Seconds(300.0 * i as f64),
+                        value: GramsPerKwh(400.0 + ((i * 7 + r * 13) % 97) as f64),
+                    })
+                    .collect(),
+                Seconds(300.0),
+            ),
+        })
+        .collect();
+    let query = AdviceQuery {
+        now: Seconds(0.0),
+        duration: Seconds::from_hours(2.0),
+        within: Seconds::from_hours(24.0),
+        energy: Joules::from_kwh(500.0),
+    };
+    c.bench_function("advise/3 regions x 864 points", |b| {
+        b.iter(|| advise(black_box(&query), black_box(&regions)))
+    });
+}
+
+criterion_group!(benches, bench, advice);
 criterion_main!(benches);

@@ -4,11 +4,13 @@
 //! Pure by design: no async runtime, no Kubernetes, no HTTP. Every other crate translates
 //! the outside world into these types.
 
+pub mod advice;
 pub mod allocation;
 pub mod datasheet;
 pub mod domain;
 pub mod estimation;
 pub mod formulas;
+pub mod intensity;
 pub mod lineage;
 pub mod observation;
 pub mod plan;

@@ -3,9 +3,12 @@
 //! - `/metrics`: OpenMetrics (or Prometheus text, by `Accept`) built by a prometheus-client [`Collector`] from the ledger
 //!   view at scrape time (finished pods vanish without bookkeeping), names of DESIGN §8;
 //! - `/api/v1/workloads`, `/api/v1/products`, `/api/v1/products/{name}`: JSON;
+//! - `/api/v1/advice`: the least-carbon start and region for a product's next re-training
+//!   run ([`advice`]);
 //! - `/healthz` (the process serves) and `/readyz` (the first interval is booked, or this
 //!   replica is a leader-election standby; booking held by an outage: `503 degraded: …`).
 
+pub mod advice;
 mod metrics;
 mod server;
 
@@ -13,7 +16,7 @@ pub use metrics::{Format, LedgerCollector, encode_metrics};
 pub use server::{HEADER_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_HEADER_BYTES};
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -33,6 +36,7 @@ pub fn router(view: SharedView) -> Router {
         .route("/api/v1/workloads", get(workloads))
         .route("/api/v1/products", get(products))
         .route("/api/v1/products/{name}", get(product))
+        .route("/api/v1/advice", get(advice_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(view)
@@ -352,5 +356,18 @@ async fn product(State(view): State<SharedView>, Path(name): Path<String>) -> Re
             axum::Json(serde_json::json!({ "error": format!("no product named {name:?}") })),
         )
             .into_response(),
+    }
+}
+
+async fn advice_handler(
+    State(view): State<SharedView>,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Response {
+    let Ok(view) = view.read() else {
+        return unavailable("lock poisoned");
+    };
+    match advice::advice_json(&view, &params, jobcarbon_ledger::durable::wall_clock_now()) {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(bad) => (StatusCode::BAD_REQUEST, axum::Json(bad)).into_response(),
     }
 }

@@ -13,6 +13,10 @@ use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// Horizons of `jobcarbon_grid_intensity_forecast_grams_per_kwh`.
+pub const FORECAST_HORIZONS: [(&str, f64); 4] =
+    [("1h", 1.0), ("6h", 6.0), ("12h", 12.0), ("24h", 24.0)];
+
 /// Builds the exposition from the shared ledger view on each scrape.
 #[derive(Debug)]
 pub struct LedgerCollector {
@@ -265,22 +269,7 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
             .filter(|(_, p)| p.pool.deposited.value() > 0.0)
             .map(|(name, p)| (vec![("product", name.clone())], p.pool.balance().value())),
     )?;
-    gauge(
-        &mut encoder,
-        "jobcarbon_grid_intensity_grams_per_kwh",
-        "Grid carbon intensity used for a region, gCO2e/kWh.",
-        view.regions
-            .iter()
-            .map(|(r, s)| (vec![("region", r.clone())], s.intensity.value())),
-    )?;
-    gauge(
-        &mut encoder,
-        "jobcarbon_grid_intensity_staleness_seconds",
-        "Seconds since a live intensity was last read successfully (+Inf: never).",
-        view.regions
-            .iter()
-            .filter_map(|(r, s)| Some((vec![("region", r.clone())], s.staleness?.value()))),
-    )?;
+    encode_regions(view, &mut encoder)?;
     let booked_at = state.last_booked;
     gauge(
         &mut encoder,
@@ -293,14 +282,6 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
             };
             Some((vec![("product", product.clone())], age))
         }),
-    )?;
-    gauge(
-        &mut encoder,
-        "jobcarbon_pue",
-        "Power usage effectiveness used for a region.",
-        view.regions
-            .iter()
-            .map(|(r, s)| (vec![("region", r.clone())], s.pue.value())),
     )?;
     counter(
         &mut encoder,
@@ -411,6 +392,58 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
         [(Vec::new(), state.series_dropped as f64)],
     )?;
     encode_durability(&view.durability, &mut encoder)
+}
+
+/// Per region: the booked intensity (with its signal kind), a live provider's forecast at
+/// fixed horizons, the staleness of live values, and the PUE.
+fn encode_regions(view: &LedgerView, encoder: &mut DescriptorEncoder) -> fmt::Result {
+    gauge(
+        encoder,
+        "jobcarbon_grid_intensity_grams_per_kwh",
+        "Grid carbon intensity booked for a region, gCO2e/kWh; signal is average or marginal, which must not be compared or summed across regions.",
+        view.regions.iter().map(|(r, s)| {
+            (
+                vec![
+                    ("region", r.clone()),
+                    ("signal", s.signal.as_str().to_owned()),
+                ],
+                s.intensity.value(),
+            )
+        }),
+    )?;
+    let base = view.state.last_booked;
+    gauge(
+        encoder,
+        "jobcarbon_grid_intensity_forecast_grams_per_kwh",
+        "A live provider's forecast grid intensity for a region, horizon after the last booked interval, gCO2e/kWh.",
+        view.regions.iter().flat_map(|(r, s)| {
+            FORECAST_HORIZONS.iter().filter_map(move |(label, hours)| {
+                let forecast = s.forecast.as_ref()?;
+                let at = base? + jobcarbon_core::Seconds::from_hours(*hours);
+                Some((
+                    vec![("region", r.clone()), ("horizon", (*label).to_owned())],
+                    forecast.value_at(at)?.value(),
+                ))
+            })
+        }),
+    )?;
+    gauge(
+        encoder,
+        "jobcarbon_grid_intensity_staleness_seconds",
+        "Seconds since a live intensity was last read successfully (+Inf: never).",
+        view.regions
+            .iter()
+            .filter_map(|(r, s)| Some((vec![("region", r.clone())], s.staleness?.value()))),
+    )?;
+    gauge(
+        encoder,
+        "jobcarbon_pue",
+        "Power usage effectiveness used for a region.",
+        view.regions
+            .iter()
+            .map(|(r, s)| (vec![("region", r.clone())], s.pue.value())),
+    )?;
+    Ok(())
 }
 
 /// Staleness, outage hold, backfill and checkpoint health (jobcarbon_ledger::durable).

@@ -86,11 +86,7 @@ fn booked_view() -> LedgerView {
     };
     view.regions.insert(
         "default".into(),
-        RegionStatus {
-            pue: Pue(1.2),
-            intensity: GramsPerKwh(400.0),
-            staleness: None,
-        },
+        RegionStatus::fixed(Pue(1.2), GramsPerKwh(400.0)),
     );
     view.interval_seconds.observe(0.003);
     view

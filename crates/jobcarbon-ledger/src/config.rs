@@ -5,6 +5,7 @@
 use crate::settings::{
     IdlePolicy, IntensitySpec, PlatformDef, PlatformSplit, RegionDef, Settings, SystemDef,
 };
+use jobcarbon_core::intensity::Signal;
 use jobcarbon_core::quantity::Q;
 use jobcarbon_core::{Grams, GramsPerSecond};
 use jobcarbon_core::{GramsPerKwh, ProductDef, Pue, Seconds};
@@ -35,6 +36,12 @@ pub const DEFAULT_SOURCES: [(&str, f64); 10] = [
 /// World-average grid intensity (IEA 2019, ~475 gCO2e/kWh), used by a live region whose query
 /// has never answered and which declares no `fallback`.
 pub const LIVE_INTENSITY_FALLBACK: GramsPerKwh = GramsPerKwh(475.0);
+
+/// The `provider` of an [`IntensitySpec::Provider`] (also the `source` label of self-metrics).
+pub const PROVIDER_ELECTRICITY_MAPS: &str = "electricity-maps";
+pub const PROVIDER_WATTTIME: &str = "watttime";
+/// Providers are polled no faster than this, whatever `pollInterval` says.
+pub const MIN_POLL_INTERVAL: Seconds = Seconds(10.0);
 
 fn default_interval() -> Q<Seconds> {
     Q(Seconds(30.0))
@@ -288,16 +295,21 @@ pub struct RegionConfig {
     pub intensity: IntensityConfig,
 }
 
-/// `400`, `{mix: {coal: 0.8, solar: 0.2}}` or `{promql: '...', fallback: 400}`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(
-    untagged,
-    expecting = "an intensity: a number in gCO2e/kWh, {mix: {source: fraction, ...}} or {promql: '...', fallback: N}"
-)]
+/// `400`, `{mix: {coal: 0.8, solar: 0.2}}`, `{promql: '...', fallback: 400}`,
+/// `{electricityMaps: {zone, tokenFile}}` or `{wattTime: {region, usernameFile, passwordFile}}`.
+#[derive(Debug, Clone)]
 pub enum IntensityConfig {
     Static(Q<GramsPerKwh>),
     Mix(MixConfig),
     Live(LiveConfig),
+    ElectricityMaps {
+        provider: ElectricityMapsSection,
+        fallback: Option<Q<GramsPerKwh>>,
+    },
+    WattTime {
+        provider: WattTimeSection,
+        fallback: Option<Q<GramsPerKwh>>,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -312,6 +324,128 @@ pub struct LiveConfig {
     pub promql: String,
     #[serde(default)]
     pub fallback: Option<Q<GramsPerKwh>>,
+    /// What the query returns: `average` (default) or `marginal`.
+    #[serde(default)]
+    pub signal: Signal,
+}
+
+fn five_minutes() -> Q<Seconds> {
+    Q(Seconds::from_minutes(5.0))
+}
+
+/// `electricityMaps:` — average (life-cycle) intensity of a zone.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ElectricityMapsSection {
+    pub zone: String,
+    /// The API token, from a file only (a mounted Secret).
+    pub token_file: PathBuf,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default = "five_minutes")]
+    pub poll_interval: Q<Seconds>,
+}
+
+/// `wattTime:` — marginal emissions (`co2_moer`) of a grid region.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WattTimeSection {
+    pub region: String,
+    pub username_file: PathBuf,
+    pub password_file: PathBuf,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default = "five_minutes")]
+    pub poll_interval: Q<Seconds>,
+}
+
+/// Every key an intensity map may have; which combinations make sense is checked after.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct IntensityMap {
+    #[serde(default)]
+    mix: Option<BTreeMap<String, f64>>,
+    #[serde(default)]
+    promql: Option<String>,
+    #[serde(default)]
+    signal: Option<Signal>,
+    #[serde(default)]
+    fallback: Option<Q<GramsPerKwh>>,
+    #[serde(default)]
+    electricity_maps: Option<ElectricityMapsSection>,
+    #[serde(default)]
+    watt_time: Option<WattTimeSection>,
+}
+
+impl IntensityMap {
+    fn resolve(self) -> Result<IntensityConfig, String> {
+        let forms = [
+            self.mix.is_some(),
+            self.promql.is_some(),
+            self.electricity_maps.is_some(),
+            self.watt_time.is_some(),
+        ];
+        if forms.iter().filter(|f| **f).count() != 1 {
+            return Err("give exactly one of mix, promql, electricityMaps, wattTime".into());
+        }
+        if self.signal.is_some() && self.promql.is_none() {
+            return Err("`signal` applies to promql only (providers know their own)".into());
+        }
+        let fallback = self.fallback;
+        if let Some(mix) = self.mix {
+            if fallback.is_some() {
+                return Err("`fallback` applies to live intensities, not to a mix".into());
+            }
+            return Ok(IntensityConfig::Mix(MixConfig { mix }));
+        }
+        if let Some(promql) = self.promql {
+            return Ok(IntensityConfig::Live(LiveConfig {
+                promql,
+                fallback,
+                signal: self.signal.unwrap_or_default(),
+            }));
+        }
+        if let Some(provider) = self.electricity_maps {
+            return Ok(IntensityConfig::ElectricityMaps { provider, fallback });
+        }
+        match self.watt_time {
+            Some(provider) => Ok(IntensityConfig::WattTime { provider, fallback }),
+            None => Err("no intensity given".into()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for IntensityConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{self, IntoDeserializer, MapAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = IntensityConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an intensity: a number in gCO2e/kWh, {mix: {source: fraction, ...}}, {promql: '...', fallback: N}, {electricityMaps: {zone, tokenFile}} or {wattTime: {region, usernameFile, passwordFile}}")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Q::deserialize(v.into_deserializer()).map(IntensityConfig::Static)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Q::deserialize(v.into_deserializer()).map(IntensityConfig::Static)
+            }
+            // Deserialised in place (not untagged), so an unknown or misplaced key is
+            // reported at its own path, line and column.
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                IntensityMap::deserialize(de::value::MapAccessDeserializer::new(map))?
+                    .resolve()
+                    .map_err(de::Error::custom)
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -661,6 +795,47 @@ impl Config {
                 ),
             ));
         }
+        self.validate_regions(&invalid)?;
+        for (i, system) in self.systems.iter().enumerate() {
+            if system.lifetime.0.value() <= 0.0 {
+                return Err(invalid(
+                    format!("systems[{i}].lifetime"),
+                    "must be positive".into(),
+                ));
+            }
+        }
+        if self.platform.lifetime.0.value() <= 0.0 {
+            return Err(invalid(
+                "platform.lifetime".into(),
+                "must be positive".into(),
+            ));
+        }
+        // Products: the CRD spec schema, validated as one set by the kube crate (units,
+        // references, weights, cycles), so the config and the CRD accept the same things.
+        let validation = self.product_validation();
+        if let Some(bad) = validation.invalid.first() {
+            return Err(invalid(
+                format!("products.{}", bad.name),
+                bad.error.to_string(),
+            ));
+        }
+        if let Some((path, reason)) = self.workloads.problem() {
+            return Err(invalid(path, reason));
+        }
+        if self.inference.window.0.value() <= 0.0 {
+            return Err(invalid(
+                "inference.window".into(),
+                "must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `sources`, and each region's PUE, mix and live provider.
+    fn validate_regions(
+        &self,
+        invalid: &impl Fn(String, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
         let sources = self.source_table();
         for (name, value) in &self.sources {
             if !value.is_finite() || *value < 0.0 {
@@ -708,37 +883,10 @@ impl Config {
                 }
             }
         }
-        for (i, system) in self.systems.iter().enumerate() {
-            if system.lifetime.0.value() <= 0.0 {
-                return Err(invalid(
-                    format!("systems[{i}].lifetime"),
-                    "must be positive".into(),
-                ));
-            }
-        }
-        if self.platform.lifetime.0.value() <= 0.0 {
-            return Err(invalid(
-                "platform.lifetime".into(),
-                "must be positive".into(),
-            ));
-        }
-        // Products: the CRD spec schema, validated as one set by the kube crate (units,
-        // references, weights, cycles), so the config and the CRD accept the same things.
-        let validation = self.product_validation();
-        if let Some(bad) = validation.invalid.first() {
-            return Err(invalid(
-                format!("products.{}", bad.name),
-                bad.error.to_string(),
-            ));
-        }
-        if let Some((path, reason)) = self.workloads.problem() {
-            return Err(invalid(path, reason));
-        }
-        if self.inference.window.0.value() <= 0.0 {
-            return Err(invalid(
-                "inference.window".into(),
-                "must be positive".into(),
-            ));
+        for (name, region) in &self.regions {
+            validate_provider(&region.intensity).map_err(|(key, reason)| {
+                invalid(format!("regions.{name}.intensity.{key}"), reason)
+            })?;
         }
         Ok(())
     }
@@ -777,6 +925,17 @@ impl Config {
                             .fallback
                             .map(|q| q.0)
                             .unwrap_or(LIVE_INTENSITY_FALLBACK),
+                        signal: live.signal,
+                    },
+                    IntensityConfig::ElectricityMaps { fallback, .. } => IntensitySpec::Provider {
+                        provider: PROVIDER_ELECTRICITY_MAPS.to_owned(),
+                        signal: Signal::Average,
+                        fallback: fallback.map(|q| q.0).unwrap_or(LIVE_INTENSITY_FALLBACK),
+                    },
+                    IntensityConfig::WattTime { fallback, .. } => IntensitySpec::Provider {
+                        provider: PROVIDER_WATTTIME.to_owned(),
+                        signal: Signal::Marginal,
+                        fallback: fallback.map(|q| q.0).unwrap_or(LIVE_INTENSITY_FALLBACK),
                     },
                 };
                 (
@@ -884,6 +1043,51 @@ impl Config {
             watch_ray_clusters: self.workloads.watch_ray_clusters,
         }
     }
+}
+
+/// Checks of a provider section: names present, URL usable, poll interval sane.
+fn validate_provider(intensity: &IntensityConfig) -> Result<(), (String, String)> {
+    let (section, id_key, id, url, poll) = match intensity {
+        IntensityConfig::ElectricityMaps { provider: p, .. } => (
+            "electricityMaps",
+            "zone",
+            &p.zone,
+            &p.url,
+            p.poll_interval.0,
+        ),
+        IntensityConfig::WattTime { provider: p, .. } => {
+            ("wattTime", "region", &p.region, &p.url, p.poll_interval.0)
+        }
+        _ => return Ok(()),
+    };
+    if id.trim().is_empty() {
+        return Err((format!("{section}.{id_key}"), "must not be empty".into()));
+    }
+    if let Some(url) = url {
+        let authority = url.split("://").nth(1).and_then(|r| r.split('/').next());
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err((
+                format!("{section}.url"),
+                "must start with http:// or https://".into(),
+            ));
+        }
+        if authority.is_some_and(|a| a.contains('@')) {
+            return Err((
+                format!("{section}.url"),
+                "credentials in the URL end up in the ConfigMap and in logs: use the credential files".into(),
+            ));
+        }
+    }
+    if poll.value() < MIN_POLL_INTERVAL.value() {
+        return Err((
+            format!("{section}.pollInterval"),
+            format!(
+                "at least {}s (providers rate-limit)",
+                MIN_POLL_INTERVAL.value()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A kube-validated request counter as the telemetry crate's query.
@@ -1055,5 +1259,71 @@ mod tests {
             panic!("static expected")
         };
         assert!((ci.value() - (0.8 * 820.0 + 0.2 * 48.0)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn live_providers_parse_with_their_signal() {
+        let text = "regions:\n  de: {pue: 1.2, intensity: {electricityMaps: {zone: DE, tokenFile: /s/em}, fallback: 380}}\n  ca:\n    pue: 1.1\n    intensity:\n      wattTime: {region: CAISO_NORTH, usernameFile: /s/u, passwordFile: /s/p, pollInterval: 10m}\n  p: {pue: 1.0, intensity: {promql: 'x', signal: marginal}}\ndefaultRegion: de\n";
+        let config = Config::parse(text, "c.yaml").unwrap_or_else(|e| panic!("{e}"));
+        let settings = config.settings();
+        assert_eq!(
+            settings.regions["de"].intensity,
+            IntensitySpec::Provider {
+                provider: PROVIDER_ELECTRICITY_MAPS.into(),
+                signal: Signal::Average,
+                fallback: GramsPerKwh(380.0),
+            }
+        );
+        assert_eq!(settings.regions["ca"].intensity.signal(), Signal::Marginal);
+        assert_eq!(settings.regions["p"].intensity.signal(), Signal::Marginal);
+        let IntensityConfig::WattTime { provider, .. } = &config.regions["ca"].intensity else {
+            panic!("wattTime expected")
+        };
+        assert_eq!(provider.poll_interval.0, Seconds(600.0));
+        let providers = crate::sources::intensity_providers(&config)
+            .unwrap_or_else(|(r, e)| panic!("{r}: {e}"));
+        assert_eq!(providers.len(), 2);
+        assert_eq!(providers["ca"].poll_interval(), Seconds(600.0));
+    }
+
+    #[test]
+    fn provider_mistakes_are_located() {
+        // A typo inside the provider: its own path, line and column.
+        let text = "regions:\n  de:\n    pue: 1.2\n    intensity:\n      electricityMaps:\n        zone: DE\n        tokenFle: /s/em\ndefaultRegion: de\n";
+        let err = Config::parse(text, "c.yaml").unwrap_err();
+        let ConfigError::Syntax { path, line, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(
+            path, "regions.de.intensity.electricityMaps.tokenFle",
+            "{err}"
+        );
+        assert_eq!(*line, 7, "{err}");
+        // Two forms at once, a signal on a provider, a short poll, a URL with credentials.
+        for (yaml, want) in [
+            ("{mix: {coal: 1}, promql: x}", "exactly one"),
+            (
+                "{electricityMaps: {zone: DE, tokenFile: /t}, signal: marginal}",
+                "promql only",
+            ),
+            (
+                "{wattTime: {region: R, usernameFile: /u, passwordFile: /p, pollInterval: 1s}}",
+                "wattTime.pollInterval",
+            ),
+            (
+                "{electricityMaps: {zone: DE, tokenFile: /t, url: 'https://a:b@h'}}",
+                "electricityMaps.url",
+            ),
+            (
+                "{electricityMaps: {zone: '', tokenFile: /t}}",
+                "electricityMaps.zone",
+            ),
+        ] {
+            let text =
+                format!("regions:\n  de: {{pue: 1.2, intensity: {yaml}}}\ndefaultRegion: de\n");
+            let msg = Config::parse(&text, "c.yaml").unwrap_err().to_string();
+            assert!(msg.contains("regions.de.intensity"), "{yaml}: {msg}");
+            assert!(msg.contains(want), "{yaml}: {msg}");
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::interval::{Conditions, IntervalInput, IntervalReport, book_interval};
 use crate::requests::{RequestBooks, RequestRead};
-use crate::settings::{IntensitySpec, Settings};
+use crate::settings::{IntensitySpec, RegionDef, Settings};
 use crate::state::LedgerState;
 use crate::view::{RegionStatus, SharedView, SourceStatus};
 use async_trait::async_trait;
@@ -12,7 +12,9 @@ use jobcarbon_core::{
     ClusterSnapshot, EnergyOwner, EnergyReading, GramsPerKwh, PodFacts, PodKey, ProductDef, Seconds,
 };
 use jobcarbon_telemetry::counters::{CounterTracker, FirstSight, Rejection};
-use jobcarbon_telemetry::{EnergySource, EstimatedNode, EstimationCell, MetricQuery, RequestQuery};
+use jobcarbon_telemetry::{
+    EnergySource, EstimatedNode, EstimationCell, MetricQuery, PolledProvider, RequestQuery,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -67,8 +69,10 @@ pub struct Ledger {
     pub(crate) energy_counters: BTreeMap<String, CounterTracker>,
     pub(crate) request_books: RequestBooks,
     last_snapshot: Option<ClusterSnapshot>,
-    /// Last good live intensity per region, and when it was read.
+    /// Last good live intensity per region, and the interval it was read for.
     live: BTreeMap<String, (GramsPerKwh, Seconds)>,
+    /// Live intensity providers by region (`IntensitySpec::Provider`).
+    providers: BTreeMap<String, PolledProvider>,
     pub(crate) state: LedgerState,
     view: SharedView,
     /// The estimated source's pod → node mapping and coefficients, refreshed each interval.
@@ -98,6 +102,7 @@ impl Ledger {
             request_books: RequestBooks::default(),
             last_snapshot: None,
             live: BTreeMap::new(),
+            providers: BTreeMap::new(),
             state: LedgerState::default(),
             view,
             estimation: None,
@@ -133,6 +138,12 @@ impl Ledger {
             })
             .collect();
         cell.update(pods, nodes);
+    }
+
+    /// Attach the live intensity providers of `IntensitySpec::Provider` regions, by region.
+    pub fn with_intensity_providers(mut self, providers: BTreeMap<String, PolledProvider>) -> Self {
+        self.providers = providers;
+        self
     }
 
     /// Start from a restored state (checkpoint).
@@ -219,6 +230,7 @@ impl Ledger {
             Ok(mut view) => {
                 view.state = self.state.clone();
                 view.regions = regions;
+                view.default_region = Some(self.settings.default_region.clone());
                 view.sources = statuses;
                 view.interval_seconds.observe(elapsed);
             }
@@ -370,39 +382,27 @@ impl Ledger {
     ) -> (BTreeMap<String, Conditions>, BTreeMap<String, RegionStatus>) {
         let mut conditions = BTreeMap::new();
         let mut regions = BTreeMap::new();
-        for (name, def) in &self.settings.regions {
+        let defs: Vec<(String, RegionDef)> = self
+            .settings
+            .regions
+            .iter()
+            .map(|(n, d)| (n.clone(), d.clone()))
+            .collect();
+        for (name, def) in defs {
             let (intensity, staleness) = match &def.intensity {
                 IntensitySpec::Static(ci) => (*ci, None),
-                IntensitySpec::Live { promql, fallback } => {
-                    let read = match &self.sources.metrics {
-                        Some(m) => Some(m.scalar(promql, at).await),
-                        None => None,
-                    };
-                    match read {
-                        Some(Ok(v)) if v.is_finite() && v >= 0.0 => {
-                            self.live.insert(name.clone(), (GramsPerKwh(v), at));
-                        }
-                        Some(Ok(v)) => {
-                            tracing::warn!(region = %name, value = v, "live intensity is not a non-negative number; keeping the last good value");
-                        }
-                        Some(Err(e)) => {
-                            tracing::warn!(region = %name, error = %e, "live intensity query failed; keeping the last good value");
-                            *statuses
-                                .entry(QUERY_SOURCE.to_owned())
-                                .or_default()
-                                .errors
-                                .entry(e.kind().to_owned())
-                                .or_insert(0) += 1;
-                        }
-                        None => {}
-                    }
-                    match self.live.get(name) {
-                        Some((ci, read_at)) => (*ci, Some((at - *read_at).non_negative())),
-                        // Never read: the fallback, and staleness since the ledger started.
-                        None => (*fallback, Some(Seconds(f64::INFINITY))),
-                    }
+                IntensitySpec::Live {
+                    promql, fallback, ..
+                } => {
+                    self.read_promql(&name, promql, at, statuses).await;
+                    self.last_good(&name, *fallback, at)
+                }
+                IntensitySpec::Provider { fallback, .. } => {
+                    self.read_provider(&name, at, statuses).await;
+                    self.last_good(&name, *fallback, at)
                 }
             };
+            let forecast = self.providers.get(&name).and_then(|p| p.last_forecast());
             conditions.insert(
                 name.clone(),
                 Conditions {
@@ -411,15 +411,95 @@ impl Ledger {
                 },
             );
             regions.insert(
-                name.clone(),
+                name,
                 RegionStatus {
                     pue: def.pue,
                     intensity,
                     staleness,
+                    signal: def.intensity.signal(),
+                    forecast,
                 },
             );
         }
         (conditions, regions)
+    }
+
+    /// The last good live value and its age at `at`; the fallback (stale forever) before any.
+    fn last_good(
+        &self,
+        region: &str,
+        fallback: GramsPerKwh,
+        at: Seconds,
+    ) -> (GramsPerKwh, Option<Seconds>) {
+        match self.live.get(region) {
+            Some((ci, read_at)) => (*ci, Some((at - *read_at).non_negative())),
+            None => (fallback, Some(Seconds(f64::INFINITY))),
+        }
+    }
+
+    /// A PromQL intensity evaluated at `at` (the past, when backfilling).
+    async fn read_promql(
+        &mut self,
+        name: &str,
+        promql: &str,
+        at: Seconds,
+        statuses: &mut BTreeMap<String, SourceStatus>,
+    ) {
+        let read = match &self.sources.metrics {
+            Some(m) => m.scalar(promql, at).await,
+            None => return,
+        };
+        match read {
+            Ok(v) if v.is_finite() && v >= 0.0 => {
+                self.live.insert(name.to_owned(), (GramsPerKwh(v), at));
+            }
+            Ok(v) => {
+                tracing::warn!(region = %name, value = v, "live intensity is not a non-negative number; keeping the last good value");
+            }
+            Err(e) => {
+                tracing::warn!(region = %name, error = %e, "live intensity query failed; keeping the last good value");
+                *statuses
+                    .entry(QUERY_SOURCE.to_owned())
+                    .or_default()
+                    .errors
+                    .entry(e.kind().to_owned())
+                    .or_insert(0) += 1;
+            }
+        }
+    }
+
+    /// A provider's intensity for the interval ending at `at`: its latest value for a
+    /// current interval, its history for a past one (backfill). The forecast is refreshed
+    /// alongside (cached for the poll interval).
+    async fn read_provider(
+        &mut self,
+        name: &str,
+        at: Seconds,
+        statuses: &mut BTreeMap<String, SourceStatus>,
+    ) {
+        let Some(provider) = self.providers.get(name) else {
+            return;
+        };
+        let now = jobcarbon_telemetry::now();
+        let start = at - self.settings.interval;
+        let read = provider.intensity_over(start, at, now).await;
+        let forecast = provider.forecast(now).await.err();
+        let status = statuses.entry(provider.name().to_owned()).or_default();
+        let read = match read {
+            Ok(ci) => {
+                status.last_success = Some(at);
+                self.live.insert(name.to_owned(), (ci, at));
+                None
+            }
+            Err(e) => Some(e),
+        };
+        for e in read.iter().chain(forecast.iter()) {
+            // Waiting out a backoff is not another failure.
+            if !matches!(e, jobcarbon_telemetry::ProviderError::BackingOff { .. }) {
+                tracing::warn!(region = %name, error = %e, "intensity provider failed; keeping the last good value");
+                *status.errors.entry(e.kind().to_owned()).or_insert(0) += 1;
+            }
+        }
     }
 }
 

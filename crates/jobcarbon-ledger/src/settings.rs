@@ -3,6 +3,7 @@
 use jobcarbon_core::estimation::{
     CCF_UNKNOWN, CpuCoefficients, instance_microarchitecture, microarchitecture,
 };
+use jobcarbon_core::intensity::Signal;
 use jobcarbon_core::{Grams, GramsPerKwh, GramsPerSecond, NodeFacts, Pue, Seconds};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -32,11 +33,31 @@ pub enum PlatformSplit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum IntensitySpec {
     Static(GramsPerKwh),
-    /// A live PromQL value; the last good value is kept when the query fails.
+    /// A live PromQL value, evaluated at each interval's end (also when backfilling); the
+    /// last good value is kept when the query fails.
     Live {
         promql: String,
         fallback: GramsPerKwh,
+        #[serde(default)]
+        signal: Signal,
     },
+    /// A live provider (`electricity-maps`, `watttime`), attached to the ledger with
+    /// `Ledger::with_intensity_providers`; its history books past intervals.
+    Provider {
+        provider: String,
+        signal: Signal,
+        fallback: GramsPerKwh,
+    },
+}
+
+impl IntensitySpec {
+    /// The kind of figure booked: static figures and mixes are averages.
+    pub fn signal(&self) -> Signal {
+        match self {
+            IntensitySpec::Static(_) => Signal::Average,
+            IntensitySpec::Live { signal, .. } | IntensitySpec::Provider { signal, .. } => *signal,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

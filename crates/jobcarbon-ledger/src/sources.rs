@@ -7,13 +7,18 @@
 //! | `kepler` | Kepler | Kepler ≥ 0.11.4 `kepler_{pod,node}_gpu_*` |
 //! | `off` | Kepler | none |
 
-use crate::config::{Config, CpuMode, GpuMode, KeplerMode, PrometheusConfig};
+use crate::config::{Config, CpuMode, GpuMode, IntensityConfig, KeplerMode, PrometheusConfig};
 use jobcarbon_core::{Component, Seconds};
 use jobcarbon_telemetry::dcgm::{DcgmConfig, DcgmSource};
+use jobcarbon_telemetry::intensity::{
+    ElectricityMaps, ElectricityMapsConfig, IntensityProvider, PolledProvider, ProviderError,
+    WattTime, WattTimeConfig,
+};
 use jobcarbon_telemetry::kepler::{self, KeplerConfig, KeplerSource};
 use jobcarbon_telemetry::prom::{Auth, PromClient, PromConfig, TlsFiles};
 use jobcarbon_telemetry::{EnergySource, NodeAgentSource, NodeAgentSourceConfig, SourceError};
 use jobcarbon_telemetry::{EstimatedSource, EstimationCell};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -133,6 +138,51 @@ pub fn energy_sources(config: &Config, client: &PromClient) -> Result<EnergySour
         sources,
         estimation,
     })
+}
+
+/// Requests to an intensity provider give up after this long.
+const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One live intensity provider per region whose intensity names one, polled no faster than
+/// its `pollInterval`. Fails on an unusable URL (a configuration error).
+pub fn intensity_providers(
+    config: &Config,
+) -> Result<BTreeMap<String, PolledProvider>, (String, ProviderError)> {
+    let mut out = BTreeMap::new();
+    for (name, region) in &config.regions {
+        let (provider, poll): (Box<dyn IntensityProvider>, Seconds) = match &region.intensity {
+            IntensityConfig::ElectricityMaps { provider: p, .. } => {
+                let em = ElectricityMaps::new(&ElectricityMapsConfig {
+                    zone: p.zone.clone(),
+                    token_file: p.token_file.clone(),
+                    url: p
+                        .url
+                        .clone()
+                        .unwrap_or_else(|| ElectricityMapsConfig::DEFAULT_URL.to_owned()),
+                    timeout: PROVIDER_TIMEOUT,
+                })
+                .map_err(|e| (name.clone(), e))?;
+                (Box::new(em), p.poll_interval.0)
+            }
+            IntensityConfig::WattTime { provider: p, .. } => {
+                let wt = WattTime::new(&WattTimeConfig {
+                    region: p.region.clone(),
+                    username_file: p.username_file.clone(),
+                    password_file: p.password_file.clone(),
+                    url: p
+                        .url
+                        .clone()
+                        .unwrap_or_else(|| WattTimeConfig::DEFAULT_URL.to_owned()),
+                    timeout: PROVIDER_TIMEOUT,
+                })
+                .map_err(|e| (name.clone(), e))?;
+                (Box::new(wt), p.poll_interval.0)
+            }
+            _ => continue,
+        };
+        out.insert(name.clone(), PolledProvider::new(provider, poll));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

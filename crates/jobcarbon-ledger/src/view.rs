@@ -2,6 +2,7 @@
 //! and replaced after each interval.
 
 use crate::state::LedgerState;
+use jobcarbon_core::intensity::{IntensitySeries, Signal};
 use jobcarbon_core::{GramsPerKwh, Pue, Seconds};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -16,6 +17,8 @@ pub const INTERVAL_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 pub struct LedgerView {
     pub state: LedgerState,
     pub regions: BTreeMap<String, RegionStatus>,
+    /// Region of nodes without the region label (the advice's home region).
+    pub default_region: Option<String>,
     pub sources: BTreeMap<String, SourceStatus>,
     pub interval_seconds: Histogram,
     /// Checkpoint, backfill and outage health (`crate::durable`); default when not durable.
@@ -33,12 +36,29 @@ impl LedgerView {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RegionStatus {
     pub pue: Pue,
     pub intensity: GramsPerKwh,
     /// For live intensities: seconds since the last good value (None: static region).
     pub staleness: Option<Seconds>,
+    /// Average or marginal: the two must not be compared or summed across regions.
+    pub signal: Signal,
+    /// The provider's last forecast (live providers only).
+    pub forecast: Option<IntensitySeries>,
+}
+
+impl RegionStatus {
+    /// A static region's status (tests, the demo).
+    pub fn fixed(pue: Pue, intensity: GramsPerKwh) -> Self {
+        Self {
+            pue,
+            intensity,
+            staleness: None,
+            signal: Signal::Average,
+            forecast: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

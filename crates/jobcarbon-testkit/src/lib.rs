@@ -3,7 +3,10 @@
 //! - [`prometheus`]: a real Prometheus server (Debian package) on a free loopback port, with a
 //!   temp TSDB, loaded from OpenMetrics history through `promtool tsdb create-blocks-from`.
 //! - [`kube_api`]: a fake Kubernetes API server serving real Kubernetes JSON.
+//! - [`intensity_api`]: a fake Electricity Maps and WattTime API answering their documented
+//!   response shapes.
 
+pub mod intensity_api;
 pub mod kube_api;
 pub mod prometheus;
 

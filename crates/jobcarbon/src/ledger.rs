@@ -1,8 +1,9 @@
 //! `jobcarbon ledger`: the cluster accountant. Wires the real sources into the ledger loop:
-//! Kepler, DCGM and the node agent through Prometheus, request counters and live intensities through
-//! Prometheus, pods, nodes and SoftwareProducts through the Kubernetes watchers; serves
-//! /metrics and the JSON API; writes product EPC to SoftwareProduct status. With
-//! `JOBCARBON_LEADER_ELECTION_LEASE` set (chart `replicas > 1`) only the Lease holder books.
+//! Kepler, DCGM and the node agent through Prometheus, request counters and live intensities
+//! through Prometheus or the Electricity Maps / WattTime APIs, pods, nodes and
+//! SoftwareProducts through the Kubernetes watchers; serves /metrics and the JSON API; writes
+//! product EPC to SoftwareProduct status. With `JOBCARBON_LEADER_ELECTION_LEASE` set (chart
+//! `replicas > 1`) only the Lease holder books.
 
 use anyhow::Context;
 use jobcarbon_core::Seconds;
@@ -142,7 +143,11 @@ async fn serve(config: Config, listen: SocketAddr, reset: bool) -> anyhow::Resul
         config.request_queries(),
         view.clone(),
     )
-    .with_estimation(estimation);
+    .with_estimation(estimation)
+    .with_intensity_providers(
+        sources::intensity_providers(&config)
+            .map_err(|(region, e)| anyhow::anyhow!("regions.{region}.intensity: {e}"))?,
+    );
     let mut ledger = DurableLedger::open(ledger, store, settings_interval)
         .map_err(|e| anyhow::anyhow!("cannot restore the ledger state (state.file): {e}"))?;
 

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod advise;
 mod calc;
 mod chart;
 mod check_config;
@@ -41,6 +42,8 @@ enum Command {
     Node(node::Args),
     /// The embedded default: the ledger over a simulated cluster, on localhost.
     Demo(demo::Args),
+    /// When and where to start a product's next re-training run for the least carbon.
+    Advise(advise::Args),
     /// Evaluate a scenario file offline.
     Calc(calc::Args),
     /// Compare life-cycle strategies.
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_json);
     match cli.command {
+        Command::Advise(args) => advise::run(args),
         Command::Calc(args) => calc::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Datasheet(args) => datasheet::run(args),
