@@ -212,6 +212,7 @@ impl Ledger {
             conditions,
         };
         let (state, report) = book_interval(&self.state, &self.settings, &input);
+        let delta = crate::history::interval_delta(&self.state, &state, &report);
         self.state = state;
 
         let elapsed = started.elapsed().as_secs_f64();
@@ -221,6 +222,7 @@ impl Ledger {
                 view.regions = regions;
                 view.sources = statuses;
                 view.interval_seconds.observe(elapsed);
+                view.history.record(&delta);
             }
             Err(_) => tracing::error!("ledger view lock poisoned; metrics not updated"),
         }
@@ -483,6 +485,7 @@ fn nothing_booked(at: Seconds) -> IntervalReport {
         emissions: Default::default(),
         transfers: Default::default(),
         pod_terms: BTreeMap::new(),
+        pod_energy: BTreeMap::new(),
         epc_deposits: BTreeMap::new(),
         pool_deposits: BTreeMap::new(),
         pool_drains: BTreeMap::new(),

@@ -25,6 +25,9 @@ pub struct LedgerView {
     pub leader: Option<bool>,
     /// Request reads by product.
     pub requests: BTreeMap<String, crate::requests::RequestStatus>,
+    /// What each interval booked, in bounded buckets, for `/api/v1/allocation`.
+    #[serde(skip)]
+    pub history: crate::history::AllocationHistory,
 }
 
 impl LedgerView {
