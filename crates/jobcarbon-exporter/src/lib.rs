@@ -3,10 +3,14 @@
 //! - `/metrics`: OpenMetrics (or Prometheus text, by `Accept`) built by a prometheus-client [`Collector`] from the ledger
 //!   view at scrape time (finished pods vanish without bookkeeping), names of DESIGN §8;
 //! - `/api/v1/workloads`, `/api/v1/products`, `/api/v1/products/{name}`: JSON;
+//! - `/api/v1/allocation`: energy and carbon over a window by namespace, workload, phase and
+//!   product, from the ledger's own history (`jobcarbon_ledger::allocation_query`);
+//! - `/`: the web view (`ui.rs`), embedded, calling the JSON API;
 //! - `/healthz` (the process serves) and `/readyz` (the first interval is booked, or this
 //!   replica is a leader-election standby; booking held by an outage: `503 degraded: …`).
 
 mod metrics;
+mod ui;
 
 pub use metrics::{Format, LedgerCollector, encode_metrics};
 
@@ -31,6 +35,9 @@ pub fn router(view: SharedView) -> Router {
         .route("/api/v1/workloads", get(workloads))
         .route("/api/v1/products", get(products))
         .route("/api/v1/products/{name}", get(product))
+        .route("/api/v1/allocation", get(allocation))
+        .route("/", get(ui::index))
+        .route("/ui.js", get(ui::script))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(view)
@@ -329,6 +336,42 @@ async fn product(State(view): State<SharedView>, Path(name): Path<String>) -> Re
         None => (
             StatusCode::NOT_FOUND,
             axum::Json(serde_json::json!({ "error": format!("no product named {name:?}") })),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /api/v1/allocation`: parse, answer from the history, render. "now" is the end of the
+/// last booked interval (simulated time in the demo).
+async fn allocation(
+    State(view): State<SharedView>,
+    axum::extract::Query(params): axum::extract::Query<Vec<(String, String)>>,
+) -> Response {
+    use jobcarbon_ledger::allocation_query::{AllocationQuery, OutputFormat, allocate, to_csv, to_json};
+    let Ok(view) = view.read() else {
+        return unavailable("lock poisoned");
+    };
+    let now = view
+        .history
+        .latest
+        .or(view.state.last_booked)
+        .unwrap_or_else(jobcarbon_ledger::durable::wall_clock_now);
+    let query = match AllocationQuery::parse(&params, now) {
+        Ok(q) => q,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(serde_json::json!({ "error": e.message, "parameter": e.parameter })),
+            )
+                .into_response();
+        }
+    };
+    let answer = allocate(&view.history, &query);
+    match query.format {
+        OutputFormat::Json => axum::Json(to_json(&answer)).into_response(),
+        OutputFormat::Csv => (
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            to_csv(&answer, &query.aggregate),
         )
             .into_response(),
     }
