@@ -347,7 +347,9 @@ async fn allocation(
     State(view): State<SharedView>,
     axum::extract::Query(params): axum::extract::Query<Vec<(String, String)>>,
 ) -> Response {
-    use jobcarbon_ledger::allocation_query::{AllocationQuery, OutputFormat, allocate, to_csv, to_json};
+    use jobcarbon_ledger::allocation_query::{
+        AllocationQuery, OutputFormat, allocate, to_csv, to_json,
+    };
     let Ok(view) = view.read() else {
         return unavailable("lock poisoned");
     };

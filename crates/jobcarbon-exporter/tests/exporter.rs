@@ -319,11 +319,20 @@ async fn standby_is_ready_and_says_it_is_not_leader() {
 #[tokio::test]
 async fn allocation_answers_json_csv_and_400() {
     let view = booked_view();
-    let workloads_asce: f64 = view.state.pods.values().map(|a| a.carbon.asce().value()).sum();
+    let workloads_asce: f64 = view
+        .state
+        .pods
+        .values()
+        .map(|a| a.carbon.asce().value())
+        .sum();
     let unallocated: f64 = view.state.unallocated.values().map(|g| g.value()).sum();
     let app = router(std::sync::Arc::new(std::sync::RwLock::new(view)));
 
-    let (status, body) = get(&app, "/api/v1/allocation?window=1h&aggregate=workload,phase").await;
+    let (status, body) = get(
+        &app,
+        "/api/v1/allocation?window=1h&aggregate=workload,phase",
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let a: serde_json::Value = serde_json::from_str(&body).unwrap();
     let items = a["items"].as_array().unwrap();
@@ -332,8 +341,14 @@ async fn allocation_answers_json_csv_and_400() {
     let items_asce: f64 = items.iter().map(|i| i["asce_g"].as_f64().unwrap()).sum();
     let total = a["total"]["asce_g"].as_f64().unwrap();
     assert!((total - (items_asce + a["total"]["unallocated_g"].as_f64().unwrap())).abs() < 1e-9);
-    assert!((total - (workloads_asce + unallocated)).abs() <= 1e-9 * total, "{total}");
-    assert_eq!(a["window"]["end"], "1970-01-01T00:01:00Z", "now: the last booked interval");
+    assert!(
+        (total - (workloads_asce + unallocated)).abs() <= 1e-9 * total,
+        "{total}"
+    );
+    assert_eq!(
+        a["window"]["end"], "1970-01-01T00:01:00Z",
+        "now: the last booked interval"
+    );
 
     let response = app
         .clone()
@@ -345,7 +360,12 @@ async fn allocation_answers_json_csv_and_400() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
     let csv = response.into_body().collect().await.unwrap().to_bytes();
     let csv = String::from_utf8_lossy(&csv);
     assert!(csv.starts_with("start,end,namespace,workload,phase,product,unallocated_reason,"));
@@ -364,5 +384,8 @@ async fn allocation_answers_json_csv_and_400() {
     assert!(html.contains("<script src=\"/ui.js\">"));
     let (status, js) = get(&app, "/ui.js").await;
     assert_eq!(status, 200);
-    assert!(js.contains("/api/v1/allocation") && !js.contains("https:"), "no CDN");
+    assert!(
+        js.contains("/api/v1/allocation") && !js.contains("https:"),
+        "no CDN"
+    );
 }

@@ -110,10 +110,16 @@ pub fn parse_window(text: &str, now: Seconds) -> Result<(Seconds, Seconds), Para
     let (start, end) = match text.split_once(',') {
         Some((a, b)) => {
             let start = parse_instant(a).ok_or_else(|| {
-                bad("window", format!("{a:?} is neither RFC 3339 nor Unix seconds"))
+                bad(
+                    "window",
+                    format!("{a:?} is neither RFC 3339 nor Unix seconds"),
+                )
             })?;
             let end = parse_instant(b).ok_or_else(|| {
-                bad("window", format!("{b:?} is neither RFC 3339 nor Unix seconds"))
+                bad(
+                    "window",
+                    format!("{b:?} is neither RFC 3339 nor Unix seconds"),
+                )
             })?;
             (start, end)
         }
@@ -142,7 +148,9 @@ fn parse_aggregate(text: &str) -> Result<Vec<Field>, ParamError> {
             .ok_or_else(|| {
                 bad(
                     "aggregate",
-                    format!("cannot aggregate by {name:?}: use namespace, workload, phase, product"),
+                    format!(
+                        "cannot aggregate by {name:?}: use namespace, workload, phase, product"
+                    ),
                 )
             })?;
         if !fields.contains(&field) {
@@ -392,7 +400,11 @@ pub fn to_csv(a: &Allocation, aggregate: &[Field]) -> String {
             .iter()
             .map(|s| (*s).to_owned()),
     );
-    header.extend(jobcarbon_core::Term::ALL.iter().map(|t| t.as_str().to_owned()));
+    header.extend(
+        jobcarbon_core::Term::ALL
+            .iter()
+            .map(|t| t.as_str().to_owned()),
+    );
     let mut out = header.join(",") + "\n";
     let slices = if a.step.is_some() {
         a.steps.as_slice()

@@ -77,15 +77,28 @@ fn a_window_starting_before_the_ledger_counts_from_its_first_interval() {
     let h = ten_minutes();
     let q = query(&[("window", "0,4200"), ("aggregate", "workload")], 4200.0).unwrap();
     let a = allocate(&h, &q);
-    let train = &a.window.items.iter().find(|i| i.key[0].1.as_deref() == Some("Job/train"));
+    let train = &a
+        .window
+        .items
+        .iter()
+        .find(|i| i.key[0].1.as_deref() == Some("Job/train"));
     let train = train.expect("train row");
     assert!(close(train.amounts.energy.value(), 10.0));
     assert!(close(train.amounts.terms.asce().value(), 15.0));
-    assert!(close(a.window.unallocated[&UnallocatedReason::NodeIdle].value(), 2.5));
+    assert!(close(
+        a.window.unallocated[&UnallocatedReason::NodeIdle].value(),
+        2.5
+    ));
     // The largest ASCe first: api 20 g, train 15 g, prep 0 g.
-    assert_eq!(a.window.items[0].key[0].1.as_deref(), Some("Deployment/api"));
+    assert_eq!(
+        a.window.items[0].key[0].1.as_deref(),
+        Some("Deployment/api")
+    );
     let json = to_json(&a);
-    assert!(close(json["total"]["asce_g"].as_f64().unwrap(), 20.0 + 15.0 + 2.5));
+    assert!(close(
+        json["total"]["asce_g"].as_f64().unwrap(),
+        20.0 + 15.0 + 2.5
+    ));
     assert!(close(json["total"]["unallocated_g"].as_f64().unwrap(), 2.5));
     assert!(close(json["total"]["energy_j"].as_f64().unwrap(), 10.0));
     assert!(close(json["total"]["jsc_g"].as_f64().unwrap(), 30.0));
@@ -97,13 +110,26 @@ fn a_window_starting_before_the_ledger_counts_from_its_first_interval() {
 fn a_duration_window_ends_at_now_and_cuts_buckets_pro_rata() {
     let h = ten_minutes();
     // The last 3 minutes: 3 whole intervals, read pro rata from the 01:05–01:10 bucket.
-    let a = allocate(&h, &query(&[("window", "3m"), ("aggregate", "")], 4200.0).unwrap());
-    let asce: f64 = a.window.items.iter().map(|i| i.amounts.terms.asce().value()).sum();
+    let a = allocate(
+        &h,
+        &query(&[("window", "3m"), ("aggregate", "")], 4200.0).unwrap(),
+    );
+    let asce: f64 = a
+        .window
+        .items
+        .iter()
+        .map(|i| i.amounts.terms.asce().value())
+        .sum();
     assert!(close(asce, 3.0 * 3.5), "{asce}");
     assert!(close(a.window.unallocated_total().value(), 0.75));
     // Half of the first interval.
     let a = allocate(&h, &query(&[("window", "3600,3630")], 4200.0).unwrap());
-    let asce: f64 = a.window.items.iter().map(|i| i.amounts.terms.asce().value()).sum();
+    let asce: f64 = a
+        .window
+        .items
+        .iter()
+        .map(|i| i.amounts.terms.asce().value())
+        .sum();
     assert!(close(asce, 0.5 * 3.5), "{asce}");
     // Nothing before or after the books.
     let a = allocate(&h, &query(&[("window", "0,3600")], 4200.0).unwrap());
@@ -134,12 +160,19 @@ fn steps_are_utc_aligned_and_sum_to_the_window() {
     };
     assert!(close(asce(&a.steps[0]), 3.0 * 3.75));
     assert!(close(asce(&a.steps[1]), 5.0 * 3.75));
-    assert!(close(asce(&a.window), asce(&a.steps[0]) + asce(&a.steps[1])));
+    assert!(close(
+        asce(&a.window),
+        asce(&a.steps[0]) + asce(&a.steps[1])
+    ));
     let json = to_json(&a);
     assert_eq!(json["steps"].as_array().unwrap().len(), 2);
     assert_eq!(json["steps"][1]["window"]["start"], "1970-01-01T01:05:00Z");
     // A daily step over three days: UTC midnights.
-    let days = step_windows(Seconds(43_200.0), Seconds(3.0 * 86_400.0), Seconds(86_400.0));
+    let days = step_windows(
+        Seconds(43_200.0),
+        Seconds(3.0 * 86_400.0),
+        Seconds(86_400.0),
+    );
     assert_eq!(days.len(), 3);
     assert_eq!(days[1], (Seconds(86_400.0), Seconds(172_800.0)));
 }
@@ -151,16 +184,25 @@ fn an_interval_across_a_bucket_edge_is_split_by_time() {
     d.items.retain(|k, _| k.workload == "Job/train");
     h.record(&d);
     let q = query(&[("window", "3600,3900")], 3930.0).unwrap();
-    assert!(close(allocate(&h, &q).window.allocated().terms.asce().value(), 0.75));
+    assert!(close(
+        allocate(&h, &q).window.allocated().terms.asce().value(),
+        0.75
+    ));
     let q = query(&[("window", "3900,4200")], 3930.0).unwrap();
-    assert!(close(allocate(&h, &q).window.allocated().terms.asce().value(), 0.75));
+    assert!(close(
+        allocate(&h, &q).window.allocated().terms.asce().value(),
+        0.75
+    ));
 }
 
 #[test]
 fn every_aggregate() {
     let h = ten_minutes();
     let rows = |agg: &str| {
-        let a = allocate(&h, &query(&[("window", "1h"), ("aggregate", agg)], 4200.0).unwrap());
+        let a = allocate(
+            &h,
+            &query(&[("window", "1h"), ("aggregate", agg)], 4200.0).unwrap(),
+        );
         a.window
             .items
             .iter()
@@ -207,7 +249,10 @@ fn bad_parameters_name_the_parameter() {
     ];
     for (params, parameter) in cases {
         let err = query(params, 1e9).expect_err(&format!("{params:?} accepted"));
-        assert!(err.starts_with(&format!("{parameter}: ")), "{params:?}: {err}");
+        assert!(
+            err.starts_with(&format!("{parameter}: ")),
+            "{params:?}: {err}"
+        );
     }
     let q = query(&[("window", "7d"), ("format", "csv")], 1e9).unwrap();
     assert_eq!(q.format, OutputFormat::Csv);
@@ -222,7 +267,11 @@ fn bad_parameters_name_the_parameter() {
 fn csv_has_the_same_rows() {
     let h = ten_minutes();
     let q = query(
-        &[("window", "3600,4200"), ("aggregate", "namespace,product"), ("step", "5m")],
+        &[
+            ("window", "3600,4200"),
+            ("aggregate", "namespace,product"),
+            ("step", "5m"),
+        ],
         4200.0,
     )
     .unwrap();
@@ -236,8 +285,12 @@ fn csv_has_the_same_rows() {
     );
     // Per step: ml/bert, serve/bert, ml/- and node_idle.
     assert_eq!(lines.len(), 1 + 2 * 4);
-    assert!(lines.contains(&"1970-01-01T01:00:00Z,1970-01-01T01:05:00Z,serve,bert,,0,10,10,10,10,10,0,0,0,0,0"));
-    assert!(lines.contains(&"1970-01-01T01:05:00Z,1970-01-01T01:10:00Z,,,node_idle,0,0,0,0,1.25,0,0,0,0,0,0"));
+    assert!(lines.contains(
+        &"1970-01-01T01:00:00Z,1970-01-01T01:05:00Z,serve,bert,,0,10,10,10,10,10,0,0,0,0,0"
+    ));
+    assert!(lines.contains(
+        &"1970-01-01T01:05:00Z,1970-01-01T01:10:00Z,,,node_idle,0,0,0,0,1.25,0,0,0,0,0,0"
+    ));
 }
 
 #[test]

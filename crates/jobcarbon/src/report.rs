@@ -141,7 +141,10 @@ fn fetch(url: &str, query: &[(&str, &str)]) -> anyhow::Result<String> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_owned()
@@ -258,7 +261,11 @@ fn render(answer: &Value, fields: &[String], markdown: bool) -> String {
             .collect();
         let mut out = format!("Allocation, {window}\n") + &line(&header) + &line(&rule);
         for row in &body {
-            out += &line(&row.iter().map(|c| c.replace('|', "\\|")).collect::<Vec<_>>());
+            out += &line(
+                &row.iter()
+                    .map(|c| c.replace('|', "\\|"))
+                    .collect::<Vec<_>>(),
+            );
         }
         return out;
     }

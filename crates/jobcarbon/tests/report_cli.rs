@@ -23,7 +23,15 @@ impl Drop for Demo {
 
 fn start_demo() -> Demo {
     let mut child = Command::new(env!("CARGO_BIN_EXE_jobcarbon"))
-        .args(["demo", "--listen", "127.0.0.1:0", "--speed", "14400", "--table-every", "0"])
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--speed",
+            "14400",
+            "--table-every",
+            "0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -35,7 +43,11 @@ fn start_demo() -> Demo {
         .map_while(Result::ok)
         .find_map(|l| {
             let url = l.trim().strip_prefix("metrics")?.trim().to_owned();
-            Some(url.strip_prefix("http://")?.strip_suffix("/metrics")?.to_owned())
+            Some(
+                url.strip_prefix("http://")?
+                    .strip_suffix("/metrics")?
+                    .to_owned(),
+            )
         })
         .expect("the demo prints its metrics URL");
     std::thread::spawn(move || for _ in lines {});
@@ -44,14 +56,25 @@ fn start_demo() -> Demo {
 
 fn get(addr: &str, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).expect("connect");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).unwrap();
     let raw = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let mut out = String::new();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         let mut rest = body;
         while let Some((size, tail)) = rest.split_once("\r\n") {
             let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
@@ -107,7 +130,10 @@ fn allocation_matches_metrics_and_report_renders_every_format() {
         if gauge(&text, "jobcarbon_last_interval_timestamp_seconds") >= epoch + 2.0 * 86_400.0 {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(90), "the demo is too slow");
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "the demo is too slow"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 
@@ -115,31 +141,65 @@ fn allocation_matches_metrics_and_report_renders_every_format() {
     // between the two requests: about 0.02 % of two days per interval).
     let mut last = String::new();
     let agreed = (0..5).any(|_| {
-        let (status, body) = get(&demo.addr, "/api/v1/allocation?window=0,4102444800&aggregate=phase");
+        let (status, body) = get(
+            &demo.addr,
+            "/api/v1/allocation?window=0,4102444800&aggregate=phase",
+        );
         assert_eq!(status, 200, "{body}");
         let (_, text) = get(&demo.addr, "/metrics");
         let a: serde_json::Value = serde_json::from_str(&body).unwrap();
         let total = a["total"]["asce_g"].as_f64().unwrap();
         let metrics = sum_of(&text, "jobcarbon_workload_asce_grams_total")
             + sum_of(&text, "jobcarbon_unallocated_grams_total");
-        let items: f64 = a["items"].as_array().unwrap().iter().map(|i| i["asce_g"].as_f64().unwrap()).sum();
-        let unallocated: f64 = a["unallocated"].as_object().unwrap().values().map(|g| g.as_f64().unwrap()).sum();
-        assert!((items + unallocated - total).abs() <= 1e-9 * total, "Σ items + unallocated = total");
+        let items: f64 = a["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["asce_g"].as_f64().unwrap())
+            .sum();
+        let unallocated: f64 = a["unallocated"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|g| g.as_f64().unwrap())
+            .sum();
+        assert!(
+            (items + unallocated - total).abs() <= 1e-9 * total,
+            "Σ items + unallocated = total"
+        );
         last = format!("allocation {total} g, metrics {metrics} g");
         total > 0.0 && (total - metrics).abs() <= 1e-3 * metrics
     });
     assert!(agreed, "{last}");
 
     // Every format.
-    let (code, table, err) = report(&demo.addr, &["--window", "2d", "--by", "namespace,workload"]);
+    let (code, table, err) = report(
+        &demo.addr,
+        &["--window", "2d", "--by", "namespace,workload"],
+    );
     assert_eq!(code, 0, "{err}");
-    assert!(table.lines().nth(1).unwrap().starts_with("NAMESPACE"), "{table}");
-    assert!(table.contains("TOTAL") && table.contains("unallocated: node_idle"), "{table}");
-    let (code, csv, _) = report(&demo.addr, &["--window", "2d", "--by", "phase", "--format", "csv"]);
+    assert!(
+        table.lines().nth(1).unwrap().starts_with("NAMESPACE"),
+        "{table}"
+    );
+    assert!(
+        table.contains("TOTAL") && table.contains("unallocated: node_idle"),
+        "{table}"
+    );
+    let (code, csv, _) = report(
+        &demo.addr,
+        &["--window", "2d", "--by", "phase", "--format", "csv"],
+    );
     assert_eq!(code, 0);
-    assert!(csv.starts_with("start,end,phase,unallocated_reason,energy_j,"), "{csv}");
+    assert!(
+        csv.starts_with("start,end,phase,unallocated_reason,energy_j,"),
+        "{csv}"
+    );
     assert!(csv.lines().any(|l| l.contains(",inference,,")), "{csv}");
-    let (code, json, _) = report(&demo.addr, &["--window", "1d", "--by", "product", "--format", "json"]);
+    let (code, json, _) = report(
+        &demo.addr,
+        &["--window", "1d", "--by", "product", "--format", "json"],
+    );
     assert_eq!(code, 0);
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert!(json["total"]["asce_g"].as_f64().unwrap() > 0.0);
@@ -147,25 +207,52 @@ fn allocation_matches_metrics_and_report_renders_every_format() {
     let bars = dir.path().join("bars.svg");
     let (code, md, _) = report(
         &demo.addr,
-        &["--window", "2d", "--by", "phase", "--format", "md", "--chart", bars.to_str().unwrap()],
+        &[
+            "--window",
+            "2d",
+            "--by",
+            "phase",
+            "--format",
+            "md",
+            "--chart",
+            bars.to_str().unwrap(),
+        ],
     );
     assert_eq!(code, 0);
     assert!(md.contains("| PHASE |") && md.contains("| --- |"), "{md}");
     let svg = std::fs::read_to_string(&bars).unwrap();
     let doc = roxmltree::Document::parse(&svg).expect("well-formed SVG");
-    let segments = doc.descendants().filter(|n| n.has_tag_name("rect") && n.attribute("class").is_some()).count();
+    let segments = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("rect") && n.attribute("class").is_some())
+        .count();
     assert!(segments >= 5, "{svg}");
     let lines = dir.path().join("lines.svg");
     let (code, _, err) = report(
         &demo.addr,
-        &["--window", "2d", "--by", "namespace", "--step", "6h", "--chart", lines.to_str().unwrap()],
+        &[
+            "--window",
+            "2d",
+            "--by",
+            "namespace",
+            "--step",
+            "6h",
+            "--chart",
+            lines.to_str().unwrap(),
+        ],
     );
     assert_eq!(code, 0, "{err}");
     let svg = std::fs::read_to_string(&lines).unwrap();
     let doc = roxmltree::Document::parse(&svg).expect("well-formed SVG");
-    let polylines: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("polyline")).collect();
+    let polylines: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("polyline"))
+        .collect();
     assert!(polylines.len() >= 3, "{svg}");
-    assert!(polylines[0].attribute("points").unwrap().split(' ').count() >= 8, "a point per step");
+    assert!(
+        polylines[0].attribute("points").unwrap().split(' ').count() >= 8,
+        "a point per step"
+    );
 
     // Bad parameters: exit 2, naming the flag.
     let (code, _, err) = report(&demo.addr, &["--window", "soon"]);
