@@ -284,9 +284,15 @@ pub struct ProductJson {
     pub inference_grams_total: f64,
     /// Over the sliding window; null without requests in it.
     pub grams_per_request: Option<f64>,
+    /// Its parents: `{product, weight, via: model|dataset}`.
+    pub parents: Vec<jobcarbon_ledger::view::ParentEdge>,
 }
 
-pub fn product_json(name: &str, p: &ProductAccount) -> ProductJson {
+pub fn product_json(
+    name: &str,
+    p: &ProductAccount,
+    parents: Option<&Vec<jobcarbon_ledger::view::ParentEdge>>,
+) -> ProductJson {
     ProductJson {
         name: name.to_owned(),
         kind: p.kind.as_str().to_owned(),
@@ -300,6 +306,7 @@ pub fn product_json(name: &str, p: &ProductAccount) -> ProductJson {
         requests_total: p.requests_total,
         inference_grams_total: p.inference_grams_total.value(),
         grams_per_request: p.grams_per_request(),
+        parents: parents.cloned().unwrap_or_default(),
     }
 }
 
@@ -322,7 +329,7 @@ async fn products(State(view): State<SharedView>) -> Response {
         .state
         .products
         .iter()
-        .map(|(name, p)| product_json(name, p))
+        .map(|(name, p)| product_json(name, p, view.lineage.get(name)))
         .collect();
     axum::Json(serde_json::json!({ "products": products })).into_response()
 }
@@ -332,7 +339,7 @@ async fn product(State(view): State<SharedView>, Path(name): Path<String>) -> Re
         return unavailable("lock poisoned");
     };
     match view.state.products.get(&name) {
-        Some(p) => axum::Json(product_json(&name, p)).into_response(),
+        Some(p) => axum::Json(product_json(&name, p, view.lineage.get(&name))).into_response(),
         None => (
             StatusCode::NOT_FOUND,
             axum::Json(serde_json::json!({ "error": format!("no product named {name:?}") })),

@@ -203,6 +203,7 @@ impl Ledger {
         let read = self.read_requests(&snapshot, at, &mut statuses).await;
         let (conditions, regions) = self.resolve_regions(at, &mut statuses).await;
 
+        let lineage = crate::view::lineage_of(&snapshot.products);
         let input = IntervalInput {
             at,
             snapshot,
@@ -223,6 +224,7 @@ impl Ledger {
                 view.sources = statuses;
                 view.interval_seconds.observe(elapsed);
                 view.history.record(&delta);
+                view.lineage = lineage;
             }
             Err(_) => tracing::error!("ledger view lock poisoned; metrics not updated"),
         }

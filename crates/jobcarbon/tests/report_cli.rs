@@ -264,6 +264,12 @@ fn allocation_matches_metrics_and_report_renders_every_format() {
     let (code, _, _) = report("127.0.0.1:1", &[]);
     assert_eq!(code, 1, "unreachable ledger");
 
+    // The lineage the web view draws: distilbert derives from bert-base.
+    let (_, body) = get(&demo.addr, "/api/v1/products/distilbert");
+    let product: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let parents = product["parents"].as_array().expect("parents");
+    assert!(parents.iter().any(|e| e["via"] == "model"), "{body}");
+
     // The web view.
     let (status, html) = get(&demo.addr, "/");
     assert_eq!(status, 200);

@@ -71,12 +71,51 @@ function renderProducts(products) {
     { name: "inherited", get: (p) => grams(p.inherited_g) },
     { name: "declared", get: (p) => grams(p.declared_g) },
   ], products);
+  $("lineage").innerHTML = lineage(products);
   table($("inference"), [
     { name: "model", text: true, get: (p) => p.name },
     { name: "per inference (window)", get: (p) => grams(p.grams_per_request) },
     { name: "requests", get: (p) => Math.round(p.requests_total) },
     { name: "inference total", get: (p) => grams(p.inference_grams_total) },
   ], products.filter((p) => p.grams_per_request != null));
+}
+
+// Lineage: products in columns by depth (parents left), an arrow per edge with its weight.
+function lineage(products) {
+  const byName = new Map(products.map((p) => [p.name, p]));
+  const depth = new Map();
+  const depthOf = (name, seen = new Set()) => {
+    if (depth.has(name)) return depth.get(name);
+    if (seen.has(name)) return 0; // a cycle is refused by the ledger; never loop here
+    seen.add(name);
+    const parents = byName.get(name)?.parents ?? [];
+    const d = parents.length ? 1 + Math.max(...parents.map((e) => depthOf(e.product, seen))) : 0;
+    depth.set(name, d);
+    return d;
+  };
+  const names = [...new Set(products.flatMap((p) => [p.name, ...p.parents.map((e) => e.product)]))];
+  if (!products.some((p) => p.parents.length)) return "";
+  const columns = [];
+  names.forEach((n) => (columns[depthOf(n)] ??= []).push(n));
+  const pos = new Map(), W = 170, H = 54;
+  columns.forEach((col, x) => col.forEach((n, y) => pos.set(n, [20 + x * (W + 60), 20 + y * (H + 20)])));
+  const width = 40 + columns.length * (W + 60), height = 40 + Math.max(...columns.map((c) => c.length)) * (H + 20);
+  let svg = `<svg xmlns="http://www.w3.org/2000/svg" id="lineage-graph" width="${width}" height="${height}" font-size="11">`;
+  svg += '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" orient="auto"><path d="M0,0L10,5L0,10z"/></marker></defs>';
+  products.forEach((p) => p.parents.forEach((e) => {
+    const [px, py] = pos.get(e.product), [cx, cy] = pos.get(p.name);
+    const x1 = px + W, y1 = py + H / 2, x2 = cx, y2 = cy + H / 2;
+    svg += `<line class="edge" x1="${x1}" y1="${y1}" x2="${x2}" y2="${y2}" stroke="#555" marker-end="url(#arrow)"/>`;
+    svg += `<text x="${(x1 + x2) / 2}" y="${(y1 + y2) / 2 - 3}" text-anchor="middle">${esc(e.via)} × ${e.weight}</text>`;
+  }));
+  names.forEach((n) => {
+    const [x, y] = pos.get(n), p = byName.get(n);
+    svg += `<g class="product"><rect x="${x}" y="${y}" width="${W}" height="${H}" rx="6" fill="${p?.type === "dataset" ? "#e8f4e8" : "#e8eef8"}" stroke="#888"/>`;
+    svg += `<text x="${x + 8}" y="${y + 18}" font-weight="bold">${esc(n)}</text>`;
+    if (p) svg += `<text x="${x + 8}" y="${y + 34}">EPC ${grams(p.epc_g)}</text><text x="${x + 8}" y="${y + 48}">inherited ${grams(p.inherited_g)}</text>`;
+    svg += "</g>";
+  });
+  return svg + "</svg>";
 }
 
 // Allocation: stacked bars by term per group (one bar per step when a step is given).
