@@ -275,3 +275,68 @@ fn allocation_matches_metrics_and_report_renders_every_format() {
     assert_eq!(status, 200);
     assert!(html.contains("/ui.js"));
 }
+
+/// The web view in headless Chromium (Debian `chromium`, `scripts/install-tools.sh`): the
+/// page's script runs, calls the JSON API and fills every section.
+#[test]
+fn web_view_renders_in_headless_chromium() {
+    let demo = start_demo();
+    let epoch = 1_767_225_600.0;
+    let start = Instant::now();
+    // Past 12 h: inference with per-request figures, and the lineage defined.
+    while gauge(
+        &get(&demo.addr, "/metrics").1,
+        "jobcarbon_last_interval_timestamp_seconds",
+    ) < epoch + 86_400.0
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "the demo is too slow"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let chromium = std::env::var("CHROMIUM_BIN").unwrap_or_else(|_| "chromium".into());
+    let out = Command::new(&chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+        ])
+        .arg("--dump-dom")
+        .arg(format!("http://{}/", demo.addr))
+        .output()
+        .unwrap_or_else(|e| panic!("{chromium}: {e} (run scripts/install-tools.sh)"));
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && !dom.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Cards with numbers, the workload table, the lineage graph, per-inference grams, the chart.
+    for card in ["energy", "JSC", "ASC", "JSCe", "ASCe (jobs)", "unallocated"] {
+        assert!(
+            dom.contains(&format!("<div class=\"card\">{card}<b>")),
+            "{card}: {dom}"
+        );
+    }
+    assert!(
+        dom.contains("Job/bert-pretrain") && dom.contains("page 1 / 1"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("id=\"lineage-graph\"") && dom.contains("dataset × 0.5"),
+        "{dom}"
+    );
+    let inference = dom.split("id=\"inference\"").nth(1).unwrap_or("");
+    assert!(inference.contains("distilbert"), "{dom}");
+    assert!(
+        dom.contains("class=\"legend\"") && dom.contains("<rect"),
+        "{dom}"
+    );
+    let error = dom
+        .split("id=\"aerr\">")
+        .nth(1)
+        .and_then(|s| s.split('<').next());
+    assert_eq!(error, Some(""), "the allocation query failed");
+}

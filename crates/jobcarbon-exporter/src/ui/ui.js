@@ -97,16 +97,19 @@ function lineage(products) {
   if (!products.some((p) => p.parents.length)) return "";
   const columns = [];
   names.forEach((n) => (columns[depthOf(n)] ??= []).push(n));
-  const pos = new Map(), W = 170, H = 54;
-  columns.forEach((col, x) => col.forEach((n, y) => pos.set(n, [20 + x * (W + 60), 20 + y * (H + 20)])));
-  const width = 40 + columns.length * (W + 60), height = 40 + Math.max(...columns.map((c) => c.length)) * (H + 20);
+  const pos = new Map(), W = 170, H = 54, top = 60;
+  columns.forEach((col, x) => col.forEach((n, y) => pos.set(n, [20 + x * (W + 60), top + y * (H + 20)])));
+  const width = 40 + columns.length * (W + 60), height = top + 20 + Math.max(...columns.map((c) => c.length)) * (H + 20);
   let svg = `<svg xmlns="http://www.w3.org/2000/svg" id="lineage-graph" width="${width}" height="${height}" font-size="11">`;
   svg += '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" orient="auto"><path d="M0,0L10,5L0,10z"/></marker></defs>';
   products.forEach((p) => p.parents.forEach((e) => {
     const [px, py] = pos.get(e.product), [cx, cy] = pos.get(p.name);
     const x1 = px + W, y1 = py + H / 2, x2 = cx, y2 = cy + H / 2;
-    svg += `<line class="edge" x1="${x1}" y1="${y1}" x2="${x2}" y2="${y2}" stroke="#555" marker-end="url(#arrow)"/>`;
-    svg += `<text x="${(x1 + x2) / 2}" y="${(y1 + y2) / 2 - 3}" text-anchor="middle">${esc(e.via)} × ${e.weight}</text>`;
+    // Edges that skip a column arc over the boxes in between.
+    const lift = x2 - x1 > W + 60 ? H : 0;
+    const mx = (x1 + x2) / 2, my = (y1 + y2) / 2 - lift - 4;
+    svg += `<path class="edge" d="M${x1},${y1} Q${mx},${(y1 + y2) / 2 - 2 * lift} ${x2},${y2}" fill="none" stroke="#555" marker-end="url(#arrow)"/>`;
+    svg += `<text x="${mx}" y="${my}" text-anchor="middle" font-size="10">${esc(e.via)} × ${e.weight}</text>`;
   }));
   names.forEach((n) => {
     const [x, y] = pos.get(n), p = byName.get(n);
@@ -120,12 +123,13 @@ function lineage(products) {
 
 // Allocation: stacked bars by term per group (one bar per step when a step is given).
 function chart(items, label) {
-  const width = 720, bar = 22, pad = 160, height = items.length * (bar + 6) + 10;
+  const width = 860, bar = 22, pad = 300, height = items.length * (bar + 6) + 10;
   const max = Math.max(1e-12, ...items.map((i) => TERMS.reduce((s, t) => s + Math.max(0, i.terms[t]), 0)));
   let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" role="img">`;
   items.forEach((it, row) => {
     let x = pad; const y = 5 + row * (bar + 6);
-    svg += `<text x="${pad - 6}" y="${y + bar * 0.7}" text-anchor="end" font-size="11">${esc(label(it))}</text>`;
+    const name = label(it);
+    svg += `<text x="${pad - 6}" y="${y + bar * 0.7}" text-anchor="end" font-size="11">${esc(name.length > 48 ? name.slice(0, 47) + "…" : name)}</text>`;
     TERMS.forEach((t, k) => {
       const w = Math.max(0, it.terms[t]) / max * (width - pad - 90);
       if (w > 0) svg += `<rect x="${x}" y="${y}" width="${w}" height="${bar}" fill="${COLOURS[k]}"><title>${t}: ${grams(it.terms[t])}</title></rect>`;
