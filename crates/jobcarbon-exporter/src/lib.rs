@@ -5,12 +5,16 @@
 //! - `/api/v1/workloads`, `/api/v1/products`, `/api/v1/products/{name}`: JSON;
 //! - `/api/v1/advice`: the least-carbon start and region for a product's next re-training
 //!   run ([`advice`]);
+//! - `/api/v1/allocation`: energy and carbon over a window by namespace, workload, phase and
+//!   product, from the ledger's own history (`jobcarbon_ledger::allocation_query`);
+//! - `/`: the web view (`ui.rs`), embedded, calling the JSON API;
 //! - `/healthz` (the process serves) and `/readyz` (the first interval is booked, or this
 //!   replica is a leader-election standby; booking held by an outage: `503 degraded: …`).
 
 pub mod advice;
 mod metrics;
 mod server;
+mod ui;
 
 pub use metrics::{Format, LedgerCollector, encode_metrics};
 pub use server::{HEADER_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_HEADER_BYTES};
@@ -37,6 +41,9 @@ pub fn router(view: SharedView) -> Router {
         .route("/api/v1/products", get(products))
         .route("/api/v1/products/{name}", get(product))
         .route("/api/v1/advice", get(advice_handler))
+        .route("/api/v1/allocation", get(allocation))
+        .route("/", get(ui::index))
+        .route("/ui.js", get(ui::script))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(view)
@@ -281,9 +288,15 @@ pub struct ProductJson {
     pub inference_grams_total: f64,
     /// Over the sliding window; null without requests in it.
     pub grams_per_request: Option<f64>,
+    /// Its parents: `{product, weight, via: model|dataset}`.
+    pub parents: Vec<jobcarbon_ledger::view::ParentEdge>,
 }
 
-pub fn product_json(name: &str, p: &ProductAccount) -> ProductJson {
+pub fn product_json(
+    name: &str,
+    p: &ProductAccount,
+    parents: Option<&Vec<jobcarbon_ledger::view::ParentEdge>>,
+) -> ProductJson {
     ProductJson {
         name: name.to_owned(),
         kind: p.kind.as_str().to_owned(),
@@ -297,6 +310,7 @@ pub fn product_json(name: &str, p: &ProductAccount) -> ProductJson {
         requests_total: p.requests_total,
         inference_grams_total: p.inference_grams_total.value(),
         grams_per_request: p.grams_per_request(),
+        parents: parents.cloned().unwrap_or_default(),
     }
 }
 
@@ -319,7 +333,7 @@ async fn products(State(view): State<SharedView>) -> Response {
         .state
         .products
         .iter()
-        .map(|(name, p)| product_json(name, p))
+        .map(|(name, p)| product_json(name, p, view.lineage.get(name)))
         .collect();
     axum::Json(serde_json::json!({ "products": products })).into_response()
 }
@@ -350,7 +364,7 @@ async fn product(State(view): State<SharedView>, Path(name): Path<String>) -> Re
         return unavailable("lock poisoned");
     };
     match view.state.products.get(&name) {
-        Some(p) => axum::Json(product_json(&name, p)).into_response(),
+        Some(p) => axum::Json(product_json(&name, p, view.lineage.get(&name))).into_response(),
         None => (
             StatusCode::NOT_FOUND,
             axum::Json(serde_json::json!({ "error": format!("no product named {name:?}") })),
@@ -369,5 +383,43 @@ async fn advice_handler(
     match advice::advice_json(&view, &params, jobcarbon_ledger::durable::wall_clock_now()) {
         Ok(answer) => axum::Json(answer).into_response(),
         Err(bad) => (StatusCode::BAD_REQUEST, axum::Json(bad)).into_response(),
+    }
+}
+
+/// `GET /api/v1/allocation`: parse, answer from the history, render. "now" is the end of the
+/// last booked interval (simulated time in the demo).
+async fn allocation(
+    State(view): State<SharedView>,
+    axum::extract::Query(params): axum::extract::Query<Vec<(String, String)>>,
+) -> Response {
+    use jobcarbon_ledger::allocation_query::{
+        AllocationQuery, OutputFormat, allocate, to_csv, to_json,
+    };
+    let Ok(view) = view.read() else {
+        return unavailable("lock poisoned");
+    };
+    let now = view
+        .history
+        .latest
+        .or(view.state.last_booked)
+        .unwrap_or_else(jobcarbon_ledger::durable::wall_clock_now);
+    let query = match AllocationQuery::parse(&params, now) {
+        Ok(q) => q,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(serde_json::json!({ "error": e.message, "parameter": e.parameter })),
+            )
+                .into_response();
+        }
+    };
+    let answer = allocate(&view.history, &query);
+    match query.format {
+        OutputFormat::Json => axum::Json(to_json(&answer)).into_response(),
+        OutputFormat::Csv => (
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            to_csv(&answer, &query.aggregate),
+        )
+            .into_response(),
     }
 }

@@ -56,6 +56,7 @@ fn booked_view() -> LedgerView {
         },
     )]);
     let mut state = LedgerState::default();
+    let mut history = jobcarbon_ledger::history::AllocationHistory::default();
     for (i, at) in [0.0, 30.0, 60.0].into_iter().enumerate() {
         let energy = [&train, &serve]
             .iter()
@@ -78,10 +79,15 @@ fn booked_view() -> LedgerView {
             conditions: conditions.clone(),
             requests_unknown: Default::default(),
         };
-        state = book_interval(&state, &settings, &input).0;
+        let (next, report) = book_interval(&state, &settings, &input);
+        history.record(&jobcarbon_ledger::history::interval_delta(
+            &state, &next, &report,
+        ));
+        state = next;
     }
     let mut view = LedgerView {
         state,
+        history,
         ..Default::default()
     };
     view.regions.insert(
@@ -314,4 +320,78 @@ async fn standby_is_ready_and_says_it_is_not_leader() {
     *view.write().unwrap() = booked;
     assert_eq!(get(&app, "/readyz").await.0, 200);
     assert!(get(&app, "/metrics").await.1.contains("jobcarbon_leader 1"));
+}
+
+#[tokio::test]
+async fn allocation_answers_json_csv_and_400() {
+    let view = booked_view();
+    let workloads_asce: f64 = view
+        .state
+        .pods
+        .values()
+        .map(|a| a.carbon.asce().value())
+        .sum();
+    let unallocated: f64 = view.state.unallocated.values().map(|g| g.value()).sum();
+    let app = router(std::sync::Arc::new(std::sync::RwLock::new(view)));
+
+    let (status, body) = get(
+        &app,
+        "/api/v1/allocation?window=1h&aggregate=workload,phase",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let a: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let items = a["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["key"].as_object().unwrap().len(), 2);
+    let items_asce: f64 = items.iter().map(|i| i["asce_g"].as_f64().unwrap()).sum();
+    let total = a["total"]["asce_g"].as_f64().unwrap();
+    assert!((total - (items_asce + a["total"]["unallocated_g"].as_f64().unwrap())).abs() < 1e-9);
+    assert!(
+        (total - (workloads_asce + unallocated)).abs() <= 1e-9 * total,
+        "{total}"
+    );
+    assert_eq!(
+        a["window"]["end"], "1970-01-01T00:01:00Z",
+        "now: the last booked interval"
+    );
+
+    let response = app
+        .clone()
+        .oneshot(
+            axum::http::Request::get("/api/v1/allocation?window=0,60&format=csv&step=30s")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let csv = response.into_body().collect().await.unwrap().to_bytes();
+    let csv = String::from_utf8_lossy(&csv);
+    assert!(csv.starts_with("start,end,namespace,workload,phase,product,unallocated_reason,"));
+    assert!(csv.lines().count() > 2, "{csv}");
+
+    let (status, body) = get(&app, "/api/v1/allocation?window=1h&aggregate=node").await;
+    assert_eq!(status, 400);
+    let e: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(e["parameter"], "aggregate");
+    assert!(e["error"].as_str().unwrap().contains("node"));
+    assert_eq!(get(&app, "/api/v1/allocation").await.0, 400);
+
+    // The web view is embedded and calls the API.
+    let (status, html) = get(&app, "/").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("<script src=\"/ui.js\">"));
+    let (status, js) = get(&app, "/ui.js").await;
+    assert_eq!(status, 200);
+    assert!(
+        js.contains("/api/v1/allocation") && !js.contains("https:"),
+        "no CDN"
+    );
 }

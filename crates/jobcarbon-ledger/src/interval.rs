@@ -75,6 +75,8 @@ pub struct IntervalReport {
     pub transfers: Books<Account>,
     /// Each non-platform pod's carbon in this interval.
     pub pod_terms: BTreeMap<PodKey, Terms>,
+    /// Each pod's energy in this interval (platform pods too), for the allocation history.
+    pub pod_energy: BTreeMap<PodKey, Joules>,
     /// Added to each product's measured EPC.
     pub epc_deposits: BTreeMap<String, Grams>,
     /// Added to each model's re-training pool.
@@ -606,6 +608,10 @@ pub fn book_interval(
         emissions,
         transfers,
         pod_terms: own,
+        pod_energy: energy
+            .iter()
+            .map(|(k, e)| (k.clone(), e.values().copied().sum()))
+            .collect(),
         epc_deposits,
         pool_deposits,
         pool_drains,

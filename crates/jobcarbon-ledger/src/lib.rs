@@ -8,10 +8,12 @@
 //!   that the exporter serves.
 //! - [`config::Config`] is the YAML file of DESIGN §11.
 
+pub mod allocation_query;
 pub mod checkpoint;
 pub mod config;
 pub mod durable;
 pub mod epc;
+pub mod history;
 pub mod interval;
 pub mod kube_cluster;
 pub mod product_checkpoint;

@@ -214,6 +214,7 @@ impl Ledger {
         let read = self.read_requests(&snapshot, at, &mut statuses).await;
         let (conditions, regions) = self.resolve_regions(at, &mut statuses).await;
 
+        let lineage = crate::view::lineage_of(&snapshot.products);
         let input = IntervalInput {
             at,
             snapshot,
@@ -223,6 +224,7 @@ impl Ledger {
             conditions,
         };
         let (state, report) = book_interval(&self.state, &self.settings, &input);
+        let delta = crate::history::interval_delta(&self.state, &state, &report);
         self.state = state;
 
         let elapsed = started.elapsed().as_secs_f64();
@@ -233,6 +235,8 @@ impl Ledger {
                 view.default_region = Some(self.settings.default_region.clone());
                 view.sources = statuses;
                 view.interval_seconds.observe(elapsed);
+                view.history.record(&delta);
+                view.lineage = lineage;
             }
             Err(_) => tracing::error!("ledger view lock poisoned; metrics not updated"),
         }
@@ -575,6 +579,7 @@ fn nothing_booked(at: Seconds) -> IntervalReport {
         emissions: Default::default(),
         transfers: Default::default(),
         pod_terms: BTreeMap::new(),
+        pod_energy: BTreeMap::new(),
         epc_deposits: BTreeMap::new(),
         pool_deposits: BTreeMap::new(),
         pool_drains: BTreeMap::new(),

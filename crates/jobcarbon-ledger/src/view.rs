@@ -28,6 +28,12 @@ pub struct LedgerView {
     pub leader: Option<bool>,
     /// Request reads by product.
     pub requests: BTreeMap<String, crate::requests::RequestStatus>,
+    /// Each product's parents (models it derives from, datasets it was trained on), as the
+    /// cluster declares them now: the lineage graph of the web view.
+    pub lineage: BTreeMap<String, Vec<ParentEdge>>,
+    /// What each interval booked, in bounded buckets, for `/api/v1/allocation`.
+    #[serde(skip)]
+    pub history: crate::history::AllocationHistory,
 }
 
 impl LedgerView {
@@ -110,4 +116,34 @@ impl Histogram {
             .zip(self.counts.iter().copied())
             .collect()
     }
+}
+
+/// One lineage edge to a parent product.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ParentEdge {
+    pub product: String,
+    pub weight: f64,
+    /// `model` (`derivedFrom`) or `dataset` (`datasets`).
+    pub via: &'static str,
+}
+
+/// The lineage of `products`, by product.
+pub fn lineage_of(products: &[jobcarbon_core::ProductDef]) -> BTreeMap<String, Vec<ParentEdge>> {
+    products
+        .iter()
+        .map(|def| {
+            let edges = |list: &[jobcarbon_core::LineageEdge], via: &'static str| {
+                list.iter()
+                    .map(|e| ParentEdge {
+                        product: e.product.clone(),
+                        weight: e.weight,
+                        via,
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let mut parents = edges(&def.derived_from, "model");
+            parents.extend(edges(&def.datasets, "dataset"));
+            (def.name.clone(), parents)
+        })
+        .collect()
 }

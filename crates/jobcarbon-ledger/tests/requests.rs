@@ -61,6 +61,7 @@ impl ClusterSource for Serving {
 fn history(t0: i64) -> History {
     let at = |i: i64| t0 + i * STEP;
     let mut h = History::new();
+    #[allow(clippy::type_complexity)] // a literal table of series
     let series: [(&str, &str, Vec<(i64, f64)>); 4] = [
         // Counted long before the ledger started; restarts between t3 and t4 (30 served
         // since the restart at t4).

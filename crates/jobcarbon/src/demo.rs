@@ -81,9 +81,11 @@ async fn demo(args: Args) -> anyhow::Result<()> {
         args.speed,
         86_400.0 / args.speed
     );
+    println!("  web view   http://{addr}/");
     println!("  metrics    http://{addr}/metrics");
     println!("  workloads  http://{addr}/api/v1/workloads");
     println!("  products   http://{addr}/api/v1/products");
+    println!("  allocation http://{addr}/api/v1/allocation?window=7d&aggregate=namespace,workload");
     println!("  ready      http://{addr}/readyz");
     println!("Press Ctrl-C to stop.");
     std::io::stdout().flush().ok();

@@ -17,6 +17,8 @@ mod ledger;
 mod listen;
 mod node;
 mod plan;
+mod report;
+mod report_chart;
 mod report_fmt;
 mod simulation;
 
@@ -48,6 +50,8 @@ enum Command {
     Calc(calc::Args),
     /// Compare life-cycle strategies.
     Plan(plan::Args),
+    /// Energy and carbon over a window from a ledger's /api/v1/allocation.
+    Report(report::Args),
     /// Write a product's carbon data sheet.
     Datasheet(datasheet::Args),
     /// Validate a ledger config file and exit.
@@ -85,5 +89,6 @@ fn main() -> ExitCode {
         Command::Ledger(args) => ledger::run(args),
         Command::Node(args) => node::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Report(args) => report::run(args),
     }
 }
