@@ -14,7 +14,7 @@ pub mod durable;
 pub mod epc;
 pub mod interval;
 pub mod kube_cluster;
-pub mod product_checkpoint;
+pub mod prom_restore;
 pub mod requests;
 pub mod runner;
 pub mod settings;
