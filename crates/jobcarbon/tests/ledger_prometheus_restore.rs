@@ -24,7 +24,7 @@ const INTERVAL: u64 = 5;
 
 /// The two scenarios run one after the other: five ledgers and two Prometheus servers at once
 /// would make the timing the test.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn node() -> serde_json::Value {
     json!({
@@ -160,7 +160,11 @@ struct Ledger {
 impl Ledger {
     fn start(&mut self) {
         let log = std::fs::File::create(self.dir.join(format!("log-{}", unix_ms()))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_jobcarbon"))
+        // JOBCARBON_TEST_BIN: a copy of the binary under test, for a target dir shared with
+        // builds of other branches.
+        let bin = std::env::var("JOBCARBON_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_jobcarbon").to_owned());
+        let child = Command::new(bin)
             .args(["ledger", "--config"])
             .arg(self.dir.join("ledger.yaml"))
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
@@ -332,6 +336,18 @@ fn assert_within_one_percent(victim: &str, reference: &str, logs: &str, what: &s
     }
 }
 
+/// The exposition once the ledger serves (it may still be starting).
+fn serving(l: &Ledger) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(text) = l.metrics() {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "not serving: {}", l.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// The `from` label of `jobcarbon_state_restored_info`.
 fn restored_from(text: &str) -> String {
     text.lines()
@@ -350,9 +366,7 @@ fn is_leader(l: &Ledger) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_to_a_standby_continues_from_prometheus_within_one_percent() {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = SERIAL.lock().await;
     let (ref_port, a_port, b_port) = (free_port(), free_port(), free_port());
     let s = setup(vec![ref_port, a_port, b_port]).await;
     let mut reference = s.ledger("test/ref", ref_port, None);
@@ -370,8 +384,8 @@ async fn failover_to_a_standby_continues_from_prometheus_within_one_percent() {
             last_booked(&r) + 4.0 * INTERVAL as f64,
             Duration::from_secs(60),
         );
+        let standby = serving(&b);
         assert!(!is_leader(&b), "the second replica stands by");
-        let standby = b.metrics().unwrap();
         assert_eq!(sum(&standby, "jobcarbon_workload_asce_grams_total"), 0.0);
         assert!(
             !b.dir.join("ledger.ckpt").exists(),
@@ -399,9 +413,7 @@ async fn failover_to_a_standby_continues_from_prometheus_within_one_percent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_and_a_new_pod_restore_from_prometheus_within_one_percent() {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = SERIAL.lock().await;
     let (ref_port, victim_port) = (free_port(), free_port());
     let s = setup(vec![ref_port, victim_port]).await;
     let mut reference = s.ledger("test/ref", ref_port, None);
