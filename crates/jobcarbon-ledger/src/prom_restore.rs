@@ -15,7 +15,7 @@
 //! period), pods' nodes and platform flags (taken from the cluster at the next interval).
 
 use crate::epc::EpcParts;
-use crate::state::{LedgerState, PodAccount, ProductAccount, RollupAccount, RollupKey};
+use crate::state::{LedgerState, PodAccount, ProductAccount, RollupKey};
 use jobcarbon_core::{
     Component, Grams, Joules, Phase, PodKey, ProductType, Seconds, Term, Terms, UnallocatedReason,
     WorkloadRef,
@@ -223,10 +223,7 @@ fn place_books(state: &mut LedgerState, books: BTreeMap<Owner, Books>, at: Secon
                 );
             }
             Owner::Rollup(key) => {
-                let r = state
-                    .rolled_up
-                    .entry(key)
-                    .or_insert_with(RollupAccount::default);
+                let r = state.rolled_up.entry(key).or_default();
                 r.energy = b.energy;
                 r.carbon = b.carbon;
                 r.estimated = b.estimated;
