@@ -104,6 +104,15 @@ for values in tests/deploy/values-invalid/*.yaml; do
   echo "ok: rejected $values: $(grep -m1 '^- ' "$work/invalid.err")"
 done
 
+for values in tests/deploy/values-refused/*.yaml; do
+  if helm template jobcarbon "$chart" -f "$values" >/dev/null 2>"$work/refused.err"; then
+    fail "$values should be refused by the chart (fail) but rendered"
+  fi
+  grep -q "ReadWriteOnce" "$work/refused.err" ||
+    { cat "$work/refused.err" >&2; fail "$values failed, but not with the shared-claim message"; }
+  echo "ok: refused $values"
+done
+
 # ---------------------------------------------------------------------------------------------
 step "chart policy (scripts/check_chart.py)"
 "$kv_python" scripts/check_chart.py --chart "$chart" || fail "chart policy (scripts/check_chart.py)"

@@ -154,7 +154,7 @@ def main():
 
     check_rbac(c, docs)
     ledger_replicas, leader = 0, False
-    for obj in kinds.get("Deployment", []) + kinds.get("DaemonSet", []):
+    for obj in kinds.get("Deployment", []) + kinds.get("StatefulSet", []) + kinds.get("DaemonSet", []):
         component, spec = check_pod(c, obj)
         if component == "ledger":
             ledger_replicas = obj["spec"].get("replicas", 1)
@@ -162,9 +162,18 @@ def main():
             leader = "JOBCARBON_LEADER_ELECTION_LEASE" in env
             if ledger_replicas > 1:
                 c.check(leader, ident(obj), "more than one replica needs leader election (Lease env)")
-            if not leader:
+            if not leader and obj["kind"] == "Deployment":
                 c.check(obj["spec"].get("strategy", {}).get("type") == "Recreate", ident(obj),
                         "without leader election the update strategy must be Recreate (no double booking)")
+            # Each replica its own state: a shared ReadWriteOnce claim would block (or corrupt) the second.
+            claims = [v for v in spec.get("volumes", []) if "persistentVolumeClaim" in v]
+            c.check(ledger_replicas == 1 or not claims, ident(obj),
+                    "replicas > 1 must not share a PersistentVolumeClaim (use the StatefulSet's volumeClaimTemplates)")
+            if obj["kind"] == "StatefulSet":
+                c.check(bool(obj["spec"].get("volumeClaimTemplates")), ident(obj),
+                        "a ledger StatefulSet keeps its state in volumeClaimTemplates")
+            c.check("JOBCARBON_LEDGER_ID" in env, ident(obj),
+                    "the ledger needs JOBCARBON_LEDGER_ID (the `ledger` label its Prometheus restore selects)")
     c.check(ledger_replicas >= 1, "ledger", "no ledger Deployment rendered")
     lease_roles = [r for r in kinds.get("Role", []) if any("leases" in rule.get("resources", []) for rule in r.get("rules", []))]
     c.check(bool(lease_roles) == leader, "Role", "a Lease Role exactly when leader election is on")
@@ -199,7 +208,7 @@ def main():
             c.check(endpoint.get("port") in ports, ident(sm), f"endpoint port {endpoint.get('port')!r} not in {sorted(ports)}")
 
     pods = [(o["spec"]["template"]["metadata"].get("labels", {}), o["spec"]["template"]["spec"])
-            for o in kinds.get("Deployment", []) + kinds.get("DaemonSet", [])]
+            for o in kinds.get("Deployment", []) + kinds.get("StatefulSet", []) + kinds.get("DaemonSet", [])]
     for pm in kinds.get("PodMonitor", []):
         selector = pm["spec"]["selector"].get("matchLabels", {})
         matches = [spec for labels, spec in pods if selector.items() <= labels.items()]

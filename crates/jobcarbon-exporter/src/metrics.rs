@@ -36,6 +36,9 @@ impl Collector for LedgerCollector {
     }
 }
 
+/// The label naming the ledger that exported a series (`<namespace>/<release>`).
+pub const IDENTITY_LABEL: &str = "ledger";
+
 /// Exposition formats of `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -65,7 +68,16 @@ impl Format {
 
 /// The exposition of the view in `format` (OpenMetrics ends with `# EOF`).
 pub fn encode_metrics(view: &SharedView, format: Format) -> Result<String, fmt::Error> {
-    let mut registry = Registry::default();
+    // Every series carries the ledger's own identity, so a restart restores exactly its own
+    // series from Prometheus whatever the scrape config adds or renames.
+    let identity = view.read().map_err(|_| fmt::Error)?.identity.clone();
+    let mut registry = match identity {
+        Some(id) => Registry::with_labels(std::iter::once((
+            std::borrow::Cow::Borrowed(IDENTITY_LABEL),
+            std::borrow::Cow::Owned(id),
+        ))),
+        None => Registry::default(),
+    };
     registry.register_collector(Box::new(LedgerCollector::new(view.clone())));
     let mut out = String::new();
     match format {
@@ -161,7 +173,14 @@ fn with(
 }
 
 fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result {
-    let state = &view.state;
+    // A standby books nothing: its figures are stale copies that dashboards would add to the
+    // leader's and a restore from Prometheus would mistake for the ledger's own.
+    let empty = LedgerState::default();
+    let state = if view.leader == Some(false) {
+        &empty
+    } else {
+        &view.state
+    };
     let series = workload_series(state);
 
     counter(
@@ -476,6 +495,17 @@ fn encode_durability(d: &DurabilityStatus, encoder: &mut DescriptorEncoder) -> f
         "jobcarbon_checkpoint_restored_info",
         "Checkpoint generation the ledger started from: none, current, or previous (the current one was corrupt).",
         [(vec![("generation", d.restored_from.clone())], 1.0)],
+    )?;
+    gauge(
+        encoder,
+        "jobcarbon_state_restored_info",
+        "Where the ledger state came from at start (or on taking the lead): checkpoint, prometheus (its own exported series) or none; `missing` lists what that source cannot restore.",
+        d.restored_state.as_ref().map(|r| {
+            (
+                vec![("from", r.from.clone()), ("missing", r.missing.clone())],
+                1.0,
+            )
+        }),
     )?;
     counter(
         encoder,

@@ -49,6 +49,10 @@ async fn outage_is_degraded_but_served_with_staleness() {
             checkpoint_writes_total: 12,
             checkpoint_errors: BTreeMap::from([("io".to_owned(), 1)]),
             last_checkpoint: Some(last_booked),
+            restored_state: Some(jobcarbon_ledger::durable::RestoredFrom {
+                from: "checkpoint".to_owned(),
+                missing: String::new(),
+            }),
         };
     }
     let app = router(view.clone());
@@ -81,6 +85,13 @@ async fn outage_is_degraded_but_served_with_staleness() {
     );
     assert_eq!(
         value(&text, "jobcarbon_checkpoint_errors_total{kind=\"io\"}"),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "jobcarbon_state_restored_info{from=\"checkpoint\",missing=\"\"}"
+        ),
         1.0
     );
 

@@ -28,6 +28,32 @@ pub fn status_apply_body(
     })
 }
 
+/// The EPC to publish: never lower than what the status already says (each part and the
+/// total), so a restart that restored less (a lost checkpoint, Prometheus retention shorter
+/// than the downtime) cannot overwrite a product's published EPC with a smaller number. Only
+/// `--reset-state` writes a lower figure, and the caller logs it ([`epc_lowered`]).
+pub fn monotonic_epc(existing: Option<&EpcStatus>, new: EpcStatus) -> EpcStatus {
+    let Some(old) = existing else { return new };
+    let max = |a: f64, b: f64| if a.is_finite() { a.max(b) } else { b };
+    EpcStatus {
+        total_grams: max(old.total_grams, new.total_grams),
+        measured_grams: max(old.measured_grams, new.measured_grams),
+        inherited_grams: max(old.inherited_grams, new.inherited_grams),
+        declared_grams: max(old.declared_grams, new.declared_grams),
+        updated_at: new.updated_at,
+    }
+}
+
+/// Whether writing `new` over `existing` lowers any published figure.
+pub fn epc_lowered(existing: Option<&EpcStatus>, new: &EpcStatus) -> bool {
+    existing.is_some_and(|old| {
+        new.total_grams < old.total_grams
+            || new.measured_grams < old.measured_grams
+            || new.inherited_grams < old.inherited_grams
+            || new.declared_grams < old.declared_grams
+    })
+}
+
 /// Patch parameters: apply as `jobcarbon`, forcing ownership of our fields (the ledger is the
 /// only writer of EPC; a stale manager must not block it).
 pub fn status_patch_params() -> PatchParams {
@@ -67,4 +93,33 @@ pub async fn write_product_status(
                 source,
             },
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn epc(total: f64, measured: f64) -> EpcStatus {
+        EpcStatus {
+            total_grams: total,
+            measured_grams: measured,
+            inherited_grams: 0.0,
+            declared_grams: total - measured,
+            updated_at: "t".into(),
+        }
+    }
+
+    #[test]
+    fn published_epc_never_goes_down() {
+        let old = epc(100.0, 60.0);
+        // A restart that restored less: the published figures stay.
+        let kept = monotonic_epc(Some(&old), epc(50.0, 10.0));
+        assert_eq!((kept.total_grams, kept.measured_grams), (100.0, 60.0));
+        assert!(epc_lowered(Some(&old), &epc(50.0, 10.0)));
+        // Growth is published as it is.
+        let grown = monotonic_epc(Some(&old), epc(120.0, 80.0));
+        assert_eq!((grown.total_grams, grown.measured_grams), (120.0, 80.0));
+        assert!(!epc_lowered(Some(&old), &grown));
+        assert_eq!(monotonic_epc(None, epc(1.0, 1.0)), epc(1.0, 1.0));
+    }
 }

@@ -337,6 +337,19 @@ impl ClusterState {
         validate_products(specs)
     }
 
+    /// The EPC each SoftwareProduct object's status publishes now (the floor of the next
+    /// write: `crate::status::monotonic_epc`).
+    pub fn published_epc(&self) -> BTreeMap<String, crate::product::EpcStatus> {
+        self.products
+            .state()
+            .iter()
+            .filter_map(|p| {
+                let name = p.metadata.name.clone()?;
+                Some((name, p.status.as_ref()?.epc.clone()?))
+            })
+            .collect()
+    }
+
     /// The cluster now, with what could not be taken at face value.
     pub fn detailed_snapshot(&self) -> DetailedSnapshot {
         let pods = self.pods.state();

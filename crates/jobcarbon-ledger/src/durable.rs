@@ -77,6 +77,18 @@ pub struct DurabilityStatus {
     pub checkpoint_errors: BTreeMap<String, u64>,
     /// Wall-clock time of the last successful checkpoint write.
     pub last_checkpoint: Option<Seconds>,
+    /// Where the booked totals came from (`jobcarbon_state_restored_info`); `None` until the
+    /// ledger decided (a standby has not yet).
+    pub restored_state: Option<RestoredFrom>,
+}
+
+/// The source of the state the ledger continues from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RestoredFrom {
+    /// `checkpoint`, `prometheus` or `none`.
+    pub from: String,
+    /// What that source could not restore (comma-separated; empty: nothing).
+    pub missing: String,
 }
 
 impl DurabilityStatus {
@@ -159,6 +171,10 @@ impl DurableLedger {
                 "ledger state restored"
             );
             ledger.restore(resume);
+            status.restored_state = Some(RestoredFrom {
+                from: "checkpoint".to_owned(),
+                missing: String::new(),
+            });
         }
         status.last_booked = ledger.state().last_booked;
         let durable = Self {
@@ -189,6 +205,35 @@ impl DurableLedger {
 
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// Record where the state came from (served as `jobcarbon_state_restored_info`).
+    pub fn set_restored_from(&self, from: &str, missing: &str) {
+        let restored = RestoredFrom {
+            from: from.to_owned(),
+            missing: missing.to_owned(),
+        };
+        self.update_status(|s| s.restored_state = Some(restored));
+    }
+
+    /// Continue from a state rebuilt from Prometheus ([`crate::prom_restore`]) when it is
+    /// later than what this ledger holds (its checkpoint, or nothing). The counter baselines
+    /// are re-read at the restored time, so the backfill books the gap from there.
+    /// Returns whether the state was adopted.
+    pub async fn adopt_if_later(&mut self, restored: crate::prom_restore::Restored) -> bool {
+        let held = self.ledger.state().last_booked;
+        if held.is_some_and(|t| t >= restored.last_booked) {
+            return false;
+        }
+        let at = restored.last_booked;
+        self.ledger.restore(ResumeState {
+            ledger: restored.state,
+            energy_counters: BTreeMap::new(),
+            requests: RequestBooks::default(),
+        });
+        self.ledger.prime(at).await;
+        self.update_status(|s| s.last_booked = Some(at));
+        true
     }
 
     /// End of the last interval that is over at `now`.

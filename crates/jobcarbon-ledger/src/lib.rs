@@ -16,7 +16,7 @@ pub mod epc;
 pub mod history;
 pub mod interval;
 pub mod kube_cluster;
-pub mod product_checkpoint;
+pub mod prom_restore;
 pub mod requests;
 pub mod runner;
 pub mod settings;

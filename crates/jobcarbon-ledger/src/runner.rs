@@ -164,6 +164,24 @@ impl Ledger {
         self.view.clone()
     }
 
+    /// Read the counters as of `at` without booking anything: the baselines a state restored
+    /// without them ([`crate::prom_restore`]) needs, so the next interval books only its own
+    /// energy and requests.
+    pub async fn prime(&mut self, at: Seconds) {
+        let mut statuses: BTreeMap<String, SourceStatus> = self
+            .view
+            .read()
+            .map(|v| v.sources.clone())
+            .unwrap_or_default();
+        let snapshot = self.read_cluster(at, &mut statuses).await;
+        self.refresh_estimation(&snapshot);
+        let _baseline = self.read_energy(at, &snapshot, &mut statuses).await;
+        let _baseline = self.read_requests(&snapshot, at, &mut statuses).await;
+        if let Ok(mut view) = self.view.write() {
+            view.sources = statuses;
+        }
+    }
+
     /// Read everything as of `at`, book the interval ending at `at`, publish the result.
     pub async fn run_interval(&mut self, at: Seconds) -> IntervalReport {
         match self.step(at, false).await {

@@ -26,6 +26,9 @@ pub struct LedgerView {
     /// With leader election: whether this replica holds the Lease (a standby books nothing).
     /// `None`: no election (one replica).
     pub leader: Option<bool>,
+    /// The identity label value (`<namespace>/<release>`) on every exported series; `None`
+    /// (the demo): no label.
+    pub identity: Option<String>,
     /// Request reads by product.
     pub requests: BTreeMap<String, crate::requests::RequestStatus>,
     /// Each product's parents (models it derives from, datasets it was trained on), as the

@@ -57,12 +57,14 @@ impl ClusterSource for Serving {
     }
 }
 
+/// (namespace, pod, points) of one request counter.
+type CounterSeries<'a> = (&'a str, &'a str, Vec<(i64, f64)>);
+
 /// Per-pod counters, scraped by both replicas of an HA pair (the second 0.2 % behind).
 fn history(t0: i64) -> History {
     let at = |i: i64| t0 + i * STEP;
     let mut h = History::new();
-    #[allow(clippy::type_complexity)] // a literal table of series
-    let series: [(&str, &str, Vec<(i64, f64)>); 4] = [
+    let series: [CounterSeries; 4] = [
         // Counted long before the ledger started; restarts between t3 and t4 (30 served
         // since the restart at t4).
         (

@@ -6,18 +6,21 @@
 //! `replicas > 1`) only the Lease holder books.
 
 use anyhow::Context;
+use jobcarbon_core::RetrainingPolicy;
 use jobcarbon_core::Seconds;
 use jobcarbon_kube::product::rfc3339;
-use jobcarbon_kube::status::StatusWriteError;
+use jobcarbon_kube::status::{StatusWriteError, epc_lowered, monotonic_epc};
 use jobcarbon_kube::{ClusterState, EpcStatus, LeaderElector, write_product_status};
 use jobcarbon_ledger::checkpoint::CheckpointFile;
 use jobcarbon_ledger::durable;
 use jobcarbon_ledger::kube_cluster::KubeCluster;
+use jobcarbon_ledger::prom_restore;
 use jobcarbon_ledger::sources;
 use jobcarbon_ledger::view::LedgerView;
 use jobcarbon_ledger::{Config, DurableLedger, Ledger, SharedView, Sources};
 use jobcarbon_telemetry::MetricQuery;
 use jobcarbon_telemetry::prom::{PromClient, PromMetrics};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,8 +37,25 @@ pub struct Args {
     pub listen: SocketAddr,
     /// Move an untrusted checkpoint (`state.file` and its `.prev`) aside and start an empty
     /// ledger. Totals restart from zero; use only when the checkpoint cannot be repaired.
+    /// Also skips the restore from Prometheus for this start, and lets SoftwareProduct
+    /// status EPC go down (logged).
     #[arg(long)]
     pub reset_state: bool,
+    /// This ledger's identity, `<namespace>/<release>`: the `ledger` label on every series
+    /// it exports, and the only series it restores from Prometheus (the chart sets it).
+    #[arg(long, env = "JOBCARBON_LEDGER_ID", default_value = "jobcarbon")]
+    pub ledger_id: String,
+    /// How far back Prometheus is searched for the ledger's last exported state when no
+    /// checkpoint is trusted (a time: `7d`, `12h`).
+    #[arg(long, env = "JOBCARBON_RESTORE_LOOKBACK", default_value = "7d")]
+    pub restore_lookback: String,
+}
+
+/// How the ledger finds and marks its own state.
+struct Durability {
+    identity: String,
+    lookback: Seconds,
+    reset: bool,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -53,7 +73,22 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(serve(config, args.listen, args.reset_state)) {
+    let lookback = match jobcarbon_core::quantity::parse::<Seconds>(&args.restore_lookback) {
+        Ok(l) if l.value() > 0.0 => l,
+        _ => {
+            eprintln!(
+                "error: --restore-lookback {:?}: expected a positive time such as 7d",
+                args.restore_lookback
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let durability = Durability {
+        identity: args.ledger_id,
+        lookback,
+        reset: args.reset_state,
+    };
+    match runtime.block_on(serve(config, args.listen, durability)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("jobcarbon ledger: {e:#}");
@@ -62,52 +97,13 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-async fn serve(config: Config, listen: SocketAddr, reset: bool) -> anyhow::Result<()> {
+async fn serve(config: Config, listen: SocketAddr, durability: Durability) -> anyhow::Result<()> {
+    let reset = durability.reset;
     let settings = config.settings();
     let settings_interval = settings.interval;
-    let store = match &config.state.file {
-        Some(path) => Some(CheckpointFile::new(path.clone())),
-        None => {
-            tracing::warn!(
-                "`state.file` is not set: totals live in memory only and a restart loses them"
-            );
-            None
-        }
-    };
-    if reset {
-        match &store {
-            Some(store) => {
-                durable::reset_state(store, durable::wall_clock_now()).with_context(|| {
-                    format!(
-                        "--reset-state: cannot move {} aside",
-                        store.path().display()
-                    )
-                })?;
-            }
-            None => tracing::warn!("--reset-state has no effect: `state.file` is not set"),
-        }
-    }
+    let store = checkpoint_store(&config, reset)?;
     let interval = Duration::from_secs_f64(settings.interval.value());
-    type Readers = (sources::EnergySources, Option<Box<dyn MetricQuery>>);
-    let (energy, metrics): Readers = match &config.prometheus {
-        Some(p) => {
-            let client = PromClient::new(sources::prom_config(p))
-                .with_context(|| format!("prometheus.url {}", p.url))?;
-            (
-                sources::energy_sources(&config, &client)
-                    .context("energy sources (energy.keplerZones)")?,
-                Some(Box::new(PromMetrics::new(client))),
-            )
-        }
-        None => {
-            tracing::warn!("no `prometheus:` in the config: no energy is measured");
-            let none = sources::EnergySources {
-                sources: Vec::new(),
-                estimation: None,
-            };
-            (none, None)
-        }
-    };
+    let (energy, metrics, prom) = readers(&config)?;
 
     let client = kube::Client::try_default()
         .await
@@ -116,6 +112,10 @@ async fn serve(config: Config, listen: SocketAddr, reset: bool) -> anyhow::Resul
     tokio::spawn(driver);
 
     let view: SharedView = LedgerView::shared();
+    if let Ok(mut v) = view.write() {
+        v.identity = Some(durability.identity.clone());
+    }
+    let restore_context = restore_context(&config);
     let leader = match Election::from_env()? {
         None => None,
         Some(election) => {
@@ -159,40 +159,16 @@ async fn serve(config: Config, listen: SocketAddr, reset: bool) -> anyhow::Resul
     // Book once the first lists are in (or after one interval, whichever comes first), so
     // the first interval does not see an empty cluster.
     let _ = tokio::time::timeout(interval, state.wait_until_ready()).await;
-    // The durable loop (DurableLedger::run) with two additions: a standby books nothing, and
-    // the leader writes SoftwareProduct statuses after each booked interval. Intervals sit on
-    // a fixed grid; after a restart the missed ones are backfilled from Prometheus history.
-    let retry = interval.min(OUTAGE_RETRY);
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
-    loop {
-        let leading = leader.as_ref().is_none_or(|(_, rx, _)| *rx.borrow());
-        let mut held = false;
-        // A standby serves /metrics and /readyz but books and writes nothing.
-        if leading {
-            let caught = ledger.catch_up(durable::wall_clock_now()).await;
-            held = !caught.held_by.is_empty();
-            if caught.booked > 0
-                && let Some(at) = ledger.ledger().state().last_booked
-            {
-                write_statuses(&client, &state, &view, at).await;
-            }
-        }
-        let wait = if held {
-            retry
-        } else {
-            let next = ledger.slot(durable::wall_clock_now()) + settings_interval;
-            let secs = (next - durable::wall_clock_now()).value().max(0.0);
-            Duration::from_secs_f64(secs)
-        };
-        tokio::select! {
-            _ = &mut shutdown => {
-                ledger.checkpoint();
-                break;
-            }
-            _ = tokio::time::sleep(wait) => {}
-        }
-    }
+    let booking = Booking {
+        client: &client,
+        cluster: &state,
+        view: &view,
+        prom: prom.as_ref(),
+        durability: &durability,
+        restore: restore_context,
+        interval: settings_interval,
+    };
+    book_until_shutdown(&mut ledger, leader.as_ref().map(|(_, rx, _)| rx), booking).await;
     if let Some((elector, _, rounds)) = &leader {
         // No more rounds: one could take the Lease back right after the release.
         rounds.abort();
@@ -205,6 +181,237 @@ async fn serve(config: Config, listen: SocketAddr, reset: bool) -> anyhow::Resul
     }
     server.shutdown().await.context("the HTTP server failed")?;
     Ok(())
+}
+
+/// The checkpoint file of `state.file`; with `--reset-state` its generations are moved aside.
+fn checkpoint_store(config: &Config, reset: bool) -> anyhow::Result<Option<CheckpointFile>> {
+    let store = match &config.state.file {
+        Some(path) => Some(CheckpointFile::new(path.clone())),
+        None => {
+            tracing::warn!(
+                "`state.file` is not set: totals live in memory only and a restart loses them"
+            );
+            None
+        }
+    };
+    if reset {
+        match &store {
+            Some(store) => {
+                durable::reset_state(store, durable::wall_clock_now()).with_context(|| {
+                    format!(
+                        "--reset-state: cannot move {} aside",
+                        store.path().display()
+                    )
+                })?;
+            }
+            None => tracing::warn!("--reset-state has no effect: `state.file` is not set"),
+        }
+    }
+    Ok(store)
+}
+
+type Readers = (
+    sources::EnergySources,
+    Option<Box<dyn MetricQuery>>,
+    Option<PromClient>,
+);
+
+/// The energy sources, the metric queries and the client for the restore, all from
+/// `prometheus:` (none without it).
+fn readers(config: &Config) -> anyhow::Result<Readers> {
+    Ok(match &config.prometheus {
+        Some(p) => {
+            let client = PromClient::new(sources::prom_config(p))
+                .with_context(|| format!("prometheus.url {}", p.url))?;
+            (
+                sources::energy_sources(config, &client)
+                    .context("energy sources (energy.keplerZones)")?,
+                Some(Box::new(PromMetrics::new(client.clone()))),
+                Some(client),
+            )
+        }
+        None => {
+            tracing::warn!("no `prometheus:` in the config: no energy is measured");
+            let none = sources::EnergySources {
+                sources: Vec::new(),
+                estimation: None,
+            };
+            (none, None, None)
+        }
+    })
+}
+
+/// What the booking loop uses besides the ledger.
+struct Booking<'a> {
+    client: &'a kube::Client,
+    cluster: &'a ClusterState,
+    view: &'a SharedView,
+    prom: Option<&'a PromClient>,
+    durability: &'a Durability,
+    restore: prom_restore::RestoreContext,
+    interval: Seconds,
+}
+
+/// The durable loop (DurableLedger::run) with three additions: a standby books and writes
+/// nothing, a replica taking the lead first continues from the latest durable state, and the
+/// leader writes SoftwareProduct statuses after each booked interval. Intervals sit on a fixed
+/// grid; after a restart the missed ones are backfilled from Prometheus history.
+async fn book_until_shutdown(
+    ledger: &mut DurableLedger,
+    leader: Option<&tokio::sync::watch::Receiver<bool>>,
+    b: Booking<'_>,
+) {
+    let interval = Duration::from_secs_f64(b.interval.value());
+    let retry = interval.min(OUTAGE_RETRY);
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let mut floors = StatusFloors {
+        reset: b.durability.reset,
+        written: BTreeMap::new(),
+    };
+    // Whether this replica chose its state (checkpoint or Prometheus) since it took the lead.
+    let mut restored = false;
+    loop {
+        let leading = leader.is_none_or(|rx| *rx.borrow());
+        restored &= leading;
+        let mut held = false;
+        if leading && !restored {
+            match restore_latest(ledger, b.prom, b.durability, &b.restore).await {
+                Ok(()) => restored = true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read this ledger's exported state from Prometheus; booking waits until it answers");
+                    held = true;
+                }
+            }
+        }
+        if leading && restored {
+            let caught = ledger.catch_up(durable::wall_clock_now()).await;
+            held = !caught.held_by.is_empty();
+            if caught.booked > 0
+                && let Some(at) = ledger.ledger().state().last_booked
+            {
+                write_statuses(b.client, b.cluster, b.view, at, &mut floors).await;
+            }
+        }
+        let wait = if held {
+            retry
+        } else {
+            let next = ledger.slot(durable::wall_clock_now()) + b.interval;
+            let secs = (next - durable::wall_clock_now()).value().max(0.0);
+            Duration::from_secs_f64(secs)
+        };
+        tokio::select! {
+            _ = &mut shutdown => {
+                // A standby's state is stale: it never writes a checkpoint.
+                if leading && restored {
+                    ledger.checkpoint();
+                }
+                return;
+            }
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// What a restore from Prometheus needs to know of this deployment.
+fn restore_context(config: &Config) -> prom_restore::RestoreContext {
+    let amortize_over = config
+        .product_defs()
+        .into_iter()
+        .filter_map(|p| match p.retraining {
+            Some(RetrainingPolicy::AmortizeOver(over)) => Some((p.name, over)),
+            _ => None,
+        })
+        .collect();
+    prom_restore::RestoreContext {
+        own_pod: std::env::var("JOBCARBON_POD_NAME")
+            .ok()
+            .filter(|v| !v.is_empty()),
+        amortize_over,
+    }
+}
+
+/// Continue from the latest durable state: the checkpoint already loaded, or this ledger's
+/// own series in Prometheus when they are later (no checkpoint, or a new leader whose own
+/// checkpoint is older). `Err`: Prometheus did not answer (the caller retries; starting from
+/// zero instead would publish smaller totals).
+async fn restore_latest(
+    ledger: &mut DurableLedger,
+    prom: Option<&PromClient>,
+    durability: &Durability,
+    context: &prom_restore::RestoreContext,
+) -> anyhow::Result<()> {
+    let has_state = ledger.ledger().state().last_booked.is_some();
+    let none = |ledger: &DurableLedger| {
+        if !has_state {
+            ledger.set_restored_from("none", "");
+        }
+    };
+    let Some(client) = prom.filter(|_| !durability.reset) else {
+        if durability.reset {
+            tracing::warn!("--reset-state: not restoring from Prometheus; totals start from zero");
+        }
+        none(ledger);
+        return Ok(());
+    };
+    let identity = &durability.identity;
+    let found = prom_restore::read_exported(
+        client,
+        identity,
+        durability.lookback,
+        durable::wall_clock_now(),
+    )
+    .await?;
+    let Some(restored) = found
+        .as_ref()
+        .and_then(|(_, exported)| prom_restore::state_from_exported(exported, context))
+    else {
+        if !has_state {
+            tracing::warn!(%identity, lookback_seconds = durability.lookback.value(), "no exported state of this ledger in Prometheus within the lookback (a first install, or a downtime longer than the lookback or the retention): totals start from zero");
+        }
+        none(ledger);
+        return Ok(());
+    };
+    if !restored.skipped.is_empty() {
+        tracing::warn!(count = restored.skipped.len(), first = %restored.skipped[0], "exported series not understood by this build; skipped");
+    }
+    let last_booked = restored.last_booked.value();
+    if ledger.adopt_if_later(restored).await {
+        let gap = (durable::wall_clock_now().value() - last_booked).max(0.0);
+        tracing::info!(%identity, last_booked, gap_seconds = gap, not_restored = prom_restore::MISSING, "ledger state restored from Prometheus; backfilling the gap from history");
+        ledger.set_restored_from("prometheus", prom_restore::MISSING);
+    } else {
+        tracing::info!(
+            last_booked,
+            "the checkpoint is at least as recent as Prometheus: continuing from it"
+        );
+    }
+    Ok(())
+}
+
+/// The EPC this process last published per product: SoftwareProduct status never goes down
+/// (`jobcarbon_kube::status::monotonic_epc`) unless the ledger started with `--reset-state`.
+struct StatusFloors {
+    reset: bool,
+    written: BTreeMap<String, EpcStatus>,
+}
+
+impl StatusFloors {
+    /// The figure to write for `name` over what is published (`published`: the status the
+    /// watcher saw), logging a lowering.
+    fn next(&mut self, name: &str, published: Option<&EpcStatus>, new: EpcStatus) -> EpcStatus {
+        let floor = self.written.get(name).or(published);
+        let epc = if self.reset {
+            if epc_lowered(floor, &new) {
+                tracing::warn!(product = %name, from = floor.map(|f| f.total_grams), to = new.total_grams, "--reset-state: lowering the published EPC");
+            }
+            new
+        } else {
+            monotonic_epc(floor, new)
+        };
+        self.written.insert(name.to_owned(), epc.clone());
+        epc
+    }
 }
 
 /// How long a silent leader keeps the Lease, how long it keeps acting as leader without a
@@ -302,6 +509,7 @@ async fn write_statuses(
     state: &ClusterState,
     view: &SharedView,
     at: Seconds,
+    floors: &mut StatusFloors,
 ) {
     let epcs: Vec<(String, EpcStatus)> = match view.read() {
         Ok(v) => v
@@ -324,8 +532,10 @@ async fn write_statuses(
         Err(_) => return,
     };
     let validation = state.products();
+    let published = state.published_epc();
     let now = rfc3339(at);
     for (name, epc) in epcs {
+        let epc = floors.next(&name, published.get(&name), epc);
         let conditions: Vec<_> = validation.condition(&name, &now).into_iter().collect();
         match write_product_status(client, &name, Some(&epc), &conditions).await {
             Ok(_) | Err(StatusWriteError::NotFound { .. }) => {}

@@ -119,5 +119,11 @@ config.systems (systemsCatchAll) unless an entry already matches every node. */}
 {{- end }}
 {{- end }}
 {{- $_ := set $config "systems" $systems }}
+{{- /* The checkpoint goes on the state volume unless config.state.file names another place. */}}
+{{- $state := default (dict) $config.state }}
+{{- if not $state.file }}
+{{- $_ := set $state "file" (printf "%s/ledger.ckpt" (trimSuffix "/" .Values.ledger.stateVolume.mountPath)) }}
+{{- end }}
+{{- $_ := set $config "state" $state }}
 {{- toYaml $config }}
 {{- end }}

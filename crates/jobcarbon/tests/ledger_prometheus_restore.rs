@@ -1,0 +1,460 @@
+//! Durable by default, through the real binary: `jobcarbon ledger` with the chart's default
+//! config (deploy/jobcarbon.yaml's ConfigMap; only the Prometheus URL, the interval and the
+//! checkpoint path changed), a real Prometheus scraping a Kepler-like target and both ledgers,
+//! and the testkit's fake API server.
+//!
+//! Two ledgers book the same cluster side by side: `test/ref` runs uninterrupted, `test/victim`
+//! is killed with SIGKILL and restarted without its checkpoint (a new pod: a new emptyDir).
+//! The victim restores its own exported series from Prometheus, backfills the gap, and must
+//! end with the reference's totals (within 1 %; measured ratios are printed).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use jobcarbon_testkit::fixture;
+use jobcarbon_testkit::kube_api::{FakeKubeApi, WatchScript, list};
+use jobcarbon_testkit::prometheus::PromServer;
+use serde_json::json;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const INTERVAL: u64 = 5;
+
+/// The two scenarios run one after the other: five ledgers and two Prometheus servers at once
+/// would make the timing the test.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn node() -> serde_json::Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": "gpu-node-a1",
+            "resourceVersion": "1480200",
+            "labels": {
+                "kubernetes.io/hostname": "gpu-node-a1",
+                "node.kubernetes.io/instance-type": "p4d.24xlarge",
+                "topology.kubernetes.io/region": "us-south"
+            }
+        },
+        "status": {
+            "capacity": {"cpu": "96", "memory": "1152Gi", "nvidia.com/gpu": "2", "pods": "110"},
+            "allocatable": {"cpu": "96", "memory": "1152Gi", "nvidia.com/gpu": "2", "pods": "110"}
+        }
+    })
+}
+
+/// A Kepler- and dcgm-exporter-like target (the chart's default config reads both): the
+/// v0.11.4 Kepler fixture's running series and the dcgm-exporter fixture's GPU energy, every
+/// counter growing at 1/600 of its fixture value per second of wall time.
+fn kepler_target() -> String {
+    let dcgm = fixture("dcgm/dcgm-exporter-4.5.2-4.8.1-k8s-2xA100.prom");
+    let text: Vec<String> = fixture("kepler/kepler-v0.11.4-gpu-node.prom")
+        .lines()
+        .chain(dcgm.lines().filter(|l| {
+            l.starts_with("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{")
+                || l.starts_with("DCGM_FI_DEV_POWER_USAGE{")
+        }))
+        .filter(|l| !l.contains("state=\"terminated\"") && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let start = Instant::now();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let factor = 1.0 + start.elapsed().as_secs_f64() / 600.0;
+            let body: String = text
+                .iter()
+                .filter_map(|l| {
+                    let (series, value) = l.rsplit_once(' ')?;
+                    let v: f64 = value.parse().ok()?;
+                    let counter = series.contains("_total") || series.contains("TOTAL_ENERGY");
+                    let v = if counter { v * factor } else { v };
+                    Some(format!("{series} {v}\n"))
+                })
+                .collect();
+            let _ = respond(stream, &body);
+        }
+    });
+    addr
+}
+
+fn respond(mut stream: TcpStream, body: &str) -> std::io::Result<()> {
+    let mut buf = [0u8; 4096];
+    let _ = stream.read(&mut buf)?;
+    write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The chart's default ledger config (the rendered ConfigMap) with this test's Prometheus,
+/// a short interval and a checkpoint in `dir`.
+fn chart_config(dir: &Path, prom_url: &str) -> PathBuf {
+    let rendered = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/jobcarbon.yaml"),
+    )
+    .unwrap();
+    let mut lines = rendered
+        .lines()
+        .skip_while(|l| l.trim() != "config.yaml: |");
+    lines.next();
+    let mut config: String = lines
+        .take_while(|l| l.starts_with("    ") || l.is_empty())
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    for (from, to) in [
+        ("interval: 30s", format!("interval: {INTERVAL}s")),
+        (
+            "url: http://prometheus-operated.monitoring.svc:9090",
+            format!("url: {prom_url}"),
+        ),
+        (
+            "file: /var/lib/jobcarbon/ledger.ckpt",
+            format!("file: {}", dir.join("ledger.ckpt").display()),
+        ),
+    ] {
+        assert!(
+            config.contains(from),
+            "chart config lacks {from:?}:\n{config}"
+        );
+        config = config.replace(from, &to);
+    }
+    let path = dir.join("ledger.yaml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+fn kubeconfig(dir: &Path, url: &str) -> PathBuf {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {url}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user: {{}}\n"),
+    )
+    .unwrap();
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Ledger {
+    id: &'static str,
+    /// With leader election: this replica's pod name.
+    pod: Option<&'static str>,
+    port: u16,
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+    child: Option<Child>,
+}
+
+impl Ledger {
+    fn start(&mut self) {
+        let log = std::fs::File::create(self.dir.join(format!("log-{}", unix_ms()))).unwrap();
+        // JOBCARBON_TEST_BIN: a copy of the binary under test, for a target dir shared with
+        // builds of other branches.
+        let bin = std::env::var("JOBCARBON_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_jobcarbon").to_owned());
+        let child = Command::new(bin)
+            .args(["ledger", "--config"])
+            .arg(self.dir.join("ledger.yaml"))
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(["--ledger-id", self.id])
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env_remove("JOBCARBON_LEADER_ELECTION_LEASE")
+            .env_remove("JOBCARBON_POD_NAME")
+            .envs(self.pod.iter().flat_map(|pod| {
+                [
+                    ("JOBCARBON_LEADER_ELECTION_LEASE", "jobcarbon-leader"),
+                    ("JOBCARBON_POD_NAME", *pod),
+                    ("JOBCARBON_POD_NAMESPACE", "test"),
+                ]
+            }))
+            .env("RUST_LOG", "info")
+            .env("JOBCARBON_LOG_JSON", "false")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap(); // SIGKILL
+            c.wait().unwrap();
+        }
+    }
+
+    fn metrics(&self) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out.split_once("\r\n\r\n")?.1.to_owned())
+    }
+
+    fn logs(&self) -> String {
+        let mut all = String::new();
+        for e in std::fs::read_dir(&self.dir).unwrap().flatten() {
+            if e.file_name().to_string_lossy().starts_with("log-") {
+                all += &std::fs::read_to_string(e.path()).unwrap_or_default();
+            }
+        }
+        all
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+/// Σ of a family's samples (`name{…} value` lines).
+fn sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+fn last_booked(text: &str) -> f64 {
+    sum(text, "jobcarbon_last_interval_timestamp_seconds")
+}
+
+/// Both ledgers' expositions at one and the same booked interval, at or after `after`.
+fn same_interval(a: &Ledger, b: &Ledger, after: f64, timeout: Duration) -> (String, String) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let (Some(x), Some(y), Some(x2)) = (a.metrics(), b.metrics(), a.metrics()) {
+            let t = last_booked(&x);
+            if t >= after && t == last_booked(&y) && t == last_booked(&x2) {
+                return (x, y);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "ledgers never at one interval after {after}:\n{}\n{}",
+        a.logs(),
+        b.logs()
+    );
+}
+
+fn ratio(victim: f64, reference: f64) -> f64 {
+    assert!(reference > 0.0, "the reference booked nothing");
+    victim / reference
+}
+
+/// A real Prometheus scraping the Kepler-like target and `ports`, and the fake API server with
+/// the fixture's pods.
+struct Setup {
+    prom: PromServer,
+    api: FakeKubeApi,
+    root: tempfile::TempDir,
+}
+
+async fn setup(ports: Vec<u16>) -> Setup {
+    let kepler = kepler_target();
+    let prom = tokio::task::spawn_blocking(move || {
+        let mut builder = PromServer::builder().scrape(kepler, Duration::from_secs(1));
+        for port in ports {
+            builder = builder.scrape(format!("127.0.0.1:{port}"), Duration::from_secs(1));
+        }
+        builder.start()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let pods: serde_json::Value =
+        serde_json::from_str(&fixture("kube/podlist-gpu-node.json")).unwrap();
+    let api = FakeKubeApi::start().await.unwrap();
+    let items = pods["items"].as_array().unwrap().clone();
+    api.push_list("/api/v1/pods", list("v1", "PodList", "1480301", items));
+    api.push_watch("/api/v1/pods", WatchScript::hang(vec![]));
+    api.push_list(
+        "/api/v1/nodes",
+        list("v1", "NodeList", "1480301", vec![node()]),
+    );
+    api.push_watch("/api/v1/nodes", WatchScript::hang(vec![]));
+    api.push_list(
+        "/apis/batch/v1/jobs",
+        list("batch/v1", "JobList", "1", vec![]),
+    );
+    api.push_watch("/apis/batch/v1/jobs", WatchScript::hang(vec![]));
+    Setup {
+        prom,
+        api,
+        root: tempfile::tempdir().unwrap(),
+    }
+}
+
+impl Setup {
+    fn ledger(&self, id: &'static str, port: u16, pod: Option<&'static str>) -> Ledger {
+        let name = format!("{}-{}", id.replace('/', "-"), pod.unwrap_or("single"));
+        let dir = self.root.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        chart_config(&dir, &self.prom.url());
+        Ledger {
+            id,
+            pod,
+            port,
+            kubeconfig: kubeconfig(&dir, self.api.url()),
+            dir,
+            child: None,
+        }
+    }
+}
+
+fn assert_within_one_percent(victim: &str, reference: &str, logs: &str, what: &str) {
+    for family in [
+        "jobcarbon_workload_asce_grams_total",
+        "jobcarbon_workload_energy_joules_total",
+        "jobcarbon_unallocated_grams_total",
+    ] {
+        let q = ratio(sum(victim, family), sum(reference, family));
+        println!("{what}: {family} restored/uninterrupted = {q:.9}");
+        assert!((q - 1.0).abs() < 0.01, "{what}: {family} ratio {q}\n{logs}");
+    }
+}
+
+/// The exposition once the ledger serves (it may still be starting).
+fn serving(l: &Ledger) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(text) = l.metrics() {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "not serving: {}", l.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The `from` label of `jobcarbon_state_restored_info`.
+fn restored_from(text: &str) -> String {
+    text.lines()
+        .filter(|l| l.starts_with("jobcarbon_state_restored_info{"))
+        .find_map(|l| Some(l.split("from=\"").nth(1)?.split('"').next()?.to_owned()))
+        .unwrap_or_default()
+}
+
+fn is_leader(l: &Ledger) -> bool {
+    l.metrics().is_some_and(|m| {
+        m.lines()
+            .filter(|x| x.starts_with("jobcarbon_leader{") || x.starts_with("jobcarbon_leader "))
+            .any(|x| x.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()) == Some(1.0))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_to_a_standby_continues_from_prometheus_within_one_percent() {
+    let _serial = SERIAL.lock().await;
+    let (ref_port, a_port, b_port) = (free_port(), free_port(), free_port());
+    let s = setup(vec![ref_port, a_port, b_port]).await;
+    let mut reference = s.ledger("test/ref", ref_port, None);
+    let mut a = s.ledger("test/ha", a_port, Some("ledger-a"));
+    let mut b = s.ledger("test/ha", b_port, Some("ledger-b"));
+    let run = tokio::task::spawn_blocking(move || {
+        reference.start();
+        a.start();
+        let (r, _) = same_interval(&reference, &a, 1.0, Duration::from_secs(60));
+        assert!(is_leader(&a), "the first replica leads: {}", a.logs());
+        b.start();
+        let (_, v) = same_interval(
+            &reference,
+            &a,
+            last_booked(&r) + 4.0 * INTERVAL as f64,
+            Duration::from_secs(60),
+        );
+        let standby = serving(&b);
+        assert!(!is_leader(&b), "the second replica stands by");
+        assert_eq!(sum(&standby, "jobcarbon_workload_asce_grams_total"), 0.0);
+        assert!(
+            !b.dir.join("ledger.ckpt").exists(),
+            "a standby writes no checkpoint"
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        a.kill9();
+        // The Lease expires after 15 s; the standby takes over and restores the leader's books.
+        let (r, v2) = same_interval(
+            &reference,
+            &b,
+            last_booked(&v) + 6.0 * INTERVAL as f64,
+            Duration::from_secs(120),
+        );
+        (r, v2, b.logs())
+    });
+    let (r, v, logs) = run.await.unwrap();
+    assert!(
+        restored_from(&v) == "prometheus",
+        "the new leader restored from Prometheus: {logs}"
+    );
+    assert_within_one_percent(&v, &r, &logs, "failover");
+    drop(s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_and_a_new_pod_restore_from_prometheus_within_one_percent() {
+    let _serial = SERIAL.lock().await;
+    let (ref_port, victim_port) = (free_port(), free_port());
+    let s = setup(vec![ref_port, victim_port]).await;
+    let mut reference = s.ledger("test/ref", ref_port, None);
+    let mut victim = s.ledger("test/victim", victim_port, None);
+    let api_task = tokio::task::spawn_blocking(move || {
+        reference.start();
+        victim.start();
+        // Both book the same baseline interval, then run side by side.
+        let (r, v) = same_interval(&reference, &victim, 1.0, Duration::from_secs(60));
+        let baseline = last_booked(&r);
+        assert_eq!(baseline, last_booked(&v));
+        let (_, v) = same_interval(
+            &reference,
+            &victim,
+            baseline + 4.0 * INTERVAL as f64,
+            Duration::from_secs(60),
+        );
+        assert!(sum(&v, "jobcarbon_workload_asce_grams_total") > 0.0);
+        // Prometheus has scraped the victim's latest state; then it dies with SIGKILL.
+        std::thread::sleep(Duration::from_millis(1500));
+        victim.kill9();
+        let killed_at = last_booked(&v);
+        // Down for three intervals; a new pod has a new (empty) state volume.
+        std::thread::sleep(Duration::from_secs(3 * INTERVAL));
+        std::fs::remove_file(victim.dir.join("ledger.ckpt")).unwrap();
+        let _ = std::fs::remove_file(victim.dir.join("ledger.ckpt.prev"));
+        victim.start();
+        let (r, v) = same_interval(
+            &reference,
+            &victim,
+            killed_at + 6.0 * INTERVAL as f64,
+            Duration::from_secs(90),
+        );
+        (r, v, victim.logs())
+    });
+    let (r, v, logs) = api_task.await.unwrap();
+    assert!(
+        restored_from(&v) == "prometheus",
+        "restored from Prometheus: {logs}"
+    );
+    assert!(v.contains("ledger=\"test/victim\""), "the identity label");
+    assert_within_one_percent(&v, &r, &logs, "kill -9, new pod");
+    drop(s);
+}
