@@ -439,14 +439,7 @@ mod tests {
     use super::*;
 
     fn sample(labels: &[(&str, &str)], value: f64) -> PromSample {
-        PromSample {
-            labels: labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            value,
-            at: Seconds(0.0),
-        }
+        PromSample::from_pairs(labels, value, Seconds(0.0))
     }
 
     fn workload(pod: &str, extra: (&'static str, &'static str)) -> Vec<(&'static str, String)> {

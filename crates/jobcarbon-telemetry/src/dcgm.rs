@@ -403,14 +403,7 @@ mod tests {
     use crate::counters::{CounterTracker, FirstSight};
 
     fn line(labels: &[(&str, &str)], value: f64, at: f64) -> PromSample {
-        PromSample {
-            labels: labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            value,
-            at: Seconds(at),
-        }
+        PromSample::from_pairs(labels, value, Seconds(at))
     }
 
     #[test]

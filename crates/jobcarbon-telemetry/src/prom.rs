@@ -43,6 +43,18 @@ pub struct PromSample {
 }
 
 impl PromSample {
+    /// A sample from `(name, value)` label pairs (test builders, fixtures).
+    pub fn from_pairs(labels: &[(&str, &str)], value: f64, at: Seconds) -> Self {
+        Self {
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            value,
+            at,
+        }
+    }
+
     /// The label's value, preferring `exported_<name>`: when Prometheus scrapes an exporter
     /// without `honor_labels`, the exporter's own `pod`/`namespace`/`container` are renamed
     /// `exported_*` and the unprefixed ones name the exporter's pod.

@@ -237,11 +237,8 @@ impl IntensityProvider for WattTime {
 mod tests {
     use super::*;
 
-    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/intensity");
-
     fn fixture(name: &str) -> String {
-        std::fs::read_to_string(format!("{FIXTURES}/{name}"))
-            .unwrap_or_else(|e| panic!("{name}: {e}"))
+        jobcarbon_testkit::fixture(&format!("intensity/{name}"))
     }
 
     #[test]
