@@ -163,9 +163,6 @@ impl GramsPerSecond {
     pub fn per_minute(grams_per_minute: f64) -> Self {
         Self(grams_per_minute / 60.0)
     }
-    pub fn per_hour(grams_per_hour: f64) -> Self {
-        Self(grams_per_hour / 3600.0)
-    }
 }
 
 impl Kilograms {

@@ -82,12 +82,6 @@ impl NodeAgent {
         }
     }
 
-    /// How long a series that no longer receives energy stays exported.
-    pub fn with_retention(mut self, retention: Seconds) -> Self {
-        self.retention = retention;
-        self
-    }
-
     pub fn backend_description(&self) -> String {
         self.backend.describe()
     }

@@ -104,11 +104,6 @@ impl PodResourcesClient {
         }
     }
 
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
     pub fn path(&self) -> &Path {
         &self.path
     }

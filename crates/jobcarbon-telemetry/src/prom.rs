@@ -33,6 +33,58 @@ fn without_replicas(samples: Vec<PromSample>, replica_labels: &[String]) -> Vec<
     lines.into_values().collect()
 }
 
+/// An instant query's `data` as samples: the vector's lines without replica labels (folded),
+/// or the scalar. A range vector is not an instant answer.
+pub fn instant_samples(
+    data: prometheus_http_query::response::Data,
+    replica_labels: &[String],
+) -> Result<Vec<PromSample>, &'static str> {
+    use prometheus_http_query::response::Data;
+    match data {
+        Data::Vector(v) => Ok(without_replicas(
+            v.into_iter()
+                .map(|iv| {
+                    let (labels, sample) = iv.into_inner();
+                    PromSample {
+                        labels: labels.into_iter().collect(),
+                        value: sample.value(),
+                        at: Seconds(sample.timestamp()),
+                    }
+                })
+                .collect(),
+            replica_labels,
+        )),
+        Data::Scalar(s) => Ok(vec![PromSample {
+            labels: BTreeMap::new(),
+            value: s.value(),
+            at: Seconds(s.timestamp()),
+        }]),
+        Data::Matrix(_) => Err("expected an instant vector, got a range vector"),
+    }
+}
+
+/// A whole `/api/v1/query` answer body (`{"status":"success","data":{…}}`) as samples, the
+/// way [`PromClient::instant`] reads it; an error answer or malformed JSON is `Err` with the reason.
+pub fn decode_instant_answer(
+    body: &[u8],
+    replica_labels: &[String],
+) -> Result<Vec<PromSample>, String> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        status: String,
+        data: Option<prometheus_http_query::response::PromqlResult>,
+        error: Option<String>,
+    }
+    let answer: Answer = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    match (answer.status.as_str(), answer.data) {
+        ("success", Some(result)) => {
+            let (data, _) = result.into_inner();
+            instant_samples(data, replica_labels).map_err(str::to_owned)
+        }
+        _ => Err(answer.error.unwrap_or_else(|| format!("status {}", answer.status))),
+    }
+}
+
 /// One sample of an instant vector: its labels and value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PromSample {
@@ -125,33 +177,10 @@ impl PromClient {
             .await
             .map_err(|e| self.map_error(source_name, promql, e))?;
         let (data, _) = result.into_inner();
-        use prometheus_http_query::response::Data;
-        Ok(match data {
-            Data::Vector(v) => without_replicas(
-                v.into_iter()
-                    .map(|iv| {
-                        let (labels, sample) = iv.into_inner();
-                        PromSample {
-                            labels: labels.into_iter().collect(),
-                            value: sample.value(),
-                            at: Seconds(sample.timestamp()),
-                        }
-                    })
-                    .collect(),
-                &self.config.replica_labels,
-            ),
-            Data::Scalar(s) => vec![PromSample {
-                labels: BTreeMap::new(),
-                value: s.value(),
-                at: Seconds(s.timestamp()),
-            }],
-            Data::Matrix(_) => {
-                return Err(SourceError::Query {
-                    source_name: source_name.into(),
-                    query: promql.into(),
-                    reason: "expected an instant vector, got a range vector".into(),
-                });
-            }
+        instant_samples(data, &self.config.replica_labels).map_err(|reason| SourceError::Query {
+            source_name: source_name.into(),
+            query: promql.into(),
+            reason: reason.into(),
         })
     }
 
@@ -349,6 +378,23 @@ impl MetricQuery for PromMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn real_answers_decode_or_say_why() {
+        let body = jobcarbon_testkit::fixture("prometheus/api-query-vector-dcgm-power-exported-labels.json");
+        let samples = decode_instant_answer(body.as_bytes(), &default_replica_labels()).unwrap();
+        assert!(!samples.is_empty());
+        assert!(samples.iter().all(|s| s.label("__name__") == Some("DCGM_FI_DEV_POWER_USAGE")));
+        assert_eq!(samples[0].label("pod"), Some("bert-base-train-7x9kq"));
+
+        let error = jobcarbon_testkit::fixture("prometheus/api-error-bad-data.json");
+        let reason = decode_instant_answer(error.as_bytes(), &[]).unwrap_err();
+        assert!(reason.contains("parse error"), "{reason}");
+
+        let range = jobcarbon_testkit::fixture("prometheus/api-query-range-kepler-v0.7.1-package-joules.json");
+        assert!(decode_instant_answer(range.as_bytes(), &[]).unwrap_err().contains("range vector"));
+        assert!(decode_instant_answer(b"{", &[]).is_err());
+    }
 
     #[test]
     fn preset_promql_escapes_and_validates() {

@@ -119,15 +119,6 @@ async fn demo(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Grams with a readable unit.
-fn grams(g: f64) -> String {
-    match g.abs() {
-        x if x >= 1e6 => format!("{:.2} t", g / 1e6),
-        x if x >= 1e3 => format!("{:.2} kg", g / 1e3),
-        x if x >= 1.0 => format!("{g:.1} g"),
-        _ => format!("{:.3} mg", g * 1e3),
-    }
-}
 
 /// A short aligned table of per-workload ASCᵉ and per-inference grams.
 pub fn table(state: &LedgerState, sim_seconds: f64) -> String {
@@ -175,8 +166,8 @@ pub fn table(state: &LedgerState, sim_seconds: f64) -> String {
         let (asce, state) = match (r.platform, r.running) {
             // Platform pods' carbon is taxed onto the jobs running with them.
             (true, _) => ("-".to_owned(), "platform"),
-            (false, true) => (grams(r.asce), "running"),
-            (false, false) => (grams(r.asce), "done"),
+            (false, true) => (crate::report_fmt::grams(r.asce), "running"),
+            (false, false) => (crate::report_fmt::grams(r.asce), "done"),
         };
         out += &format!(
             "{:<width$}  {:<13}  {:<12}  {:>10.2}  {:>11}  {}\n",
@@ -186,12 +177,12 @@ pub fn table(state: &LedgerState, sim_seconds: f64) -> String {
     for (name, p) in &state.products {
         let per_request = p
             .grams_per_request()
-            .map(|g| format!(", {} per inference (1 h window)", grams(g)))
+            .map(|g| format!(", {} per inference (1 h window)", crate::report_fmt::grams(g)))
             .unwrap_or_default();
         out += &format!(
             "product {name} ({}): EPC {}{per_request}\n",
             p.kind,
-            grams(p.epc.total().value())
+            crate::report_fmt::grams(p.epc.total().value())
         );
     }
     out

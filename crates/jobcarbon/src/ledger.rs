@@ -263,7 +263,7 @@ async fn book_until_shutdown(
 ) {
     let interval = Duration::from_secs_f64(b.interval.value());
     let retry = interval.min(OUTAGE_RETRY);
-    let shutdown = shutdown_signal();
+    let shutdown = crate::signal::shutdown_signal();
     tokio::pin!(shutdown);
     let mut floors = StatusFloors {
         reset: b.durability.reset,
@@ -544,27 +544,6 @@ async fn write_statuses(
     }
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
 
 #[cfg(test)]
 mod tests {

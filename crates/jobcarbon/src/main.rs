@@ -20,6 +20,7 @@ mod plan;
 mod report;
 mod report_chart;
 mod report_fmt;
+mod signal;
 mod simulation;
 
 #[derive(Debug, Parser)]
