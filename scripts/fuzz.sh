@@ -8,7 +8,7 @@ cd "$root/fuzz"
 seconds=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(quantity scenario_yaml scenario_json plan_yaml)
+[ ${#targets[@]} -gt 0 ] || targets=(quantity scenario_yaml scenario_json plan_yaml ledger_config prom_answer kube_objects checkpoint exposition)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build -O

@@ -101,7 +101,10 @@ fuzz_target!(|names: (String, String, String, String)| {
             assert_eq!(ns, &namespace, "{line:?}");
         }
         if let Some(w) = labels.get("workload") {
-            assert_eq!(w, &workload, "{line:?}");
+            assert_eq!(w, &format!("Job/{workload}"), "{line:?}");
+        }
+        if let Some(p) = labels.get("pod") {
+            assert!(p == &pod || p.is_empty(), "{line:?}");
         }
     }
 });

@@ -385,7 +385,9 @@ mod tests {
         let samples = decode_instant_answer(body.as_bytes(), &default_replica_labels()).unwrap();
         assert!(!samples.is_empty());
         assert!(samples.iter().all(|s| s.label("__name__") == Some("DCGM_FI_DEV_POWER_USAGE")));
-        assert_eq!(samples[0].label("pod"), Some("bert-base-train-7x9kq"));
+        // `pod` reads the workload's `exported_pod`, not the exporter's own pod.
+        assert!(samples.iter().any(|s| s.label("pod") == Some("bert-base-train-7x9kq")));
+        assert!(samples.iter().all(|s| s.label("pod") != s.labels.get("pod").map(String::as_str)));
 
         let error = jobcarbon_testkit::fixture("prometheus/api-error-bad-data.json");
         let reason = decode_instant_answer(error.as_bytes(), &[]).unwrap_err();
