@@ -22,12 +22,12 @@ pub use metrics::{Format, LedgerCollector, encode_metrics};
 pub use server::{HEADER_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_HEADER_BYTES};
 
 use axum::Router;
+use axum::extract::FromRef;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use jobcarbon_core::{Component, Terms};
-use axum::extract::FromRef;
 use jobcarbon_ledger::SharedView;
 use jobcarbon_ledger::allocation_prom::PromHistory;
 use jobcarbon_ledger::state::{LedgerState, ProductAccount};

@@ -68,7 +68,11 @@ fn workload<'a>(
     ]
 }
 
-fn with<'a>(mut labels: Vec<(&'a str, &'a str)>, k: &'a str, v: &'a str) -> Vec<(&'a str, &'a str)> {
+fn with<'a>(
+    mut labels: Vec<(&'a str, &'a str)>,
+    k: &'a str,
+    v: &'a str,
+) -> Vec<(&'a str, &'a str)> {
     labels.push((k, v));
     labels
 }
@@ -85,27 +89,61 @@ fn with<'a>(mut labels: Vec<(&'a str, &'a str)>, k: &'a str, v: &'a str) -> Vec<
 fn history(t0: i64) -> History {
     let mut h = History::new();
     let train = workload("ml", "Job/train", "train-0", "training", "bert");
-    h.series(CARBON, &with(train.clone(), "term", "operational"), &minutes(t0, 0, 120, |k| k as f64));
-    h.series(CARBON, &with(train.clone(), "term", "embodied_system"), &minutes(t0, 0, 120, |k| 0.5 * k as f64));
+    h.series(
+        CARBON,
+        &with(train.clone(), "term", "operational"),
+        &minutes(t0, 0, 120, |k| k as f64),
+    );
+    h.series(
+        CARBON,
+        &with(train.clone(), "term", "embodied_system"),
+        &minutes(t0, 0, 120, |k| 0.5 * k as f64),
+    );
     let measured = with(train.clone(), "source", "measured");
-    h.series(ENERGY, &with(measured.clone(), "component", "cpu"), &minutes(t0, 0, 120, |k| 100.0 * k as f64));
-    h.series(ENERGY, &with(measured, "component", "gpu"), &minutes(t0, 0, 120, |k| 200.0 * k as f64));
+    h.series(
+        ENERGY,
+        &with(measured.clone(), "component", "cpu"),
+        &minutes(t0, 0, 120, |k| 100.0 * k as f64),
+    );
+    h.series(
+        ENERGY,
+        &with(measured, "component", "gpu"),
+        &minutes(t0, 0, 120, |k| 200.0 * k as f64),
+    );
     let api = workload("serve", "Deployment/api", "api-0", "inference", "bert");
-    h.series(CARBON, &with(api, "term", "model_epc"), &minutes(t0, 31, 120, |k| 2.0 * (k - 30) as f64));
+    h.series(
+        CARBON,
+        &with(api, "term", "model_epc"),
+        &minutes(t0, 31, 120, |k| 2.0 * (k - 30) as f64),
+    );
     let prep = workload("ml", "Job/prep", "prep-0", "data-prep", "");
     h.series(
         CARBON,
         &with(prep, "term", "operational"),
-        &minutes(t0, 0, 120, |k| if k <= 60 { 3.0 * k as f64 } else { 3.0 * (k - 60) as f64 }),
+        &minutes(t0, 0, 120, |k| {
+            if k <= 60 {
+                3.0 * k as f64
+            } else {
+                3.0 * (k - 60) as f64
+            }
+        }),
     );
     for replica in ["prom-a", "prom-b"] {
         h.series(
             UNALLOCATED,
-            &[("reason", "node_idle"), ("ledger", ID), ("prometheus_replica", replica)],
+            &[
+                ("reason", "node_idle"),
+                ("ledger", ID),
+                ("prometheus_replica", replica),
+            ],
             &minutes(t0, 0, 120, |k| 0.25 * k as f64),
         );
     }
-    h.series(UNALLOCATED, &[("reason", "unknown_pod"), ("ledger", ID)], &minutes(t0, 0, 120, |_| 0.0));
+    h.series(
+        UNALLOCATED,
+        &[("reason", "unknown_pod"), ("ledger", ID)],
+        &minutes(t0, 0, 120, |_| 0.0),
+    );
     let other = [
         ("namespace", "ml"),
         ("workload", "Job/train"),
@@ -183,34 +221,82 @@ async fn allocation_from_prometheus_history_matches_hand_computed_windows() {
     let window = |a: i64, b: i64| format!("{},{}", t0 + a, t0 + b);
 
     // The whole two hours by workload.
-    let all = json(app, &format!("/api/v1/allocation?window={}&aggregate=workload", window(0, 7200))).await;
+    let all = json(
+        app,
+        &format!(
+            "/api/v1/allocation?window={}&aggregate=workload",
+            window(0, 7200)
+        ),
+    )
+    .await;
     assert_eq!(all["source"], "prometheus");
     assert!(close(asce(&all, "workload", "Job/train"), 180.0), "{all}");
     let train = item(&all, "workload", &Value::from("Job/train"));
     assert!(close(train["energy_j"].as_f64().unwrap(), 300.0 * 120.0));
-    assert!(close(train["terms"]["operational"].as_f64().unwrap(), 120.0));
-    assert!(close(train["terms"]["embodied_system"].as_f64().unwrap(), 60.0));
+    assert!(close(
+        train["terms"]["operational"].as_f64().unwrap(),
+        120.0
+    ));
+    assert!(close(
+        train["terms"]["embodied_system"].as_f64().unwrap(),
+        60.0
+    ));
     // Born at 30 min: counted from zero.
     assert!(close(asce(&all, "workload", "Deployment/api"), 180.0));
     // Reset at 60 min: 180 g before, 180 g after.
     assert!(close(asce(&all, "workload", "Job/prep"), 360.0));
     // The HA pair counted once; the other ledger not at all.
-    assert!(close(all["unallocated"]["node_idle"].as_f64().unwrap(), 30.0), "{all}");
-    assert!(close(all["total"]["asce_g"].as_f64().unwrap(), 750.0), "{all}");
+    assert!(
+        close(all["unallocated"]["node_idle"].as_f64().unwrap(), 30.0),
+        "{all}"
+    );
+    assert!(
+        close(all["total"]["asce_g"].as_f64().unwrap(), 750.0),
+        "{all}"
+    );
     conserves(&all);
 
     // A window starting an hour before the data: counts from the first sample.
-    let early = json(app, &format!("/api/v1/allocation?window={}&aggregate=workload", window(-3600, 1800))).await;
-    assert!(close(asce(&early, "workload", "Job/train"), 45.0), "{early}");
+    let early = json(
+        app,
+        &format!(
+            "/api/v1/allocation?window={}&aggregate=workload",
+            window(-3600, 1800)
+        ),
+    )
+    .await;
+    assert!(
+        close(asce(&early, "workload", "Job/train"), 45.0),
+        "{early}"
+    );
     assert!(close(asce(&early, "workload", "Job/prep"), 90.0));
-    assert!(early["items"].as_array().unwrap().iter().all(|i| i["key"]["workload"] != "Deployment/api"));
-    assert!(close(early["unallocated"]["node_idle"].as_f64().unwrap(), 7.5));
+    assert!(
+        early["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["key"]["workload"] != "Deployment/api")
+    );
+    assert!(close(
+        early["unallocated"]["node_idle"].as_f64().unwrap(),
+        7.5
+    ));
     conserves(&early);
 
     // Edges between scrapes read the last sample at or before them (no extrapolation):
     // (10.5 min, 40.5 min] holds the samples of minutes 11 to 40.
-    let between = json(app, &format!("/api/v1/allocation?window={}&aggregate=workload", window(630, 2430))).await;
-    assert!(close(asce(&between, "workload", "Job/train"), 45.0), "{between}");
+    let between = json(
+        app,
+        &format!(
+            "/api/v1/allocation?window={}&aggregate=workload",
+            window(630, 2430)
+        ),
+    )
+    .await;
+    assert!(
+        close(asce(&between, "workload", "Job/train"), 45.0),
+        "{between}"
+    );
     assert!(close(asce(&between, "workload", "Deployment/api"), 20.0));
 
     // A duration ending now (the wall clock) covers all of it.
@@ -226,7 +312,11 @@ async fn steps_and_every_aggregate_from_prometheus() {
     let (t0, app) = (f.t0, &f.app);
     let stepped = json(
         app,
-        &format!("/api/v1/allocation?window={},{}&aggregate=workload&step=1h", t0, t0 + 7200),
+        &format!(
+            "/api/v1/allocation?window={},{}&aggregate=workload&step=1h",
+            t0,
+            t0 + 7200
+        ),
     )
     .await;
     let steps = stepped["steps"].as_array().unwrap();
@@ -239,8 +329,14 @@ async fn steps_and_every_aggregate_from_prometheus() {
     for (step, (train, prep, api, idle)) in steps.iter().zip(expected) {
         assert!(close(asce(step, "workload", "Job/train"), train), "{step}");
         assert!(close(asce(step, "workload", "Job/prep"), prep), "{step}");
-        assert!(close(asce(step, "workload", "Deployment/api"), api), "{step}");
-        assert!(close(step["unallocated"]["node_idle"].as_f64().unwrap(), idle));
+        assert!(
+            close(asce(step, "workload", "Deployment/api"), api),
+            "{step}"
+        );
+        assert!(close(
+            step["unallocated"]["node_idle"].as_f64().unwrap(),
+            idle
+        ));
         conserves(step);
     }
     assert!(close(stepped["total"]["asce_g"].as_f64().unwrap(), 750.0));
@@ -254,7 +350,12 @@ async fn steps_and_every_aggregate_from_prometheus() {
     let product = json(app, &by("product")).await;
     assert!(close(asce(&product, "product", "bert"), 360.0), "{product}");
     // No product: null.
-    assert!(close(item(&product, "product", &Value::Null)["asce_g"].as_f64().unwrap(), 360.0));
+    assert!(close(
+        item(&product, "product", &Value::Null)["asce_g"]
+            .as_f64()
+            .unwrap(),
+        360.0
+    ));
     let all = json(app, &format!("/api/v1/allocation?window={window}")).await;
     let api = item(&all, "workload", &Value::from("Deployment/api"));
     assert_eq!(api["key"]["namespace"], "serve");
@@ -268,7 +369,11 @@ async fn steps_and_every_aggregate_from_prometheus() {
     let (status, csv, source) = get(app, &format!("{}&format=csv", by("namespace"))).await;
     assert_eq!((status, source.as_str()), (200, "prometheus"));
     let ml = csv.lines().find(|l| l.contains(",ml,")).unwrap();
-    assert_eq!(ml.split(',').nth(8).map(|v| v.parse::<f64>().unwrap()), Some(540.0), "{csv}");
+    assert_eq!(
+        ml.split(',').nth(8).map(|v| v.parse::<f64>().unwrap()),
+        Some(540.0),
+        "{csv}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -298,7 +403,8 @@ async fn bad_parameters_and_prometheus_failures_are_json_errors() {
     assert_eq!(status, 503, "{body}");
     let error: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(error["source"], "prometheus");
-    let wrong = PromClient::new(PromConfig::new(format!("{}/not-prometheus", f._prom.url()))).unwrap();
+    let wrong =
+        PromClient::new(PromConfig::new(format!("{}/not-prometheus", f._prom.url()))).unwrap();
     let app = router_with(
         LedgerView::shared(),
         Some(PromHistory::new(wrong, ID, Seconds::from_days(7.0))),
@@ -307,7 +413,11 @@ async fn bad_parameters_and_prometheus_failures_are_json_errors() {
     assert_eq!(status, 502, "{body}");
 
     // Without Prometheus: the in-memory history answers, and says so.
-    let memory = json(&router(LedgerView::shared()), "/api/v1/allocation?window=1h").await;
+    let memory = json(
+        &router(LedgerView::shared()),
+        "/api/v1/allocation?window=1h",
+    )
+    .await;
     assert_eq!(memory["source"], "memory");
 }
 
@@ -369,11 +479,19 @@ async fn a_scraped_ledger_rolling_up_and_resetting_is_counted_once() {
                 ..RollupAccount::default()
             },
         );
-        state.unallocated.insert(UnallocatedReason::NodeIdle, Grams(g / 10.0));
+        state
+            .unallocated
+            .insert(UnallocatedReason::NodeIdle, Grams(g / 10.0));
         state
     };
     let start = unix_now() - 1;
-    for state in [pod(10.0), pod(20.0), rolled_up(20.0), rolled_up(25.0), rolled_up(4.0)] {
+    for state in [
+        pod(10.0),
+        pod(20.0),
+        rolled_up(20.0),
+        rolled_up(25.0),
+        rolled_up(4.0),
+    ] {
         view.write().unwrap().state = state;
         // Three scrapes of each state.
         tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
@@ -385,12 +503,21 @@ async fn a_scraped_ledger_rolling_up_and_resetting_is_counted_once() {
     );
     let answer = json(
         &app,
-        &format!("/api/v1/allocation?window={start},{}&aggregate=workload", unix_now()),
+        &format!(
+            "/api/v1/allocation?window={start},{}&aggregate=workload",
+            unix_now()
+        ),
     )
     .await;
-    assert!(close(asce(&answer, "workload", "Job/train"), 29.0), "{answer}");
+    assert!(
+        close(asce(&answer, "workload", "Job/train"), 29.0),
+        "{answer}"
+    );
     // node_idle: 2.0 → 2.5, reset, 0.4.
-    assert!(close(answer["unallocated"]["node_idle"].as_f64().unwrap(), 2.9), "{answer}");
+    assert!(
+        close(answer["unallocated"]["node_idle"].as_f64().unwrap(), 2.9),
+        "{answer}"
+    );
     conserves(&answer);
     server.shutdown().await.unwrap();
 }

@@ -269,7 +269,10 @@ impl PromHistory {
                 .or_insert_with(|| (series(&s.labels), None, BTreeMap::new()));
             entry.1 = Some(s.value);
         }
-        let (from, to) = ((first + grid - 1).div_euclid(grid) * grid, last.div_euclid(grid) * grid);
+        let (from, to) = (
+            (first + grid - 1).div_euclid(grid) * grid,
+            last.div_euclid(grid) * grid,
+        );
         if from <= to {
             let range = self
                 .client
@@ -322,7 +325,10 @@ mod tests {
     fn a_reset_counts_what_came_since_and_a_newcomer_counts_from_zero() {
         // 50 → 80, reset, 5 → 25: 30 + 5 + 20.
         let points = [(10.0, 80.0), (20.0, 5.0), (30.0, 25.0)];
-        assert_eq!(bucket_increases(Some(50.0), &points, &[0.0, 30.0]), vec![55.0]);
+        assert_eq!(
+            bucket_increases(Some(50.0), &points, &[0.0, 30.0]),
+            vec![55.0]
+        );
         // No baseline: born in the window.
         assert_eq!(bucket_increases(None, &points, &[0.0, 30.0]), vec![105.0]);
         // Points outside every bucket and non-finite values are ignored.

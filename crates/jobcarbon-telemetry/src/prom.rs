@@ -252,10 +252,7 @@ impl PromClient {
                 }
             })
             .collect();
-        Ok(series_without_replicas(
-            series,
-            &self.config.replica_labels,
-        ))
+        Ok(series_without_replicas(series, &self.config.replica_labels))
     }
 
     /// Removes credentials a URL may carry from a message.
@@ -519,7 +516,11 @@ mod tests {
         assert!(!merged[0].labels.contains_key("prometheus_replica"));
         assert_eq!(
             merged[0].points,
-            vec![(Seconds(10.0), 1.0), (Seconds(20.0), 2.5), (Seconds(30.0), 3.0)]
+            vec![
+                (Seconds(10.0), 1.0),
+                (Seconds(20.0), 2.5),
+                (Seconds(30.0), 3.0)
+            ]
         );
     }
 

@@ -337,7 +337,10 @@ fn web_view_renders_in_headless_chromium() {
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
     assert_page(&page);
     let png = std::fs::read(&screenshot).unwrap();
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "screenshot"
+    );
     eprintln!("web view screenshot: {}", screenshot.display());
 }
 
@@ -358,7 +361,11 @@ fn assert_page(page: &serde_json::Value) {
         .iter()
         .map(|c| c.as_str().unwrap().to_owned())
         .collect();
-    for (card, name) in cards.iter().zip(["energy", "JSC", "ASC", "JSCe", "ASCe (jobs)", "unallocated"]) {
+    for (card, name) in
+        cards
+            .iter()
+            .zip(["energy", "JSC", "ASC", "JSCe", "ASCe (jobs)", "unallocated"])
+    {
         let figure = card.strip_prefix(name).unwrap_or_else(|| panic!("{card}"));
         assert!(figure.ends_with("kWh") || figure.ends_with('g'), "{card}");
     }
@@ -374,7 +381,10 @@ fn assert_page(page: &serde_json::Value) {
     ] {
         assert!(workloads.iter().any(|x| x == w), "{w} not in {workloads:?}");
     }
-    assert!(page["pager"].as_str().unwrap().contains("page 1 / 1"), "{page}");
+    assert!(
+        page["pager"].as_str().unwrap().contains("page 1 / 1"),
+        "{page}"
+    );
     // Products and the lineage: three edges with their kind and weight.
     let products = texts(&page["products"], 0);
     assert_eq!(products, ["bert-base", "distilbert", "wikipedia-en"]);
@@ -392,7 +402,10 @@ fn assert_page(page: &serde_json::Value) {
     assert_eq!(inference[0], "distilbert", "{page}");
     let figure = inference[1].as_str().unwrap();
     let (number, unit) = figure.split_once(' ').unwrap();
-    assert!(number.parse::<f64>().unwrap() > 0.0 && ["mg", "g", "kg"].contains(&unit), "{figure}");
+    assert!(
+        number.parse::<f64>().unwrap() > 0.0 && ["mg", "g", "kg"].contains(&unit),
+        "{figure}"
+    );
     // The allocation query ran: rows, a chart, no error.
     assert_eq!(page["allocationError"], "", "{page}");
     assert!(page["allocation"].as_array().unwrap().len() >= 3, "{page}");
