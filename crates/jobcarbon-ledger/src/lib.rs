@@ -8,6 +8,7 @@
 //!   that the exporter serves.
 //! - [`config::Config`] is the YAML file of DESIGN §11.
 
+pub mod allocation_prom;
 pub mod allocation_query;
 pub mod checkpoint;
 pub mod config;

@@ -154,7 +154,16 @@ async fn serve(config: Config, listen: SocketAddr, durability: Durability) -> an
     let listener =
         crate::listen::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(address = %listener.local_addr()?, "serving /metrics and /api/v1");
-    let server = jobcarbon_exporter::spawn(listener, view.clone());
+    // With a Prometheus, /api/v1/allocation reads the ledger's own series there (it
+    // survives restarts); without one, the in-memory history answers.
+    let history = prom.clone().map(|client| {
+        jobcarbon_ledger::allocation_prom::PromHistory::new(
+            client,
+            durability.identity.clone(),
+            durability.lookback,
+        )
+    });
+    let server = jobcarbon_exporter::spawn_with(listener, view.clone(), history);
 
     // Book once the first lists are in (or after one interval, whichever comes first), so
     // the first interval does not see an empty cluster.
