@@ -10,14 +10,21 @@
 //! - `/`: the web view (`ui.rs`), embedded, calling the JSON API;
 //! - `/healthz` (the process serves) and `/readyz` (the first interval is booked, or this
 //!   replica is a leader-election standby; booking held by an outage: `503 degraded: …`).
+//!
+//! With [`ServeOptions::auth`] every path but `/healthz` and `/readyz` needs a bearer token
+//! that the Kubernetes API accepts and RBAC lets `get` the path ([`auth`]); with
+//! [`ServeOptions::tls`] it is served over TLS.
 
 pub mod advice;
+pub mod auth;
 mod metrics;
 mod server;
 mod ui;
 
 pub use metrics::{Format, LedgerCollector, encode_metrics};
-pub use server::{HEADER_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_HEADER_BYTES};
+pub use server::{
+    HEADER_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_HEADER_BYTES, TlsError, load_tls,
+};
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -49,13 +56,36 @@ pub fn router(view: SharedView) -> Router {
         .with_state(view)
 }
 
+/// How the surface is protected: both off by default.
+#[derive(Clone, Default)]
+pub struct ServeOptions {
+    /// Check callers with TokenReview + SubjectAccessReview (every path but the probes).
+    pub auth: Option<std::sync::Arc<dyn jobcarbon_kube::auth::AccessReviewer>>,
+    /// Serve HTTPS with this config ([`load_tls`]).
+    pub tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
+}
+
 /// Serve `router(view)` on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     view: SharedView,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    server::serve_bounded(listener, router(view), shutdown).await
+    serve_with(listener, view, ServeOptions::default(), shutdown).await
+}
+
+/// Serve `router(view)` on `listener`, protected as `options` says, until `shutdown` resolves.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    view: SharedView,
+    options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = match options.auth {
+        Some(reviewer) => auth::protect(router(view), reviewer),
+        None => router(view),
+    };
+    server::serve_bounded(listener, app, options.tls, shutdown).await
 }
 
 /// The HTTP surface running on its own task, as the ledger and the demo run it.
@@ -66,8 +96,17 @@ pub struct ServerHandle {
 
 /// Serves [`router`] on `listener` in the background until [`ServerHandle::shutdown`].
 pub fn spawn(listener: tokio::net::TcpListener, view: SharedView) -> ServerHandle {
+    spawn_with(listener, view, ServeOptions::default())
+}
+
+/// [`spawn`], protected as `options` says.
+pub fn spawn_with(
+    listener: tokio::net::TcpListener,
+    view: SharedView,
+    options: ServeOptions,
+) -> ServerHandle {
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(serve(listener, view, async move {
+    let task = tokio::spawn(serve_with(listener, view, options, async move {
         let _ = stopped.wait_for(|stop| *stop).await;
     }));
     ServerHandle { stop, task }
