@@ -21,6 +21,7 @@ mod report;
 mod report_chart;
 mod report_fmt;
 mod simulation;
+mod tls_client;
 
 #[derive(Debug, Parser)]
 #[command(
