@@ -1013,7 +1013,16 @@ impl ScenarioDoc {
                 Destination::Builds(p) | Destination::Retrains(p) => Some(p),
                 Destination::None => None,
             };
-            if let (Some(target), Some((Platform { product: Some(pp), .. }, _))) = (target, platform) {
+            if let (
+                Some(target),
+                Some((
+                    Platform {
+                        product: Some(pp), ..
+                    },
+                    _,
+                )),
+            ) = (target, platform)
+            {
                 dependencies.push(Dependency {
                     dependent: defs[target].name.clone(),
                     on: defs[pp].name.clone(),
@@ -1044,7 +1053,9 @@ impl ScenarioDoc {
         // the others need EPCs from the table (their dependencies order it).
         let mut terms: Vec<Option<Terms>> = jobs
             .iter()
-            .map(|j| (j.serves.is_none() && j.platform_product().is_none()).then(|| j.own_terms(None)))
+            .map(|j| {
+                (j.serves.is_none() && j.platform_product().is_none()).then(|| j.own_terms(None))
+            })
             .collect();
         let mut pools: Vec<Grams> = retraining
             .iter()

@@ -546,16 +546,30 @@ jobs:
 fn a_platform_amortises_the_epc_of_the_product_that_built_it() {
     use jobcarbon_core::Term;
     let report = eval(PLATFORM_PRODUCT).unwrap();
-    let product = report.products.iter().find(|p| p.name == "iks-build").unwrap();
+    let product = report
+        .products
+        .iter()
+        .find(|p| p.name == "iks-build")
+        .unwrap();
     assert!(close(product.epc.total().value(), 1_001_000.0, 1e-12));
     let train = job(&report, "train");
-    assert!(close(train.terms[Term::PlatformEmbodied].value(), 2502.5, 1e-12));
+    assert!(close(
+        train.terms[Term::PlatformEmbodied].value(),
+        2502.5,
+        1e-12
+    ));
     assert!(close(train.terms[Term::Operational].value(), 100.0, 1e-12));
 
     // Without its own lifetime the platform takes the product's: 2y = 17 520 h.
     let product_lifetime = PLATFORM_PRODUCT
-        .replace("{product: iks-build, lifetime: 1000h}", "{product: iks-build}")
-        .replace("{type: platform, declared: 1000kg}", "{type: platform, declared: 1000kg, lifetime: 2y}");
+        .replace(
+            "{product: iks-build, lifetime: 1000h}",
+            "{product: iks-build}",
+        )
+        .replace(
+            "{type: platform, declared: 1000kg}",
+            "{type: platform, declared: 1000kg, lifetime: 2y}",
+        );
     let report = eval(&product_lifetime).unwrap();
     let hours = 2.0 * 365.0 * 24.0;
     let expected = 1_001_000.0 * 10.0 / (4.0 * hours);
@@ -567,13 +581,33 @@ fn a_platform_amortises_the_epc_of_the_product_that_built_it() {
 fn a_platform_product_link_is_validated_where_it_is_written() {
     let cases = [
         // An unknown product.
-        ("{product: iks-build, lifetime: 1000h}", "{product: nope, lifetime: 1000h}", "platforms.iks.product", "nope"),
+        (
+            "{product: iks-build, lifetime: 1000h}",
+            "{product: nope, lifetime: 1000h}",
+            "platforms.iks.product",
+            "nope",
+        ),
         // A product that is not a platform.
-        ("{type: platform, declared: 1000kg}", "{type: model, declared: 1000kg}", "platforms.iks.product", "model"),
+        (
+            "{type: platform, declared: 1000kg}",
+            "{type: model, declared: 1000kg}",
+            "platforms.iks.product",
+            "model",
+        ),
         // Both an epc and a product.
-        ("{product: iks-build, lifetime: 1000h}", "{product: iks-build, epc: 5t, lifetime: 1000h}", "platforms.iks.epc", "either"),
+        (
+            "{product: iks-build, lifetime: 1000h}",
+            "{product: iks-build, epc: 5t, lifetime: 1000h}",
+            "platforms.iks.epc",
+            "either",
+        ),
         // No lifetime anywhere.
-        ("{product: iks-build, lifetime: 1000h}", "{product: iks-build}", "platforms.iks", "lifetime"),
+        (
+            "{product: iks-build, lifetime: 1000h}",
+            "{product: iks-build}",
+            "platforms.iks",
+            "lifetime",
+        ),
     ];
     for (from, to, path, says) in cases {
         let text = PLATFORM_PRODUCT.replace(from, to);

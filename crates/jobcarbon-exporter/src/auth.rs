@@ -87,7 +87,11 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, &'static str> {
 }
 
 fn unauthorized(reason: &str) -> Response {
-    let mut response = (StatusCode::UNAUTHORIZED, format!("unauthorized: {reason}\n")).into_response();
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        format!("unauthorized: {reason}\n"),
+    )
+        .into_response();
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"jobcarbon\""),
@@ -112,7 +116,13 @@ mod tests {
         assert_eq!(bearer_token(&with("Bearer abc.def")), Ok("abc.def"));
         assert_eq!(bearer_token(&with("bearer abc")), Ok("abc"));
         assert!(bearer_token(&HeaderMap::new()).is_err());
-        for bad in ["Basic dXNlcjpwdw==", "Bearer", "Bearer ", "Bearer a b", "abc"] {
+        for bad in [
+            "Basic dXNlcjpwdw==",
+            "Bearer",
+            "Bearer ",
+            "Bearer a b",
+            "abc",
+        ] {
             assert!(bearer_token(&with(bad)).is_err(), "{bad:?}");
         }
         let long = format!("Bearer {}", "a".repeat(MAX_TOKEN_BYTES + 1));

@@ -34,7 +34,11 @@ fn options(api: &FakeKubeApi) -> ServeOptions {
     }
 }
 
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, path: &str, token: Option<&str>) -> String {
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    path: &str,
+    token: Option<&str>,
+) -> String {
     let auth = token
         .map(|t| format!("Authorization: {t}\r\n"))
         .unwrap_or_default();
@@ -89,7 +93,12 @@ async fn tokens_are_reviewed_and_rbac_decides() {
     ] {
         let answer = get(addr, "/metrics", token).await;
         assert_eq!(status(&answer), 401, "{token:?}: {answer}");
-        assert!(answer.to_ascii_lowercase().contains("www-authenticate: bearer"), "{answer}");
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains("www-authenticate: bearer"),
+            "{answer}"
+        );
     }
 
     // The probes stay open.
@@ -101,7 +110,10 @@ async fn tokens_are_reviewed_and_rbac_decides() {
     assert_eq!(reviews, 5, "prom ×3 paths, other, not-a-token");
     assert_eq!(api.count(SUBJECT_ACCESS_REVIEWS), 4);
     for _ in 0..5 {
-        assert_eq!(status(&get(addr, "/metrics", Some("Bearer prom-token")).await), 200);
+        assert_eq!(
+            status(&get(addr, "/metrics", Some("Bearer prom-token")).await),
+            200
+        );
     }
     assert_eq!(api.count(TOKEN_REVIEWS), reviews, "cached decisions");
 
@@ -113,7 +125,10 @@ async fn tokens_are_reviewed_and_rbac_decides() {
         .unwrap();
     assert_eq!(sar.body["spec"]["user"], PROMETHEUS);
     assert_eq!(sar.body["spec"]["groups"][0], "system:serviceaccounts");
-    assert_eq!(sar.body["spec"]["nonResourceAttributes"]["path"], "/metrics");
+    assert_eq!(
+        sar.body["spec"]["nonResourceAttributes"]["path"],
+        "/metrics"
+    );
     assert_eq!(sar.body["spec"]["nonResourceAttributes"]["verb"], "get");
     server.shutdown().await.unwrap();
 }
@@ -144,7 +159,14 @@ fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf
     .unwrap();
     let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
     let made = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
         .args(["-nodes", "-days", "2", "-config"])
         .arg(&config)
         .arg("-keyout")
@@ -188,7 +210,10 @@ async fn tls_from_a_secret_s_pem_files_with_auth() {
             exchange(connector.connect(name, tcp).await.unwrap(), path, token).await
         }
     };
-    assert_eq!(status(&tls(Some("Bearer prom-token"), "/metrics").await), 200);
+    assert_eq!(
+        status(&tls(Some("Bearer prom-token"), "/metrics").await),
+        200
+    );
     assert_eq!(status(&tls(None, "/metrics").await), 401);
     assert_eq!(status(&tls(None, "/healthz").await), 200);
     // Plain HTTP on the TLS port gets no answer.
@@ -196,6 +221,6 @@ async fn tls_from_a_secret_s_pem_files_with_auth() {
     server.shutdown().await.unwrap();
 
     // A key file that is not a key is a clear error naming the file.
-    let err = load_tls(&cert, &cert).err().expect("a certificate is no key");
+    let err = load_tls(&cert, &cert).expect_err("a certificate is no key");
     assert!(err.to_string().contains("tls.crt"), "{err}");
 }

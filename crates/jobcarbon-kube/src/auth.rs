@@ -272,7 +272,9 @@ mod tests {
             Ok(if token == "good" {
                 AccessDecision::Allowed { user: "u".into() }
             } else {
-                AccessDecision::Unauthenticated { reason: "no".into() }
+                AccessDecision::Unauthenticated {
+                    reason: "no".into(),
+                }
             })
         }
     }

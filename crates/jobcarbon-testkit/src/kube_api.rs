@@ -219,9 +219,11 @@ impl FakeKubeApi {
     /// `nonResourceURLs: [url]`, `verbs: [verb]` (`*` matches any verb; a URL ending in `*`
     /// matches that prefix).
     pub fn allow_non_resource(&self, subject: &str, url: &str, verb: &str) {
-        lock(&self.state)
-            .non_resource_rules
-            .push((subject.to_owned(), url.to_owned(), verb.to_owned()));
+        lock(&self.state).non_resource_rules.push((
+            subject.to_owned(),
+            url.to_owned(),
+            verb.to_owned(),
+        ));
     }
 
     /// Requests to `path` so far (the review endpoints: how many reviews reached the server).
@@ -443,20 +445,20 @@ fn access_review(state: &State, path: &str, body: &Value) -> Option<Response<Bod
             review["status"] = status;
             json_response(StatusCode::CREATED, &review)
         }
-        Err(refusal) => refusal,
+        Err((code, status)) => json_response(code, &status),
     })
 }
 
-fn token_review(state: &State, body: &Value) -> Result<Value, Response<Body>> {
+fn token_review(state: &State, body: &Value) -> Result<Value, (StatusCode, Value)> {
     let token = body
         .pointer("/spec/token")
         .and_then(Value::as_str)
         .unwrap_or_default();
     if token.is_empty() {
         let message = "token is required for TokenReview in authentication";
-        return Err(json_response(
+        return Err((
             StatusCode::BAD_REQUEST,
-            &status_failure(400, "BadRequest", message),
+            status_failure(400, "BadRequest", message),
         ));
     }
     Ok(match state.tokens.get(token) {
@@ -466,7 +468,7 @@ fn token_review(state: &State, body: &Value) -> Result<Value, Response<Body>> {
     })
 }
 
-fn subject_access_review(state: &State, body: &Value) -> Result<Value, Response<Body>> {
+fn subject_access_review(state: &State, body: &Value) -> Result<Value, (StatusCode, Value)> {
     let spec = body.get("spec").cloned().unwrap_or_else(|| json!({}));
     let user = spec.get("user").and_then(Value::as_str).unwrap_or_default();
     let groups: Vec<&str> = spec
@@ -478,9 +480,9 @@ fn subject_access_review(state: &State, body: &Value) -> Result<Value, Response<
         let text = format!(
             "SubjectAccessReview.authorization.k8s.io \"\" is invalid: {field}: Invalid value: {message}"
         );
-        json_response(
+        (
             StatusCode::UNPROCESSABLE_ENTITY,
-            &status_failure(422, "Invalid", &text),
+            status_failure(422, "Invalid", &text),
         )
     };
     if user.is_empty() && groups.is_empty() {
@@ -494,8 +496,7 @@ fn subject_access_review(state: &State, body: &Value) -> Result<Value, Response<
         spec.get("resourceAttributes"),
     ) else {
         // The fake grants no resource rules; either both or neither is invalid.
-        if spec.get("resourceAttributes").is_some() && spec.get("nonResourceAttributes").is_none()
-        {
+        if spec.get("resourceAttributes").is_some() && spec.get("nonResourceAttributes").is_none() {
             return Ok(json!({"allowed": false}));
         }
         return Err(invalid(
@@ -503,13 +504,22 @@ fn subject_access_review(state: &State, body: &Value) -> Result<Value, Response<
             "exactly one of nonResourceAttributes or resourceAttributes must be specified",
         ));
     };
-    let path = attributes.get("path").and_then(Value::as_str).unwrap_or_default();
-    let verb = attributes.get("verb").and_then(Value::as_str).unwrap_or_default();
-    let granted = state.non_resource_rules.iter().find(|(subject, url, rule_verb)| {
-        (subject == user || groups.contains(&subject.as_str()))
-            && (rule_verb == "*" || rule_verb == verb)
-            && url_matches(url, path)
-    });
+    let path = attributes
+        .get("path")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let verb = attributes
+        .get("verb")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let granted = state
+        .non_resource_rules
+        .iter()
+        .find(|(subject, url, rule_verb)| {
+            (subject == user || groups.contains(&subject.as_str()))
+                && (rule_verb == "*" || rule_verb == verb)
+                && url_matches(url, path)
+        });
     Ok(match granted {
         Some((subject, url, _)) => json!({
             "allowed": true,
@@ -704,6 +714,51 @@ mod tests {
         assert_eq!(partial_watch_line("{not json".into()), "{not json");
         assert_eq!(Shape::of(Some("application/json")), Shape::Full);
         assert_eq!(Shape::of(Some(crate_metadata_mime())), Shape::Metadata);
+    }
+
+    #[test]
+    fn access_reviews_are_validated_and_answered_as_the_api_server_does() {
+        let mut state = State::default();
+        state
+            .tokens
+            .insert("t".into(), json!({"username": "u", "groups": ["g"]}));
+        state
+            .non_resource_rules
+            .push(("g".into(), "/api/*".into(), "get".into()));
+        let review = |token: &str| json!({"spec": {"token": token}});
+        let empty = token_review(&state, &review(""))
+            .err()
+            .map(|(code, _)| code);
+        assert_eq!(empty, Some(StatusCode::BAD_REQUEST));
+        let unknown = token_review(&state, &review("x")).unwrap_or_default();
+        assert_eq!(unknown.get("authenticated"), None);
+        assert_eq!(unknown["user"], json!({}));
+        assert_eq!(
+            token_review(&state, &review("t")).unwrap_or_default()["authenticated"],
+            true
+        );
+
+        let sar = |spec: Value| subject_access_review(&state, &json!({"spec": spec}));
+        let nobody = sar(json!({"nonResourceAttributes": {"path": "/metrics", "verb": "get"}}));
+        assert_eq!(
+            nobody.err().map(|(c, _)| c),
+            Some(StatusCode::UNPROCESSABLE_ENTITY)
+        );
+        let neither = sar(json!({"user": "u"}));
+        assert_eq!(
+            neither.err().map(|(c, _)| c),
+            Some(StatusCode::UNPROCESSABLE_ENTITY)
+        );
+        let allowed = |path: &str, verb: &str| {
+            sar(json!({"user": "u", "groups": ["g"],
+                       "nonResourceAttributes": {"path": path, "verb": verb}}))
+            .unwrap_or_default()["allowed"]
+                == true
+        };
+        assert!(allowed("/api/v1/products", "get"));
+        assert!(!allowed("/api/v1/products", "post"));
+        assert!(!allowed("/metrics", "get"));
+        assert!(url_matches("*", "/anything") && !url_matches("/api", "/api/v1"));
     }
 
     fn crate_metadata_mime() -> &'static str {

@@ -79,8 +79,8 @@ fn report(args: &Args) -> anyhow::Result<()> {
         query.push(("step", step));
     }
     let client = Client::new(args)?;
-    let answer: Value = serde_json::from_str(&client.fetch(&query)?)
-        .context("the server's answer is not JSON")?;
+    let answer: Value =
+        serde_json::from_str(&client.fetch(&query)?).context("the server's answer is not JSON")?;
     let fields: Vec<String> = args.by.split(',').map(|f| f.trim().to_owned()).collect();
     let text = match args.format {
         Format::Json => serde_json::to_string_pretty(&answer)? + "\n",

@@ -28,7 +28,12 @@ pub fn config(ca_file: Option<&Path>) -> anyhow::Result<Arc<ClientConfig>> {
     let mut roots = RootCertStore::empty();
     let certs = CertificateDer::pem_file_iter(&bundle)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .with_context(|| format!("--ca-file {}: not a PEM certificate bundle", bundle.display()))?;
+        .with_context(|| {
+            format!(
+                "--ca-file {}: not a PEM certificate bundle",
+                bundle.display()
+            )
+        })?;
     let (added, _) = roots.add_parsable_certificates(certs);
     if added == 0 {
         bail!("--ca-file {}: no usable certificate", bundle.display());

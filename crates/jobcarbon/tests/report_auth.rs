@@ -36,7 +36,14 @@ fn self_signed(dir: &Path) -> (String, String) {
     .unwrap();
     let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
     let made = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
         .args(["-nodes", "-days", "2", "-config"])
         .arg(&config)
         .arg("-keyout")
@@ -79,9 +86,25 @@ async fn report_sends_the_token_over_tls() {
     let runs = tokio::task::spawn_blocking(move || {
         let ok = report(&url2, &["--token-file", &token, "--ca-file", &cert]);
         let anonymous = report(&url2, &["--ca-file", &cert]);
-        let denied = report(&url2, &["--token-file", &nobody.display().to_string(), "--ca-file", &cert]);
+        let denied = report(
+            &url2,
+            &[
+                "--token-file",
+                &nobody.display().to_string(),
+                "--ca-file",
+                &cert,
+            ],
+        );
         let untrusted = report(&url2, &["--token-file", &token]);
-        let blank = report(&url2, &["--token-file", &empty.display().to_string(), "--ca-file", &cert]);
+        let blank = report(
+            &url2,
+            &[
+                "--token-file",
+                &empty.display().to_string(),
+                "--ca-file",
+                &cert,
+            ],
+        );
         (ok, anonymous, denied, untrusted, blank)
     })
     .await
@@ -94,7 +117,10 @@ async fn report_sends_the_token_over_tls() {
     assert!(anonymous.2.contains("401"), "{anonymous:?}");
     assert_eq!(denied.0, 1, "{denied:?}");
     assert!(denied.2.contains("403"), "{denied:?}");
-    assert_ne!(untrusted.0, 0, "a self-signed certificate is not trusted without --ca-file");
+    assert_ne!(
+        untrusted.0, 0,
+        "a self-signed certificate is not trusted without --ca-file"
+    );
     assert_eq!(blank.0, 1, "{blank:?}");
     assert!(blank.2.contains("--token-file"), "{blank:?}");
     server.shutdown().await.unwrap();
