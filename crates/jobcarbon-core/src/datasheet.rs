@@ -133,8 +133,12 @@ pub struct SystemLine {
 pub struct PlatformLine {
     pub name: String,
     pub overhead_g_per_s: f64,
+    /// The platform's EPC: its `epc`, or the EPC of the product that built it.
     pub epc_g: f64,
     pub lifetime_s: Option<f64>,
+    /// The `type: platform` product that built the platform (`platforms.NAME.product`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
 }
 
 /// The regions, systems and platforms used by the jobs behind the sheet's numbers.
@@ -446,11 +450,22 @@ fn assumptions(src: &SheetSource<'_>, jobs: &[&JobSpec]) -> Result<Assumptions, 
         .platforms
         .iter()
         .filter(|(name, _)| platforms_used.contains(*name))
-        .map(|(name, p)| PlatformLine {
-            name: name.to_owned(),
-            overhead_g_per_s: p.overhead.map(|q| q.0.value()).unwrap_or(0.0),
-            epc_g: p.epc.map(|q| q.0.value()).unwrap_or(0.0),
-            lifetime_s: p.lifetime.map(|q| q.0.value()),
+        .map(|(name, p)| {
+            let linked = p.product.as_deref();
+            let product_epc = linked.and_then(|l| src.report.products.iter().find(|r| r.name == l));
+            let product_lifetime = linked
+                .and_then(|l| src.scenario.products.get(l))
+                .and_then(|spec| spec.lifetime);
+            PlatformLine {
+                name: name.to_owned(),
+                overhead_g_per_s: p.overhead.map(|q| q.0.value()).unwrap_or(0.0),
+                epc_g: match product_epc {
+                    Some(r) => r.epc.total().value(),
+                    None => p.epc.map(|q| q.0.value()).unwrap_or(0.0),
+                },
+                lifetime_s: p.lifetime.or(product_lifetime).map(|q| q.0.value()),
+                product: p.product.clone(),
+            }
         })
         .collect();
     Ok(Assumptions {
@@ -565,6 +580,36 @@ jobs:
             },
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_platform_built_by_a_product_shows_that_product_s_epc() {
+        let text = "
+regions: {r: {pue: 1, intensity: 100}}
+platforms: {iks: {product: iks-build}}
+products:
+  iks-build: {type: platform, declared: 1t, lifetime: 2y}
+  m: {type: model, lifetime: 1y}
+jobs:
+  - {name: b, builds: iks-build, energy: 10kWh, duration: 1h, region: r}
+  - {name: t, builds: m, energy: 1kWh, duration: 1h, region: r, platform: iks}
+";
+        let doc = ScenarioDoc::from_yaml("s.yaml", text).unwrap();
+        let report = doc.evaluate("s.yaml").unwrap();
+        let source = SheetSource {
+            source: "s.yaml",
+            file: "s.yaml",
+            scenario: &doc,
+            report: &report,
+            traffic: None,
+            service_life: None,
+        };
+        let s = build("m", source).unwrap();
+        let line = &s.assumptions.platforms[0];
+        // 1 t declared + 10 kWh × 100 g/kWh measured.
+        assert_eq!(line.epc_g, 1_001_000.0);
+        assert_eq!(line.lifetime_s, Some(2.0 * 365.0 * 86_400.0));
+        assert_eq!(line.product.as_deref(), Some("iks-build"));
     }
 
     #[test]

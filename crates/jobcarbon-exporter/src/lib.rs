@@ -12,14 +12,21 @@
 //! - `/`: the web view (`ui.rs`), embedded, calling the JSON API;
 //! - `/healthz` (the process serves) and `/readyz` (the first interval is booked, or this
 //!   replica is a leader-election standby; booking held by an outage: `503 degraded: …`).
+//!
+//! With [`ServeOptions::auth`] every path but `/healthz` and `/readyz` needs a bearer token
+//! that the Kubernetes API accepts and RBAC lets `get` the path ([`auth`]); with
+//! [`ServeOptions::tls`] it is served over TLS.
 
 pub mod advice;
+pub mod auth;
 mod metrics;
 mod server;
 mod ui;
 
 pub use metrics::{Format, LedgerCollector, encode_metrics};
-pub use server::{HEADER_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_HEADER_BYTES};
+pub use server::{
+    HEADER_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_HEADER_BYTES, TlsError, load_tls,
+};
 
 use axum::Router;
 use axum::extract::FromRef;
@@ -76,14 +83,41 @@ pub fn router_with(view: SharedView, history: Option<PromHistory>) -> Router {
         })
 }
 
-/// Serve `router_with(view, history)` on `listener` until `shutdown` resolves.
+/// How the surface is served: plain HTTP, no auth and in-memory allocation history by default.
+#[derive(Clone, Default)]
+pub struct ServeOptions {
+    /// Check callers with TokenReview + SubjectAccessReview (every path but the probes).
+    pub auth: Option<std::sync::Arc<dyn jobcarbon_kube::auth::AccessReviewer>>,
+    /// Serve HTTPS with this config ([`load_tls`]).
+    pub tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// With a Prometheus, `/api/v1/allocation` reads the ledger's own series there (it
+    /// survives restarts); without one, the in-memory history answers.
+    pub history: Option<PromHistory>,
+}
+
+/// Serve `router(view)` on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     view: SharedView,
-    history: Option<PromHistory>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    server::serve_bounded(listener, router_with(view, history), shutdown).await
+    serve_with(listener, view, ServeOptions::default(), shutdown).await
+}
+
+/// Serve `router_with(view, history)` on `listener`, protected as `options` says, until
+/// `shutdown` resolves.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    view: SharedView,
+    options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router_with(view, options.history);
+    let app = match options.auth {
+        Some(reviewer) => auth::protect(app, reviewer),
+        None => app,
+    };
+    server::serve_bounded(listener, app, options.tls, shutdown).await
 }
 
 /// The HTTP surface running on its own task, as the ledger and the demo run it.
@@ -94,17 +128,17 @@ pub struct ServerHandle {
 
 /// Serves [`router`] on `listener` in the background until [`ServerHandle::shutdown`].
 pub fn spawn(listener: tokio::net::TcpListener, view: SharedView) -> ServerHandle {
-    spawn_with(listener, view, None)
+    spawn_with(listener, view, ServeOptions::default())
 }
 
-/// Serves [`router_with`] on `listener` in the background until [`ServerHandle::shutdown`].
+/// [`spawn`], protected as `options` says.
 pub fn spawn_with(
     listener: tokio::net::TcpListener,
     view: SharedView,
-    history: Option<PromHistory>,
+    options: ServeOptions,
 ) -> ServerHandle {
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(serve(listener, view, history, async move {
+    let task = tokio::spawn(serve_with(listener, view, options, async move {
         let _ = stopped.wait_for(|stop| *stop).await;
     }));
     ServerHandle { stop, task }

@@ -545,6 +545,30 @@ pub struct ExporterConfig {
     /// At most this many pods get their own series; the rest are rolled up at once.
     #[serde(default = "default_max_pod_series")]
     pub max_pod_series: usize,
+    /// `exporter.auth`: who may read the surface (off by default).
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// `exporter.tls`: serve HTTPS from a certificate/key pair (a `kubernetes.io/tls` Secret).
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+}
+
+/// `exporter.auth`: with `enabled`, every path but `/healthz` and `/readyz` needs a bearer
+/// token the API server accepts (TokenReview) and RBAC lets `get` the path
+/// (SubjectAccessReview on `nonResourceURLs`), as kube-rbac-proxy checks it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+/// `exporter.tls`: PEM files, the chain's leaf first.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 fn ten_minutes() -> Q<Seconds> {
     Q(Seconds::from_minutes(10.0))
@@ -557,6 +581,8 @@ impl Default for ExporterConfig {
         Self {
             grace_period: ten_minutes(),
             max_pod_series: default_max_pod_series(),
+            auth: AuthConfig::default(),
+            tls: None,
         }
     }
 }

@@ -49,6 +49,58 @@ pub struct Args {
     /// checkpoint is trusted (a time: `7d`, `12h`).
     #[arg(long, env = "JOBCARBON_RESTORE_LOOKBACK", default_value = "7d")]
     pub restore_lookback: String,
+    /// Check callers of /metrics, /api/* and / with TokenReview + SubjectAccessReview
+    /// (`exporter.auth.enabled`); /healthz and /readyz stay open.
+    #[arg(long, env = "JOBCARBON_AUTH")]
+    pub auth: bool,
+    /// Serve HTTPS with this PEM certificate chain (`exporter.tls.certFile`); needs --tls-key-file.
+    #[arg(long, env = "JOBCARBON_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The PEM private key of --tls-cert-file (`exporter.tls.keyFile`).
+    #[arg(long, env = "JOBCARBON_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+}
+
+/// How the HTTP surface is protected: the flags, else the config's `exporter.auth`/`tls`.
+struct Surface {
+    auth: bool,
+    tls: Option<(PathBuf, PathBuf)>,
+}
+
+impl Surface {
+    fn of(args: &Args, config: &Config) -> Self {
+        let tls = match (&args.tls_cert_file, &args.tls_key_file) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            _ => config
+                .exporter
+                .tls
+                .as_ref()
+                .map(|t| (t.cert_file.clone(), t.key_file.clone())),
+        };
+        Self {
+            auth: args.auth || config.exporter.auth.enabled,
+            tls,
+        }
+    }
+
+    /// The server options; a certificate that cannot be served stops the start.
+    fn options(&self, client: &kube::Client) -> anyhow::Result<jobcarbon_exporter::ServeOptions> {
+        use jobcarbon_kube::auth::{CacheLimits, CachedReviewer, KubeAccessReviewer};
+        let tls = match &self.tls {
+            Some((cert, key)) => Some(jobcarbon_exporter::load_tls(cert, key)?),
+            None => None,
+        };
+        let auth = self.auth.then(|| {
+            let reviewer = KubeAccessReviewer::new(client.clone());
+            std::sync::Arc::new(CachedReviewer::new(reviewer, CacheLimits::default()))
+                as std::sync::Arc<dyn jobcarbon_kube::auth::AccessReviewer>
+        });
+        Ok(jobcarbon_exporter::ServeOptions {
+            auth,
+            tls,
+            history: None,
+        })
+    }
 }
 
 /// How the ledger finds and marks its own state.
@@ -83,12 +135,13 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let surface = Surface::of(&args, &config);
     let durability = Durability {
         identity: args.ledger_id,
         lookback,
         reset: args.reset_state,
     };
-    match runtime.block_on(serve(config, args.listen, durability)) {
+    match runtime.block_on(serve(config, args.listen, durability, surface)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("jobcarbon ledger: {e:#}");
@@ -97,7 +150,12 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-async fn serve(config: Config, listen: SocketAddr, durability: Durability) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    listen: SocketAddr,
+    durability: Durability,
+    surface: Surface,
+) -> anyhow::Result<()> {
     let reset = durability.reset;
     let settings = config.settings();
     let settings_interval = settings.interval;
@@ -153,17 +211,23 @@ async fn serve(config: Config, listen: SocketAddr, durability: Durability) -> an
 
     let listener =
         crate::listen::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(address = %listener.local_addr()?, "serving /metrics and /api/v1");
+    let mut options = surface.options(&client)?;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        tls = options.tls.is_some(),
+        auth = options.auth.is_some(),
+        "serving /metrics and /api/v1"
+    );
     // With a Prometheus, /api/v1/allocation reads the ledger's own series there (it
     // survives restarts); without one, the in-memory history answers.
-    let history = prom.clone().map(|client| {
+    options.history = prom.clone().map(|client| {
         jobcarbon_ledger::allocation_prom::PromHistory::new(
             client,
             durability.identity.clone(),
             durability.lookback,
         )
     });
-    let server = jobcarbon_exporter::spawn_with(listener, view.clone(), history);
+    let server = jobcarbon_exporter::spawn_with(listener, view.clone(), options);
 
     // Book once the first lists are in (or after one interval, whichever comes first), so
     // the first interval does not see an empty cluster.
