@@ -10,6 +10,7 @@
 //! - [`watch`]: the reflectors and [`watch::ClusterState::snapshot`].
 
 pub mod index;
+pub mod ksm;
 pub mod labels;
 pub mod leader;
 pub mod owner;
