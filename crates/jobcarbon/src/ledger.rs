@@ -12,6 +12,8 @@ use jobcarbon_kube::product::rfc3339;
 use jobcarbon_kube::status::{StatusWriteError, epc_lowered, monotonic_epc};
 use jobcarbon_kube::{ClusterState, EpcStatus, LeaderElector, write_product_status};
 use jobcarbon_ledger::checkpoint::CheckpointFile;
+use jobcarbon_ledger::clock::{OffsetClock, SharedClock};
+use jobcarbon_ledger::ksm_history::KsmHistory;
 use jobcarbon_ledger::durable;
 use jobcarbon_ledger::kube_cluster::KubeCluster;
 use jobcarbon_ledger::prom_restore;
@@ -49,6 +51,10 @@ pub struct Args {
     /// checkpoint is trusted (a time: `7d`, `12h`).
     #[arg(long, env = "JOBCARBON_RESTORE_LOOKBACK", default_value = "7d")]
     pub restore_lookback: String,
+    /// TEST ONLY: shift the ledger's clock by this many seconds (negative: the past), so a
+    /// test can simulate hours of downtime without waiting. Never set it in production.
+    #[arg(long, env = "JOBCARBON_TEST_CLOCK_OFFSET", default_value_t = 0.0, hide = true, allow_hyphen_values = true)]
+    pub test_clock_offset: f64,
 }
 
 /// How the ledger finds and marks its own state.
@@ -56,6 +62,8 @@ struct Durability {
     identity: String,
     lookback: Seconds,
     reset: bool,
+    /// The system clock; shifted only by the test-only `--test-clock-offset`.
+    clock: SharedClock,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -83,10 +91,26 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if !args.test_clock_offset.is_finite() {
+        eprintln!("error: --test-clock-offset must be a number of seconds");
+        return ExitCode::from(2);
+    }
+    let clock: SharedClock = if args.test_clock_offset == 0.0 {
+        jobcarbon_ledger::clock::system()
+    } else {
+        eprintln!(
+            "jobcarbon ledger: TEST CLOCK: the ledger's clock is shifted by {} s",
+            args.test_clock_offset
+        );
+        std::sync::Arc::new(OffsetClock {
+            offset: Seconds(args.test_clock_offset),
+        })
+    };
     let durability = Durability {
         identity: args.ledger_id,
         lookback,
         reset: args.reset_state,
+        clock,
     };
     match runtime.block_on(serve(config, args.listen, durability)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -101,7 +125,7 @@ async fn serve(config: Config, listen: SocketAddr, durability: Durability) -> an
     let reset = durability.reset;
     let settings = config.settings();
     let settings_interval = settings.interval;
-    let store = checkpoint_store(&config, reset)?;
+    let store = checkpoint_store(&config, reset, durability.clock.now())?;
     let interval = Duration::from_secs_f64(settings.interval.value());
     let (energy, metrics, prom) = readers(&config)?;
 
@@ -135,8 +159,14 @@ async fn serve(config: Config, listen: SocketAddr, durability: Durability) -> an
         Sources {
             energy: energy.sources,
             metrics,
-            cluster: Box::new(KubeCluster {
-                state: state.clone(),
+            cluster: Box::new(match &prom {
+                // Pods that lived only inside a gap, from kube-state-metrics history.
+                Some(client) => KubeCluster::new(state.clone()).with_history(
+                    KsmHistory::new(client.clone()),
+                    durability.clock.clone(),
+                    settings_interval,
+                ),
+                None => KubeCluster::new(state.clone()),
             }),
         },
         config.product_defs(),
@@ -149,7 +179,8 @@ async fn serve(config: Config, listen: SocketAddr, durability: Durability) -> an
             .map_err(|(region, e)| anyhow::anyhow!("regions.{region}.intensity: {e}"))?,
     );
     let mut ledger = DurableLedger::open(ledger, store, settings_interval)
-        .map_err(|e| anyhow::anyhow!("cannot restore the ledger state (state.file): {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot restore the ledger state (state.file): {e}"))?
+        .with_clock(durability.clock.clone());
 
     let listener =
         crate::listen::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
@@ -184,7 +215,11 @@ async fn serve(config: Config, listen: SocketAddr, durability: Durability) -> an
 }
 
 /// The checkpoint file of `state.file`; with `--reset-state` its generations are moved aside.
-fn checkpoint_store(config: &Config, reset: bool) -> anyhow::Result<Option<CheckpointFile>> {
+fn checkpoint_store(
+    config: &Config,
+    reset: bool,
+    now: Seconds,
+) -> anyhow::Result<Option<CheckpointFile>> {
     let store = match &config.state.file {
         Some(path) => Some(CheckpointFile::new(path.clone())),
         None => {
@@ -197,7 +232,7 @@ fn checkpoint_store(config: &Config, reset: bool) -> anyhow::Result<Option<Check
     if reset {
         match &store {
             Some(store) => {
-                durable::reset_state(store, durable::wall_clock_now()).with_context(|| {
+                durable::reset_state(store, now).with_context(|| {
                     format!(
                         "--reset-state: cannot move {} aside",
                         store.path().display()
@@ -285,7 +320,7 @@ async fn book_until_shutdown(
             }
         }
         if leading && restored {
-            let caught = ledger.catch_up(durable::wall_clock_now()).await;
+            let caught = ledger.catch_up(ledger.now()).await;
             held = !caught.held_by.is_empty();
             if caught.booked > 0
                 && let Some(at) = ledger.ledger().state().last_booked
@@ -296,8 +331,8 @@ async fn book_until_shutdown(
         let wait = if held {
             retry
         } else {
-            let next = ledger.slot(durable::wall_clock_now()) + b.interval;
-            let secs = (next - durable::wall_clock_now()).value().max(0.0);
+            let next = ledger.slot(ledger.now()) + b.interval;
+            let secs = (next - ledger.now()).value().max(0.0);
             Duration::from_secs_f64(secs)
         };
         tokio::select! {
@@ -359,7 +394,7 @@ async fn restore_latest(
         client,
         identity,
         durability.lookback,
-        durable::wall_clock_now(),
+        ledger.now(),
     )
     .await?;
     let Some(restored) = found
@@ -377,7 +412,7 @@ async fn restore_latest(
     }
     let last_booked = restored.last_booked.value();
     if ledger.adopt_if_later(restored).await {
-        let gap = (durable::wall_clock_now().value() - last_booked).max(0.0);
+        let gap = (ledger.now().value() - last_booked).max(0.0);
         tracing::info!(%identity, last_booked, gap_seconds = gap, not_restored = prom_restore::MISSING, "ledger state restored from Prometheus; backfilling the gap from history");
         ledger.set_restored_from("prometheus", prom_restore::MISSING);
     } else {
