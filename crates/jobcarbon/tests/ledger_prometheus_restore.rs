@@ -383,7 +383,7 @@ async fn setup_with_history(ports: Vec<u16>, past: Option<i64>, interval: u64) -
 
 impl Setup {
     fn ledger(&self, id: &'static str, port: u16, pod: Option<&'static str>) -> Ledger {
-        let name = format!("{}-{}", id.replace('/', "-"), pod.unwrap_or("single"));
+        let name = format!("{}-{}-{port}", id.replace('/', "-"), pod.unwrap_or("single"));
         let dir = self.root.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
         chart_config(&dir, &self.prom.url(), self.interval);
@@ -703,7 +703,11 @@ async fn two_hours_down_with_kill_9_during_the_backfill_within_one_percent() {
         };
         victim.kill9();
         let now = unix_ms() as f64 / 1000.0;
-        assert!(now - killed_at > 600.0, "killed during the backfill ({killed_at} vs {now})");
+        assert!(
+            now - killed_at > 600.0,
+            "killed during the backfill ({killed_at} vs {now}, down at {down_at}): {}",
+            victim.logs()
+        );
         victim.start();
         let (r, v) = same_interval(&reference, &victim, now, Duration::from_secs(300));
         (r, v, victim.logs(), down_at, killed_at)
