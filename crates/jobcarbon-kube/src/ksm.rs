@@ -63,7 +63,10 @@ impl KsmSeries {
 
     /// `(namespace, pod)`, when both are there.
     fn pod(&self) -> Option<(String, String)> {
-        Some((self.get("namespace")?.to_owned(), self.get("pod")?.to_owned()))
+        Some((
+            self.get("namespace")?.to_owned(),
+            self.get("pod")?.to_owned(),
+        ))
     }
 }
 
@@ -109,7 +112,8 @@ pub fn ksm_label_name(key: &str) -> String {
     let chars: Vec<char> = sanitised.chars().collect();
     let mut snake = String::with_capacity(sanitised.len() + 4);
     for (i, c) in chars.iter().enumerate() {
-        let after_lower = i > 0 && (chars[i - 1].is_ascii_lowercase() || chars[i - 1].is_ascii_digit());
+        let after_lower =
+            i > 0 && (chars[i - 1].is_ascii_lowercase() || chars[i - 1].is_ascii_digit());
         if c.is_ascii_uppercase() && after_lower {
             snake.push('_');
         }
@@ -134,7 +138,8 @@ pub fn pods_from_ksm(samples: &KsmSamples, label_keys: &BTreeSet<String>) -> Vec
             uid: info.get("uid").map(str::to_owned),
             ..ObjectMeta::default()
         };
-        if let (Some(kind), Some(owner)) = (info.get("created_by_kind"), info.get("created_by_name"))
+        if let (Some(kind), Some(owner)) =
+            (info.get("created_by_kind"), info.get("created_by_name"))
         {
             meta.owner_references = Some(vec![owner_ref(kind, owner, true)]);
         }
@@ -237,7 +242,10 @@ fn add_requests(
             .or_default()
             .entry(container)
             .or_default()
-            .insert(api_resource_name(resource), Quantity(format!("{}", s.value)));
+            .insert(
+                api_resource_name(resource),
+                Quantity(format!("{}", s.value)),
+            );
     }
     for (key, by_container) in containers {
         if let Some(spec) = pods.get_mut(&key).and_then(|p| p.spec.as_mut()) {

@@ -49,7 +49,10 @@ fn ksm_label_names_are_sanitised_like_kube_state_metrics() {
         ksm_label_name("jobcarbon.io/phase"),
         "label_jobcarbon_io_phase"
     );
-    assert_eq!(ksm_label_name("pod-template-hash"), "label_pod_template_hash");
+    assert_eq!(
+        ksm_label_name("pod-template-hash"),
+        "label_pod_template_hash"
+    );
     assert_eq!(
         ksm_label_name("app.kubernetes.io/name"),
         "label_app_kubernetes_io_name"
@@ -75,7 +78,10 @@ fn pods_from_ksm_resolve_like_the_same_pods_from_the_api_server() {
     let from_api = resolve(&api_pods);
 
     assert_eq!(from_ksm.len(), 4);
-    assert_eq!(from_ksm.keys().collect::<Vec<_>>(), from_api.keys().collect::<Vec<_>>());
+    assert_eq!(
+        from_ksm.keys().collect::<Vec<_>>(),
+        from_api.keys().collect::<Vec<_>>()
+    );
     for (key, api) in &from_api {
         let ksm = &from_ksm[key];
         assert_eq!(ksm.uid, api.uid, "{key:?} uid");
@@ -117,7 +123,10 @@ fn without_the_allow_list_pods_keep_owner_and_node_but_no_phase() {
         .collect::<Vec<_>>()
         .join("\n");
     let ksm = samples(&text);
-    let facts = resolve(&pods_from_ksm(&ksm, &AttributionConfig::default().label_keys()));
+    let facts = resolve(&pods_from_ksm(
+        &ksm,
+        &AttributionConfig::default().label_keys(),
+    ));
     let train = &facts[&PodKey::new("ml-training", "bert-base-train-7x9kq")];
     assert_eq!(train.workload.workload, "Job/bert-base-train");
     assert_eq!(train.phase, jobcarbon_core::Phase::Unlabelled);
@@ -125,7 +134,10 @@ fn without_the_allow_list_pods_keep_owner_and_node_but_no_phase() {
     assert_eq!(train.node.as_deref(), Some("gpu-node-a1"));
     // No hash label: the pod stays with its ReplicaSet.
     let serve = &facts[&PodKey::new("ml-serving", "bert-base-serve-6d8f7b9c5d-k2m4x")];
-    assert_eq!(serve.workload.workload, "ReplicaSet/bert-base-serve-6d8f7b9c5d");
+    assert_eq!(
+        serve.workload.workload,
+        "ReplicaSet/bert-base-serve-6d8f7b9c5d"
+    );
 }
 
 #[test]
@@ -158,17 +170,30 @@ fn exported_labels_win_and_none_owners_and_other_uids_are_ignored() {
         )],
         phase: vec![
             KsmSeries::new(
-                &[("exported_namespace", "scratch"), ("exported_pod", "adhoc"), ("uid", "u1"), ("phase", "Succeeded")],
+                &[
+                    ("exported_namespace", "scratch"),
+                    ("exported_pod", "adhoc"),
+                    ("uid", "u1"),
+                    ("phase", "Succeeded"),
+                ],
                 1.0,
             ),
             KsmSeries::new(
-                &[("exported_namespace", "scratch"), ("exported_pod", "adhoc"), ("uid", "u1"), ("phase", "Running")],
+                &[
+                    ("exported_namespace", "scratch"),
+                    ("exported_pod", "adhoc"),
+                    ("uid", "u1"),
+                    ("phase", "Running"),
+                ],
                 0.0,
             ),
         ],
         ..KsmSamples::default()
     };
-    let facts = resolve(&pods_from_ksm(&ksm, &AttributionConfig::default().label_keys()));
+    let facts = resolve(&pods_from_ksm(
+        &ksm,
+        &AttributionConfig::default().label_keys(),
+    ));
     let pod = &facts[&PodKey::new("scratch", "adhoc")];
     assert_eq!(pod.workload.workload, "Pod/adhoc");
     assert_eq!(pod.phase, jobcarbon_core::Phase::Unlabelled);

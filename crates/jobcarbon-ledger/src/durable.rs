@@ -15,8 +15,8 @@
 //! the previous checkpoint on restart: the result is identical, because booking is a pure
 //! function of the restored state and the same history.
 
-use crate::clock::SharedClock;
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointFile, Generation, Untrusted};
+use crate::clock::SharedClock;
 use crate::requests::RequestBooks;
 use crate::runner::Ledger;
 use crate::state::LedgerState;

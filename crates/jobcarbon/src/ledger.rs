@@ -13,8 +13,8 @@ use jobcarbon_kube::status::{StatusWriteError, epc_lowered, monotonic_epc};
 use jobcarbon_kube::{ClusterState, EpcStatus, LeaderElector, write_product_status};
 use jobcarbon_ledger::checkpoint::CheckpointFile;
 use jobcarbon_ledger::clock::{OffsetClock, SharedClock};
-use jobcarbon_ledger::ksm_history::KsmHistory;
 use jobcarbon_ledger::durable;
+use jobcarbon_ledger::ksm_history::KsmHistory;
 use jobcarbon_ledger::kube_cluster::KubeCluster;
 use jobcarbon_ledger::prom_restore;
 use jobcarbon_ledger::sources;
@@ -53,7 +53,13 @@ pub struct Args {
     pub restore_lookback: String,
     /// TEST ONLY: shift the ledger's clock by this many seconds (negative: the past), so a
     /// test can simulate hours of downtime without waiting. Never set it in production.
-    #[arg(long, env = "JOBCARBON_TEST_CLOCK_OFFSET", default_value_t = 0.0, hide = true, allow_hyphen_values = true)]
+    #[arg(
+        long,
+        env = "JOBCARBON_TEST_CLOCK_OFFSET",
+        default_value_t = 0.0,
+        hide = true,
+        allow_hyphen_values = true
+    )]
     pub test_clock_offset: f64,
 }
 
@@ -91,20 +97,9 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if !args.test_clock_offset.is_finite() {
+    let Some(clock) = test_clock(args.test_clock_offset) else {
         eprintln!("error: --test-clock-offset must be a number of seconds");
         return ExitCode::from(2);
-    }
-    let clock: SharedClock = if args.test_clock_offset == 0.0 {
-        jobcarbon_ledger::clock::system()
-    } else {
-        eprintln!(
-            "jobcarbon ledger: TEST CLOCK: the ledger's clock is shifted by {} s",
-            args.test_clock_offset
-        );
-        std::sync::Arc::new(OffsetClock {
-            offset: Seconds(args.test_clock_offset),
-        })
     };
     let durability = Durability {
         identity: args.ledger_id,
@@ -159,15 +154,12 @@ async fn serve(config: Config, listen: SocketAddr, durability: Durability) -> an
         Sources {
             energy: energy.sources,
             metrics,
-            cluster: Box::new(match &prom {
-                // Pods that lived only inside a gap, from kube-state-metrics history.
-                Some(client) => KubeCluster::new(state.clone()).with_history(
-                    KsmHistory::new(client.clone()),
-                    durability.clock.clone(),
-                    settings_interval,
-                ),
-                None => KubeCluster::new(state.clone()),
-            }),
+            cluster: Box::new(cluster_source(
+                &state,
+                prom.as_ref(),
+                &durability,
+                settings_interval,
+            )),
         },
         config.product_defs(),
         config.request_queries(),
@@ -212,6 +204,40 @@ async fn serve(config: Config, listen: SocketAddr, durability: Durability) -> an
     }
     server.shutdown().await.context("the HTTP server failed")?;
     Ok(())
+}
+
+/// The system clock, or (test only) the wall clock shifted by `offset` seconds. `None` for
+/// a non-finite offset.
+fn test_clock(offset: f64) -> Option<SharedClock> {
+    if !offset.is_finite() {
+        return None;
+    }
+    if offset == 0.0 {
+        return Some(jobcarbon_ledger::clock::system());
+    }
+    eprintln!("jobcarbon ledger: TEST CLOCK: the ledger's clock is shifted by {offset} s");
+    Some(std::sync::Arc::new(OffsetClock {
+        offset: Seconds(offset),
+    }))
+}
+
+/// The watchers, and for pods that lived only inside a gap, kube-state-metrics history in
+/// the configured Prometheus.
+fn cluster_source(
+    state: &ClusterState,
+    prom: Option<&PromClient>,
+    durability: &Durability,
+    interval: Seconds,
+) -> KubeCluster {
+    let cluster = KubeCluster::new(state.clone());
+    match prom {
+        Some(client) => cluster.with_history(
+            KsmHistory::new(client.clone()),
+            durability.clock.clone(),
+            interval,
+        ),
+        None => cluster,
+    }
 }
 
 /// The checkpoint file of `state.file`; with `--reset-state` its generations are moved aside.
@@ -390,13 +416,8 @@ async fn restore_latest(
         return Ok(());
     };
     let identity = &durability.identity;
-    let found = prom_restore::read_exported(
-        client,
-        identity,
-        durability.lookback,
-        ledger.now(),
-    )
-    .await?;
+    let found =
+        prom_restore::read_exported(client, identity, durability.lookback, ledger.now()).await?;
     let Some(restored) = found
         .as_ref()
         .and_then(|(_, exported)| prom_restore::state_from_exported(exported, context))

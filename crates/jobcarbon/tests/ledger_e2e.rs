@@ -346,6 +346,21 @@ async fn ledger_books_real_prometheus_and_api_server_data_as_computed_by_hand() 
     world.driver.abort();
 }
 
+/// The labels of `pod`'s ASCe series include `want`.
+fn assert_labels(text: &str, pod: &str, want: &[(&str, &str)]) {
+    let (labels, _) = samples(text, "jobcarbon_workload_asce_grams_total")
+        .into_iter()
+        .find(|(l, _)| l.get("pod").map(String::as_str) == Some(pod))
+        .expect("the pod has its own series");
+    for (k, v) in want {
+        assert_eq!(
+            labels.get(*k).map(String::as_str),
+            Some(*v),
+            "{pod} label {k}"
+        );
+    }
+}
+
 /// A training pod that lived only inside a gap: the API server (and so the watchers) never
 /// had it, kube-state-metrics' history in Prometheus does (the KSM fixture, as KSM exposes
 /// these pods with the documented allow-list). Intervals booked after the fact attribute it
@@ -401,14 +416,16 @@ async fn a_pod_that_lived_only_in_the_gap_is_attributed_from_kube_state_metrics_
             &format!("train {component} energy from KSM"),
         );
     }
-    let (labels, _) = samples(&text, "jobcarbon_workload_asce_grams_total")
-        .into_iter()
-        .find(|(l, _)| l.get("pod").map(String::as_str) == Some(train_pod))
-        .expect("the gap pod has its own series");
-    assert_eq!(labels["namespace"], "ml-training");
-    assert_eq!(labels["workload"], "Job/bert-base-train");
-    assert_eq!(labels["phase"], "training");
-    assert_eq!(labels["product"], "bert-base");
+    assert_labels(
+        &text,
+        train_pod,
+        &[
+            ("namespace", "ml-training"),
+            ("workload", "Job/bert-base-train"),
+            ("phase", "training"),
+            ("product", "bert-base"),
+        ],
+    );
     assert!(
         value(
             &text,

@@ -84,7 +84,10 @@ fn kepler_target_from(origin: f64) -> String {
     let addr = listener.local_addr().unwrap().to_string();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let _ = respond(stream, &target_body(&text, origin, unix_ms() as f64 / 1000.0));
+            let _ = respond(
+                stream,
+                &target_body(&text, origin, unix_ms() as f64 / 1000.0),
+            );
         }
     });
     addr
@@ -383,7 +386,11 @@ async fn setup_with_history(ports: Vec<u16>, past: Option<i64>, interval: u64) -
 
 impl Setup {
     fn ledger(&self, id: &'static str, port: u16, pod: Option<&'static str>) -> Ledger {
-        let name = format!("{}-{}-{port}", id.replace('/', "-"), pod.unwrap_or("single"));
+        let name = format!(
+            "{}-{}-{port}",
+            id.replace('/', "-"),
+            pod.unwrap_or("single")
+        );
         let dir = self.root.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
         chart_config(&dir, &self.prom.url(), self.interval);
@@ -565,7 +572,11 @@ async fn kill_9_right_after_and_right_before_a_checkpoint_within_one_percent() {
             let killed_at = last_booked(&victim.metrics().unwrap_or_default());
             victim.kill9();
             if point == "before" {
-                assert_eq!(victim.checkpoint_mtime(), Some(written), "killed before the write");
+                assert_eq!(
+                    victim.checkpoint_mtime(),
+                    Some(written),
+                    "killed before the write"
+                );
             }
             std::thread::sleep(Duration::from_secs(2 * INTERVAL));
             victim.start();
@@ -611,7 +622,10 @@ async fn rolling_upgrade_hands_over_without_double_booking() {
         );
         new.start();
         let standby = serving(&new);
-        assert!(!is_leader(&new), "the new replica stands by until the old one goes");
+        assert!(
+            !is_leader(&new),
+            "the new replica stands by until the old one goes"
+        );
         assert_eq!(sum(&standby, "jobcarbon_workload_asce_grams_total"), 0.0);
         std::thread::sleep(Duration::from_millis(1500));
         old.stop();
@@ -632,6 +646,25 @@ async fn rolling_upgrade_hands_over_without_double_booking() {
     assert_eq!(restored_from(&v), "prometheus", "{logs}");
     assert_within_one_percent(&v, &r, &logs, "rolling upgrade");
     drop(s);
+}
+
+/// A ledger started `ahead` seconds later than now with `lookback`: its own series are older
+/// than the lookback, so it reports that nothing could be restored (`from="none"`, a warning).
+fn assert_nothing_restorable(late: &mut Ledger, ahead: i64, lookback: &str) {
+    late.clock_offset = ahead;
+    late.extra_args = vec![format!("--restore-lookback={lookback}")];
+    late.start();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while restored_from(&serving(late)) != "none" {
+        assert!(Instant::now() < deadline, "{}", late.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    late.kill9();
+    let logs = late.logs();
+    assert!(
+        logs.contains("no exported state of this ledger in Prometheus within the lookback"),
+        "{logs}"
+    );
 }
 
 /// Two hours of downtime without waiting two hours: both ledgers run with their clock two
@@ -657,10 +690,12 @@ async fn two_hours_down_with_kill_9_during_the_backfill_within_one_percent() {
         reference.start();
         victim.start();
         let (r, _) = same_interval(&reference, &victim, 1.0, Duration::from_secs(60));
+        // Three intervals: the restore searches scrapes on a 15 s grid, so the victim's
+        // series must outlive one step of it.
         let (_, v) = same_interval(
             &reference,
             &victim,
-            last_booked(&r) + 2.0 * STEP as f64,
+            last_booked(&r) + 3.0 * STEP as f64,
             Duration::from_secs(60),
         );
         std::thread::sleep(Duration::from_millis(1500));
@@ -669,20 +704,7 @@ async fn two_hours_down_with_kill_9_during_the_backfill_within_one_percent() {
         let down_at = last_booked(&v);
 
         // Seen from two hours later, with a one-hour lookback, the series are gone.
-        late.clock_offset = GAP;
-        late.extra_args = vec!["--restore-lookback=1h".to_owned()];
-        late.start();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while restored_from(&serving(&late)) != "none" {
-            assert!(Instant::now() < deadline, "{}", late.logs());
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        late.kill9();
-        assert!(
-            late.logs().contains("no exported state of this ledger in Prometheus within the lookback"),
-            "{}",
-            late.logs()
-        );
+        assert_nothing_restorable(&mut late, GAP, "1h");
 
         // Back on the wall clock: two hours to backfill.
         reference.clock_offset = 0;
