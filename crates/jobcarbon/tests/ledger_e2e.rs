@@ -201,7 +201,7 @@ async fn ledger_books_real_prometheus_and_api_server_data_as_computed_by_hand() 
     let pods: serde_json::Value =
         serde_json::from_str(&fixture("kube/podlist-gpu-node.json")).unwrap();
     let world = World::start(history, pods["items"].as_array().unwrap().clone()).await;
-    let (mut ledger, view) = world.ledger(|state| KubeCluster::new(state));
+    let (mut ledger, view) = world.ledger(KubeCluster::new);
     ledger.run_interval(Seconds(t0 as f64)).await;
     let report = ledger.run_interval(Seconds(t1 as f64)).await;
     assert!(report.emissions.conservation_error() < 1e-12);
