@@ -25,7 +25,8 @@ impl KsmHistory {
     /// The last sample of each KSM pod family over `(at − window, at]`: every pod KSM saw
     /// during the interval, also those deleted before its end (their series end with a
     /// staleness marker, which `last_over_time` steps over). Only the current phase of
-    /// `kube_pod_status_phase` is read (`== 1`).
+    /// `kube_pod_status_phase` is read (`== 1`). `kube_pod_info` is read first; without it
+    /// nothing else is (a cluster without kube-state-metrics pays one query per interval).
     pub async fn samples(&self, at: Seconds, window: Seconds) -> Result<KsmSamples, SourceError> {
         let range = window.value().ceil().max(1.0) as u64;
         let mut samples = KsmSamples::default();
@@ -37,6 +38,10 @@ impl KsmHistory {
             };
             let promql = format!("last_over_time({family}[{range}s]){filter}");
             let read = self.client.instant(KSM_SOURCE, &promql, at).await?;
+            if family == KSM_FAMILIES[0] && read.is_empty() {
+                // No kube-state-metrics (or no samples then): one query per interval, not six.
+                return Ok(samples);
+            }
             if let Some(into) = samples.family_mut(family) {
                 into.extend(read.into_iter().map(|s| KsmSeries {
                     labels: s.labels,

@@ -65,11 +65,17 @@ impl KubeCluster {
             .since_list
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if since.0 != lists {
-            *since = (lists, errors);
-        }
-        errors > since.1
+        failing_since_list(&mut since, lists, errors)
     }
+}
+
+/// Whether the pod watch failed since its last completed list: `since` is (lists, errors) as
+/// of that list, updated when a new list completes.
+fn failing_since_list(since: &mut (u64, u64), lists: u64, errors: u64) -> bool {
+    if since.0 != lists {
+        *since = (lists, errors);
+    }
+    errors > since.1
 }
 
 #[async_trait]
@@ -107,5 +113,24 @@ impl ClusterSource for KubeCluster {
             .iter()
             .filter_map(|p| Some((p.def.name.clone(), request_query(p.inference.as_ref()?)?)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failing_since_list;
+
+    #[test]
+    fn the_pod_watch_is_failing_from_an_error_until_the_next_list() {
+        let mut since = (0, 0);
+        // Listed once, no errors: healthy.
+        assert!(!failing_since_list(&mut since, 1, 0));
+        // The API server goes away: watch errors pile up, no list completes.
+        assert!(failing_since_list(&mut since, 1, 1));
+        assert!(failing_since_list(&mut since, 1, 4));
+        // Back: the relist completes; the errors before it no longer count.
+        assert!(!failing_since_list(&mut since, 2, 4));
+        assert!(!failing_since_list(&mut since, 2, 4));
+        assert!(failing_since_list(&mut since, 2, 5));
     }
 }
