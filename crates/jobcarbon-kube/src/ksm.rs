@@ -154,9 +154,9 @@ pub fn pods_from_ksm(samples: &KsmSamples, label_keys: &BTreeSet<String>) -> Vec
         };
         pods.insert((namespace, name), pod);
     }
-    let same_pod = |s: &KsmSeries, pods: &mut BTreeMap<(String, String), SlimPod>| {
+    let same_pod = |s: &KsmSeries, pods: &BTreeMap<(String, String), SlimPod>| {
         let key = s.pod()?;
-        let pod = pods.get_mut(&key)?;
+        let pod = pods.get(&key)?;
         // A pod of the same name but another uid (recreated in the window) is not this one.
         let uid = pod.metadata.uid.as_deref();
         (uid.is_none() || s.get("uid").is_none() || s.get("uid") == uid).then_some(())?;
@@ -164,7 +164,7 @@ pub fn pods_from_ksm(samples: &KsmSamples, label_keys: &BTreeSet<String>) -> Vec
     };
     add_owners(samples, &mut pods, &same_pod);
     for s in &samples.labels {
-        if let Some(key) = same_pod(s, &mut pods) {
+        if let Some(key) = same_pod(s, &pods) {
             let labels = allowed_labels(s, label_keys);
             if let Some(pod) = pods.get_mut(&key) {
                 pod.metadata.labels = Some(labels);
@@ -172,14 +172,14 @@ pub fn pods_from_ksm(samples: &KsmSamples, label_keys: &BTreeSet<String>) -> Vec
         }
     }
     for s in &samples.created {
-        if let Some(key) = same_pod(s, &mut pods)
+        if let Some(key) = same_pod(s, &pods)
             && let Some(pod) = pods.get_mut(&key)
         {
             pod.metadata.creation_timestamp = creation_time(s.value);
         }
     }
     for s in samples.phase.iter().filter(|s| s.value >= 0.5) {
-        if let (Some(key), Some(phase)) = (same_pod(s, &mut pods), s.get("phase"))
+        if let (Some(key), Some(phase)) = (same_pod(s, &pods), s.get("phase"))
             && let Some(pod) = pods.get_mut(&key)
         {
             pod.status = Some(SlimPodStatus {
@@ -192,7 +192,7 @@ pub fn pods_from_ksm(samples: &KsmSamples, label_keys: &BTreeSet<String>) -> Vec
 }
 
 type SamePod<'a> =
-    dyn Fn(&KsmSeries, &mut BTreeMap<(String, String), SlimPod>) -> Option<(String, String)> + 'a;
+    dyn Fn(&KsmSeries, &BTreeMap<(String, String), SlimPod>) -> Option<(String, String)> + 'a;
 
 /// `kube_pod_owner` replaces `created_by_*` when present (it has `owner_is_controller`).
 fn add_owners(
@@ -208,10 +208,12 @@ fn add_owners(
             continue;
         };
         let controller = s.get("owner_is_controller") == Some("true");
-        owners
-            .entry(key)
-            .or_default()
-            .push(owner_ref(kind, name, controller));
+        let refs = owners.entry(key).or_default();
+        let owner = owner_ref(kind, name, controller);
+        // Two KSM replicas (or scrape jobs) export the same owner twice.
+        if !refs.contains(&owner) {
+            refs.push(owner);
+        }
     }
     for (key, refs) in owners {
         if let Some(pod) = pods.get_mut(&key) {

@@ -135,19 +135,7 @@ async fn serve(config: Config, listen: SocketAddr, durability: Durability) -> an
         v.identity = Some(durability.identity.clone());
     }
     let restore_context = restore_context(&config);
-    let leader = match Election::from_env()? {
-        None => None,
-        Some(election) => {
-            tracing::info!(lease = %election.lease, identity = %election.identity, "leader election on");
-            if let Ok(mut v) = view.write() {
-                v.leader = Some(false);
-            }
-            let (tx, rx) = tokio::sync::watch::channel(false);
-            let elector = std::sync::Arc::new(election.elector(client.clone()));
-            let rounds = tokio::spawn(run_election(elector.clone(), tx, view.clone()));
-            Some((elector, rx, rounds))
-        }
-    };
+    let leader = start_election(&client, &view)?;
     let estimation = energy.estimation;
     let ledger = Ledger::new(
         settings,
@@ -204,6 +192,28 @@ async fn serve(config: Config, listen: SocketAddr, durability: Durability) -> an
     }
     server.shutdown().await.context("the HTTP server failed")?;
     Ok(())
+}
+
+/// The elector, the leadership channel and the election rounds' task, with
+/// `JOBCARBON_LEADER_ELECTION_LEASE` set (chart `replicas > 1`); `None` without it.
+type Leadership = (
+    std::sync::Arc<LeaderElector>,
+    tokio::sync::watch::Receiver<bool>,
+    tokio::task::JoinHandle<()>,
+);
+
+fn start_election(client: &kube::Client, view: &SharedView) -> anyhow::Result<Option<Leadership>> {
+    let Some(election) = Election::from_env()? else {
+        return Ok(None);
+    };
+    tracing::info!(lease = %election.lease, identity = %election.identity, "leader election on");
+    if let Ok(mut v) = view.write() {
+        v.leader = Some(false);
+    }
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let elector = std::sync::Arc::new(election.elector(client.clone()));
+    let rounds = tokio::spawn(run_election(elector.clone(), tx, view.clone()));
+    Ok(Some((elector, rx, rounds)))
 }
 
 /// The system clock, or (test only) the wall clock shifted by `offset` seconds. `None` for
