@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod index;
+pub mod ksm;
 pub mod labels;
 pub mod leader;
 pub mod owner;

@@ -11,11 +11,13 @@
 pub mod allocation_prom;
 pub mod allocation_query;
 pub mod checkpoint;
+pub mod clock;
 pub mod config;
 pub mod durable;
 pub mod epc;
 pub mod history;
 pub mod interval;
+pub mod ksm_history;
 pub mod kube_cluster;
 pub mod prom_restore;
 pub mod requests;

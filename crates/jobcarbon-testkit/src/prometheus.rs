@@ -224,8 +224,19 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// Every sample of a Prometheus text exposition: `(name, labels, value)`, `# ` lines skipped
+/// (fixtures read as an exporter serves them).
+pub fn exposition_samples(text: &str) -> anyhow::Result<Vec<(String, Labels, f64)>> {
+    text.lines()
+        .map(str::trim)
+        .enumerate()
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+        .map(|(n, l)| parse_sample(l).with_context(|| format!("exposition line {}: {l:?}", n + 1)))
+        .collect()
+}
+
 /// A sample's labels, in order.
-type Labels = Vec<(String, String)>;
+pub type Labels = Vec<(String, String)>;
 
 /// Parses `name{a="b",…} value [timestamp]` (Prometheus text format).
 fn parse_sample(line: &str) -> anyhow::Result<(String, Labels, f64)> {
