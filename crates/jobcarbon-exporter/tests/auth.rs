@@ -31,6 +31,7 @@ fn options(api: &FakeKubeApi) -> ServeOptions {
     ServeOptions {
         auth: Some(Arc::new(reviewer)),
         tls: None,
+        ..ServeOptions::default()
     }
 }
 

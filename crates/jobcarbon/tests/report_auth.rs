@@ -70,6 +70,7 @@ async fn report_sends_the_token_over_tls() {
     let options = ServeOptions {
         auth: Some(Arc::new(reviewer)),
         tls: Some(load_tls(Path::new(&cert), Path::new(&key)).unwrap()),
+        ..ServeOptions::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}", listener.local_addr().unwrap());
