@@ -83,7 +83,7 @@ pub(super) fn measure<'a>(ctx: &Context<'a>, acc: &mut Accumulator) -> Measured<
         let left = pod_energy_total(acc)
             + non_pod
             + total(&m.idle)
-            + m.unmapped_gpu.values().map(|g| total(g)).sum()
+            + m.unmapped_gpu.values().map(total).sum()
             + total(&m.node_active);
         acc.record(StageFlow::energy(
             Stage::Measure,
@@ -192,7 +192,7 @@ pub(super) fn share_idle<'a>(
     m: &mut Measured<'a>,
 ) -> Vec<IdleShare<'a>> {
     let before = acc.trace.then(|| pod_energy_total(acc));
-    let entered = total(&m.idle) + m.unmapped_gpu.values().map(|g| total(g)).sum();
+    let entered = total(&m.idle) + m.unmapped_gpu.values().map(total).sum();
     let mut gpu_rest = Joules::ZERO;
     for (node, gpus) in &m.unmapped_gpu {
         let fraction = idle_fraction(ctx, node, gpus.len());
