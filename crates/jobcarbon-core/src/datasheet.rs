@@ -7,7 +7,7 @@
 use crate::lineage::EdgeKind;
 use crate::plan::{Horizon, RequestRate};
 use crate::plan_file::serving_cost;
-use crate::scenario::{JobSpec, Report, ScenarioDoc, ScenarioError};
+use crate::scenario::{JobSpec, ProductReport, ProductSpec, Report, ScenarioDoc, ScenarioError};
 use crate::terms::Terms;
 use crate::units::Seconds;
 use crate::{ProductType, Term};
@@ -259,47 +259,14 @@ pub fn build(product: &str, src: SheetSource<'_>) -> Result<DataSheet, DataSheet
         });
     };
     let spec = src.scenario.products.get(product);
-    let jobs: Vec<(usize, &JobSpec)> = src.scenario.jobs.iter().enumerate().collect();
-    let built_by: Vec<JobLine> = jobs
+    let epc = epc_sheet(product, &src, report, spec);
+    let serving: Vec<usize> = src
+        .scenario
+        .jobs
         .iter()
-        .filter(|(_, j)| j.builds.as_deref() == Some(product))
-        .filter_map(|(i, j)| {
-            let r = src.report.jobs.get(*i)?;
-            Some(JobLine {
-                job: j.name.clone(),
-                energy_j: r.energy.value(),
-                asce_g: r.terms.asce().value(),
-                model_epc_g: r.terms[crate::domain::Term::ModelEpc].value(),
-            })
-        })
-        .collect();
-    let epc = EpcSheet {
-        total_g: report.epc.total().value(),
-        measured_g: report.epc.measured.value(),
-        inherited_g: report.epc.inherited.value(),
-        declared_g: report.epc.declared.value(),
-        declared_source: spec
-            .and_then(|s| s.declared.as_ref())
-            .and_then(|d| d.source.clone()),
-        built_by,
-        inherited_from: report
-            .epc
-            .inherited_from
-            .iter()
-            .map(|share| InheritedLine {
-                product: share.product.clone(),
-                via: via(share.kind),
-                weight: share.weight,
-                product_epc_g: src.epc_g(&share.product),
-                inherited_g: share.grams.value(),
-            })
-            .collect(),
-    };
-
-    let serving: Vec<usize> = jobs
-        .iter()
+        .enumerate()
         .filter(|(_, j)| j.serves.as_deref() == Some(product))
-        .map(|(i, _)| *i)
+        .map(|(i, _)| i)
         .collect();
     let inference: Vec<ServingJob> = serving
         .iter()
@@ -313,59 +280,8 @@ pub fn build(product: &str, src: SheetSource<'_>) -> Result<DataSheet, DataSheet
         })
         .collect();
     let lifetime = spec.and_then(|s| s.lifetime).map(|q| q.0);
-    let amortisation = lifetime.map(|l| {
-        let total = epc.total_g;
-        let amortised: f64 = inference
-            .iter()
-            .map(|j| j.terms[Term::ModelEpc].value())
-            .sum();
-        Amortisation {
-            lifetime_s: l.value(),
-            epc_per_day_g: total / (l.value() / 86_400.0),
-            amortised_g: amortised,
-            remaining_g: (total - amortised).max(0.0),
-            amortised_fraction: if total > 0.0 { amortised / total } else { 0.0 },
-        }
-    });
-
-    let mut at_traffic = Vec::new();
-    // Only serving jobs have a per-inference figure to state.
-    if let Some(traffic) = src.traffic.filter(|_| !serving.is_empty()) {
-        let service_life = match src.service_life.or(lifetime) {
-            Some(l) => l,
-            None => {
-                return Err(DataSheetError::NoServiceLife {
-                    file: src.file.to_owned(),
-                    reason: format!(
-                        "{product:?} has no lifetime to amortise its EPC over at the stated traffic; give --service-life"
-                    ),
-                });
-            }
-        };
-        let horizon = Horizon {
-            traffic,
-            service_life,
-            retraining_interval: None,
-        };
-        horizon
-            .validate()
-            .map_err(|e| DataSheetError::NoServiceLife {
-                file: src.file.to_owned(),
-                reason: e.to_string(),
-            })?;
-        for &i in &serving {
-            let cost = serving_cost(product, src.scenario, src.report, product, i);
-            let outlook = cost.outlook(&horizon);
-            at_traffic.push(AtTraffic {
-                job: src.scenario.jobs[i].name.clone(),
-                traffic_per_day: traffic.requests_per_day(),
-                service_life_s: service_life.value(),
-                per_inference_g: outlook.per_inference_g,
-                terms: outlook.per_inference_terms,
-            });
-        }
-    }
-
+    let amortisation = lifetime.map(|l| amortisation(l, epc.total_g, &inference));
+    let at_traffic = at_traffic(product, &src, &serving, lifetime)?;
     let mut lineage_products = BTreeSet::new();
     src.ancestry(product, &mut lineage_products);
     let involved: Vec<&JobSpec> = src
@@ -401,6 +317,113 @@ pub fn build(product: &str, src: SheetSource<'_>) -> Result<DataSheet, DataSheet
         assumptions,
         co2_eq_emissions,
     })
+}
+
+/// The product's EPC by part, the jobs that built it and what it inherits from whom.
+fn epc_sheet(
+    product: &str,
+    src: &SheetSource<'_>,
+    report: &ProductReport,
+    spec: Option<&ProductSpec>,
+) -> EpcSheet {
+    let built_by: Vec<JobLine> = src
+        .scenario
+        .jobs
+        .iter()
+        .enumerate()
+        .filter(|(_, j)| j.builds.as_deref() == Some(product))
+        .filter_map(|(i, j)| {
+            let r = src.report.jobs.get(i)?;
+            Some(JobLine {
+                job: j.name.clone(),
+                energy_j: r.energy.value(),
+                asce_g: r.terms.asce().value(),
+                model_epc_g: r.terms[crate::domain::Term::ModelEpc].value(),
+            })
+        })
+        .collect();
+    EpcSheet {
+        total_g: report.epc.total().value(),
+        measured_g: report.epc.measured.value(),
+        inherited_g: report.epc.inherited.value(),
+        declared_g: report.epc.declared.value(),
+        declared_source: spec
+            .and_then(|s| s.declared.as_ref())
+            .and_then(|d| d.source.clone()),
+        built_by,
+        inherited_from: report
+            .epc
+            .inherited_from
+            .iter()
+            .map(|share| InheritedLine {
+                product: share.product.clone(),
+                via: via(share.kind),
+                weight: share.weight,
+                product_epc_g: src.epc_g(&share.product),
+                inherited_g: share.grams.value(),
+            })
+            .collect(),
+    }
+}
+
+/// How much of an EPC of `total` grams over `lifetime` the serving jobs have amortised.
+fn amortisation(lifetime: Seconds, total: f64, inference: &[ServingJob]) -> Amortisation {
+    let amortised: f64 = inference
+        .iter()
+        .map(|j| j.terms[Term::ModelEpc].value())
+        .sum();
+    Amortisation {
+        lifetime_s: lifetime.value(),
+        epc_per_day_g: total / (lifetime.value() / 86_400.0),
+        amortised_g: amortised,
+        remaining_g: (total - amortised).max(0.0),
+        amortised_fraction: if total > 0.0 { amortised / total } else { 0.0 },
+    }
+}
+
+/// Each serving job's per-inference figure at the stated traffic (none without traffic or
+/// serving jobs: only serving jobs have a per-inference figure to state).
+fn at_traffic(
+    product: &str,
+    src: &SheetSource<'_>,
+    serving: &[usize],
+    lifetime: Option<Seconds>,
+) -> Result<Vec<AtTraffic>, DataSheetError> {
+    let mut at_traffic = Vec::new();
+    let Some(traffic) = src.traffic.filter(|_| !serving.is_empty()) else {
+        return Ok(at_traffic);
+    };
+    let Some(service_life) = src.service_life.or(lifetime) else {
+        return Err(DataSheetError::NoServiceLife {
+            file: src.file.to_owned(),
+            reason: format!(
+                "{product:?} has no lifetime to amortise its EPC over at the stated traffic; give --service-life"
+            ),
+        });
+    };
+    let horizon = Horizon {
+        traffic,
+        service_life,
+        retraining_interval: None,
+    };
+    horizon
+        .validate()
+        .map_err(|e| DataSheetError::NoServiceLife {
+            file: src.file.to_owned(),
+            reason: e.to_string(),
+        })?;
+    for &i in serving {
+        let cost = serving_cost(product, src.scenario, src.report, product, i);
+        let outlook = cost.outlook(&horizon);
+        at_traffic.push(AtTraffic {
+            job: src.scenario.jobs[i].name.clone(),
+            traffic_per_day: traffic.requests_per_day(),
+            service_life_s: service_life.value(),
+            per_inference_g: outlook.per_inference_g,
+            terms: outlook.per_inference_terms,
+        });
+    }
+    Ok(at_traffic)
 }
 
 fn assumptions(src: &SheetSource<'_>, jobs: &[&JobSpec]) -> Result<Assumptions, DataSheetError> {

@@ -29,7 +29,10 @@ pub mod view;
 
 pub use config::{Config, ConfigError};
 pub use durable::{DurabilityStatus, DurableLedger, ResumeState};
-pub use interval::{Account, Conditions, IntervalInput, IntervalReport, book_interval};
+pub use interval::{
+    Account, Conditions, IntervalInput, IntervalReport, Stage, StageFlow, book_interval,
+    book_interval_traced,
+};
 pub use runner::{ClusterError, ClusterSource, EnergyOutage, Ledger, Sources};
 pub use settings::{IdlePolicy, PlatformSplit, Settings};
 pub use state::LedgerState;
