@@ -1,8 +1,8 @@
 //! `/api/v1/allocation` answered from a real Prometheus holding hand-written history of the
 //! ledger's own counters (loaded with `promtool tsdb create-blocks-from openmetrics`), checked
 //! against hand-computed windows: a window starting before the data, steps, every aggregate,
-//! a counter reset, a series born inside the window, an HA replica duplicate, another
-//! ledger's series, bad parameters, and Prometheus failures.
+//! a counter reset, a series born inside the window, a window starting during a ledger outage,
+//! an HA replica duplicate, another ledger's series, bad parameters, and Prometheus failures.
 
 // Test code: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -46,9 +46,17 @@ async fn json(app: &axum::Router, path: &str) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
-/// One point a minute from `from` to `to` minutes after `t0`, `value(k)` at minute k.
+/// Minutes of the ledger outage: no scrape from 70 to 85 min; it restored its state, so the
+/// counters carry on (what it booked meanwhile shows at 86 min).
+const OUTAGE: std::ops::RangeInclusive<i64> = 70..=85;
+
+/// One point a minute from `from` to `to` minutes after `t0`, `value(k)` at minute k, none
+/// during the [`OUTAGE`].
 fn minutes(t0: i64, from: i64, to: i64, value: impl Fn(i64) -> f64) -> Vec<(i64, f64)> {
-    (from..=to).map(|k| (t0 + 60 * k, value(k))).collect()
+    (from..=to)
+        .filter(|k| !OUTAGE.contains(k))
+        .map(|k| (t0 + 60 * k, value(k)))
+        .collect()
 }
 
 fn workload<'a>(
@@ -168,7 +176,8 @@ fn fixture() -> Fixture {
     let t0 = unix_now().div_euclid(3600) * 3600 - 4 * 3600;
     let prom = PromServer::builder().history(&history(t0)).start().unwrap();
     let client = PromClient::new(PromConfig::new(prom.url())).unwrap();
-    let source = PromHistory::new(client, ID, Seconds::from_days(7.0));
+    // A 1 h lookback searches the baseline a minute apart: on the samples' minutes.
+    let source = PromHistory::new(client, ID, Seconds::from_hours(1.0));
     let app = router_with(LedgerView::shared(), Some(source));
     Fixture {
         _prom: prom,
@@ -298,6 +307,31 @@ async fn allocation_from_prometheus_history_matches_hand_computed_windows() {
         "{between}"
     );
     assert!(close(asce(&between, "workload", "Deployment/api"), 20.0));
+
+    // A window starting during the outage: the baseline is the last value before it (69 min),
+    // not zero; what was booked during the outage counts.
+    let outage = json(
+        app,
+        &format!(
+            "/api/v1/allocation?window={}&aggregate=workload",
+            window(4800, 7200)
+        ),
+    )
+    .await;
+    assert!(
+        close(asce(&outage, "workload", "Job/train"), 51.0 + 25.5),
+        "{outage}"
+    );
+    assert!(close(asce(&outage, "workload", "Job/prep"), 180.0 - 27.0));
+    assert!(close(
+        asce(&outage, "workload", "Deployment/api"),
+        180.0 - 78.0
+    ));
+    assert!(close(
+        outage["unallocated"]["node_idle"].as_f64().unwrap(),
+        30.0 - 17.25
+    ));
+    conserves(&outage);
 
     // A duration ending now (the wall clock) covers all of it.
     let recent = json(app, "/api/v1/allocation?window=5h&aggregate=namespace").await;

@@ -17,10 +17,10 @@
 //!   reset (the ledger restarted without restoring its state) and the new value is the
 //!   increase since. So a reset costs at most what was booked between the last grid point
 //!   before it and the reset.
-//! - The baseline at the window's start is the key's sum there, or, when the ledger was not
-//!   scraped at that time, its last value within `lookback` (the restore lookback: a ledger
-//!   down for longer restarts from zero anyway). A key with no value in that time started in
-//!   the window and counts from zero.
+//! - The baseline at the window's start is the key's sum there. When the ledger was not
+//!   scraped at that time (no series of the family at all), it is each key's last value within
+//!   `lookback` (the restore lookback: a ledger down for longer restarts from zero anyway). A
+//!   key with no baseline started in the window and counts from zero.
 //! - Replica labels of an undeduplicated HA pair are kept apart by the query and merged by
 //!   the client (the larger value per time), as for every other Prometheus read.
 
@@ -258,12 +258,15 @@ impl PromHistory {
         let mut read = Read::new();
         let lookback = self.lookback.value().max(60.0) as i64;
         let coarse = (lookback / BASELINE_POINTS).max(60);
-        let baseline = format!("{sum} or last_over_time(({sum})[{lookback}s:{coarse}s])");
-        for s in self
-            .client
-            .instant(SOURCE_NAME, &baseline, Seconds(first as f64))
-            .await?
-        {
+        // Scraped at the start: every key that existed then is there (roll-ups never end), so
+        // the others started later. Not scraped (down, or before the data): search back.
+        let start = Seconds(first as f64);
+        let mut baseline = self.client.instant(SOURCE_NAME, &sum, start).await?;
+        if baseline.is_empty() {
+            let search = format!("last_over_time(({sum})[{lookback}s:{coarse}s])");
+            baseline = self.client.instant(SOURCE_NAME, &search, start).await?;
+        }
+        for s in baseline {
             let entry = read
                 .entry(s.labels.clone())
                 .or_insert_with(|| (series(&s.labels), None, BTreeMap::new()));
