@@ -437,14 +437,19 @@ pub fn book_interval(
         Term::PlatformOperational,
         &mut emissions,
     );
+    // A platform built by a product amortises that product's EPC as booked so far.
+    let platform_epc = match &settings.platform.product {
+        Some(name) => state
+            .products
+            .get(name)
+            .filter(|p| p.kind == ProductType::Platform)
+            .map(|p| p.epc.total())
+            .unwrap_or(Grams::ZERO),
+        None => settings.platform.epc,
+    };
     if settings.platform.lifetime.value() > 0.0 {
         spread(
-            amortized_product_share(
-                settings.platform.epc,
-                settings.platform.lifetime,
-                duration,
-                1.0,
-            ),
+            amortized_product_share(platform_epc, settings.platform.lifetime, duration, 1.0),
             Term::PlatformEmbodied,
             &mut emissions,
         );

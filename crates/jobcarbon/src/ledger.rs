@@ -83,6 +83,29 @@ impl Surface {
         }
     }
 
+    /// Binds `listen` and serves the surface on it in the background.
+    fn serve(
+        &self,
+        listen: SocketAddr,
+        client: &kube::Client,
+        view: &SharedView,
+    ) -> anyhow::Result<jobcarbon_exporter::ServerHandle> {
+        let listener =
+            crate::listen::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
+        let options = self.options(client)?;
+        tracing::info!(
+            address = %listener.local_addr()?,
+            tls = options.tls.is_some(),
+            auth = options.auth.is_some(),
+            "serving /metrics and /api/v1"
+        );
+        Ok(jobcarbon_exporter::spawn_with(
+            listener,
+            view.clone(),
+            options,
+        ))
+    }
+
     /// The server options; a certificate that cannot be served stops the start.
     fn options(&self, client: &kube::Client) -> anyhow::Result<jobcarbon_exporter::ServeOptions> {
         use jobcarbon_kube::auth::{CacheLimits, CachedReviewer, KubeAccessReviewer};
@@ -170,19 +193,7 @@ async fn serve(
         v.identity = Some(durability.identity.clone());
     }
     let restore_context = restore_context(&config);
-    let leader = match Election::from_env()? {
-        None => None,
-        Some(election) => {
-            tracing::info!(lease = %election.lease, identity = %election.identity, "leader election on");
-            if let Ok(mut v) = view.write() {
-                v.leader = Some(false);
-            }
-            let (tx, rx) = tokio::sync::watch::channel(false);
-            let elector = std::sync::Arc::new(election.elector(client.clone()));
-            let rounds = tokio::spawn(run_election(elector.clone(), tx, view.clone()));
-            Some((elector, rx, rounds))
-        }
-    };
+    let leader = start_election(&client, &view)?;
     let estimation = energy.estimation;
     let ledger = Ledger::new(
         settings,
@@ -205,16 +216,7 @@ async fn serve(
     let mut ledger = DurableLedger::open(ledger, store, settings_interval)
         .map_err(|e| anyhow::anyhow!("cannot restore the ledger state (state.file): {e}"))?;
 
-    let listener =
-        crate::listen::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
-    let options = surface.options(&client)?;
-    tracing::info!(
-        address = %listener.local_addr()?,
-        tls = options.tls.is_some(),
-        auth = options.auth.is_some(),
-        "serving /metrics and /api/v1"
-    );
-    let server = jobcarbon_exporter::spawn_with(listener, view.clone(), options);
+    let server = surface.serve(listen, &client, &view)?;
 
     // Book once the first lists are in (or after one interval, whichever comes first), so
     // the first interval does not see an empty cluster.
@@ -232,15 +234,41 @@ async fn serve(
     if let Some((elector, _, rounds)) = &leader {
         // No more rounds: one could take the Lease back right after the release.
         rounds.abort();
-        // Hand over now rather than after the lease expires (a rolling update's old pod).
-        match elector.release(jobcarbon_telemetry::now()).await {
-            Ok(true) => tracing::info!("released the leader Lease"),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "could not release the leader Lease"),
-        }
+        release_lease(elector).await;
     }
     server.shutdown().await.context("the HTTP server failed")?;
     Ok(())
+}
+
+/// A running leader election: the elector, whether this replica leads, its rounds.
+type Leadership = (
+    std::sync::Arc<LeaderElector>,
+    tokio::sync::watch::Receiver<bool>,
+    tokio::task::JoinHandle<()>,
+);
+
+/// Starts leader election when `JOBCARBON_LEADER_ELECTION_LEASE` asks for it.
+fn start_election(client: &kube::Client, view: &SharedView) -> anyhow::Result<Option<Leadership>> {
+    let Some(election) = Election::from_env()? else {
+        return Ok(None);
+    };
+    tracing::info!(lease = %election.lease, identity = %election.identity, "leader election on");
+    if let Ok(mut v) = view.write() {
+        v.leader = Some(false);
+    }
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let elector = std::sync::Arc::new(election.elector(client.clone()));
+    let rounds = tokio::spawn(run_election(elector.clone(), tx, view.clone()));
+    Ok(Some((elector, rx, rounds)))
+}
+
+/// Hands the Lease over now rather than after it expires (a rolling update's old pod).
+async fn release_lease(elector: &LeaderElector) {
+    match elector.release(jobcarbon_telemetry::now()).await {
+        Ok(true) => tracing::info!("released the leader Lease"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "could not release the leader Lease"),
+    }
 }
 
 /// The checkpoint file of `state.file`; with `--reset-state` its generations are moved aside.
