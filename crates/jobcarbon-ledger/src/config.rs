@@ -490,6 +490,10 @@ pub struct PlatformConfig {
     pub lifetime: Q<Seconds>,
     #[serde(default)]
     pub split: PlatformSplit,
+    /// The `type: platform` product (SoftwareProduct or `products:` entry) that built the
+    /// platform: its EPC is amortised over `lifetime` instead of `epc`.
+    #[serde(default)]
+    pub product: Option<String>,
 }
 fn default_platform_namespaces() -> Vec<String> {
     vec!["kube-system".to_owned(), "monitoring".to_owned()]
@@ -509,6 +513,7 @@ impl Default for PlatformConfig {
             epc: zero_grams(),
             lifetime: six_years(),
             split: PlatformSplit::Equal,
+            product: None,
         }
     }
 }
@@ -836,6 +841,9 @@ impl Config {
                 "must be positive".into(),
             ));
         }
+        if let Some((path, reason)) = self.platform_product_problem() {
+            return Err(invalid(path, reason));
+        }
         // Products: the CRD spec schema, validated as one set by the kube crate (units,
         // references, weights, cycles), so the config and the CRD accept the same things.
         let validation = self.product_validation();
@@ -998,6 +1006,7 @@ impl Config {
                 epc: self.platform.epc.0,
                 lifetime: self.platform.lifetime.0,
                 split: self.platform.split,
+                product: self.platform.product.clone(),
             },
             inference_window: self.inference.window.0,
             grace_period: self.exporter.grace_period.0,
@@ -1037,6 +1046,30 @@ impl Config {
     }
 
     /// The valid `products:` as core product definitions.
+    /// `platform.product`: not beside `epc`, and a `type: platform` product when `products:`
+    /// defines it (a SoftwareProduct of that name is checked when it is booked).
+    fn platform_product_problem(&self) -> Option<(String, String)> {
+        let name = self.platform.product.as_ref()?;
+        if self.platform.epc.0 > Grams::ZERO {
+            return Some((
+                "platform.epc".into(),
+                format!(
+                    "give either epc or product: the EPC of product {name:?} is the platform's"
+                ),
+            ));
+        }
+        let def = self.product_defs().into_iter().find(|d| &d.name == name)?;
+        (def.kind != jobcarbon_core::ProductType::Platform).then(|| {
+            (
+                "platform.product".into(),
+                format!(
+                    "{name:?} is a {}; the platform names the `type: platform` product that built it",
+                    def.kind
+                ),
+            )
+        })
+    }
+
     pub fn product_defs(&self) -> Vec<ProductDef> {
         self.product_validation().defs()
     }
@@ -1218,6 +1251,27 @@ mod tests {
         assert_eq!(*line, 4, "{err}");
         assert!(reason.contains("nodeIdel"), "{err}");
         assert!(err.to_string().starts_with("cfg.yaml:4:"), "{err}");
+    }
+
+    #[test]
+    fn the_platform_product_is_a_platform_and_excludes_epc() {
+        let ok = "platform:\n  product: iks\nproducts:\n  iks: {type: platform, lifetime: 6y, declared: {carbon: 1t}}\n";
+        let config = Config::parse(ok, "cfg.yaml").unwrap();
+        assert_eq!(config.settings().platform.product.as_deref(), Some("iks"));
+        // A SoftwareProduct the config does not define is checked when booked.
+        assert!(Config::parse("platform: {product: from-crd}\n", "cfg.yaml").is_ok());
+        let model = ok.replace("type: platform", "type: model");
+        let err = Config::parse(&model, "cfg.yaml").unwrap_err().to_string();
+        assert!(
+            err.contains("platform.product") && err.contains("model"),
+            "{err}"
+        );
+        let both = "platform: {product: iks, epc: 5t}\n";
+        let err = Config::parse(both, "cfg.yaml").unwrap_err().to_string();
+        assert!(err.contains("platform.epc"), "{err}");
+        let auth = "exporter:\n  auth: {enabled: true}\n  tls: {certFile: /c, keyFile: /k}\n";
+        let config = Config::parse(auth, "cfg.yaml").unwrap();
+        assert!(config.exporter.auth.enabled && config.exporter.tls.is_some());
     }
 
     #[test]

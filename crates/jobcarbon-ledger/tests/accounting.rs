@@ -225,6 +225,46 @@ fn platform_overhead_matches_paper_and_idle_follows_policy() {
 }
 
 #[test]
+fn a_platform_built_by_a_product_amortises_that_product_s_epc() {
+    // The platform product declares 1 t; the platform lives 1e6 s: an interval of 300 s
+    // carries 1e6 × 300 / 1e6 = 300 g, split equally over 10 jobs = 30 g each.
+    let mut settings = Settings::simple(Pue(1.0), GramsPerKwh(360.0));
+    settings.platform.lifetime = Seconds(1e6);
+    settings.platform.product = Some("iks".into());
+    let mut iks = ProductDef::new("iks", ProductType::Platform, Seconds(1e6));
+    iks.declared = Grams(1e6);
+    let jobs: Vec<PodFacts> = (0..10)
+        .map(|i| {
+            pod(
+                "ml",
+                &format!("p{i}"),
+                &format!("w{i}"),
+                Phase::Training,
+                None,
+            )
+        })
+        .collect();
+    let snapshot = ClusterSnapshot {
+        pods: jobs.clone(),
+        nodes: vec![node("n1")],
+        products: vec![iks],
+        ..Default::default()
+    };
+    let (state, _) = one_interval(&settings, snapshot.clone(), vec![], 300.0, 1.0, 360.0);
+    for j in &jobs {
+        let g = state.pods[&j.key].carbon[Term::PlatformEmbodied].value();
+        assert!(close(g, 30.0), "{g}");
+    }
+    // Without the link the platform's own epc (0 g) is amortised: nothing.
+    settings.platform.product = None;
+    let (state, _) = one_interval(&settings, snapshot, vec![], 300.0, 1.0, 360.0);
+    assert_eq!(
+        state.pods[&jobs[0].key].carbon[Term::PlatformEmbodied],
+        Grams::ZERO
+    );
+}
+
+#[test]
 fn reserved_share_splits_embodied_and_platform_pods_are_taxed_onto_jobs() {
     let mut settings = Settings::simple(Pue(1.0), GramsPerKwh(3600.0));
     settings.systems.push(SystemDef {

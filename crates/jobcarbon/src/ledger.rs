@@ -95,6 +95,33 @@ impl Surface {
         }
     }
 
+    /// Binds `listen` and serves the surface on it in the background.
+    fn serve(
+        &self,
+        listen: SocketAddr,
+        client: &kube::Client,
+        view: &SharedView,
+        history: Option<jobcarbon_ledger::allocation_prom::PromHistory>,
+    ) -> anyhow::Result<jobcarbon_exporter::ServerHandle> {
+        let listener =
+            crate::listen::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
+        let options = jobcarbon_exporter::ServeOptions {
+            history,
+            ..self.options(client)?
+        };
+        tracing::info!(
+            address = %listener.local_addr()?,
+            tls = options.tls.is_some(),
+            auth = options.auth.is_some(),
+            "serving /metrics and /api/v1"
+        );
+        Ok(jobcarbon_exporter::spawn_with(
+            listener,
+            view.clone(),
+            options,
+        ))
+    }
+
     /// The server options; a certificate that cannot be served stops the start.
     fn options(&self, client: &kube::Client) -> anyhow::Result<jobcarbon_exporter::ServeOptions> {
         use jobcarbon_kube::auth::{CacheLimits, CachedReviewer, KubeAccessReviewer};
@@ -220,25 +247,16 @@ async fn serve(
         .map_err(|e| anyhow::anyhow!("cannot restore the ledger state (state.file): {e}"))?
         .with_clock(durability.clock.clone());
 
-    let listener =
-        crate::listen::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
-    let mut options = surface.options(&client)?;
-    tracing::info!(
-        address = %listener.local_addr()?,
-        tls = options.tls.is_some(),
-        auth = options.auth.is_some(),
-        "serving /metrics and /api/v1"
-    );
     // With a Prometheus, /api/v1/allocation reads the ledger's own series there (it
     // survives restarts); without one, the in-memory history answers.
-    options.history = prom.clone().map(|client| {
+    let history = prom.clone().map(|client| {
         jobcarbon_ledger::allocation_prom::PromHistory::new(
             client,
             durability.identity.clone(),
             durability.lookback,
         )
     });
-    let server = jobcarbon_exporter::spawn_with(listener, view.clone(), options);
+    let server = surface.serve(listen, &client, &view, history)?;
 
     // Book once the first lists are in (or after one interval, whichever comes first), so
     // the first interval does not see an empty cluster.
@@ -256,12 +274,7 @@ async fn serve(
     if let Some((elector, _, rounds)) = &leader {
         // No more rounds: one could take the Lease back right after the release.
         rounds.abort();
-        // Hand over now rather than after the lease expires (a rolling update's old pod).
-        match elector.release(jobcarbon_telemetry::now()).await {
-            Ok(true) => tracing::info!("released the leader Lease"),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "could not release the leader Lease"),
-        }
+        release_lease(elector).await;
     }
     server.shutdown().await.context("the HTTP server failed")?;
     Ok(())
@@ -275,6 +288,7 @@ type Leadership = (
     tokio::task::JoinHandle<()>,
 );
 
+/// Starts leader election when `JOBCARBON_LEADER_ELECTION_LEASE` asks for it.
 fn start_election(client: &kube::Client, view: &SharedView) -> anyhow::Result<Option<Leadership>> {
     let Some(election) = Election::from_env()? else {
         return Ok(None);
@@ -320,6 +334,15 @@ fn cluster_source(
             interval,
         ),
         None => cluster,
+    }
+}
+
+/// Hands the Lease over now rather than after it expires (a rolling update's old pod).
+async fn release_lease(elector: &LeaderElector) {
+    match elector.release(jobcarbon_telemetry::now()).await {
+        Ok(true) => tracing::info!("released the leader Lease"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "could not release the leader Lease"),
     }
 }
 

@@ -6,7 +6,7 @@ use super::flow::{Accumulator, Stage};
 use super::{Account, accounts};
 use jobcarbon_core::allocation::{Books, split_by_fraction, split_weighted};
 use jobcarbon_core::formulas::{amortized_product_share, embodied_system_share};
-use jobcarbon_core::{Grams, PodKey, Term, Terms, UnallocatedReason};
+use jobcarbon_core::{Grams, PodKey, ProductType, Term, Terms, UnallocatedReason};
 use std::collections::BTreeMap;
 
 /// Stage 4. The reserved share of each node's embodied carbon for the interval
@@ -70,7 +70,7 @@ pub(super) fn platform(ctx: &Context<'_>, acc: &mut Accumulator) {
         Term::PlatformOperational,
     );
     if platform.lifetime.value() > 0.0 {
-        let share = amortized_product_share(platform.epc, platform.lifetime, ctx.duration, 1.0);
+        let share = amortized_product_share(platform_epc(ctx), platform.lifetime, ctx.duration, 1.0);
         spread(
             own,
             &mut acc.emissions,
@@ -80,6 +80,21 @@ pub(super) fn platform(ctx: &Context<'_>, acc: &mut Accumulator) {
         );
     }
     acc.close_carbon(Stage::Platform, before);
+}
+
+/// The platform's EPC: declared, or (`platform.product`) the EPC booked so far for the
+/// `type: platform` product that built it.
+fn platform_epc(ctx: &Context<'_>) -> Grams {
+    let platform = &ctx.settings.platform;
+    match &platform.product {
+        Some(name) => ctx
+            .prev
+            .products
+            .get(name)
+            .filter(|p| p.kind == ProductType::Platform)
+            .map_or(Grams::ZERO, |p| p.epc.total()),
+        None => platform.epc,
+    }
 }
 
 /// Removes the platform pods' interval terms and re-labels their emissions: booked to the
