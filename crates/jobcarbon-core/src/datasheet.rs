@@ -7,7 +7,7 @@
 use crate::lineage::EdgeKind;
 use crate::plan::{Horizon, RequestRate};
 use crate::plan_file::serving_cost;
-use crate::scenario::{JobSpec, Report, ScenarioDoc, ScenarioError};
+use crate::scenario::{JobSpec, ProductReport, ProductSpec, Report, ScenarioDoc, ScenarioError};
 use crate::terms::Terms;
 use crate::units::Seconds;
 use crate::{ProductType, Term};
@@ -133,8 +133,12 @@ pub struct SystemLine {
 pub struct PlatformLine {
     pub name: String,
     pub overhead_g_per_s: f64,
+    /// The platform's EPC: its `epc`, or the EPC of the product that built it.
     pub epc_g: f64,
     pub lifetime_s: Option<f64>,
+    /// The `type: platform` product that built the platform (`platforms.NAME.product`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
 }
 
 /// The regions, systems and platforms used by the jobs behind the sheet's numbers.
@@ -255,47 +259,14 @@ pub fn build(product: &str, src: SheetSource<'_>) -> Result<DataSheet, DataSheet
         });
     };
     let spec = src.scenario.products.get(product);
-    let jobs: Vec<(usize, &JobSpec)> = src.scenario.jobs.iter().enumerate().collect();
-    let built_by: Vec<JobLine> = jobs
+    let epc = epc_sheet(product, &src, report, spec);
+    let serving: Vec<usize> = src
+        .scenario
+        .jobs
         .iter()
-        .filter(|(_, j)| j.builds.as_deref() == Some(product))
-        .filter_map(|(i, j)| {
-            let r = src.report.jobs.get(*i)?;
-            Some(JobLine {
-                job: j.name.clone(),
-                energy_j: r.energy.value(),
-                asce_g: r.terms.asce().value(),
-                model_epc_g: r.terms[crate::domain::Term::ModelEpc].value(),
-            })
-        })
-        .collect();
-    let epc = EpcSheet {
-        total_g: report.epc.total().value(),
-        measured_g: report.epc.measured.value(),
-        inherited_g: report.epc.inherited.value(),
-        declared_g: report.epc.declared.value(),
-        declared_source: spec
-            .and_then(|s| s.declared.as_ref())
-            .and_then(|d| d.source.clone()),
-        built_by,
-        inherited_from: report
-            .epc
-            .inherited_from
-            .iter()
-            .map(|share| InheritedLine {
-                product: share.product.clone(),
-                via: via(share.kind),
-                weight: share.weight,
-                product_epc_g: src.epc_g(&share.product),
-                inherited_g: share.grams.value(),
-            })
-            .collect(),
-    };
-
-    let serving: Vec<usize> = jobs
-        .iter()
+        .enumerate()
         .filter(|(_, j)| j.serves.as_deref() == Some(product))
-        .map(|(i, _)| *i)
+        .map(|(i, _)| i)
         .collect();
     let inference: Vec<ServingJob> = serving
         .iter()
@@ -309,59 +280,8 @@ pub fn build(product: &str, src: SheetSource<'_>) -> Result<DataSheet, DataSheet
         })
         .collect();
     let lifetime = spec.and_then(|s| s.lifetime).map(|q| q.0);
-    let amortisation = lifetime.map(|l| {
-        let total = epc.total_g;
-        let amortised: f64 = inference
-            .iter()
-            .map(|j| j.terms[Term::ModelEpc].value())
-            .sum();
-        Amortisation {
-            lifetime_s: l.value(),
-            epc_per_day_g: total / (l.value() / 86_400.0),
-            amortised_g: amortised,
-            remaining_g: (total - amortised).max(0.0),
-            amortised_fraction: if total > 0.0 { amortised / total } else { 0.0 },
-        }
-    });
-
-    let mut at_traffic = Vec::new();
-    // Only serving jobs have a per-inference figure to state.
-    if let Some(traffic) = src.traffic.filter(|_| !serving.is_empty()) {
-        let service_life = match src.service_life.or(lifetime) {
-            Some(l) => l,
-            None => {
-                return Err(DataSheetError::NoServiceLife {
-                    file: src.file.to_owned(),
-                    reason: format!(
-                        "{product:?} has no lifetime to amortise its EPC over at the stated traffic; give --service-life"
-                    ),
-                });
-            }
-        };
-        let horizon = Horizon {
-            traffic,
-            service_life,
-            retraining_interval: None,
-        };
-        horizon
-            .validate()
-            .map_err(|e| DataSheetError::NoServiceLife {
-                file: src.file.to_owned(),
-                reason: e.to_string(),
-            })?;
-        for &i in &serving {
-            let cost = serving_cost(product, src.scenario, src.report, product, i);
-            let outlook = cost.outlook(&horizon);
-            at_traffic.push(AtTraffic {
-                job: src.scenario.jobs[i].name.clone(),
-                traffic_per_day: traffic.requests_per_day(),
-                service_life_s: service_life.value(),
-                per_inference_g: outlook.per_inference_g,
-                terms: outlook.per_inference_terms,
-            });
-        }
-    }
-
+    let amortisation = lifetime.map(|l| amortisation(l, epc.total_g, &inference));
+    let at_traffic = at_traffic(product, &src, &serving, lifetime)?;
     let mut lineage_products = BTreeSet::new();
     src.ancestry(product, &mut lineage_products);
     let involved: Vec<&JobSpec> = src
@@ -397,6 +317,113 @@ pub fn build(product: &str, src: SheetSource<'_>) -> Result<DataSheet, DataSheet
         assumptions,
         co2_eq_emissions,
     })
+}
+
+/// The product's EPC by part, the jobs that built it and what it inherits from whom.
+fn epc_sheet(
+    product: &str,
+    src: &SheetSource<'_>,
+    report: &ProductReport,
+    spec: Option<&ProductSpec>,
+) -> EpcSheet {
+    let built_by: Vec<JobLine> = src
+        .scenario
+        .jobs
+        .iter()
+        .enumerate()
+        .filter(|(_, j)| j.builds.as_deref() == Some(product))
+        .filter_map(|(i, j)| {
+            let r = src.report.jobs.get(i)?;
+            Some(JobLine {
+                job: j.name.clone(),
+                energy_j: r.energy.value(),
+                asce_g: r.terms.asce().value(),
+                model_epc_g: r.terms[crate::domain::Term::ModelEpc].value(),
+            })
+        })
+        .collect();
+    EpcSheet {
+        total_g: report.epc.total().value(),
+        measured_g: report.epc.measured.value(),
+        inherited_g: report.epc.inherited.value(),
+        declared_g: report.epc.declared.value(),
+        declared_source: spec
+            .and_then(|s| s.declared.as_ref())
+            .and_then(|d| d.source.clone()),
+        built_by,
+        inherited_from: report
+            .epc
+            .inherited_from
+            .iter()
+            .map(|share| InheritedLine {
+                product: share.product.clone(),
+                via: via(share.kind),
+                weight: share.weight,
+                product_epc_g: src.epc_g(&share.product),
+                inherited_g: share.grams.value(),
+            })
+            .collect(),
+    }
+}
+
+/// How much of an EPC of `total` grams over `lifetime` the serving jobs have amortised.
+fn amortisation(lifetime: Seconds, total: f64, inference: &[ServingJob]) -> Amortisation {
+    let amortised: f64 = inference
+        .iter()
+        .map(|j| j.terms[Term::ModelEpc].value())
+        .sum();
+    Amortisation {
+        lifetime_s: lifetime.value(),
+        epc_per_day_g: total / (lifetime.value() / 86_400.0),
+        amortised_g: amortised,
+        remaining_g: (total - amortised).max(0.0),
+        amortised_fraction: if total > 0.0 { amortised / total } else { 0.0 },
+    }
+}
+
+/// Each serving job's per-inference figure at the stated traffic (none without traffic or
+/// serving jobs: only serving jobs have a per-inference figure to state).
+fn at_traffic(
+    product: &str,
+    src: &SheetSource<'_>,
+    serving: &[usize],
+    lifetime: Option<Seconds>,
+) -> Result<Vec<AtTraffic>, DataSheetError> {
+    let mut at_traffic = Vec::new();
+    let Some(traffic) = src.traffic.filter(|_| !serving.is_empty()) else {
+        return Ok(at_traffic);
+    };
+    let Some(service_life) = src.service_life.or(lifetime) else {
+        return Err(DataSheetError::NoServiceLife {
+            file: src.file.to_owned(),
+            reason: format!(
+                "{product:?} has no lifetime to amortise its EPC over at the stated traffic; give --service-life"
+            ),
+        });
+    };
+    let horizon = Horizon {
+        traffic,
+        service_life,
+        retraining_interval: None,
+    };
+    horizon
+        .validate()
+        .map_err(|e| DataSheetError::NoServiceLife {
+            file: src.file.to_owned(),
+            reason: e.to_string(),
+        })?;
+    for &i in serving {
+        let cost = serving_cost(product, src.scenario, src.report, product, i);
+        let outlook = cost.outlook(&horizon);
+        at_traffic.push(AtTraffic {
+            job: src.scenario.jobs[i].name.clone(),
+            traffic_per_day: traffic.requests_per_day(),
+            service_life_s: service_life.value(),
+            per_inference_g: outlook.per_inference_g,
+            terms: outlook.per_inference_terms,
+        });
+    }
+    Ok(at_traffic)
 }
 
 fn assumptions(src: &SheetSource<'_>, jobs: &[&JobSpec]) -> Result<Assumptions, DataSheetError> {
@@ -446,11 +473,22 @@ fn assumptions(src: &SheetSource<'_>, jobs: &[&JobSpec]) -> Result<Assumptions, 
         .platforms
         .iter()
         .filter(|(name, _)| platforms_used.contains(*name))
-        .map(|(name, p)| PlatformLine {
-            name: name.to_owned(),
-            overhead_g_per_s: p.overhead.map(|q| q.0.value()).unwrap_or(0.0),
-            epc_g: p.epc.map(|q| q.0.value()).unwrap_or(0.0),
-            lifetime_s: p.lifetime.map(|q| q.0.value()),
+        .map(|(name, p)| {
+            let linked = p.product.as_deref();
+            let product_epc = linked.and_then(|l| src.report.products.iter().find(|r| r.name == l));
+            let product_lifetime = linked
+                .and_then(|l| src.scenario.products.get(l))
+                .and_then(|spec| spec.lifetime);
+            PlatformLine {
+                name: name.to_owned(),
+                overhead_g_per_s: p.overhead.map(|q| q.0.value()).unwrap_or(0.0),
+                epc_g: match product_epc {
+                    Some(r) => r.epc.total().value(),
+                    None => p.epc.map(|q| q.0.value()).unwrap_or(0.0),
+                },
+                lifetime_s: p.lifetime.or(product_lifetime).map(|q| q.0.value()),
+                product: p.product.clone(),
+            }
         })
         .collect();
     Ok(Assumptions {
@@ -565,6 +603,36 @@ jobs:
             },
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_platform_built_by_a_product_shows_that_product_s_epc() {
+        let text = "
+regions: {r: {pue: 1, intensity: 100}}
+platforms: {iks: {product: iks-build}}
+products:
+  iks-build: {type: platform, declared: 1t, lifetime: 2y}
+  m: {type: model, lifetime: 1y}
+jobs:
+  - {name: b, builds: iks-build, energy: 10kWh, duration: 1h, region: r}
+  - {name: t, builds: m, energy: 1kWh, duration: 1h, region: r, platform: iks}
+";
+        let doc = ScenarioDoc::from_yaml("s.yaml", text).unwrap();
+        let report = doc.evaluate("s.yaml").unwrap();
+        let source = SheetSource {
+            source: "s.yaml",
+            file: "s.yaml",
+            scenario: &doc,
+            report: &report,
+            traffic: None,
+            service_life: None,
+        };
+        let s = build("m", source).unwrap();
+        let line = &s.assumptions.platforms[0];
+        // 1 t declared + 10 kWh × 100 g/kWh measured.
+        assert_eq!(line.epc_g, 1_001_000.0);
+        assert_eq!(line.lifetime_s, Some(2.0 * 365.0 * 86_400.0));
+        assert_eq!(line.product.as_deref(), Some("iks-build"));
     }
 
     #[test]

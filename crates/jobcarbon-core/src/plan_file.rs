@@ -261,130 +261,9 @@ impl PlanDoc {
         let mut evaluated = Vec::with_capacity(self.strategies.0.len());
         let mut served_lifetime: Option<(String, Seconds)> = None;
         for (name, strategy) in self.strategies.iter() {
-            let at = |field: &str| format!("strategies.{name}.{field}");
-            for (product, _) in strategy.products.iter() {
-                if self.products.get(product).is_some() {
-                    return Err(invalid(
-                        file,
-                        at(&format!("products.{product}")),
-                        format!("{product:?} is already a shared product (products.{product})"),
-                    ));
-                }
-            }
-            if self.products.get(&strategy.serves).is_some() {
-                return Err(invalid(
-                    file,
-                    at("serves"),
-                    format!(
-                        "{:?} is a shared product; a strategy serves a model of its own (declare it under {}, derived from the shared one)",
-                        strategy.serves,
-                        at("products")
-                    ),
-                ));
-            }
-            let Some(served) = strategy.products.get(&strategy.serves) else {
-                return Err(ScenarioError::new(
-                    file,
-                    at("serves"),
-                    Problem::UnknownReference {
-                        kind: "product",
-                        name: strategy.serves.clone(),
-                        known: strategy.products.names(),
-                    },
-                ));
-            };
-            if served.retraining.is_some() {
-                return Err(invalid(
-                    file,
-                    at(&format!("products.{}.retraining", strategy.serves)),
-                    format!(
-                        "in a plan, re-training is declared on the strategy ({}: {{interval, carbon}}); its share per request follows from traffic",
-                        at("retraining")
-                    ),
-                ));
-            }
-            if let Some(r) = &strategy.retraining
-                && !(r.interval.0.value().is_finite() && r.interval.0.value() > 0.0)
-            {
-                return Err(ScenarioError::new(
-                    file,
-                    at("retraining.interval"),
-                    Problem::NotPositive {
-                        what: "interval",
-                        value: format!("{} s", r.interval.0.value()),
-                    },
-                ));
-            }
-            let serving: Vec<usize> = strategy
-                .jobs
-                .iter()
-                .enumerate()
-                .filter(|(_, j)| j.serves.as_deref() == Some(strategy.serves.as_str()))
-                .map(|(i, _)| i)
-                .collect();
-            let request_job = match serving.as_slice() {
-                [one] => *one,
-                [] => {
-                    return Err(invalid(
-                        file,
-                        at("jobs"),
-                        format!(
-                            "no job serves {:?}: add one inference job with `serves: {}` that prices one request",
-                            strategy.serves, strategy.serves
-                        ),
-                    ));
-                }
-                [_, second, ..] => {
-                    return Err(invalid(
-                        file,
-                        at(&format!("jobs[{second}].serves")),
-                        format!(
-                            "more than one job serves {:?}; a plan prices one request with exactly one",
-                            strategy.serves
-                        ),
-                    ));
-                }
-            };
-            for (i, job) in self.jobs.iter().enumerate() {
-                if job.serves.is_some() || job.retrains.is_some() {
-                    return Err(invalid(
-                        file,
-                        format!("jobs[{i}]"),
-                        "shared jobs build shared products; inference and re-training belong to a strategy",
-                    ));
-                }
-            }
-            if let Some((i, job)) = strategy.jobs.iter().enumerate().find(|(_, j)| {
-                j.builds
-                    .as_deref()
-                    .is_some_and(|p| self.products.get(p).is_some())
-            }) {
-                return Err(invalid(
-                    file,
-                    at(&format!("jobs[{i}].builds")),
-                    format!(
-                        "{:?} is a shared product, built by the shared jobs; a strategy builds its own products",
-                        job.builds.as_deref().unwrap_or_default()
-                    ),
-                ));
-            }
-            if let Some((i, _)) = strategy
-                .jobs
-                .iter()
-                .enumerate()
-                .find(|(_, j)| j.retrains.is_some() && strategy.retraining.is_none())
-            {
-                return Err(invalid(
-                    file,
-                    at(&format!("jobs[{i}].retrains")),
-                    format!("a re-training job needs {}: {{interval}}", at("retraining")),
-                ));
-            }
-
-            let scenario = self.scenario_of(strategy, traffic);
-            let report = scenario.evaluate(file).map_err(|e| self.locate(name, e))?;
-            let request_index = self.jobs.len() + request_job;
-            let cost = serving_cost(name, &scenario, &report, &strategy.serves, request_index);
+            let served = self.served_product(file, name, strategy)?;
+            let request_job = self.request_job(file, name, strategy)?;
+            let (cost, one) = self.evaluate_strategy(file, name, strategy, traffic, request_job)?;
             let lifetime = served.lifetime.map(|q| q.0).unwrap_or(Seconds::ZERO);
             match &served_lifetime {
                 None => served_lifetime = Some((name.to_owned(), lifetime)),
@@ -401,18 +280,202 @@ impl PlanDoc {
                 }
                 Some(_) => {}
             }
-            strategies.push(StrategyCost {
+            strategies.push(cost);
+            evaluated.push(one);
+        }
+        let horizon = Horizon {
+            traffic,
+            service_life: self.service_life(file, served_lifetime)?,
+            retraining_interval: None,
+        };
+        let sweeps = self.sweeps.specs(file)?;
+        Ok((
+            PlanInput {
+                strategies,
+                horizon,
+                sweeps,
+            },
+            evaluated,
+        ))
+    }
+
+    /// The model `strategy` serves, checked: its own (not shared) products, declared among
+    /// them, with re-training declared on the strategy and a positive re-training interval.
+    fn served_product<'a>(
+        &self,
+        file: &str,
+        name: &str,
+        strategy: &'a StrategyDoc,
+    ) -> Result<&'a ProductSpec, ScenarioError> {
+        let at = |field: &str| format!("strategies.{name}.{field}");
+        for (product, _) in strategy.products.iter() {
+            if self.products.get(product).is_some() {
+                return Err(invalid(
+                    file,
+                    at(&format!("products.{product}")),
+                    format!("{product:?} is already a shared product (products.{product})"),
+                ));
+            }
+        }
+        if self.products.get(&strategy.serves).is_some() {
+            return Err(invalid(
+                file,
+                at("serves"),
+                format!(
+                    "{:?} is a shared product; a strategy serves a model of its own (declare it under {}, derived from the shared one)",
+                    strategy.serves,
+                    at("products")
+                ),
+            ));
+        }
+        let Some(served) = strategy.products.get(&strategy.serves) else {
+            return Err(ScenarioError::new(
+                file,
+                at("serves"),
+                Problem::UnknownReference {
+                    kind: "product",
+                    name: strategy.serves.clone(),
+                    known: strategy.products.names(),
+                },
+            ));
+        };
+        if served.retraining.is_some() {
+            return Err(invalid(
+                file,
+                at(&format!("products.{}.retraining", strategy.serves)),
+                format!(
+                    "in a plan, re-training is declared on the strategy ({}: {{interval, carbon}}); its share per request follows from traffic",
+                    at("retraining")
+                ),
+            ));
+        }
+        if let Some(r) = &strategy.retraining
+            && !(r.interval.0.value().is_finite() && r.interval.0.value() > 0.0)
+        {
+            return Err(ScenarioError::new(
+                file,
+                at("retraining.interval"),
+                Problem::NotPositive {
+                    what: "interval",
+                    value: format!("{} s", r.interval.0.value()),
+                },
+            ));
+        }
+        Ok(served)
+    }
+
+    /// The index (within `strategy.jobs`) of the one job that prices a request, after checking
+    /// that shared jobs build only shared products and the strategy's jobs only its own.
+    fn request_job(
+        &self,
+        file: &str,
+        name: &str,
+        strategy: &StrategyDoc,
+    ) -> Result<usize, ScenarioError> {
+        let at = |field: &str| format!("strategies.{name}.{field}");
+        let serving: Vec<usize> = strategy
+            .jobs
+            .iter()
+            .enumerate()
+            .filter(|(_, j)| j.serves.as_deref() == Some(strategy.serves.as_str()))
+            .map(|(i, _)| i)
+            .collect();
+        let request_job = match serving.as_slice() {
+            [one] => *one,
+            [] => {
+                return Err(invalid(
+                    file,
+                    at("jobs"),
+                    format!(
+                        "no job serves {:?}: add one inference job with `serves: {}` that prices one request",
+                        strategy.serves, strategy.serves
+                    ),
+                ));
+            }
+            [_, second, ..] => {
+                return Err(invalid(
+                    file,
+                    at(&format!("jobs[{second}].serves")),
+                    format!(
+                        "more than one job serves {:?}; a plan prices one request with exactly one",
+                        strategy.serves
+                    ),
+                ));
+            }
+        };
+        for (i, job) in self.jobs.iter().enumerate() {
+            if job.serves.is_some() || job.retrains.is_some() {
+                return Err(invalid(
+                    file,
+                    format!("jobs[{i}]"),
+                    "shared jobs build shared products; inference and re-training belong to a strategy",
+                ));
+            }
+        }
+        if let Some((i, job)) = strategy.jobs.iter().enumerate().find(|(_, j)| {
+            j.builds
+                .as_deref()
+                .is_some_and(|p| self.products.get(p).is_some())
+        }) {
+            return Err(invalid(
+                file,
+                at(&format!("jobs[{i}].builds")),
+                format!(
+                    "{:?} is a shared product, built by the shared jobs; a strategy builds its own products",
+                    job.builds.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+        if let Some((i, _)) = strategy
+            .jobs
+            .iter()
+            .enumerate()
+            .find(|(_, j)| j.retrains.is_some() && strategy.retraining.is_none())
+        {
+            return Err(invalid(
+                file,
+                at(&format!("jobs[{i}].retrains")),
+                format!("a re-training job needs {}: {{interval}}", at("retraining")),
+            ));
+        }
+
+        Ok(request_job)
+    }
+
+    /// Evaluates one strategy's scenario into its cost structure.
+    fn evaluate_strategy(
+        &self,
+        file: &str,
+        name: &str,
+        strategy: &StrategyDoc,
+        traffic: RequestRate,
+        request_job: usize,
+    ) -> Result<(StrategyCost, EvaluatedStrategy), ScenarioError> {
+        let scenario = self.scenario_of(strategy, traffic);
+        let report = scenario.evaluate(file).map_err(|e| self.locate(name, e))?;
+        let request_index = self.jobs.len() + request_job;
+        let cost = serving_cost(name, &scenario, &report, &strategy.serves, request_index);
+        Ok((
+            StrategyCost {
                 description: strategy.description.clone(),
                 ..cost
-            });
-            evaluated.push(EvaluatedStrategy {
+            },
+            EvaluatedStrategy {
                 name: name.to_owned(),
                 scenario,
                 report,
                 request_job: request_index,
-            });
-        }
-        let service_life = match (&self.service_life, served_lifetime) {
+            },
+        ))
+    }
+
+    /// The plan's service life: declared (and positive), or the served models' lifetime.
+    fn service_life(
+        &self,
+        file: &str,
+        served_lifetime: Option<(String, Seconds)>,
+    ) -> Result<Seconds, ScenarioError> {
+        Ok(match (&self.service_life, served_lifetime) {
             (Some(l), _) => {
                 if !(l.0.value().is_finite() && l.0.value() > 0.0) {
                     return Err(ScenarioError::new(
@@ -428,21 +491,7 @@ impl PlanDoc {
             }
             (None, Some((_, l))) => l,
             (None, None) => Seconds::ZERO,
-        };
-        let horizon = Horizon {
-            traffic,
-            service_life,
-            retraining_interval: None,
-        };
-        let sweeps = self.sweeps.specs(file)?;
-        Ok((
-            PlanInput {
-                strategies,
-                horizon,
-                sweeps,
-            },
-            evaluated,
-        ))
+        })
     }
 }
 

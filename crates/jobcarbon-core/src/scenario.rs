@@ -339,6 +339,11 @@ pub struct PlatformSpec {
     /// Required when `epc` is given.
     #[serde(default)]
     pub lifetime: Option<Q<Seconds>>,
+    /// The `type: platform` product that built this platform: its EPC (measured from its
+    /// `builds:` jobs, inherited, declared) is the platform's, amortised over `lifetime`
+    /// (default: the product's). Excludes `epc`.
+    #[serde(default)]
+    pub product: Option<String>,
 }
 
 /// `products.NAME`: a model, dataset or platform product (the CRD spec's vocabulary).
@@ -613,6 +618,8 @@ struct Platform {
     overhead: GramsPerSecond,
     epc: Grams,
     lifetime: Seconds,
+    /// The product whose EPC is the platform's (`platforms.NAME.product`), replacing `epc`.
+    product: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -636,8 +643,14 @@ struct Job {
 }
 
 impl Job {
-    /// Every term that does not depend on a model: JSC, ec and the platform terms.
-    fn own_terms(&self) -> Terms {
+    /// The product whose EPC this job's platform term amortises, if its platform names one.
+    fn platform_product(&self) -> Option<usize> {
+        self.platform.and_then(|(p, _)| p.product)
+    }
+
+    /// Every term that does not depend on a model: JSC, ec and the platform terms;
+    /// `linked_epc` is the EPC of the platform's product when it names one.
+    fn own_terms(&self, linked_epc: Option<Grams>) -> Terms {
         let mut terms = Terms::ZERO;
         terms[Term::Operational] =
             operational_carbon(self.energy, self.region.pue, self.region.intensity);
@@ -648,9 +661,10 @@ impl Job {
         if let Some((platform, n)) = self.platform {
             terms[Term::PlatformOperational] =
                 platform_operational_share(platform.overhead, self.duration, n);
-            if platform.epc > Grams::ZERO {
+            let epc = linked_epc.unwrap_or(platform.epc);
+            if epc > Grams::ZERO {
                 terms[Term::PlatformEmbodied] =
-                    amortized_product_share(platform.epc, platform.lifetime, self.duration, n);
+                    amortized_product_share(epc, platform.lifetime, self.duration, n);
             }
         }
         terms
@@ -767,9 +781,9 @@ impl ScenarioDoc {
     pub fn evaluate(&self, file: &str) -> Result<Report, ScenarioError> {
         let regions = self.resolve_regions(file)?;
         let systems = self.resolve_systems(file)?;
-        let platforms = self.resolve_platforms(file)?;
         let (defs, retraining) = self.resolve_products(file)?;
         let product_index = index_of(&self.products);
+        let platforms = self.resolve_platforms(file, &defs, &product_index)?;
         let region_index = index_of(&self.regions);
         let system_index = index_of(&self.systems);
         let platform_index = index_of(&self.platforms);
@@ -968,7 +982,7 @@ impl ScenarioDoc {
                                 spec.name, defs[m].name
                             ),
                         });
-                        dependency_job.push(i);
+                        dependency_job.push((i, "serves"));
                     }
                     Destination::Builds(p)
                 }
@@ -994,6 +1008,33 @@ impl ScenarioDoc {
                 }
                 (None, None) => Destination::None,
             };
+            // A job on a platform built by a product needs that product's EPC first.
+            let target = match destination {
+                Destination::Builds(p) | Destination::Retrains(p) => Some(p),
+                Destination::None => None,
+            };
+            if let (
+                Some(target),
+                Some((
+                    Platform {
+                        product: Some(pp), ..
+                    },
+                    _,
+                )),
+            ) = (target, platform)
+            {
+                dependencies.push(Dependency {
+                    dependent: defs[target].name.clone(),
+                    on: defs[pp].name.clone(),
+                    reason: format!(
+                        "job {} runs on platform {} built by {}",
+                        spec.name,
+                        spec.platform.as_deref().unwrap_or_default(),
+                        defs[pp].name
+                    ),
+                });
+                dependency_job.push((i, "platform"));
+            }
             jobs.push(Job {
                 energy,
                 duration,
@@ -1008,31 +1049,46 @@ impl ScenarioDoc {
         let lineage = Lineage::with_dependencies(defs, dependencies)
             .map_err(|e| self.lineage_error(file, e, &dependency_job))?;
 
-        // Jobs that serve no model are complete on their own; re-training pools need only those.
+        // Jobs that serve no model on a platform without a product are complete on their own;
+        // the others need EPCs from the table (their dependencies order it).
         let mut terms: Vec<Option<Terms>> = jobs
             .iter()
-            .map(|j| j.serves.is_none().then(|| j.own_terms()))
+            .map(|j| {
+                (j.serves.is_none() && j.platform_product().is_none()).then(|| j.own_terms(None))
+            })
             .collect();
         let mut pools: Vec<Grams> = retraining
             .iter()
             .map(|r| r.map(|r| r.carbon).unwrap_or(Grams::ZERO))
             .collect();
+        let mut late_retrainers: Vec<Vec<usize>> = vec![Vec::new(); lineage.products().len()];
         let mut builders: Vec<Vec<usize>> = vec![Vec::new(); lineage.products().len()];
         for (i, job) in jobs.iter().enumerate() {
-            match job.destination {
-                Destination::Retrains(m) => {
-                    pools[m] += terms[i].map(|t| t.asce()).unwrap_or(Grams::ZERO);
-                }
-                Destination::Builds(p) => builders[p].push(i),
-                Destination::None => {}
+            match (job.destination, terms[i]) {
+                (Destination::Retrains(m), Some(t)) => pools[m] += t.asce(),
+                (Destination::Retrains(m), None) => late_retrainers[m].push(i),
+                (Destination::Builds(p), _) => builders[p].push(i),
+                (Destination::None, _) => {}
             }
         }
-        let serving_terms = |job: &Job, epc_of_model: Grams, m: usize, n: f64| -> Terms {
-            let mut t = job.own_terms();
+        let linked_epc = |job: &Job, table: &crate::lineage::EpcTable<'_>| {
+            job.platform_product()
+                .map(|p| table.by_id(ProductId(p)).total())
+        };
+        let full_terms = |job: &Job, table: &crate::lineage::EpcTable<'_>| -> Terms {
+            let mut t = job.own_terms(linked_epc(job, table));
+            let Some((m, n)) = job.serves else {
+                return t;
+            };
             let lifetime = lineage.product(ProductId(m)).lifetime;
+            let epc_of_model = table.by_id(ProductId(m)).total();
             t[Term::ModelEpc] = amortized_product_share(epc_of_model, lifetime, job.duration, n);
             if let Some(r) = retraining[m] {
-                t[Term::Retraining] = retraining_share(pools[m], r.jobs_per_interval);
+                let late: Grams = late_retrainers[m]
+                    .iter()
+                    .map(|&i| jobs[i].own_terms(linked_epc(&jobs[i], table)).asce())
+                    .sum();
+                t[Term::Retraining] = retraining_share(pools[m] + late, r.jobs_per_interval);
             }
             t
         };
@@ -1040,14 +1096,13 @@ impl ScenarioDoc {
         let table = lineage.evaluate_with(|id, table| {
             let mut measured = Grams::ZERO;
             for &i in &builders[id.0] {
-                let t = match (terms[i], jobs[i].serves) {
-                    (Some(t), _) => t,
-                    (None, Some((m, n))) => {
-                        let t = serving_terms(&jobs[i], table.by_id(ProductId(m)).total(), m, n);
+                let t = match terms[i] {
+                    Some(t) => t,
+                    None => {
+                        let t = full_terms(&jobs[i], table);
                         terms[i] = Some(t);
                         t
                     }
-                    (None, None) => jobs[i].own_terms(),
                 };
                 measured += t.asce();
             }
@@ -1064,12 +1119,9 @@ impl ScenarioDoc {
             .zip(&jobs)
             .zip(terms)
             .map(|((spec, job), t)| {
-                let terms = match (t, job.serves) {
-                    (Some(t), _) => t,
-                    (None, Some((m, n))) => {
-                        serving_terms(job, table.by_id(ProductId(m)).total(), m, n)
-                    }
-                    (None, None) => job.own_terms(),
+                let terms = match t {
+                    Some(t) => t,
+                    None => full_terms(job, &table),
                 };
                 JobReport {
                     name: spec.name.clone(),
@@ -1249,16 +1301,36 @@ impl ScenarioDoc {
             .collect()
     }
 
-    fn resolve_platforms(&self, file: &str) -> Result<Vec<Platform>, ScenarioError> {
+    fn resolve_platforms(
+        &self,
+        file: &str,
+        defs: &[ProductDef],
+        product_index: &HashMap<&str, usize>,
+    ) -> Result<Vec<Platform>, ScenarioError> {
         self.platforms
             .iter()
             .map(|(name, spec)| {
                 let epc = spec.epc.map(|q| q.0).unwrap_or(Grams::ZERO);
-                let lifetime = match spec.lifetime {
-                    Some(l) => positive_time(l.0, "lifetime", file, || {
+                let product = self.platform_product(file, name, spec, defs, product_index)?;
+                let product_lifetime = product
+                    .map(|p| defs[p].lifetime)
+                    .filter(|l| *l > Seconds::ZERO);
+                let lifetime = match (spec.lifetime, product_lifetime) {
+                    (Some(l), _) => positive_time(l.0, "lifetime", file, || {
                         format!("platforms.{name}.lifetime")
                     })?,
-                    None if epc > Grams::ZERO => {
+                    (None, Some(l)) => l,
+                    (None, None) if product.is_some() => {
+                        return Err(ScenarioError::new(
+                            file,
+                            format!("platforms.{name}"),
+                            Problem::Invalid(format!(
+                                "a platform built by a product needs a lifetime to amortise its EPC over (platforms.{name}.lifetime or products.{}.lifetime)",
+                                spec.product.as_deref().unwrap_or_default()
+                            )),
+                        ));
+                    }
+                    (None, None) if epc > Grams::ZERO => {
                         return Err(ScenarioError::new(
                             file,
                             format!("platforms.{name}"),
@@ -1268,15 +1340,54 @@ impl ScenarioDoc {
                             ),
                         ));
                     }
-                    None => Seconds::ZERO,
+                    (None, None) => Seconds::ZERO,
                 };
                 Ok(Platform {
                     overhead: spec.overhead.map(|q| q.0).unwrap_or(GramsPerSecond::ZERO),
                     epc,
                     lifetime,
+                    product,
                 })
             })
             .collect()
+    }
+
+    /// `platforms.NAME.product`: a known `type: platform` product, and no `epc` beside it.
+    fn platform_product(
+        &self,
+        file: &str,
+        name: &str,
+        spec: &PlatformSpec,
+        defs: &[ProductDef],
+        product_index: &HashMap<&str, usize>,
+    ) -> Result<Option<usize>, ScenarioError> {
+        let Some(product) = &spec.product else {
+            return Ok(None);
+        };
+        let at = || format!("platforms.{name}.product");
+        let p = *product_index
+            .get(product.as_str())
+            .ok_or_else(|| unknown(file, at(), "product", product, self.products.names()))?;
+        if defs[p].kind != ProductType::Platform {
+            return Err(ScenarioError::new(
+                file,
+                at(),
+                Problem::Invalid(format!(
+                    "{product:?} is a {}; a platform names the `type: platform` product that built it",
+                    defs[p].kind
+                )),
+            ));
+        }
+        if spec.epc.is_some() {
+            return Err(ScenarioError::new(
+                file,
+                format!("platforms.{name}.epc"),
+                Problem::Invalid(format!(
+                    "give either epc or product: the EPC of product {product:?} is this platform's"
+                )),
+            ));
+        }
+        Ok(Some(p))
     }
 
     #[allow(clippy::type_complexity)]
@@ -1356,7 +1467,7 @@ impl ScenarioDoc {
         &self,
         file: &str,
         error: LineageError,
-        dependency_job: &[usize],
+        dependency_job: &[(usize, &'static str)],
     ) -> ScenarioError {
         let path = match &error {
             LineageError::UnknownReference {
@@ -1388,10 +1499,8 @@ impl ScenarioDoc {
             }
             LineageError::DuplicateProduct { product } => format!("products.{product}"),
             LineageError::UnknownDependency { index, .. } => {
-                format!(
-                    "jobs[{}].serves",
-                    dependency_job.get(*index).copied().unwrap_or(0)
-                )
+                let (job, field) = dependency_job.get(*index).copied().unwrap_or((0, "serves"));
+                format!("jobs[{job}].{field}")
             }
             // A job that closes a cycle is the likelier mistake: point at it first.
             LineageError::Cycle { edges } => match edges
@@ -1403,10 +1512,10 @@ impl ScenarioDoc {
                 Some((from, EdgeOrigin::Lineage { kind, index })) => {
                     format!("products.{from}.{kind}[{index}].product")
                 }
-                Some((_, EdgeOrigin::Dependency { index, .. })) => format!(
-                    "jobs[{}].serves",
-                    dependency_job.get(*index).copied().unwrap_or(0)
-                ),
+                Some((_, EdgeOrigin::Dependency { index, .. })) => {
+                    let (job, field) = dependency_job.get(*index).copied().unwrap_or((0, "serves"));
+                    format!("jobs[{job}].{field}")
+                }
                 None => "products".to_owned(),
             },
         };

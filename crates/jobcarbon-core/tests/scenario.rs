@@ -525,3 +525,101 @@ fn suspicious_lifetimes_long_jobs_and_orphan_retraining_are_reported() {
     assert_eq!(json["warnings"][1]["path"], "jobs[0].duration");
     assert_eq!(json["unallocated"][0]["grams"], 5000.0);
 }
+
+/// A platform built by a `type: platform` product amortises that product's EPC (measured by
+/// its `builds:` jobs plus declared), by hand:
+/// build job: 10 kWh × 100 g/kWh = 1000 g measured; EPC = 1000 g + 1000 kg declared = 1 001 000 g;
+/// `train` on the platform, 10 h of a 1000 h lifetime, 4 concurrent: 1 001 000 × 10 / (4 × 1000)
+/// = 2502.5 g; its operational term 1 kWh × 100 = 100 g.
+const PLATFORM_PRODUCT: &str = "
+regions: {r: {pue: 1.0, intensity: 100}}
+platforms:
+  iks: {product: iks-build, lifetime: 1000h}
+products:
+  iks-build: {type: platform, declared: 1000kg}
+jobs:
+  - {name: build-platform, builds: iks-build, energy: 10kWh, duration: 1h, region: r}
+  - {name: train, energy: 1kWh, duration: 10h, region: r, platform: iks, concurrent: 4}
+";
+
+#[test]
+fn a_platform_amortises_the_epc_of_the_product_that_built_it() {
+    use jobcarbon_core::Term;
+    let report = eval(PLATFORM_PRODUCT).unwrap();
+    let product = report
+        .products
+        .iter()
+        .find(|p| p.name == "iks-build")
+        .unwrap();
+    assert!(close(product.epc.total().value(), 1_001_000.0, 1e-12));
+    let train = job(&report, "train");
+    assert!(close(
+        train.terms[Term::PlatformEmbodied].value(),
+        2502.5,
+        1e-12
+    ));
+    assert!(close(train.terms[Term::Operational].value(), 100.0, 1e-12));
+
+    // Without its own lifetime the platform takes the product's: 2y = 17 520 h.
+    let product_lifetime = PLATFORM_PRODUCT
+        .replace(
+            "{product: iks-build, lifetime: 1000h}",
+            "{product: iks-build}",
+        )
+        .replace(
+            "{type: platform, declared: 1000kg}",
+            "{type: platform, declared: 1000kg, lifetime: 2y}",
+        );
+    let report = eval(&product_lifetime).unwrap();
+    let hours = 2.0 * 365.0 * 24.0;
+    let expected = 1_001_000.0 * 10.0 / (4.0 * hours);
+    let got = job(&report, "train").terms[Term::PlatformEmbodied].value();
+    assert!(close(got, expected, 1e-9), "{got} vs {expected}");
+}
+
+#[test]
+fn a_platform_product_link_is_validated_where_it_is_written() {
+    let cases = [
+        // An unknown product.
+        (
+            "{product: iks-build, lifetime: 1000h}",
+            "{product: nope, lifetime: 1000h}",
+            "platforms.iks.product",
+            "nope",
+        ),
+        // A product that is not a platform.
+        (
+            "{type: platform, declared: 1000kg}",
+            "{type: model, declared: 1000kg}",
+            "platforms.iks.product",
+            "model",
+        ),
+        // Both an epc and a product.
+        (
+            "{product: iks-build, lifetime: 1000h}",
+            "{product: iks-build, epc: 5t, lifetime: 1000h}",
+            "platforms.iks.epc",
+            "either",
+        ),
+        // No lifetime anywhere.
+        (
+            "{product: iks-build, lifetime: 1000h}",
+            "{product: iks-build}",
+            "platforms.iks",
+            "lifetime",
+        ),
+    ];
+    for (from, to, path, says) in cases {
+        let text = PLATFORM_PRODUCT.replace(from, to);
+        let e = eval(&text).expect_err(to);
+        assert_eq!(e.path, path, "{to}: {e}");
+        assert!(e.to_string().contains(says), "{to}: {e}");
+    }
+    // Building the platform on itself is a cycle, pointed at the job.
+    let text = PLATFORM_PRODUCT.replace(
+        "builds: iks-build, energy: 10kWh, duration: 1h, region: r}",
+        "builds: iks-build, energy: 10kWh, duration: 1h, region: r, platform: iks}",
+    );
+    let e = eval(&text).expect_err("a cycle");
+    assert_eq!(e.path, "jobs[0].platform", "{e}");
+}

@@ -6,35 +6,66 @@
 //! - `/api/v1/advice`: the least-carbon start and region for a product's next re-training
 //!   run ([`advice`]);
 //! - `/api/v1/allocation`: energy and carbon over a window by namespace, workload, phase and
-//!   product, from the ledger's own history (`jobcarbon_ledger::allocation_query`);
+//!   product, from Prometheus' history of the ledger's own counters when a Prometheus is
+//!   configured (`jobcarbon_ledger::allocation_prom`), else from the ledger's in-memory
+//!   history (`jobcarbon_ledger::allocation_query`);
 //! - `/`: the web view (`ui.rs`), embedded, calling the JSON API;
 //! - `/healthz` (the process serves) and `/readyz` (the first interval is booked, or this
 //!   replica is a leader-election standby; booking held by an outage: `503 degraded: …`).
+//!
+//! With [`ServeOptions::auth`] every path but `/healthz` and `/readyz` needs a bearer token
+//! that the Kubernetes API accepts and RBAC lets `get` the path ([`auth`]); with
+//! [`ServeOptions::tls`] it is served over TLS.
 
 pub mod advice;
+pub mod auth;
 mod metrics;
 mod server;
 mod ui;
 
 pub use metrics::{Format, LedgerCollector, encode_metrics};
-pub use server::{HEADER_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_HEADER_BYTES};
+pub use server::{
+    HEADER_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_HEADER_BYTES, TlsError, load_tls,
+};
 
 use axum::Router;
+use axum::extract::FromRef;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use jobcarbon_core::{Component, Terms};
 use jobcarbon_ledger::SharedView;
+use jobcarbon_ledger::allocation_prom::PromHistory;
 use jobcarbon_ledger::state::{LedgerState, ProductAccount};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Content type of OpenMetrics text.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The router serving every endpoint over `view`.
+/// What the handlers share: the ledger view and, when a Prometheus is configured, the
+/// ledger's history in it (`/api/v1/allocation` answers from it then).
+#[derive(Clone)]
+pub struct Api {
+    pub view: SharedView,
+    pub history: Option<Arc<PromHistory>>,
+}
+
+impl FromRef<Api> for SharedView {
+    fn from_ref(api: &Api) -> SharedView {
+        api.view.clone()
+    }
+}
+
+/// The router serving every endpoint over `view` (allocation from the in-memory history).
 pub fn router(view: SharedView) -> Router {
+    router_with(view, None)
+}
+
+/// The router, with `/api/v1/allocation` answered from Prometheus when `history` is given.
+pub fn router_with(view: SharedView, history: Option<PromHistory>) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/api/v1/workloads", get(workloads))
@@ -46,7 +77,22 @@ pub fn router(view: SharedView) -> Router {
         .route("/ui.js", get(ui::script))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(view)
+        .with_state(Api {
+            view,
+            history: history.map(Arc::new),
+        })
+}
+
+/// How the surface is served: plain HTTP, no auth and in-memory allocation history by default.
+#[derive(Clone, Default)]
+pub struct ServeOptions {
+    /// Check callers with TokenReview + SubjectAccessReview (every path but the probes).
+    pub auth: Option<std::sync::Arc<dyn jobcarbon_kube::auth::AccessReviewer>>,
+    /// Serve HTTPS with this config ([`load_tls`]).
+    pub tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// With a Prometheus, `/api/v1/allocation` reads the ledger's own series there (it
+    /// survives restarts); without one, the in-memory history answers.
+    pub history: Option<PromHistory>,
 }
 
 /// Serve `router(view)` on `listener` until `shutdown` resolves.
@@ -55,7 +101,23 @@ pub async fn serve(
     view: SharedView,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    server::serve_bounded(listener, router(view), shutdown).await
+    serve_with(listener, view, ServeOptions::default(), shutdown).await
+}
+
+/// Serve `router_with(view, history)` on `listener`, protected as `options` says, until
+/// `shutdown` resolves.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    view: SharedView,
+    options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router_with(view, options.history);
+    let app = match options.auth {
+        Some(reviewer) => auth::protect(app, reviewer),
+        None => app,
+    };
+    server::serve_bounded(listener, app, options.tls, shutdown).await
 }
 
 /// The HTTP surface running on its own task, as the ledger and the demo run it.
@@ -66,8 +128,17 @@ pub struct ServerHandle {
 
 /// Serves [`router`] on `listener` in the background until [`ServerHandle::shutdown`].
 pub fn spawn(listener: tokio::net::TcpListener, view: SharedView) -> ServerHandle {
+    spawn_with(listener, view, ServeOptions::default())
+}
+
+/// [`spawn`], protected as `options` says.
+pub fn spawn_with(
+    listener: tokio::net::TcpListener,
+    view: SharedView,
+    options: ServeOptions,
+) -> ServerHandle {
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(serve(listener, view, async move {
+    let task = tokio::spawn(serve_with(listener, view, options, async move {
         let _ = stopped.wait_for(|stop| *stop).await;
     }));
     ServerHandle { stop, task }
@@ -386,16 +457,33 @@ async fn advice_handler(
     }
 }
 
-/// `GET /api/v1/allocation`: parse, answer from the history, render. "now" is the end of the
+/// `GET /api/v1/allocation`: parse, answer from Prometheus when configured (else the
+/// in-memory history), render. "Now" is the wall clock with Prometheus, else the end of the
 /// last booked interval (simulated time in the demo).
 async fn allocation(
-    State(view): State<SharedView>,
+    State(api): State<Api>,
     axum::extract::Query(params): axum::extract::Query<Vec<(String, String)>>,
 ) -> Response {
-    use jobcarbon_ledger::allocation_query::{
-        AllocationQuery, OutputFormat, allocate, to_csv, to_json,
+    use jobcarbon_ledger::allocation_query::{AllocationQuery, allocate};
+    let bad_request = |e: jobcarbon_ledger::allocation_query::ParamError| {
+        (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({ "error": e.message, "parameter": e.parameter })),
+        )
+            .into_response()
     };
-    let Ok(view) = view.read() else {
+    if let Some(history) = &api.history {
+        let now = jobcarbon_ledger::durable::wall_clock_now();
+        let query = match AllocationQuery::parse(&params, now) {
+            Ok(q) => q,
+            Err(e) => return bad_request(e),
+        };
+        return match history.allocate(&query).await {
+            Ok(answer) => allocation_response(&query, &answer),
+            Err(e) => prometheus_failed(&e),
+        };
+    }
+    let Ok(view) = api.view.read() else {
         return unavailable("lock poisoned");
     };
     let now = view
@@ -403,23 +491,48 @@ async fn allocation(
         .latest
         .or(view.state.last_booked)
         .unwrap_or_else(jobcarbon_ledger::durable::wall_clock_now);
-    let query = match AllocationQuery::parse(&params, now) {
-        Ok(q) => q,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                axum::Json(serde_json::json!({ "error": e.message, "parameter": e.parameter })),
-            )
-                .into_response();
-        }
-    };
-    let answer = allocate(&view.history, &query);
+    match AllocationQuery::parse(&params, now) {
+        Ok(query) => allocation_response(&query, &allocate(&view.history, &query)),
+        Err(e) => bad_request(e),
+    }
+}
+
+fn allocation_response(
+    query: &jobcarbon_ledger::allocation_query::AllocationQuery,
+    answer: &jobcarbon_ledger::allocation_query::Allocation,
+) -> Response {
+    use jobcarbon_ledger::allocation_query::{OutputFormat, to_csv, to_json};
     match query.format {
-        OutputFormat::Json => axum::Json(to_json(&answer)).into_response(),
+        OutputFormat::Json => axum::Json(to_json(answer)).into_response(),
         OutputFormat::Csv => (
-            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            to_csv(&answer, &query.aggregate),
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::HeaderName::from_static("x-jobcarbon-source"),
+                    answer.source.as_str(),
+                ),
+            ],
+            to_csv(answer, &query.aggregate),
         )
             .into_response(),
     }
+}
+
+/// Prometheus could not answer: 503 when unreachable, 502 when it answered badly.
+fn prometheus_failed(e: &jobcarbon_ledger::allocation_prom::SourceError) -> Response {
+    use jobcarbon_ledger::allocation_prom::SourceError;
+    let status = match e {
+        SourceError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    tracing::warn!(error = %e, "/api/v1/allocation: Prometheus failed");
+    (
+        status,
+        axum::Json(serde_json::json!({
+            "error": e.to_string(),
+            "source": "prometheus",
+            "kind": e.kind(),
+        })),
+    )
+        .into_response()
 }

@@ -182,9 +182,19 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
         &view.state
     };
     let series = workload_series(state);
+    encode_workloads(&series, &mut encoder)?;
+    encode_products(state, &mut encoder)?;
+    encode_regions(view, &mut encoder)?;
+    encode_gaps(view, state, &mut encoder)?;
+    encode_self_reads(view, &mut encoder)?;
+    encode_self_books(state, series.len(), &mut encoder)?;
+    encode_durability(&view.durability, &mut encoder)
+}
 
+/// The workload families: energy by component, carbon by term, and ASCᵉ.
+fn encode_workloads(series: &[Series<'_>], encoder: &mut DescriptorEncoder) -> fmt::Result {
     counter(
-        &mut encoder,
+        encoder,
         "jobcarbon_workload_energy_joules",
         "Energy of a workload pod (idle_share: its share of node idle energy), J; source=\"estimated\" where no meter measured it (CCF model, GPU utilisation x TDP).",
         series.iter().flat_map(|s| {
@@ -198,7 +208,7 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
         }),
     )?;
     counter(
-        &mut encoder,
+        encoder,
         "jobcarbon_workload_carbon_grams",
         "Carbon of a workload pod by ASCe term, gCO2e; JSC, ASC, JSCe and ASCe are sums of terms.",
         series.iter().flat_map(|s| {
@@ -211,14 +221,18 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
         }),
     )?;
     counter(
-        &mut encoder,
+        encoder,
         "jobcarbon_workload_asce_grams",
         "Expanded amortized sustainability cost (ASCe) of a workload pod: the sum of its terms, gCO2e.",
         series
             .iter()
             .map(|s| (workload_labels(s), s.carbon.asce().value())),
-    )?;
+    )
+}
 
+/// The inference and product families: per-request figures, request counts, EPC parts and
+/// re-training pools.
+fn encode_products(state: &LedgerState, encoder: &mut DescriptorEncoder) -> fmt::Result {
     // Per-request figures, labelled with the namespace that serves the product.
     let serving: BTreeMap<&str, &str> = state
         .pods
@@ -233,7 +247,7 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
         .collect();
     let ns_of = |name: &str| serving.get(name).copied().unwrap_or("").to_owned();
     gauge(
-        &mut encoder,
+        encoder,
         "jobcarbon_inference_carbon_grams_per_request",
         "ASCe of a model's inference per request over the sliding window, gCO2e.",
         inference_products.iter().filter_map(|(name, p)| {
@@ -244,7 +258,7 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
         }),
     )?;
     counter(
-        &mut encoder,
+        encoder,
         "jobcarbon_inference_requests",
         "Inference requests counted for a model.",
         inference_products.iter().map(|(name, p)| {
@@ -255,7 +269,7 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
         }),
     )?;
     gauge(
-        &mut encoder,
+        encoder,
         "jobcarbon_product_epc_grams",
         "Embodied product cost of a model, dataset or platform by part, gCO2e.",
         state.products.iter().flat_map(|(name, p)| {
@@ -279,7 +293,7 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
         }),
     )?;
     gauge(
-        &mut encoder,
+        encoder,
         "jobcarbon_retraining_pool_grams",
         "Re-training carbon of a model not yet amortised onto its inference, gCO2e.",
         state
@@ -287,11 +301,19 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
             .iter()
             .filter(|(_, p)| p.pool.deposited.value() > 0.0)
             .map(|(name, p)| (vec![("product", name.clone())], p.pool.balance().value())),
-    )?;
-    encode_regions(view, &mut encoder)?;
+    )
+}
+
+/// What the books could not read or place: request staleness, unallocated carbon by reason,
+/// and GPU energy no pod could be given.
+fn encode_gaps(
+    view: &LedgerView,
+    state: &LedgerState,
+    encoder: &mut DescriptorEncoder,
+) -> fmt::Result {
     let booked_at = state.last_booked;
     gauge(
-        &mut encoder,
+        encoder,
         "jobcarbon_inference_requests_staleness_seconds",
         "Seconds between the last booked interval and the last successful read of a product's request counters (+Inf: never read); while stale, its per-request figure is held.",
         view.requests.iter().filter_map(|(product, s)| {
@@ -303,7 +325,7 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
         }),
     )?;
     counter(
-        &mut encoder,
+        encoder,
         "jobcarbon_unallocated_grams",
         "Carbon that no job or product could take, by reason, gCO2e.",
         UnallocatedReason::ALL.into_iter().map(|reason| {
@@ -319,7 +341,7 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
     )?;
 
     counter(
-        &mut encoder,
+        encoder,
         "jobcarbon_gpu_energy_joules",
         "GPU energy measured, and the part booked as unallocated gpu_unmapped (a GPU line naming no pod on a node whose GPUs pods hold), J.",
         [
@@ -329,8 +351,11 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
         .into_iter()
         .filter(|(_, j)| j.value() > 0.0)
         .map(|(part, j)| (vec![("part", part.to_owned())], j.value())),
-    )?;
+    )
+}
 
+/// Self-metrics of the reads: interval duration, source errors and last successes, leadership.
+fn encode_self_reads(view: &LedgerView, encoder: &mut DescriptorEncoder) -> fmt::Result {
     // Self-metrics.
     let histogram = &view.interval_seconds;
     let mut metric = encoder.encode_descriptor(
@@ -346,7 +371,7 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
         None,
     )?;
     counter(
-        &mut encoder,
+        encoder,
         "jobcarbon_source_errors",
         "Failed reads by source and error kind.",
         view.sources.iter().flat_map(|(source, s)| {
@@ -359,7 +384,7 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
         }),
     )?;
     gauge(
-        &mut encoder,
+        encoder,
         "jobcarbon_source_last_success_timestamp_seconds",
         "Time of the last successful read of a source, seconds since the Unix epoch.",
         view.sources.iter().filter_map(|(source, s)| {
@@ -368,21 +393,30 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
     )?;
     if let Some(leader) = view.leader {
         gauge(
-            &mut encoder,
+            encoder,
             "jobcarbon_leader",
             "1 on the replica holding the leader Lease (it books), 0 on a standby.",
             [(Vec::new(), f64::from(u8::from(leader)))],
         )?;
     }
+    Ok(())
+}
+
+/// Self-metrics of the books: last interval, tracked pods and series.
+fn encode_self_books(
+    state: &LedgerState,
+    series: usize,
+    encoder: &mut DescriptorEncoder,
+) -> fmt::Result {
     gauge(
-        &mut encoder,
+        encoder,
         "jobcarbon_last_interval_timestamp_seconds",
         "End of the last booked interval, seconds since the Unix epoch.",
         state.last_booked.map(|t| (Vec::new(), t.value())),
     )?;
     let running = state.pods.values().filter(|a| a.running).count();
     gauge(
-        &mut encoder,
+        encoder,
         "jobcarbon_tracked_pods",
         "Pods the ledger tracks, by state.",
         [
@@ -399,18 +433,17 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
     )?;
     let per_series = Component::ALL.len() + Term::ALL.len() + 1;
     gauge(
-        &mut encoder,
+        encoder,
         "jobcarbon_series",
         "Workload series exported (pods and roll-ups, over all workload families).",
-        [(Vec::new(), (series.len() * per_series) as f64)],
+        [(Vec::new(), (series * per_series) as f64)],
     )?;
     counter(
-        &mut encoder,
+        encoder,
         "jobcarbon_series_dropped",
         "Pods that got no series of their own because of the series cap (booked into their workload's roll-up).",
         [(Vec::new(), state.series_dropped as f64)],
-    )?;
-    encode_durability(&view.durability, &mut encoder)
+    )
 }
 
 /// Per region: the booked intensity (with its signal kind), a live provider's forecast at

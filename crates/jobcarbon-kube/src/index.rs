@@ -179,6 +179,27 @@ impl AttributionConfig {
         })
     }
 
+    /// The pod label keys attribution reads: phase, product, workload rules (and their
+    /// conditions), platform `matchLabels`, and `pod-template-hash` (a ReplicaSet's pod books
+    /// to its Deployment). A pod rebuilt from kube-state-metrics history needs exactly these
+    /// in KSM's `--metric-labels-allowlist` ([`crate::ksm`]).
+    pub fn label_keys(&self) -> std::collections::BTreeSet<String> {
+        let mut keys: std::collections::BTreeSet<String> = [
+            self.labels.phase_key.clone(),
+            self.labels.product_key.clone(),
+            crate::owner::POD_TEMPLATE_HASH_LABEL.to_owned(),
+        ]
+        .into();
+        for rule in &self.workload_rules {
+            keys.insert(rule.label.clone());
+            if let Some(when) = &rule.when {
+                keys.insert(when.label.clone());
+            }
+        }
+        keys.extend(self.platform.match_labels.keys().cloned());
+        keys
+    }
+
     /// Index a whole cluster: every pod and node, sorted by key, with the issues found.
     /// Products are validated separately ([`crate::product::validate_products`]).
     pub fn index<'a>(

@@ -7,9 +7,12 @@
 //! - [`index`]: the pure layer, objects → [`jobcarbon_core::PodFacts`] / [`jobcarbon_core::NodeFacts`];
 //! - [`product`]: the CRD, its conversion to [`jobcarbon_core::ProductDef`], set validation;
 //! - [`status`]: server-side-apply status writes;
+//! - [`auth`]: who may read the HTTP surface (TokenReview + SubjectAccessReview, cached);
 //! - [`watch`]: the reflectors and [`watch::ClusterState::snapshot`].
 
+pub mod auth;
 pub mod index;
+pub mod ksm;
 pub mod labels;
 pub mod leader;
 pub mod owner;

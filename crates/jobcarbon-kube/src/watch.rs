@@ -370,6 +370,26 @@ impl ClusterState {
         }
     }
 
+    /// Pods rebuilt from kube-state-metrics history ([`crate::ksm`]) that the watchers do not
+    /// hold now, attributed like watched pods (labels, owners, the nodes and parents known
+    /// now). `known` are the pods the caller already has.
+    pub fn pods_from_history(
+        &self,
+        samples: &crate::ksm::KsmSamples,
+        known: &std::collections::BTreeSet<jobcarbon_core::PodKey>,
+    ) -> Vec<jobcarbon_core::PodFacts> {
+        let attribution = &self.config.attribution;
+        let nodes = self.nodes.state();
+        let table = crate::NodeTable::new(nodes.iter().map(|n| &**n));
+        let parents = self.parents();
+        crate::ksm::pods_from_ksm(samples, &attribution.label_keys())
+            .iter()
+            .filter_map(|pod| attribution.resolve_pod(pod, &table, &parents))
+            .map(|resolved| resolved.facts)
+            .filter(|facts| !known.contains(&facts.key))
+            .collect()
+    }
+
     /// The cluster now: what the ledger books each interval.
     pub fn snapshot(&self) -> ClusterSnapshot {
         self.detailed_snapshot().snapshot

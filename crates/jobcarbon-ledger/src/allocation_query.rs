@@ -1,12 +1,13 @@
-//! `/api/v1/allocation` without the HTTP: parse the parameters, aggregate the
-//! [`AllocationHistory`] over the window (and its steps), render JSON or CSV. Pure, so the
+//! `/api/v1/allocation` without the HTTP: parse the parameters, aggregate what was booked over
+//! the window (and its steps) from the [`AllocationHistory`] or from Prometheus
+//! (`crate::allocation_prom` produces the same [`Sums`]), render JSON or CSV. Pure, so the
 //! exporter stays a thin adapter and tests need no server.
 //!
 //! Σ items + Σ unallocated = total, per window and per step: `total.asce_g` includes the
 //! unallocated grams (also given alone as `total.unallocated_g`); the other total fields sum
 //! the items.
 
-use crate::history::{AllocationHistory, AllocationKey, Amounts};
+use crate::history::{AllocationHistory, AllocationKey, Amounts, Sums};
 use jobcarbon_core::{Grams, Seconds, Terms, UnallocatedReason};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -255,16 +256,73 @@ impl Slice {
     }
 }
 
+/// Where an answer's numbers come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The ledger's in-memory [`AllocationHistory`] (no Prometheus configured: the demo).
+    Memory,
+    /// Prometheus' history of the ledger's own counters (`crate::allocation_prom`).
+    Prometheus,
+}
+
+impl Source {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Source::Memory => "memory",
+            Source::Prometheus => "prometheus",
+        }
+    }
+}
+
 /// The whole window and, with a step, each step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Allocation {
+    pub source: Source,
     pub window: Slice,
     pub step: Option<Seconds>,
     pub steps: Vec<Slice>,
 }
 
-fn slice(history: &AllocationHistory, start: Seconds, end: Seconds, by: &[Field]) -> Slice {
-    let sums = history.sum(start, end);
+/// The window's edges: its start, then the end of each step (or just its end).
+pub fn edges(query: &AllocationQuery) -> Vec<Seconds> {
+    let mut edges = vec![query.start];
+    match query.step {
+        Some(step) => edges.extend(
+            step_windows(query.start, query.end, step)
+                .into_iter()
+                .map(|(_, e)| e),
+        ),
+        None => edges.push(query.end),
+    }
+    edges
+}
+
+/// The answer from what was booked between consecutive [`edges`] (one [`Sums`] per step, or
+/// one for the whole window): the window is their sum. How a source that reads per edge (the
+/// Prometheus one) shares the grouping and rendering with the in-memory history.
+pub fn from_step_sums(query: &AllocationQuery, source: Source, sums: &[Sums]) -> Allocation {
+    let edges = edges(query);
+    let mut whole = Sums::default();
+    for s in sums {
+        whole.add(s);
+    }
+    let steps = match query.step {
+        Some(_) => edges
+            .windows(2)
+            .zip(sums)
+            .map(|(e, s)| slice(s, e[0], e[1], &query.aggregate))
+            .collect(),
+        None => Vec::new(),
+    };
+    Allocation {
+        source,
+        window: slice(&whole, query.start, query.end, &query.aggregate),
+        step: query.step,
+        steps,
+    }
+}
+
+fn slice(sums: &Sums, start: Seconds, end: Seconds, by: &[Field]) -> Slice {
     let mut grouped: BTreeMap<Vec<(Field, Option<String>)>, Amounts> = BTreeMap::new();
     for (key, amounts) in &sums.items {
         let k = by.iter().map(|f| (*f, f.of(key))).collect();
@@ -287,7 +345,7 @@ fn slice(history: &AllocationHistory, start: Seconds, end: Seconds, by: &[Field]
         start,
         end,
         items,
-        unallocated: sums.unallocated,
+        unallocated: sums.unallocated.clone(),
     }
 }
 
@@ -296,12 +354,14 @@ pub fn allocate(history: &AllocationHistory, query: &AllocationQuery) -> Allocat
     let steps = match query.step {
         Some(step) => step_windows(query.start, query.end, step)
             .into_iter()
-            .map(|(s, e)| slice(history, s, e, &query.aggregate))
+            .map(|(s, e)| slice(&history.sum(s, e), s, e, &query.aggregate))
             .collect(),
         None => Vec::new(),
     };
+    let window = history.sum(query.start, query.end);
     Allocation {
-        window: slice(history, query.start, query.end, &query.aggregate),
+        source: Source::Memory,
+        window: slice(&window, query.start, query.end, &query.aggregate),
         step: query.step,
         steps,
     }
@@ -357,6 +417,9 @@ fn slice_json(s: &Slice) -> Value {
 /// The JSON answer: the window's slice, plus `step` and `steps` when asked for.
 pub fn to_json(a: &Allocation) -> Value {
     let mut out = slice_json(&a.window);
+    if let Value::Object(m) = &mut out {
+        m.insert("source".into(), json!(a.source.as_str()));
+    }
     if let (Some(step), Value::Object(m)) = (a.step, &mut out) {
         m.insert("step".into(), json!(step.value()));
         m.insert(

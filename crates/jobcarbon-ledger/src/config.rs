@@ -490,6 +490,10 @@ pub struct PlatformConfig {
     pub lifetime: Q<Seconds>,
     #[serde(default)]
     pub split: PlatformSplit,
+    /// The `type: platform` product (SoftwareProduct or `products:` entry) that built the
+    /// platform: its EPC is amortised over `lifetime` instead of `epc`.
+    #[serde(default)]
+    pub product: Option<String>,
 }
 fn default_platform_namespaces() -> Vec<String> {
     vec!["kube-system".to_owned(), "monitoring".to_owned()]
@@ -509,6 +513,7 @@ impl Default for PlatformConfig {
             epc: zero_grams(),
             lifetime: six_years(),
             split: PlatformSplit::Equal,
+            product: None,
         }
     }
 }
@@ -545,6 +550,30 @@ pub struct ExporterConfig {
     /// At most this many pods get their own series; the rest are rolled up at once.
     #[serde(default = "default_max_pod_series")]
     pub max_pod_series: usize,
+    /// `exporter.auth`: who may read the surface (off by default).
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// `exporter.tls`: serve HTTPS from a certificate/key pair (a `kubernetes.io/tls` Secret).
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+}
+
+/// `exporter.auth`: with `enabled`, every path but `/healthz` and `/readyz` needs a bearer
+/// token the API server accepts (TokenReview) and RBAC lets `get` the path
+/// (SubjectAccessReview on `nonResourceURLs`), as kube-rbac-proxy checks it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+/// `exporter.tls`: PEM files, the chain's leaf first.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 fn ten_minutes() -> Q<Seconds> {
     Q(Seconds::from_minutes(10.0))
@@ -557,6 +586,8 @@ impl Default for ExporterConfig {
         Self {
             grace_period: ten_minutes(),
             max_pod_series: default_max_pod_series(),
+            auth: AuthConfig::default(),
+            tls: None,
         }
     }
 }
@@ -810,6 +841,9 @@ impl Config {
                 "must be positive".into(),
             ));
         }
+        if let Some((path, reason)) = self.platform_product_problem() {
+            return Err(invalid(path, reason));
+        }
         // Products: the CRD spec schema, validated as one set by the kube crate (units,
         // references, weights, cycles), so the config and the CRD accept the same things.
         let validation = self.product_validation();
@@ -972,6 +1006,7 @@ impl Config {
                 epc: self.platform.epc.0,
                 lifetime: self.platform.lifetime.0,
                 split: self.platform.split,
+                product: self.platform.product.clone(),
             },
             inference_window: self.inference.window.0,
             grace_period: self.exporter.grace_period.0,
@@ -1011,6 +1046,30 @@ impl Config {
     }
 
     /// The valid `products:` as core product definitions.
+    /// `platform.product`: not beside `epc`, and a `type: platform` product when `products:`
+    /// defines it (a SoftwareProduct of that name is checked when it is booked).
+    fn platform_product_problem(&self) -> Option<(String, String)> {
+        let name = self.platform.product.as_ref()?;
+        if self.platform.epc.0 > Grams::ZERO {
+            return Some((
+                "platform.epc".into(),
+                format!(
+                    "give either epc or product: the EPC of product {name:?} is the platform's"
+                ),
+            ));
+        }
+        let def = self.product_defs().into_iter().find(|d| &d.name == name)?;
+        (def.kind != jobcarbon_core::ProductType::Platform).then(|| {
+            (
+                "platform.product".into(),
+                format!(
+                    "{name:?} is a {}; the platform names the `type: platform` product that built it",
+                    def.kind
+                ),
+            )
+        })
+    }
+
     pub fn product_defs(&self) -> Vec<ProductDef> {
         self.product_validation().defs()
     }
@@ -1192,6 +1251,27 @@ mod tests {
         assert_eq!(*line, 4, "{err}");
         assert!(reason.contains("nodeIdel"), "{err}");
         assert!(err.to_string().starts_with("cfg.yaml:4:"), "{err}");
+    }
+
+    #[test]
+    fn the_platform_product_is_a_platform_and_excludes_epc() {
+        let ok = "platform:\n  product: iks\nproducts:\n  iks: {type: platform, lifetime: 6y, declared: {carbon: 1t}}\n";
+        let config = Config::parse(ok, "cfg.yaml").unwrap();
+        assert_eq!(config.settings().platform.product.as_deref(), Some("iks"));
+        // A SoftwareProduct the config does not define is checked when booked.
+        assert!(Config::parse("platform: {product: from-crd}\n", "cfg.yaml").is_ok());
+        let model = ok.replace("type: platform", "type: model");
+        let err = Config::parse(&model, "cfg.yaml").unwrap_err().to_string();
+        assert!(
+            err.contains("platform.product") && err.contains("model"),
+            "{err}"
+        );
+        let both = "platform: {product: iks, epc: 5t}\n";
+        let err = Config::parse(both, "cfg.yaml").unwrap_err().to_string();
+        assert!(err.contains("platform.epc"), "{err}");
+        let auth = "exporter:\n  auth: {enabled: true}\n  tls: {certFile: /c, keyFile: /k}\n";
+        let config = Config::parse(auth, "cfg.yaml").unwrap();
+        assert!(config.exporter.auth.enabled && config.exporter.tls.is_some());
     }
 
     #[test]

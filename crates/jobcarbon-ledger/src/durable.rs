@@ -16,6 +16,7 @@
 //! function of the restored state and the same history.
 
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointFile, Generation, Untrusted};
+use crate::clock::SharedClock;
 use crate::requests::RequestBooks;
 use crate::runner::Ledger;
 use crate::state::LedgerState;
@@ -134,6 +135,8 @@ pub struct DurableLedger {
     interval: Seconds,
     /// Minimum wall time between checkpoints while catching up (every interval when live).
     backfill_checkpoint_every: Duration,
+    /// Now: the system clock, or a test's ([`crate::clock`]).
+    clock: SharedClock,
 }
 
 impl DurableLedger {
@@ -182,9 +185,21 @@ impl DurableLedger {
             store,
             interval,
             backfill_checkpoint_every: Duration::from_secs(5),
+            clock: crate::clock::system(),
         };
         durable.update_status(|s| *s = status);
         Ok(durable)
+    }
+
+    /// Read time from `clock` instead of the system clock (tests: [`crate::clock`]).
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Now, by this ledger's clock.
+    pub fn now(&self) -> Seconds {
+        self.clock.now()
     }
 
     /// Durability health as served (a copy).
@@ -299,7 +314,7 @@ impl DurableLedger {
         let Some(last_booked) = resume.ledger.last_booked else {
             return;
         };
-        let checkpoint = Checkpoint::new(last_booked, wall_clock_now(), resume);
+        let checkpoint = Checkpoint::new(last_booked, self.clock.now(), resume);
         let result = store.save(&checkpoint);
         self.update_status(|s| match &result {
             Ok(()) => {
@@ -324,7 +339,7 @@ impl DurableLedger {
     ) {
         tokio::pin!(shutdown);
         loop {
-            let now = wall_clock_now();
+            let now = self.clock.now();
             let now = until.map_or(now, |u| now.min(u));
             let caught = self.catch_up(now).await;
             let booked_until = self.ledger.state().last_booked;
@@ -334,8 +349,8 @@ impl DurableLedger {
                 return;
             }
             let wait = if caught.held_by.is_empty() {
-                let next = self.slot(wall_clock_now()) + self.interval;
-                let secs = (next - wall_clock_now()).value().max(0.0);
+                let next = self.slot(self.clock.now()) + self.interval;
+                let secs = (next - self.clock.now()).value().max(0.0);
                 Duration::from_secs_f64(secs)
             } else {
                 retry

@@ -253,12 +253,34 @@ impl AllocationHistory {
     }
 }
 
-/// What [`AllocationHistory::sum`] found.
+/// What [`AllocationHistory::sum`] found (or Prometheus: `crate::allocation_prom`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sums {
     pub items: BTreeMap<AllocationKey, Amounts>,
     pub unallocated: BTreeMap<UnallocatedReason, Grams>,
     by_index: BTreeMap<u32, Amounts>,
+}
+
+impl Sums {
+    /// Adds `amounts` to `key`.
+    pub fn add_item(&mut self, key: AllocationKey, amounts: &Amounts) {
+        self.items.entry(key).or_default().add_scaled(amounts, 1.0);
+    }
+
+    /// Adds `grams` to `reason`.
+    pub fn add_unallocated(&mut self, reason: UnallocatedReason, grams: Grams) {
+        *self.unallocated.entry(reason).or_insert(Grams::ZERO) += grams;
+    }
+
+    /// Adds everything of `other` (the window of consecutive steps is their sum).
+    pub fn add(&mut self, other: &Sums) {
+        for (key, amounts) in &other.items {
+            self.add_item(key.clone(), amounts);
+        }
+        for (reason, grams) in &other.unallocated {
+            self.add_unallocated(*reason, *grams);
+        }
+    }
 }
 
 impl Tier {

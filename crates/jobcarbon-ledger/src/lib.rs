@@ -8,13 +8,16 @@
 //!   that the exporter serves.
 //! - [`config::Config`] is the YAML file of DESIGN §11.
 
+pub mod allocation_prom;
 pub mod allocation_query;
 pub mod checkpoint;
+pub mod clock;
 pub mod config;
 pub mod durable;
 pub mod epc;
 pub mod history;
 pub mod interval;
+pub mod ksm_history;
 pub mod kube_cluster;
 pub mod prom_restore;
 pub mod requests;
@@ -26,7 +29,10 @@ pub mod view;
 
 pub use config::{Config, ConfigError};
 pub use durable::{DurabilityStatus, DurableLedger, ResumeState};
-pub use interval::{Account, Conditions, IntervalInput, IntervalReport, book_interval};
+pub use interval::{
+    Account, Conditions, IntervalInput, IntervalReport, Stage, StageFlow, book_interval,
+    book_interval_traced,
+};
 pub use runner::{ClusterError, ClusterSource, EnergyOutage, Ledger, Sources};
 pub use settings::{IdlePolicy, PlatformSplit, Settings};
 pub use state::LedgerState;

@@ -98,6 +98,10 @@ pub struct PlatformDef {
     pub epc: Grams,
     pub lifetime: Seconds,
     pub split: PlatformSplit,
+    /// The `type: platform` SoftwareProduct that built the platform: its EPC (as booked at the
+    /// previous interval) replaces `epc`.
+    #[serde(default)]
+    pub product: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -181,6 +185,7 @@ impl Settings {
                 epc: Grams::ZERO,
                 lifetime: Seconds::from_years(6.0),
                 split: PlatformSplit::Equal,
+                product: None,
             },
             inference_window: Seconds::from_hours(1.0),
             grace_period: Seconds::from_minutes(10.0),

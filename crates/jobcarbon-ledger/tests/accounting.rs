@@ -12,7 +12,7 @@ use jobcarbon_core::{
 use jobcarbon_ledger::settings::SystemDef;
 use jobcarbon_ledger::{
     Account, Conditions, IdlePolicy, IntervalInput, IntervalReport, LedgerState, PlatformSplit,
-    Settings, book_interval,
+    Settings, Stage, book_interval, book_interval_traced,
 };
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -222,6 +222,46 @@ fn platform_overhead_matches_paper_and_idle_follows_policy() {
             (300.0 - share_a - share_b) / 1000.0
         ));
     }
+}
+
+#[test]
+fn a_platform_built_by_a_product_amortises_that_product_s_epc() {
+    // The platform product declares 1 t; the platform lives 1e6 s: an interval of 300 s
+    // carries 1e6 × 300 / 1e6 = 300 g, split equally over 10 jobs = 30 g each.
+    let mut settings = Settings::simple(Pue(1.0), GramsPerKwh(360.0));
+    settings.platform.lifetime = Seconds(1e6);
+    settings.platform.product = Some("iks".into());
+    let mut iks = ProductDef::new("iks", ProductType::Platform, Seconds(1e6));
+    iks.declared = Grams(1e6);
+    let jobs: Vec<PodFacts> = (0..10)
+        .map(|i| {
+            pod(
+                "ml",
+                &format!("p{i}"),
+                &format!("w{i}"),
+                Phase::Training,
+                None,
+            )
+        })
+        .collect();
+    let snapshot = ClusterSnapshot {
+        pods: jobs.clone(),
+        nodes: vec![node("n1")],
+        products: vec![iks],
+        ..Default::default()
+    };
+    let (state, _) = one_interval(&settings, snapshot.clone(), vec![], 300.0, 1.0, 360.0);
+    for j in &jobs {
+        let g = state.pods[&j.key].carbon[Term::PlatformEmbodied].value();
+        assert!(close(g, 30.0), "{g}");
+    }
+    // Without the link the platform's own epc (0 g) is amortised: nothing.
+    settings.platform.product = None;
+    let (state, _) = one_interval(&settings, snapshot, vec![], 300.0, 1.0, 360.0);
+    assert_eq!(
+        state.pods[&jobs[0].key].carbon[Term::PlatformEmbodied],
+        Grams::ZERO
+    );
 }
 
 #[test]
@@ -688,6 +728,53 @@ proptest! {
         let total = state_total(&state) + unallocated_total;
         let inputs = new_inputs + transfers_from_stocks;
         prop_assert!((total - inputs).abs() <= 1e-9 * inputs.max(1.0), "{total} vs {inputs}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Every stage balances on its own: the joules or grams that entered it left it to pods,
+    /// products, pools or unallocated with a reason. The stages run in order, their balances
+    /// add up to the interval's books, and tracing them changes nothing.
+    #[test]
+    fn every_stage_conserves(world in world()) {
+        let mut state = LedgerState::default();
+        for input in &world.intervals {
+            let (next, report, flows) = book_interval_traced(&state, &world.settings, input);
+            let stages: Vec<Stage> = flows.iter().map(|f| f.stage).collect();
+            prop_assert_eq!(stages, Stage::ALL.to_vec());
+            for flow in &flows {
+                prop_assert!(flow.error() <= jobcarbon_ledger::interval::STAGE_TOLERANCE, "{flow:?}");
+            }
+            let flow = |stage: Stage| flows.iter().find(|f| f.stage == stage).unwrap();
+
+            // Measure takes in every joule of the interval.
+            let measured: f64 = input.energy.iter().map(|d| d.energy.non_negative().value()).sum();
+            prop_assert!(close(flow(Stage::Measure).joules.entered.value(), measured));
+
+            // The carbon stages' intake is the interval's two books.
+            let carbon_in: f64 = [Stage::Operational, Stage::Embodied, Stage::Platform, Stage::Inference]
+                .into_iter()
+                .map(|s| flow(s).grams.entered.value())
+                .sum();
+            let books = report.emissions.input.value() + report.transfers.input.value();
+            prop_assert!(close(carbon_in, books), "stages {carbon_in} vs books {books}");
+
+            // Deposits capitalise what the products and pools received.
+            let deposits: f64 = report.epc_deposits.values().chain(report.pool_deposits.values()).map(|g| g.value()).sum();
+            prop_assert!(close(flow(Stage::Deposits).grams.entered.value(), deposits));
+
+            // Accounts book every pod term and every unallocated gram of the interval.
+            let pods: f64 = report.pod_terms.values().map(|t| t.asce().value()).sum();
+            let unallocated: f64 = report.emissions.unallocated.values().chain(report.transfers.unallocated.values()).map(|g| g.value()).sum();
+            prop_assert!(close(flow(Stage::Accounts).grams.entered.value(), pods + unallocated));
+
+            let (plain, plain_report) = book_interval(&state, &world.settings, input);
+            prop_assert_eq!(&plain, &next);
+            prop_assert_eq!(&plain_report, &report);
+            state = next;
+        }
     }
 }
 

@@ -85,6 +85,54 @@ pub fn decode_instant_answer(
     }
 }
 
+/// Drops replica labels from range-query series and merges the series that then coincide:
+/// one point per time, the largest value (the later scrape of a counter), times ascending.
+fn series_without_replicas(series: Vec<PromSeries>, replica_labels: &[String]) -> Vec<PromSeries> {
+    let mut merged: BTreeMap<BTreeMap<String, String>, BTreeMap<i64, f64>> = BTreeMap::new();
+    for mut s in series {
+        for l in replica_labels {
+            s.labels.remove(l);
+        }
+        let points = merged.entry(s.labels).or_default();
+        for (at, value) in s.points {
+            // Range-query times are whole milliseconds.
+            let ms = (at.value() * 1000.0).round() as i64;
+            let slot = points.entry(ms).or_insert(value);
+            if value > *slot || slot.is_nan() {
+                *slot = value;
+            }
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(labels, points)| PromSeries {
+            labels,
+            points: points
+                .into_iter()
+                .map(|(ms, v)| (Seconds(ms as f64 / 1000.0), v))
+                .collect(),
+        })
+        .collect()
+}
+
+/// One series of a range query: its labels and its points `(time, value)`, times ascending.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromSeries {
+    pub labels: BTreeMap<String, String>,
+    pub points: Vec<(Seconds, f64)>,
+}
+
+impl PromSeries {
+    /// The label's value, preferring `exported_<name>` (as [`PromSample::label`]).
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels
+            .get(&format!("exported_{name}"))
+            .or_else(|| self.labels.get(name))
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
 /// One sample of an instant vector: its labels and value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PromSample {
@@ -182,6 +230,58 @@ impl PromClient {
             query: promql.into(),
             reason: reason.into(),
         })
+    }
+
+    /// The labels an undeduplicated HA pair adds (dropped from every answer).
+    pub fn replica_labels(&self) -> &[String] {
+        &self.config.replica_labels
+    }
+
+    /// A range query (`/api/v1/query_range`) from `start` to `end` (whole seconds) every
+    /// `step` seconds; replica labels dropped and the series that then coincide merged.
+    pub async fn range(
+        &self,
+        source_name: &str,
+        promql: &str,
+        (start, end): (i64, i64),
+        step: f64,
+    ) -> Result<Vec<PromSeries>, SourceError> {
+        let client = self.tls.get().map_err(|e| renamed(e, source_name))?;
+        let mut query = client.query_range(promql, start, end, step);
+        for (name, value) in self
+            .headers
+            .current()
+            .map_err(|e| renamed(e, source_name))?
+        {
+            query = query.header(name, value);
+        }
+        let result = query
+            .get()
+            .await
+            .map_err(|e| self.map_error(source_name, promql, e))?;
+        let (data, _) = result.into_inner();
+        use prometheus_http_query::response::Data;
+        let Data::Matrix(matrix) = data else {
+            return Err(SourceError::Query {
+                source_name: source_name.into(),
+                query: promql.into(),
+                reason: "expected a range vector (matrix)".into(),
+            });
+        };
+        let series = matrix
+            .into_iter()
+            .map(|rv| {
+                let (labels, samples) = rv.into_inner();
+                PromSeries {
+                    labels: labels.into_iter().collect(),
+                    points: samples
+                        .iter()
+                        .map(|s| (Seconds(s.timestamp()), s.value()))
+                        .collect(),
+                }
+            })
+            .collect();
+        Ok(series_without_replicas(series, &self.config.replica_labels))
     }
 
     /// Removes credentials a URL may carry from a message.
@@ -436,6 +536,40 @@ mod tests {
         assert_eq!(s.label("pod"), Some("trainer-1"));
         assert_eq!(s.label("namespace"), None);
         assert_eq!(s.first_label(&["Hostname", "pod"]), Some("trainer-1"));
+    }
+
+    #[test]
+    fn range_series_of_two_replicas_merge_into_one() {
+        let labels = |replica: &str| -> BTreeMap<String, String> {
+            [("reason", "node_idle"), ("prometheus_replica", replica)]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        };
+        let merged = series_without_replicas(
+            vec![
+                PromSeries {
+                    labels: labels("a"),
+                    points: vec![(Seconds(10.0), 1.0), (Seconds(20.0), 2.0)],
+                },
+                PromSeries {
+                    labels: labels("b"),
+                    points: vec![(Seconds(20.0), 2.5), (Seconds(30.0), 3.0)],
+                },
+            ],
+            &default_replica_labels(),
+        );
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].label("reason"), Some("node_idle"));
+        assert!(!merged[0].labels.contains_key("prometheus_replica"));
+        assert_eq!(
+            merged[0].points,
+            vec![
+                (Seconds(10.0), 1.0),
+                (Seconds(20.0), 2.5),
+                (Seconds(30.0), 3.0)
+            ]
+        );
     }
 
     #[test]

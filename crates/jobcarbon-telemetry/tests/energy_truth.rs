@@ -20,7 +20,7 @@ const GPU1: &str = "GPU-8b8c764d-1c0a-cb3d-ea13-519a60a077bb";
 const TRAIN: (&str, &str) = ("ml-training", "bert-base-train-7x9kq");
 const SERVE: (&str, &str) = ("ml-serving", "bert-base-serve-6d8f7b9c5d-k2m4x");
 /// The fixture's counters (mJ) → the 10 % growth between its two samples, in J.
-const GPU0_DELTA: f64 = 271_834.2105;
+const GPU0_DELTA: f64 = 271_834.210_5;
 const GPU1_DELTA: f64 = 90_411.766;
 
 fn client(url: &str) -> PromClient {

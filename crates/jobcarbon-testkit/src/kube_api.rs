@@ -34,6 +34,16 @@
 //!   `as=PartialObjectMetadata` streams events whose objects are `PartialObjectMetadata`
 //!   (`ERROR` `Status` objects pass unchanged). Script full objects; the fake strips them.
 //!
+//! - Access reviews, as kube-rbac-proxy and the ledger's `--auth` send them:
+//!   `POST /apis/authentication.k8s.io/v1/tokenreviews` authenticates the tokens given to
+//!   [`FakeKubeApi::add_token`] (any other gets `status.error`, `authenticated` absent; an empty
+//!   `spec.token` is 400 `BadRequest`), and
+//!   `POST /apis/authorization.k8s.io/v1/subjectaccessreviews` evaluates the RBAC rules given to
+//!   [`FakeKubeApi::allow_non_resource`] on `spec.nonResourceAttributes` the way RBAC matches
+//!   `nonResourceURLs` (exact, or a prefix ending in `*`) — a spec with neither user nor groups,
+//!   or without exactly one of `resourceAttributes` / `nonResourceAttributes`, is 422 `Invalid`.
+//!   Both answer 201 with the review echoed and its `status` filled in.
+//!
 //! Every request is recorded ([`FakeKubeApi::requests`]).
 
 use bytes::Bytes;
@@ -122,6 +132,10 @@ struct State {
     /// optimistic concurrency: `PUT` must carry the stored `metadata.resourceVersion`.
     objects: HashMap<String, Value>,
     resource_version: u64,
+    /// Bearer tokens the TokenReview endpoint accepts: token → `status.user`.
+    tokens: HashMap<String, Value>,
+    /// RBAC rules on non-resource URLs: (user or group, URL pattern, verb).
+    non_resource_rules: Vec<(String, String, String)>,
 }
 
 /// The running server. Dropping it stops the server.
@@ -188,6 +202,33 @@ impl FakeKubeApi {
             .or_default()
             .watches
             .push_back(script);
+    }
+
+    /// Accept `token` in TokenReviews as `username` in `groups` (a service account's token:
+    /// `system:serviceaccount:<ns>:<name>`, groups `system:serviceaccounts`, …).
+    pub fn add_token(&self, token: &str, username: &str, groups: &[&str]) {
+        let user = json!({
+            "username": username,
+            "uid": format!("uid-{username}"),
+            "groups": groups,
+        });
+        lock(&self.state).tokens.insert(token.to_owned(), user);
+    }
+
+    /// An RBAC rule, as a ClusterRole bound to `subject` (a user or a group) grants it:
+    /// `nonResourceURLs: [url]`, `verbs: [verb]` (`*` matches any verb; a URL ending in `*`
+    /// matches that prefix).
+    pub fn allow_non_resource(&self, subject: &str, url: &str, verb: &str) {
+        lock(&self.state).non_resource_rules.push((
+            subject.to_owned(),
+            url.to_owned(),
+            verb.to_owned(),
+        ));
+    }
+
+    /// Requests to `path` so far (the review endpoints: how many reviews reached the server).
+    pub fn count(&self, path: &str) -> usize {
+        self.requests().iter().filter(|r| r.path == path).count()
     }
 
     /// Every request received so far, in order.
@@ -380,6 +421,123 @@ fn stored_object(
     }
 }
 
+/// Path of the TokenReview collection.
+pub const TOKEN_REVIEWS: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
+/// Path of the SubjectAccessReview collection.
+pub const SUBJECT_ACCESS_REVIEWS: &str = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
+
+/// A `TokenReview` or `SubjectAccessReview` create, answered as the API server answers it;
+/// `None` for any other path.
+fn access_review(state: &State, path: &str, body: &Value) -> Option<Response<Body>> {
+    let (status, kind) = match path {
+        TOKEN_REVIEWS => (token_review(state, body), "TokenReview"),
+        SUBJECT_ACCESS_REVIEWS => (subject_access_review(state, body), "SubjectAccessReview"),
+        _ => return None,
+    };
+    Some(match status {
+        Ok(status) => {
+            let mut review = json!({
+                "kind": kind,
+                "apiVersion": body.get("apiVersion").cloned().unwrap_or(Value::Null),
+                "metadata": {"creationTimestamp": null},
+                "spec": body.get("spec").cloned().unwrap_or_else(|| json!({})),
+            });
+            review["status"] = status;
+            json_response(StatusCode::CREATED, &review)
+        }
+        Err((code, status)) => json_response(code, &status),
+    })
+}
+
+fn token_review(state: &State, body: &Value) -> Result<Value, (StatusCode, Value)> {
+    let token = body
+        .pointer("/spec/token")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if token.is_empty() {
+        let message = "token is required for TokenReview in authentication";
+        return Err((
+            StatusCode::BAD_REQUEST,
+            status_failure(400, "BadRequest", message),
+        ));
+    }
+    Ok(match state.tokens.get(token) {
+        Some(user) => json!({"authenticated": true, "user": user}),
+        // `authenticated: false` is omitted, `user` is an empty struct.
+        None => json!({"user": {}, "error": "[invalid bearer token, token lookup failed]"}),
+    })
+}
+
+fn subject_access_review(state: &State, body: &Value) -> Result<Value, (StatusCode, Value)> {
+    let spec = body.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let user = spec.get("user").and_then(Value::as_str).unwrap_or_default();
+    let groups: Vec<&str> = spec
+        .get("groups")
+        .and_then(Value::as_array)
+        .map(|g| g.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let invalid = |field: &str, message: &str| {
+        let text = format!(
+            "SubjectAccessReview.authorization.k8s.io \"\" is invalid: {field}: Invalid value: {message}"
+        );
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            status_failure(422, "Invalid", &text),
+        )
+    };
+    if user.is_empty() && groups.is_empty() {
+        return Err(invalid(
+            "spec.user",
+            "\"\": at least one of user or group must be specified",
+        ));
+    }
+    let (Some(attributes), None) = (
+        spec.get("nonResourceAttributes"),
+        spec.get("resourceAttributes"),
+    ) else {
+        // The fake grants no resource rules; either both or neither is invalid.
+        if spec.get("resourceAttributes").is_some() && spec.get("nonResourceAttributes").is_none() {
+            return Ok(json!({"allowed": false}));
+        }
+        return Err(invalid(
+            "spec.resourceAttributes",
+            "exactly one of nonResourceAttributes or resourceAttributes must be specified",
+        ));
+    };
+    let path = attributes
+        .get("path")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let verb = attributes
+        .get("verb")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let granted = state
+        .non_resource_rules
+        .iter()
+        .find(|(subject, url, rule_verb)| {
+            (subject == user || groups.contains(&subject.as_str()))
+                && (rule_verb == "*" || rule_verb == verb)
+                && url_matches(url, path)
+        });
+    Ok(match granted {
+        Some((subject, url, _)) => json!({
+            "allowed": true,
+            "reason": format!("RBAC: allowed by ClusterRoleBinding \"test\" of ClusterRole \"{url}\" to {subject:?}"),
+        }),
+        // RBAC denies by having no rule: `allowed: false` and no reason.
+        None => json!({"allowed": false}),
+    })
+}
+
+/// RBAC's `nonResourceURLs` match: `*` is everything, `prefix*` a prefix, anything else exact.
+fn url_matches(rule: &str, path: &str) -> bool {
+    match rule.strip_suffix('*') {
+        Some(prefix) => path.starts_with(prefix),
+        None => rule == path,
+    }
+}
+
 fn is_watch(query: &str) -> bool {
     query
         .split('&')
@@ -436,6 +594,11 @@ async fn handle(
         body: body.clone(),
     });
 
+    if method == Method::POST
+        && let Some(response) = access_review(&state, &path, &body)
+    {
+        return Ok(response);
+    }
     if let Some(response) = stored_object(&mut state, &method, &path, &body) {
         return Ok(response);
     }
@@ -551,6 +714,51 @@ mod tests {
         assert_eq!(partial_watch_line("{not json".into()), "{not json");
         assert_eq!(Shape::of(Some("application/json")), Shape::Full);
         assert_eq!(Shape::of(Some(crate_metadata_mime())), Shape::Metadata);
+    }
+
+    #[test]
+    fn access_reviews_are_validated_and_answered_as_the_api_server_does() {
+        let mut state = State::default();
+        state
+            .tokens
+            .insert("t".into(), json!({"username": "u", "groups": ["g"]}));
+        state
+            .non_resource_rules
+            .push(("g".into(), "/api/*".into(), "get".into()));
+        let review = |token: &str| json!({"spec": {"token": token}});
+        let empty = token_review(&state, &review(""))
+            .err()
+            .map(|(code, _)| code);
+        assert_eq!(empty, Some(StatusCode::BAD_REQUEST));
+        let unknown = token_review(&state, &review("x")).unwrap_or_default();
+        assert_eq!(unknown.get("authenticated"), None);
+        assert_eq!(unknown["user"], json!({}));
+        assert_eq!(
+            token_review(&state, &review("t")).unwrap_or_default()["authenticated"],
+            true
+        );
+
+        let sar = |spec: Value| subject_access_review(&state, &json!({"spec": spec}));
+        let nobody = sar(json!({"nonResourceAttributes": {"path": "/metrics", "verb": "get"}}));
+        assert_eq!(
+            nobody.err().map(|(c, _)| c),
+            Some(StatusCode::UNPROCESSABLE_ENTITY)
+        );
+        let neither = sar(json!({"user": "u"}));
+        assert_eq!(
+            neither.err().map(|(c, _)| c),
+            Some(StatusCode::UNPROCESSABLE_ENTITY)
+        );
+        let allowed = |path: &str, verb: &str| {
+            sar(json!({"user": "u", "groups": ["g"],
+                       "nonResourceAttributes": {"path": path, "verb": verb}}))
+            .unwrap_or_default()["allowed"]
+                == true
+        };
+        assert!(allowed("/api/v1/products", "get"));
+        assert!(!allowed("/api/v1/products", "post"));
+        assert!(!allowed("/metrics", "get"));
+        assert!(url_matches("*", "/anything") && !url_matches("/api", "/api/v1"));
     }
 
     fn crate_metadata_mime() -> &'static str {

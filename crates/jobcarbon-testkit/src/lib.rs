@@ -13,8 +13,20 @@ pub mod prometheus;
 /// The repository's fixture folder (`fixtures/`, provenance in `fixtures/PROVENANCE.md`).
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures");
 
+/// The fixture folder of the checkout being tested: `cargo test` sets `CARGO_MANIFEST_DIR`
+/// for the test process, which stays right when the shared target dir holds a testkit built
+/// from another worktree of the same workspace ([`FIXTURES`] is where it was compiled).
+pub fn fixtures_dir() -> String {
+    match std::env::var("CARGO_MANIFEST_DIR") {
+        Ok(dir) if std::path::Path::new(&format!("{dir}/../../fixtures")).is_dir() => {
+            format!("{dir}/../../fixtures")
+        }
+        _ => FIXTURES.to_owned(),
+    }
+}
+
 /// A fixture's text, by its path under `fixtures/`. Panics (tests only) naming the file.
 pub fn fixture(path: &str) -> String {
-    let full = format!("{FIXTURES}/{path}");
+    let full = format!("{}/{path}", fixtures_dir());
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("fixture {full}: {e}"))
 }

@@ -224,8 +224,19 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// Every sample of a Prometheus text exposition: `(name, labels, value)`, `# ` lines skipped
+/// (fixtures read as an exporter serves them).
+pub fn exposition_samples(text: &str) -> anyhow::Result<Vec<(String, Labels, f64)>> {
+    text.lines()
+        .map(str::trim)
+        .enumerate()
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+        .map(|(n, l)| parse_sample(l).with_context(|| format!("exposition line {}: {l:?}", n + 1)))
+        .collect()
+}
+
 /// A sample's labels, in order.
-type Labels = Vec<(String, String)>;
+pub type Labels = Vec<(String, String)>;
 
 /// Parses `name{a="b",…} value [timestamp]` (Prometheus text format).
 fn parse_sample(line: &str) -> anyhow::Result<(String, Labels, f64)> {
@@ -598,36 +609,6 @@ fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
     Ok((code, body))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_exposition_lines() {
-        let (n, l, v) = parse_sample(r#"m{a="x,y",b="q\"z"} 2.5e+06"#).unwrap();
-        assert_eq!(n, "m");
-        assert_eq!(
-            l,
-            vec![("a".into(), "x,y".into()), ("b".into(), "q\"z".into())]
-        );
-        assert_eq!(v, 2.5e6);
-        let (n, l, v) = parse_sample("up 1").unwrap();
-        assert_eq!((n.as_str(), l.len(), v), ("up", 0, 1.0));
-        assert!(parse_sample("broken{a=\"x} 1").is_err());
-    }
-
-    #[test]
-    fn renders_openmetrics_with_eof() {
-        let mut h = History::new();
-        h.series("b", &[("z", "1"), ("a", "2")], &[(20, 2.0), (10, 1.0)]);
-        let text = h.render();
-        assert_eq!(
-            text,
-            "b{a=\"2\",z=\"1\"} 1.0 10\nb{a=\"2\",z=\"1\"} 2.0 20\n# EOF\n"
-        );
-    }
-}
-
 /// A reverse proxy in front of a server on `127.0.0.1:upstream` that, like a multi-tenant
 /// Mimir/Cortex gateway, answers 401 unless the request carries `header: value`. One request
 /// per connection (`Connection: close`). Runs until the process ends.
@@ -677,4 +658,34 @@ fn proxy_one(mut client: TcpStream, upstream: u16, wanted: &str) -> anyhow::Resu
     server.read_to_end(&mut response)?;
     client.write_all(&response)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_exposition_lines() {
+        let (n, l, v) = parse_sample(r#"m{a="x,y",b="q\"z"} 2.5e+06"#).unwrap();
+        assert_eq!(n, "m");
+        assert_eq!(
+            l,
+            vec![("a".into(), "x,y".into()), ("b".into(), "q\"z".into())]
+        );
+        assert_eq!(v, 2.5e6);
+        let (n, l, v) = parse_sample("up 1").unwrap();
+        assert_eq!((n.as_str(), l.len(), v), ("up", 0, 1.0));
+        assert!(parse_sample("broken{a=\"x} 1").is_err());
+    }
+
+    #[test]
+    fn renders_openmetrics_with_eof() {
+        let mut h = History::new();
+        h.series("b", &[("z", "1"), ("a", "2")], &[(20, 2.0), (10, 1.0)]);
+        let text = h.render();
+        assert_eq!(
+            text,
+            "b{a=\"2\",z=\"1\"} 1.0 10\nb{a=\"2\",z=\"1\"} 2.0 20\n# EOF\n"
+        );
+    }
 }

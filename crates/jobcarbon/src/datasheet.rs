@@ -246,7 +246,17 @@ pub fn render_markdown(sheet: &DataSheet) -> anyhow::Result<String> {
         sheet.product, sheet.kind, sheet.source
     ));
 
-    let e = &sheet.epc;
+    epc_section(&sheet.epc, &mut out);
+    out.push_str("\n## Lineage\n\n");
+    lineage_lines(&sheet.lineage, 0, &mut out);
+    amortisation_section(sheet.amortisation.as_ref(), &mut out);
+    inference_sections(sheet, &mut out);
+    assumptions_section(&sheet.assumptions, &mut out);
+    Ok(out)
+}
+
+/// EPC by part, and what it inherits edge by edge.
+fn epc_section(e: &datasheet::EpcSheet, out: &mut String) {
     out.push_str("## Embodied product cost (EPC)\n\n");
     let built_by = e
         .built_by
@@ -303,12 +313,11 @@ pub fn render_markdown(sheet: &DataSheet) -> anyhow::Result<String> {
             &rows,
         ));
     }
+}
 
-    out.push_str("\n## Lineage\n\n");
-    lineage_lines(&sheet.lineage, 0, &mut out);
-
+fn amortisation_section(amortisation: Option<&datasheet::Amortisation>, out: &mut String) {
     out.push_str("\n## Lifetime and amortisation\n\n");
-    match &sheet.amortisation {
+    match amortisation {
         Some(a) => out.push_str(&format!(
             "- lifetime (LT): {}\n- EPC per day of lifetime: {}\n- amortised by the serving jobs in the source: {} ({}% of EPC); remaining: {}\n",
             duration(a.lifetime_s),
@@ -319,7 +328,10 @@ pub fn render_markdown(sheet: &DataSheet) -> anyhow::Result<String> {
         )),
         None => out.push_str("- no lifetime declared: the EPC is carried by the products derived from it\n"),
     }
+}
 
+/// The serving jobs as evaluated, and their grams per inference at the stated traffic.
+fn inference_sections(sheet: &DataSheet, out: &mut String) {
     let mut header = vec!["job", "ASCe per inference"];
     header.extend(TERMS.iter().map(|t| t.as_str()));
     if !sheet.inference.is_empty() {
@@ -353,8 +365,10 @@ pub fn render_markdown(sheet: &DataSheet) -> anyhow::Result<String> {
             .collect();
         out.push_str(&markdown_table(&header, &rows));
     }
+}
 
-    let a = &sheet.assumptions;
+/// Regions, systems and platforms the numbers assume.
+fn assumptions_section(a: &datasheet::Assumptions, out: &mut String) {
     out.push_str("\n## Assumptions\n\n");
     if !a.regions.is_empty() {
         let rows: Vec<Vec<String>> = a
@@ -407,5 +421,4 @@ pub fn render_markdown(sheet: &DataSheet) -> anyhow::Result<String> {
             &rows,
         ));
     }
-    Ok(out)
 }

@@ -12,7 +12,9 @@ use jobcarbon_kube::product::rfc3339;
 use jobcarbon_kube::status::{StatusWriteError, epc_lowered, monotonic_epc};
 use jobcarbon_kube::{ClusterState, EpcStatus, LeaderElector, write_product_status};
 use jobcarbon_ledger::checkpoint::CheckpointFile;
+use jobcarbon_ledger::clock::{OffsetClock, SharedClock};
 use jobcarbon_ledger::durable;
+use jobcarbon_ledger::ksm_history::KsmHistory;
 use jobcarbon_ledger::kube_cluster::KubeCluster;
 use jobcarbon_ledger::prom_restore;
 use jobcarbon_ledger::sources;
@@ -49,6 +51,95 @@ pub struct Args {
     /// checkpoint is trusted (a time: `7d`, `12h`).
     #[arg(long, env = "JOBCARBON_RESTORE_LOOKBACK", default_value = "7d")]
     pub restore_lookback: String,
+    /// Check callers of /metrics, /api/* and / with TokenReview + SubjectAccessReview
+    /// (`exporter.auth.enabled`); /healthz and /readyz stay open.
+    #[arg(long, env = "JOBCARBON_AUTH")]
+    pub auth: bool,
+    /// Serve HTTPS with this PEM certificate chain (`exporter.tls.certFile`); needs --tls-key-file.
+    #[arg(long, env = "JOBCARBON_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The PEM private key of --tls-cert-file (`exporter.tls.keyFile`).
+    #[arg(long, env = "JOBCARBON_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// TEST ONLY: shift the ledger's clock by this many seconds (negative: the past), so a
+    /// test can simulate hours of downtime without waiting. Never set it in production.
+    #[arg(
+        long,
+        env = "JOBCARBON_TEST_CLOCK_OFFSET",
+        default_value_t = 0.0,
+        hide = true,
+        allow_hyphen_values = true
+    )]
+    pub test_clock_offset: f64,
+}
+
+/// How the HTTP surface is protected: the flags, else the config's `exporter.auth`/`tls`.
+struct Surface {
+    auth: bool,
+    tls: Option<(PathBuf, PathBuf)>,
+}
+
+impl Surface {
+    fn of(args: &Args, config: &Config) -> Self {
+        let tls = match (&args.tls_cert_file, &args.tls_key_file) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            _ => config
+                .exporter
+                .tls
+                .as_ref()
+                .map(|t| (t.cert_file.clone(), t.key_file.clone())),
+        };
+        Self {
+            auth: args.auth || config.exporter.auth.enabled,
+            tls,
+        }
+    }
+
+    /// Binds `listen` and serves the surface on it in the background.
+    fn serve(
+        &self,
+        listen: SocketAddr,
+        client: &kube::Client,
+        view: &SharedView,
+        history: Option<jobcarbon_ledger::allocation_prom::PromHistory>,
+    ) -> anyhow::Result<jobcarbon_exporter::ServerHandle> {
+        let listener =
+            crate::listen::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
+        let options = jobcarbon_exporter::ServeOptions {
+            history,
+            ..self.options(client)?
+        };
+        tracing::info!(
+            address = %listener.local_addr()?,
+            tls = options.tls.is_some(),
+            auth = options.auth.is_some(),
+            "serving /metrics and /api/v1"
+        );
+        Ok(jobcarbon_exporter::spawn_with(
+            listener,
+            view.clone(),
+            options,
+        ))
+    }
+
+    /// The server options; a certificate that cannot be served stops the start.
+    fn options(&self, client: &kube::Client) -> anyhow::Result<jobcarbon_exporter::ServeOptions> {
+        use jobcarbon_kube::auth::{CacheLimits, CachedReviewer, KubeAccessReviewer};
+        let tls = match &self.tls {
+            Some((cert, key)) => Some(jobcarbon_exporter::load_tls(cert, key)?),
+            None => None,
+        };
+        let auth = self.auth.then(|| {
+            let reviewer = KubeAccessReviewer::new(client.clone());
+            std::sync::Arc::new(CachedReviewer::new(reviewer, CacheLimits::default()))
+                as std::sync::Arc<dyn jobcarbon_kube::auth::AccessReviewer>
+        });
+        Ok(jobcarbon_exporter::ServeOptions {
+            auth,
+            tls,
+            history: None,
+        })
+    }
 }
 
 /// How the ledger finds and marks its own state.
@@ -56,6 +147,8 @@ struct Durability {
     identity: String,
     lookback: Seconds,
     reset: bool,
+    /// The system clock; shifted only by the test-only `--test-clock-offset`.
+    clock: SharedClock,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -83,12 +176,18 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let surface = Surface::of(&args, &config);
+    let Some(clock) = test_clock(args.test_clock_offset) else {
+        eprintln!("error: --test-clock-offset must be a number of seconds");
+        return ExitCode::from(2);
+    };
     let durability = Durability {
         identity: args.ledger_id,
         lookback,
         reset: args.reset_state,
+        clock,
     };
-    match runtime.block_on(serve(config, args.listen, durability)) {
+    match runtime.block_on(serve(config, args.listen, durability, surface)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("jobcarbon ledger: {e:#}");
@@ -97,11 +196,16 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-async fn serve(config: Config, listen: SocketAddr, durability: Durability) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    listen: SocketAddr,
+    durability: Durability,
+    surface: Surface,
+) -> anyhow::Result<()> {
     let reset = durability.reset;
     let settings = config.settings();
     let settings_interval = settings.interval;
-    let store = checkpoint_store(&config, reset)?;
+    let store = checkpoint_store(&config, reset, durability.clock.now())?;
     let interval = Duration::from_secs_f64(settings.interval.value());
     let (energy, metrics, prom) = readers(&config)?;
 
@@ -116,28 +220,19 @@ async fn serve(config: Config, listen: SocketAddr, durability: Durability) -> an
         v.identity = Some(durability.identity.clone());
     }
     let restore_context = restore_context(&config);
-    let leader = match Election::from_env()? {
-        None => None,
-        Some(election) => {
-            tracing::info!(lease = %election.lease, identity = %election.identity, "leader election on");
-            if let Ok(mut v) = view.write() {
-                v.leader = Some(false);
-            }
-            let (tx, rx) = tokio::sync::watch::channel(false);
-            let elector = std::sync::Arc::new(election.elector(client.clone()));
-            let rounds = tokio::spawn(run_election(elector.clone(), tx, view.clone()));
-            Some((elector, rx, rounds))
-        }
-    };
+    let leader = start_election(&client, &view)?;
     let estimation = energy.estimation;
     let ledger = Ledger::new(
         settings,
         Sources {
             energy: energy.sources,
             metrics,
-            cluster: Box::new(KubeCluster {
-                state: state.clone(),
-            }),
+            cluster: Box::new(cluster_source(
+                &state,
+                prom.as_ref(),
+                &durability,
+                settings_interval,
+            )),
         },
         config.product_defs(),
         config.request_queries(),
@@ -149,12 +244,19 @@ async fn serve(config: Config, listen: SocketAddr, durability: Durability) -> an
             .map_err(|(region, e)| anyhow::anyhow!("regions.{region}.intensity: {e}"))?,
     );
     let mut ledger = DurableLedger::open(ledger, store, settings_interval)
-        .map_err(|e| anyhow::anyhow!("cannot restore the ledger state (state.file): {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot restore the ledger state (state.file): {e}"))?
+        .with_clock(durability.clock.clone());
 
-    let listener =
-        crate::listen::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(address = %listener.local_addr()?, "serving /metrics and /api/v1");
-    let server = jobcarbon_exporter::spawn(listener, view.clone());
+    // With a Prometheus, /api/v1/allocation reads the ledger's own series there (it
+    // survives restarts); without one, the in-memory history answers.
+    let history = prom.clone().map(|client| {
+        jobcarbon_ledger::allocation_prom::PromHistory::new(
+            client,
+            durability.identity.clone(),
+            durability.lookback,
+        )
+    });
+    let server = surface.serve(listen, &client, &view, history)?;
 
     // Book once the first lists are in (or after one interval, whichever comes first), so
     // the first interval does not see an empty cluster.
@@ -172,19 +274,84 @@ async fn serve(config: Config, listen: SocketAddr, durability: Durability) -> an
     if let Some((elector, _, rounds)) = &leader {
         // No more rounds: one could take the Lease back right after the release.
         rounds.abort();
-        // Hand over now rather than after the lease expires (a rolling update's old pod).
-        match elector.release(jobcarbon_telemetry::now()).await {
-            Ok(true) => tracing::info!("released the leader Lease"),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "could not release the leader Lease"),
-        }
+        release_lease(elector).await;
     }
     server.shutdown().await.context("the HTTP server failed")?;
     Ok(())
 }
 
+/// The elector, the leadership channel and the election rounds' task, with
+/// `JOBCARBON_LEADER_ELECTION_LEASE` set (chart `replicas > 1`); `None` without it.
+type Leadership = (
+    std::sync::Arc<LeaderElector>,
+    tokio::sync::watch::Receiver<bool>,
+    tokio::task::JoinHandle<()>,
+);
+
+/// Starts leader election when `JOBCARBON_LEADER_ELECTION_LEASE` asks for it.
+fn start_election(client: &kube::Client, view: &SharedView) -> anyhow::Result<Option<Leadership>> {
+    let Some(election) = Election::from_env()? else {
+        return Ok(None);
+    };
+    tracing::info!(lease = %election.lease, identity = %election.identity, "leader election on");
+    if let Ok(mut v) = view.write() {
+        v.leader = Some(false);
+    }
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let elector = std::sync::Arc::new(election.elector(client.clone()));
+    let rounds = tokio::spawn(run_election(elector.clone(), tx, view.clone()));
+    Ok(Some((elector, rx, rounds)))
+}
+
+/// The system clock, or (test only) the wall clock shifted by `offset` seconds. `None` for
+/// a non-finite offset.
+fn test_clock(offset: f64) -> Option<SharedClock> {
+    if !offset.is_finite() {
+        return None;
+    }
+    if offset == 0.0 {
+        return Some(jobcarbon_ledger::clock::system());
+    }
+    eprintln!("jobcarbon ledger: TEST CLOCK: the ledger's clock is shifted by {offset} s");
+    Some(std::sync::Arc::new(OffsetClock {
+        offset: Seconds(offset),
+    }))
+}
+
+/// The watchers, and for pods that lived only inside a gap, kube-state-metrics history in
+/// the configured Prometheus.
+fn cluster_source(
+    state: &ClusterState,
+    prom: Option<&PromClient>,
+    durability: &Durability,
+    interval: Seconds,
+) -> KubeCluster {
+    let cluster = KubeCluster::new(state.clone());
+    match prom {
+        Some(client) => cluster.with_history(
+            KsmHistory::new(client.clone()),
+            durability.clock.clone(),
+            interval,
+        ),
+        None => cluster,
+    }
+}
+
+/// Hands the Lease over now rather than after it expires (a rolling update's old pod).
+async fn release_lease(elector: &LeaderElector) {
+    match elector.release(jobcarbon_telemetry::now()).await {
+        Ok(true) => tracing::info!("released the leader Lease"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "could not release the leader Lease"),
+    }
+}
+
 /// The checkpoint file of `state.file`; with `--reset-state` its generations are moved aside.
-fn checkpoint_store(config: &Config, reset: bool) -> anyhow::Result<Option<CheckpointFile>> {
+fn checkpoint_store(
+    config: &Config,
+    reset: bool,
+    now: Seconds,
+) -> anyhow::Result<Option<CheckpointFile>> {
     let store = match &config.state.file {
         Some(path) => Some(CheckpointFile::new(path.clone())),
         None => {
@@ -197,7 +364,7 @@ fn checkpoint_store(config: &Config, reset: bool) -> anyhow::Result<Option<Check
     if reset {
         match &store {
             Some(store) => {
-                durable::reset_state(store, durable::wall_clock_now()).with_context(|| {
+                durable::reset_state(store, now).with_context(|| {
                     format!(
                         "--reset-state: cannot move {} aside",
                         store.path().display()
@@ -285,7 +452,7 @@ async fn book_until_shutdown(
             }
         }
         if leading && restored {
-            let caught = ledger.catch_up(durable::wall_clock_now()).await;
+            let caught = ledger.catch_up(ledger.now()).await;
             held = !caught.held_by.is_empty();
             if caught.booked > 0
                 && let Some(at) = ledger.ledger().state().last_booked
@@ -296,8 +463,8 @@ async fn book_until_shutdown(
         let wait = if held {
             retry
         } else {
-            let next = ledger.slot(durable::wall_clock_now()) + b.interval;
-            let secs = (next - durable::wall_clock_now()).value().max(0.0);
+            let next = ledger.slot(ledger.now()) + b.interval;
+            let secs = (next - ledger.now()).value().max(0.0);
             Duration::from_secs_f64(secs)
         };
         tokio::select! {
@@ -355,13 +522,8 @@ async fn restore_latest(
         return Ok(());
     };
     let identity = &durability.identity;
-    let found = prom_restore::read_exported(
-        client,
-        identity,
-        durability.lookback,
-        durable::wall_clock_now(),
-    )
-    .await?;
+    let found =
+        prom_restore::read_exported(client, identity, durability.lookback, ledger.now()).await?;
     let Some(restored) = found
         .as_ref()
         .and_then(|(_, exported)| prom_restore::state_from_exported(exported, context))
@@ -377,7 +539,7 @@ async fn restore_latest(
     }
     let last_booked = restored.last_booked.value();
     if ledger.adopt_if_later(restored).await {
-        let gap = (durable::wall_clock_now().value() - last_booked).max(0.0);
+        let gap = (ledger.now().value() - last_booked).max(0.0);
         tracing::info!(%identity, last_booked, gap_seconds = gap, not_restored = prom_restore::MISSING, "ledger state restored from Prometheus; backfilling the gap from history");
         ledger.set_restored_from("prometheus", prom_restore::MISSING);
     } else {

@@ -22,6 +22,7 @@ mod report_chart;
 mod report_fmt;
 mod signal;
 mod simulation;
+mod tls_client;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -19,9 +19,18 @@ pub enum Format {
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The ledger (or demo) to ask: http://HOST:PORT.
+    /// The ledger (or demo) to ask: http://HOST:PORT, or https://HOST:PORT when the ledger
+    /// serves TLS (`exporter.tls`).
     #[arg(long, default_value = "http://127.0.0.1:9464", env = "JOBCARBON_URL")]
     pub url: String,
+    /// Send the bearer token in this file (a ledger with `--auth`): e.g. the output of
+    /// `kubectl create token <service-account>` for an account RBAC lets `get` `/api/*`.
+    #[arg(long, env = "JOBCARBON_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// PEM CA bundle that signed an https:// ledger's certificate (e.g. the TLS Secret's
+    /// `ca.crt`, or `tls.crt` when it is self-signed).
+    #[arg(long, env = "JOBCARBON_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// A duration ending now (30m, 24h, 7d), or START,END (RFC 3339 or Unix seconds).
     #[arg(long, default_value = "24h")]
     pub window: String,
@@ -69,14 +78,15 @@ fn report(args: &Args) -> anyhow::Result<()> {
     if let Some(step) = &args.step {
         query.push(("step", step));
     }
-    let answer: Value = serde_json::from_str(&fetch(&args.url, &query)?)
-        .context("the server's answer is not JSON")?;
+    let client = Client::new(args)?;
+    let answer: Value =
+        serde_json::from_str(&client.fetch(&query)?).context("the server's answer is not JSON")?;
     let fields: Vec<String> = args.by.split(',').map(|f| f.trim().to_owned()).collect();
     let text = match args.format {
         Format::Json => serde_json::to_string_pretty(&answer)? + "\n",
         Format::Csv => {
             query.push(("format", "csv"));
-            fetch(&args.url, &query)?
+            client.fetch(&query)?
         }
         Format::Table => render(&answer, &fields, false),
         Format::Md => render(&answer, &fields, true),
@@ -106,35 +116,112 @@ fn encode(value: &str) -> String {
         .collect()
 }
 
-/// `GET /api/v1/allocation?…` over plain HTTP/1.1; the body, or the server's 400 as
-/// [`BadParameter`].
-fn fetch(url: &str, query: &[(&str, &str)]) -> anyhow::Result<String> {
-    let Some(host) = url.trim_end_matches('/').strip_prefix("http://") else {
-        bail!("--url must be http://HOST:PORT (got {url:?}); put TLS in front with a port-forward");
-    };
-    let path = format!(
-        "/api/v1/allocation?{}",
-        query
-            .iter()
-            .map(|(k, v)| format!("{k}={}", encode(v)))
-            .collect::<Vec<_>>()
-            .join("&")
-    );
-    let addr = if host.contains(':') {
-        host.to_owned()
-    } else {
-        format!("{host}:80")
-    };
-    let mut stream =
-        std::net::TcpStream::connect(&addr).with_context(|| format!("cannot reach {url}"))?;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-    )?;
+/// Where and how to ask: the URL's parts, the bearer token, and TLS for https://.
+struct Client {
+    url: String,
+    host: String,
+    addr: String,
+    token: Option<String>,
+    tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
+}
+
+impl Client {
+    fn new(args: &Args) -> anyhow::Result<Self> {
+        let url = args.url.trim_end_matches('/');
+        let (host, port, https) = if let Some(host) = url.strip_prefix("http://") {
+            (host, 80, false)
+        } else if let Some(host) = url.strip_prefix("https://") {
+            (host, 443, true)
+        } else {
+            bail!("--url must be http://HOST:PORT or https://HOST:PORT (got {url:?})");
+        };
+        let addr = if host.contains(':') {
+            host.to_owned()
+        } else {
+            format!("{host}:{port}")
+        };
+        let token = match &args.token_file {
+            Some(path) => Some(read_token(path)?),
+            None => None,
+        };
+        let tls = match (https, &args.ca_file) {
+            (true, ca) => Some(crate::tls_client::config(ca.as_deref())?),
+            (false, Some(_)) => bail!("--ca-file needs an https:// --url"),
+            (false, None) => None,
+        };
+        Ok(Self {
+            url: url.to_owned(),
+            host: host.to_owned(),
+            addr,
+            token,
+            tls,
+        })
+    }
+
+    /// `GET /api/v1/allocation?…` over HTTP/1.1 (TLS for https://); the body, or the
+    /// server's 400 as [`BadParameter`].
+    fn fetch(&self, query: &[(&str, &str)]) -> anyhow::Result<String> {
+        let path = format!(
+            "/api/v1/allocation?{}",
+            query
+                .iter()
+                .map(|(k, v)| format!("{k}={}", encode(v)))
+                .collect::<Vec<_>>()
+                .join("&")
+        );
+        let auth = self
+            .token
+            .as_ref()
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: */*\r\n{auth}Connection: close\r\n\r\n",
+            self.host
+        );
+        let stream = std::net::TcpStream::connect(&self.addr)
+            .with_context(|| format!("cannot reach {}", self.url))?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+        let raw = match &self.tls {
+            None => exchange(stream, &request)?,
+            Some(config) => {
+                let host = self.addr.rsplit_once(':').map_or(&*self.addr, |(h, _)| h);
+                let tls = crate::tls_client::connect(config, host, stream)?;
+                exchange(tls, &request)?
+            }
+        };
+        answer(&self.url, &raw)
+    }
+}
+
+/// The token in `path`, trimmed; an empty or unreadable file is an error naming it.
+fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--token-file {}: cannot read", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        bail!(
+            "--token-file {}: expected one bearer token (printable, no spaces)",
+            path.display()
+        );
+    }
+    Ok(token.to_owned())
+}
+
+/// Writes `request` and reads the whole answer (a TLS peer that closes without
+/// `close_notify` ends it too).
+fn exchange(mut stream: impl Read + Write, request: &str) -> anyhow::Result<Vec<u8>> {
+    stream.write_all(request.as_bytes())?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let raw = String::from_utf8_lossy(&raw);
+    match stream.read_to_end(&mut raw) {
+        Ok(_) => Ok(raw),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => Ok(raw),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The body of a raw HTTP answer, or why not.
+fn answer(url: &str, raw: &[u8]) -> anyhow::Result<String> {
+    let raw = String::from_utf8_lossy(raw);
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
     let status: u16 = head
         .split_whitespace()

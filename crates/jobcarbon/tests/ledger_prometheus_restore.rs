@@ -12,7 +12,7 @@
 
 use jobcarbon_testkit::fixture;
 use jobcarbon_testkit::kube_api::{FakeKubeApi, WatchScript, list};
-use jobcarbon_testkit::prometheus::PromServer;
+use jobcarbon_testkit::prometheus::{History, PromServer};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -46,12 +46,11 @@ fn node() -> serde_json::Value {
     })
 }
 
-/// A Kepler- and dcgm-exporter-like target (the chart's default config reads both): the
-/// v0.11.4 Kepler fixture's running series and the dcgm-exporter fixture's GPU energy, every
-/// counter growing at 1/600 of its fixture value per second of wall time.
-fn kepler_target() -> String {
+/// The Kepler- and dcgm-exporter-like series (the chart's default config reads both): the
+/// v0.11.4 Kepler fixture's running series and the dcgm-exporter fixture's GPU energy.
+fn target_lines() -> Vec<String> {
     let dcgm = fixture("dcgm/dcgm-exporter-4.5.2-4.8.1-k8s-2xA100.prom");
-    let text: Vec<String> = fixture("kepler/kepler-v0.11.4-gpu-node.prom")
+    fixture("kepler/kepler-v0.11.4-gpu-node.prom")
         .lines()
         .chain(dcgm.lines().filter(|l| {
             l.starts_with("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{")
@@ -59,27 +58,53 @@ fn kepler_target() -> String {
         }))
         .filter(|l| !l.contains("state=\"terminated\"") && !l.starts_with('#'))
         .map(str::to_owned)
-        .collect();
+        .collect()
+}
+
+/// The target's exposition at `t` (unix seconds): every counter at its fixture value times
+/// 1 + (t − origin) / 600, i.e. growing by 1/600 of its fixture value per second.
+fn target_body(lines: &[String], origin: f64, t: f64) -> String {
+    let factor = 1.0 + (t - origin) / 600.0;
+    lines
+        .iter()
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let v: f64 = value.parse().ok()?;
+            let counter = series.contains("_total") || series.contains("TOTAL_ENERGY");
+            let v = if counter { v * factor } else { v };
+            Some(format!("{series} {v}\n"))
+        })
+        .collect()
+}
+
+/// The target served over HTTP, its counters counted from `origin`.
+fn kepler_target_from(origin: f64) -> String {
+    let text = target_lines();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let start = Instant::now();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let factor = 1.0 + start.elapsed().as_secs_f64() / 600.0;
-            let body: String = text
-                .iter()
-                .filter_map(|l| {
-                    let (series, value) = l.rsplit_once(' ')?;
-                    let v: f64 = value.parse().ok()?;
-                    let counter = series.contains("_total") || series.contains("TOTAL_ENERGY");
-                    let v = if counter { v * factor } else { v };
-                    Some(format!("{series} {v}\n"))
-                })
-                .collect();
-            let _ = respond(stream, &body);
+            let _ = respond(
+                stream,
+                &target_body(&text, origin, unix_ms() as f64 / 1000.0),
+            );
         }
     });
     addr
+}
+
+/// The target as it was scraped every 15 s over `[from, to)`: history to load into
+/// Prometheus, continuous with [`kepler_target_from`] of the same `origin`.
+fn target_history(origin: f64, from: i64, to: i64) -> History {
+    let lines = target_lines();
+    let mut history = History::new();
+    let mut t = from;
+    while t < to {
+        let body = target_body(&lines, origin, t as f64);
+        history.exposition_at(&body, &[(t, 1.0)]).unwrap();
+        t += 15;
+    }
+    history
 }
 
 fn respond(mut stream: TcpStream, body: &str) -> std::io::Result<()> {
@@ -94,7 +119,7 @@ fn respond(mut stream: TcpStream, body: &str) -> std::io::Result<()> {
 
 /// The chart's default ledger config (the rendered ConfigMap) with this test's Prometheus,
 /// a short interval and a checkpoint in `dir`.
-fn chart_config(dir: &Path, prom_url: &str) -> PathBuf {
+fn chart_config(dir: &Path, prom_url: &str, interval: u64) -> PathBuf {
     let rendered = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/jobcarbon.yaml"),
     )
@@ -108,7 +133,7 @@ fn chart_config(dir: &Path, prom_url: &str) -> PathBuf {
         .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
         .collect();
     for (from, to) in [
-        ("interval: 30s", format!("interval: {INTERVAL}s")),
+        ("interval: 30s", format!("interval: {interval}s")),
         (
             "url: http://prometheus-operated.monitoring.svc:9090",
             format!("url: {prom_url}"),
@@ -149,6 +174,9 @@ fn free_port() -> u16 {
 
 struct Ledger {
     id: &'static str,
+    /// `--test-clock-offset` (seconds; 0: the wall clock) and extra arguments for the next start.
+    clock_offset: i64,
+    extra_args: Vec<String>,
     /// With leader election: this replica's pod name.
     pod: Option<&'static str>,
     port: u16,
@@ -169,6 +197,8 @@ impl Ledger {
             .arg(self.dir.join("ledger.yaml"))
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .args(["--ledger-id", self.id])
+            .arg(format!("--test-clock-offset={}", self.clock_offset))
+            .args(&self.extra_args)
             .env("KUBECONFIG", &self.kubeconfig)
             .env_remove("JOBCARBON_LEADER_ELECTION_LEASE")
             .env_remove("JOBCARBON_POD_NAME")
@@ -192,6 +222,39 @@ impl Ledger {
         if let Some(mut c) = self.child.take() {
             c.kill().unwrap(); // SIGKILL
             c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, and wait for the exit (a graceful stop: final checkpoint, Lease released).
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let status = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            c.wait().unwrap();
+        }
+    }
+
+    /// The checkpoint file's modification time, if it exists.
+    fn checkpoint_mtime(&self) -> Option<std::time::SystemTime> {
+        std::fs::metadata(self.dir.join("ledger.ckpt"))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
+    /// Wait until the checkpoint is written after `after`; returns the new mtime.
+    fn next_checkpoint(&self, after: Option<std::time::SystemTime>) -> std::time::SystemTime {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(m) = self.checkpoint_mtime()
+                && after.is_none_or(|a| m > a)
+            {
+                return m;
+            }
+            assert!(Instant::now() < deadline, "no checkpoint: {}", self.logs());
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -270,12 +333,25 @@ struct Setup {
     prom: PromServer,
     api: FakeKubeApi,
     root: tempfile::TempDir,
+    interval: u64,
 }
 
 async fn setup(ports: Vec<u16>) -> Setup {
-    let kepler = kepler_target();
+    setup_with_history(ports, None, INTERVAL).await
+}
+
+/// [`setup`] with the target's past: `Some(seconds)` loads that much scraped history, so a
+/// ledger whose clock runs behind books the past like a live one.
+async fn setup_with_history(ports: Vec<u16>, past: Option<i64>, interval: u64) -> Setup {
+    let now = (unix_ms() / 1000) as i64;
+    let origin = (now - past.unwrap_or(0)) as f64;
+    let kepler = kepler_target_from(origin);
+    let history = past.map(|p| target_history(origin, now - p, now));
     let prom = tokio::task::spawn_blocking(move || {
         let mut builder = PromServer::builder().scrape(kepler, Duration::from_secs(1));
+        if let Some(h) = &history {
+            builder = builder.history(h);
+        }
         for port in ports {
             builder = builder.scrape(format!("127.0.0.1:{port}"), Duration::from_secs(1));
         }
@@ -304,17 +380,24 @@ async fn setup(ports: Vec<u16>) -> Setup {
         prom,
         api,
         root: tempfile::tempdir().unwrap(),
+        interval,
     }
 }
 
 impl Setup {
     fn ledger(&self, id: &'static str, port: u16, pod: Option<&'static str>) -> Ledger {
-        let name = format!("{}-{}", id.replace('/', "-"), pod.unwrap_or("single"));
+        let name = format!(
+            "{}-{}-{port}",
+            id.replace('/', "-"),
+            pod.unwrap_or("single")
+        );
         let dir = self.root.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
-        chart_config(&dir, &self.prom.url());
+        chart_config(&dir, &self.prom.url(), self.interval);
         Ledger {
             id,
+            clock_offset: 0,
+            extra_args: Vec::new(),
             pod,
             port,
             kubeconfig: kubeconfig(&dir, self.api.url()),
@@ -456,5 +539,208 @@ async fn kill_9_and_a_new_pod_restore_from_prometheus_within_one_percent() {
     );
     assert!(v.contains("ledger=\"test/victim\""), "the identity label");
     assert_within_one_percent(&v, &r, &logs, "kill -9, new pod");
+    drop(s);
+}
+
+/// `kill -9` right after a checkpoint is written and right before the next one, each time
+/// restarted as a container restart (the emptyDir and its checkpoint survive).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_right_after_and_right_before_a_checkpoint_within_one_percent() {
+    let _serial = SERIAL.lock().await;
+    let (ref_port, victim_port) = (free_port(), free_port());
+    let s = setup(vec![ref_port, victim_port]).await;
+    let mut reference = s.ledger("test/ref", ref_port, None);
+    let mut victim = s.ledger("test/victim", victim_port, None);
+    let run = tokio::task::spawn_blocking(move || {
+        reference.start();
+        victim.start();
+        let (r, _) = same_interval(&reference, &victim, 1.0, Duration::from_secs(60));
+        let mut after = last_booked(&r) + 2.0 * INTERVAL as f64;
+        let mut measured = Vec::new();
+        for point in ["after", "before"] {
+            same_interval(&reference, &victim, after, Duration::from_secs(60));
+            let written = victim.next_checkpoint(victim.checkpoint_mtime());
+            if point == "before" {
+                // The next write follows the next grid boundary's booking.
+                let next = written + Duration::from_secs(INTERVAL);
+                let wait = next
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default()
+                    .saturating_sub(Duration::from_millis(150));
+                std::thread::sleep(wait);
+            }
+            let killed_at = last_booked(&victim.metrics().unwrap_or_default());
+            victim.kill9();
+            if point == "before" {
+                assert_eq!(
+                    victim.checkpoint_mtime(),
+                    Some(written),
+                    "killed before the write"
+                );
+            }
+            std::thread::sleep(Duration::from_secs(2 * INTERVAL));
+            victim.start();
+            let (r, v) = same_interval(
+                &reference,
+                &victim,
+                killed_at + 4.0 * INTERVAL as f64,
+                Duration::from_secs(90),
+            );
+            after = last_booked(&r) + INTERVAL as f64;
+            measured.push((point, r, v));
+        }
+        (measured, victim.logs())
+    });
+    let (measured, logs) = run.await.unwrap();
+    for (point, r, v) in measured {
+        assert_eq!(restored_from(&v), "checkpoint", "{point}: {logs}");
+        assert_within_one_percent(&v, &r, &logs, &format!("kill -9 {point} a checkpoint"));
+    }
+    drop(s);
+}
+
+/// A rolling upgrade: the new replica starts as a standby, the old leader is stopped with
+/// SIGTERM (it releases the Lease), the new one takes over and continues from the old one's
+/// exported books: nothing booked twice, nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_upgrade_hands_over_without_double_booking() {
+    let _serial = SERIAL.lock().await;
+    let (ref_port, a_port, b_port) = (free_port(), free_port(), free_port());
+    let s = setup(vec![ref_port, a_port, b_port]).await;
+    let mut reference = s.ledger("test/ref", ref_port, None);
+    let mut old = s.ledger("test/ha", a_port, Some("ledger-old"));
+    let mut new = s.ledger("test/ha", b_port, Some("ledger-new"));
+    let run = tokio::task::spawn_blocking(move || {
+        reference.start();
+        old.start();
+        let (r, _) = same_interval(&reference, &old, 1.0, Duration::from_secs(60));
+        let (_, v) = same_interval(
+            &reference,
+            &old,
+            last_booked(&r) + 3.0 * INTERVAL as f64,
+            Duration::from_secs(60),
+        );
+        new.start();
+        let standby = serving(&new);
+        assert!(
+            !is_leader(&new),
+            "the new replica stands by until the old one goes"
+        );
+        assert_eq!(sum(&standby, "jobcarbon_workload_asce_grams_total"), 0.0);
+        std::thread::sleep(Duration::from_millis(1500));
+        old.stop();
+        assert!(
+            old.logs().contains("released the leader Lease"),
+            "graceful stop: {}",
+            old.logs()
+        );
+        let (r, v2) = same_interval(
+            &reference,
+            &new,
+            last_booked(&v) + 4.0 * INTERVAL as f64,
+            Duration::from_secs(90),
+        );
+        (r, v2, new.logs())
+    });
+    let (r, v, logs) = run.await.unwrap();
+    assert_eq!(restored_from(&v), "prometheus", "{logs}");
+    assert_within_one_percent(&v, &r, &logs, "rolling upgrade");
+    drop(s);
+}
+
+/// A ledger started `ahead` seconds later than now with `lookback`: its own series are older
+/// than the lookback, so it reports that nothing could be restored (`from="none"`, a warning).
+fn assert_nothing_restorable(late: &mut Ledger, ahead: i64, lookback: &str) {
+    late.clock_offset = ahead;
+    late.extra_args = vec![format!("--restore-lookback={lookback}")];
+    late.start();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while restored_from(&serving(late)) != "none" {
+        assert!(Instant::now() < deadline, "{}", late.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    late.kill9();
+    let logs = late.logs();
+    assert!(
+        logs.contains("no exported state of this ledger in Prometheus within the lookback"),
+        "{logs}"
+    );
+}
+
+/// Two hours of downtime without waiting two hours: both ledgers run with their clock two
+/// hours behind (`--test-clock-offset`, test only) over Prometheus history of those hours,
+/// then restart on the wall clock. The reference restarts from its checkpoint (the exact
+/// option, booking every missed interval as a live run would have); the victim restarts as a
+/// new pod, restores from Prometheus, is killed with SIGKILL in the middle of its backfill and
+/// restarted once more. A ledger whose clock says its series are older than its lookback
+/// reports that nothing could be restored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hours_down_with_kill_9_during_the_backfill_within_one_percent() {
+    let _serial = SERIAL.lock().await;
+    const GAP: i64 = 7200;
+    const STEP: u64 = 10;
+    let (ref_port, victim_port, late_port) = (free_port(), free_port(), free_port());
+    let s = setup_with_history(vec![ref_port, victim_port], Some(GAP + 300), STEP).await;
+    let mut reference = s.ledger("test/ref", ref_port, None);
+    let mut victim = s.ledger("test/victim", victim_port, None);
+    let mut late = s.ledger("test/victim", late_port, None);
+    let run = tokio::task::spawn_blocking(move || {
+        reference.clock_offset = -GAP;
+        victim.clock_offset = -GAP;
+        reference.start();
+        victim.start();
+        let (r, _) = same_interval(&reference, &victim, 1.0, Duration::from_secs(60));
+        // Three intervals: the restore searches scrapes on a 15 s grid, so the victim's
+        // series must outlive one step of it.
+        let (_, v) = same_interval(
+            &reference,
+            &victim,
+            last_booked(&r) + 3.0 * STEP as f64,
+            Duration::from_secs(60),
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        reference.kill9();
+        victim.kill9();
+        let down_at = last_booked(&v);
+
+        // Seen from two hours later, with a one-hour lookback, the series are gone.
+        assert_nothing_restorable(&mut late, GAP, "1h");
+
+        // Back on the wall clock: two hours to backfill.
+        reference.clock_offset = 0;
+        victim.clock_offset = 0;
+        std::fs::remove_file(victim.dir.join("ledger.ckpt")).unwrap();
+        let _ = std::fs::remove_file(victim.dir.join("ledger.ckpt.prev"));
+        reference.start();
+        victim.start();
+        // SIGKILL as soon as the backfill is seen under way.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let killed_at = loop {
+            let t = victim.metrics().map(|m| last_booked(&m)).unwrap_or(0.0);
+            if t > down_at {
+                break t;
+            }
+            assert!(Instant::now() < deadline, "no backfill: {}", victim.logs());
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        victim.kill9();
+        let now = unix_ms() as f64 / 1000.0;
+        assert!(
+            now - killed_at > 600.0,
+            "killed during the backfill ({killed_at} vs {now}, down at {down_at}): {}",
+            victim.logs()
+        );
+        victim.start();
+        let (r, v) = same_interval(&reference, &victim, now, Duration::from_secs(300));
+        (r, v, victim.logs(), down_at, killed_at)
+    });
+    let (r, v, logs, down_at, killed_at) = run.await.unwrap();
+    println!(
+        "down at {down_at}, victim killed mid-backfill at booked {killed_at}, compared at {}",
+        last_booked(&v)
+    );
+    assert!(logs.contains("backfilling the gap from history"), "{logs}");
+    assert!(last_booked(&v) - down_at >= GAP as f64, "the gap is booked");
+    assert_within_one_percent(&v, &r, &logs, "two hours down, kill -9 during the backfill");
     drop(s);
 }

@@ -276,14 +276,38 @@ fn allocation_matches_metrics_and_report_renders_every_format() {
     assert!(html.contains("/ui.js"));
 }
 
-/// The web view in headless Chromium (Debian `chromium`, `scripts/install-tools.sh`): the
-/// page's script runs, calls the JSON API and fills every section.
+/// `node` and the Playwright library (`scripts/install-tools.sh` puts it in `.tools/node`).
+/// `None` (the test is skipped, saying why) only where node itself is absent.
+fn playwright() -> Option<(String, std::path::PathBuf)> {
+    let node = std::env::var("NODE_BIN").unwrap_or_else(|_| "node".into());
+    if Command::new(&node).arg("--version").output().is_err() {
+        eprintln!("SKIPPED web view test: {node} not found (scripts/install-tools.sh installs it)");
+        return None;
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let modules = std::env::var("PLAYWRIGHT_NODE_PATH")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| root.join(".tools/node/node_modules"));
+    assert!(
+        modules.join("playwright-core").is_dir(),
+        "{} has no playwright-core: run scripts/install-tools.sh",
+        modules.display()
+    );
+    Some((node, modules))
+}
+
+/// The web view in headless Chromium (Debian `chromium`) driven by Playwright
+/// (`tests/web_view.cjs`): the page's script runs, calls the JSON API and fills every
+/// section; a full-page screenshot is saved to `target/test-artifacts/web-view.png`.
 #[test]
 fn web_view_renders_in_headless_chromium() {
+    let Some((node, modules)) = playwright() else {
+        return;
+    };
     let demo = start_demo();
     let epoch = 1_767_225_600.0;
     let start = Instant::now();
-    // Past 12 h: inference with per-request figures, and the lineage defined.
+    // Past 24 h: inference with per-request figures, re-training, the lineage defined.
     while gauge(
         &get(&demo.addr, "/metrics").1,
         "jobcarbon_last_interval_timestamp_seconds",
@@ -295,48 +319,95 @@ fn web_view_renders_in_headless_chromium() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let chromium = std::env::var("CHROMIUM_BIN").unwrap_or_else(|_| "chromium".into());
-    let out = Command::new(&chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--virtual-time-budget=5000",
-        ])
-        .arg("--dump-dom")
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let artifacts = root.join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let screenshot = artifacts.join("web-view.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let out = Command::new(&node)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/web_view.cjs"))
         .arg(format!("http://{}/", demo.addr))
+        .arg(&screenshot)
+        .env("NODE_PATH", &modules)
         .output()
-        .unwrap_or_else(|e| panic!("{chromium}: {e} (run scripts/install-tools.sh)"));
-    let dom = String::from_utf8_lossy(&out.stdout);
+        .unwrap_or_else(|e| panic!("{node}: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "web_view.cjs failed: {stderr}");
+    let page: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_page(&page);
+    let png = std::fs::read(&screenshot).unwrap();
     assert!(
-        out.status.success() && !dom.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "screenshot"
     );
-    // Cards with numbers, the workload table, the lineage graph, per-inference grams, the chart.
-    for card in ["energy", "JSC", "ASC", "JSCe", "ASCe (jobs)", "unallocated"] {
-        assert!(
-            dom.contains(&format!("<div class=\"card\">{card}<b>")),
-            "{card}: {dom}"
-        );
+    eprintln!("web view screenshot: {}", screenshot.display());
+}
+
+fn texts(rows: &serde_json::Value, column: usize) -> Vec<String> {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.get(column)?.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// What the page shows, as `web_view.cjs` read it.
+fn assert_page(page: &serde_json::Value) {
+    assert_eq!(page["errors"], serde_json::json!([]), "{page}");
+    let cards: Vec<String> = page["cards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    for (card, name) in
+        cards
+            .iter()
+            .zip(["energy", "JSC", "ASC", "JSCe", "ASCe (jobs)", "unallocated"])
+    {
+        let figure = card.strip_prefix(name).unwrap_or_else(|| panic!("{card}"));
+        assert!(figure.ends_with("kWh") || figure.ends_with('g'), "{card}");
+    }
+    assert_eq!(cards.len(), 6, "{cards:?}");
+    // The demo's workloads, all on one page.
+    let workloads = texts(&page["workloads"], 1);
+    for w in [
+        "Job/wiki-prep",
+        "Job/bert-pretrain",
+        "Job/distilbert-distill",
+        "Deployment/distilbert-serve",
+        "Job/distilbert-retrain-d0",
+    ] {
+        assert!(workloads.iter().any(|x| x == w), "{w} not in {workloads:?}");
     }
     assert!(
-        dom.contains("Job/bert-pretrain") && dom.contains("page 1 / 1"),
-        "{dom}"
+        page["pager"].as_str().unwrap().contains("page 1 / 1"),
+        "{page}"
     );
+    // Products and the lineage: three edges with their kind and weight.
+    let products = texts(&page["products"], 0);
+    assert_eq!(products, ["bert-base", "distilbert", "wikipedia-en"]);
+    assert_eq!(page["edges"], 3, "{page}");
+    let mut labels: Vec<&str> = page["edgeLabels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect();
+    labels.sort_unstable();
+    assert_eq!(labels, ["dataset × 0.25", "dataset × 0.5", "model × 0.25"]);
+    // Per inference: distilbert with a positive figure in grams.
+    let inference = &page["inference"][0];
+    assert_eq!(inference[0], "distilbert", "{page}");
+    let figure = inference[1].as_str().unwrap();
+    let (number, unit) = figure.split_once(' ').unwrap();
     assert!(
-        dom.contains("id=\"lineage-graph\"") && dom.contains("dataset × 0.5"),
-        "{dom}"
+        number.parse::<f64>().unwrap() > 0.0 && ["mg", "g", "kg"].contains(&unit),
+        "{figure}"
     );
-    let inference = dom.split("id=\"inference\"").nth(1).unwrap_or("");
-    assert!(inference.contains("distilbert"), "{dom}");
-    assert!(
-        dom.contains("class=\"legend\"") && dom.contains("<rect"),
-        "{dom}"
-    );
-    let error = dom
-        .split("id=\"aerr\">")
-        .nth(1)
-        .and_then(|s| s.split('<').next());
-    assert_eq!(error, Some(""), "the allocation query failed");
+    // The allocation query ran: rows, a chart, no error.
+    assert_eq!(page["allocationError"], "", "{page}");
+    assert!(page["allocation"].as_array().unwrap().len() >= 3, "{page}");
+    assert!(page["chartBars"].as_u64().unwrap() > 0, "{page}");
 }

@@ -99,6 +99,9 @@ Pass (dict "ctx" . "component" "ledger" "port" 9464 "podAnnotations" {...} "extr
 {{- $_ := set $annotations "prometheus.io/scrape" "true" }}
 {{- $_ := set $annotations "prometheus.io/port" (toString .port) }}
 {{- $_ := set $annotations "prometheus.io/path" "/metrics" }}
+{{- if and $v.auth.enabled (eq .component "ledger") }}
+{{- $_ := set $annotations "prometheus.io/scheme" "https" }}
+{{- end }}
 {{- end }}
 {{- range $k, $val := .extra }}{{ $_ := set $annotations $k (toString $val) }}{{ end }}
 {{- range $k, $val := .podAnnotations }}{{ $_ := set $annotations $k (toString $val) }}{{ end }}
@@ -127,3 +130,6 @@ config.systems (systemsCatchAll) unless an entry already matches every node. */}
 {{- $_ := set $config "state" $state }}
 {{- toYaml $config }}
 {{- end }}
+
+{{/* The ledger's TLS Secret mount (auth.enabled). */}}
+{{- define "jobcarbon.tlsDir" -}}/etc/jobcarbon/tls{{- end }}

@@ -15,7 +15,9 @@ function grams(g) {
 const kwh = (j) => (j / 3.6e6).toPrecision(4) + " kWh";
 
 async function getJson(path) {
-  const r = await fetch(path);
+  // Same-origin credentials: with `--auth` the browser must reach the ledger through something
+  // that adds `Authorization: Bearer …` (docs/deploy.md, Authentication).
+  const r = await fetch(path, { credentials: "same-origin" });
   const body = await r.json();
   if (!r.ok) throw new Error(body.error + (body.parameter ? " (" + body.parameter + ")" : ""));
   return body;
