@@ -81,7 +81,9 @@ pub fn decode_instant_answer(
             let (data, _) = result.into_inner();
             instant_samples(data, replica_labels).map_err(str::to_owned)
         }
-        _ => Err(answer.error.unwrap_or_else(|| format!("status {}", answer.status))),
+        _ => Err(answer
+            .error
+            .unwrap_or_else(|| format!("status {}", answer.status))),
     }
 }
 
@@ -481,20 +483,40 @@ mod tests {
 
     #[test]
     fn real_answers_decode_or_say_why() {
-        let body = jobcarbon_testkit::fixture("prometheus/api-query-vector-dcgm-power-exported-labels.json");
+        let body = jobcarbon_testkit::fixture(
+            "prometheus/api-query-vector-dcgm-power-exported-labels.json",
+        );
         let samples = decode_instant_answer(body.as_bytes(), &default_replica_labels()).unwrap();
         assert!(!samples.is_empty());
-        assert!(samples.iter().all(|s| s.label("__name__") == Some("DCGM_FI_DEV_POWER_USAGE")));
+        assert!(
+            samples
+                .iter()
+                .all(|s| s.label("__name__") == Some("DCGM_FI_DEV_POWER_USAGE"))
+        );
         // `pod` reads the workload's `exported_pod`, not the exporter's own pod.
-        assert!(samples.iter().any(|s| s.label("pod") == Some("bert-base-train-7x9kq")));
-        assert!(samples.iter().all(|s| s.label("pod") != s.labels.get("pod").map(String::as_str)));
+        assert!(
+            samples
+                .iter()
+                .any(|s| s.label("pod") == Some("bert-base-train-7x9kq"))
+        );
+        assert!(
+            samples
+                .iter()
+                .all(|s| s.label("pod") != s.labels.get("pod").map(String::as_str))
+        );
 
         let error = jobcarbon_testkit::fixture("prometheus/api-error-bad-data.json");
         let reason = decode_instant_answer(error.as_bytes(), &[]).unwrap_err();
         assert!(reason.contains("parse error"), "{reason}");
 
-        let range = jobcarbon_testkit::fixture("prometheus/api-query-range-kepler-v0.7.1-package-joules.json");
-        assert!(decode_instant_answer(range.as_bytes(), &[]).unwrap_err().contains("range vector"));
+        let range = jobcarbon_testkit::fixture(
+            "prometheus/api-query-range-kepler-v0.7.1-package-joules.json",
+        );
+        assert!(
+            decode_instant_answer(range.as_bytes(), &[])
+                .unwrap_err()
+                .contains("range vector")
+        );
         assert!(decode_instant_answer(b"{", &[]).is_err());
     }
 

@@ -119,7 +119,6 @@ async fn demo(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-
 /// A short aligned table of per-workload ASCᵉ and per-inference grams.
 pub fn table(state: &LedgerState, sim_seconds: f64) -> String {
     #[derive(Default)]
@@ -177,7 +176,12 @@ pub fn table(state: &LedgerState, sim_seconds: f64) -> String {
     for (name, p) in &state.products {
         let per_request = p
             .grams_per_request()
-            .map(|g| format!(", {} per inference (1 h window)", crate::report_fmt::grams(g)))
+            .map(|g| {
+                format!(
+                    ", {} per inference (1 h window)",
+                    crate::report_fmt::grams(g)
+                )
+            })
             .unwrap_or_default();
         out += &format!(
             "product {name} ({}): EPC {}{per_request}\n",

@@ -706,7 +706,6 @@ async fn write_statuses(
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

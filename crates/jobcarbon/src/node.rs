@@ -379,7 +379,6 @@ fn metrics_response(
     }
 }
 
-
 pub fn run(args: Args) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -70,7 +70,8 @@ pub(super) fn platform(ctx: &Context<'_>, acc: &mut Accumulator) {
         Term::PlatformOperational,
     );
     if platform.lifetime.value() > 0.0 {
-        let share = amortized_product_share(platform_epc(ctx), platform.lifetime, ctx.duration, 1.0);
+        let share =
+            amortized_product_share(platform_epc(ctx), platform.lifetime, ctx.duration, 1.0);
         spread(
             own,
             &mut acc.emissions,
