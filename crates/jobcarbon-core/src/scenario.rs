@@ -15,7 +15,7 @@ use crate::formulas::{
     amortized_product_share, embodied_system_share, energy_from_power, mix_intensity,
     operational_carbon, platform_operational_share, retraining_share,
 };
-use crate::lineage::{Dependency, EdgeOrigin, Epc, Lineage, LineageError, ProductId};
+use crate::lineage::{Dependency, EdgeOrigin, Epc, EpcTable, Lineage, LineageError, ProductId};
 use crate::product::{LineageEdge, ProductDef, RetrainingPolicy};
 use crate::quantity::{Q, parse};
 use crate::terms::Terms;
@@ -776,282 +776,388 @@ fn index_of<T>(named: &Named<T>) -> HashMap<&str, usize> {
         .collect()
 }
 
-impl ScenarioDoc {
-    /// Evaluate every job and product. `file` names the document in errors.
-    pub fn evaluate(&self, file: &str) -> Result<Report, ScenarioError> {
-        let regions = self.resolve_regions(file)?;
-        let systems = self.resolve_systems(file)?;
-        let (defs, retraining) = self.resolve_products(file)?;
-        let product_index = index_of(&self.products);
-        let platforms = self.resolve_platforms(file, &defs, &product_index)?;
-        let region_index = index_of(&self.regions);
-        let system_index = index_of(&self.systems);
-        let platform_index = index_of(&self.platforms);
+fn job_path(i: usize, field: &str) -> String {
+    format!("jobs[{i}].{field}")
+}
 
-        let mut jobs = Vec::with_capacity(self.jobs.len());
-        let mut seen_names: HashMap<&str, usize> = HashMap::with_capacity(self.jobs.len());
-        let mut dependencies = Vec::new();
-        let mut dependency_job = Vec::new();
-        for (i, spec) in self.jobs.iter().enumerate() {
-            let at = |field: &str| format!("jobs[{i}].{field}");
+fn invalid(file: &str, path: String, message: impl Into<String>) -> ScenarioError {
+    ScenarioError::new(file, path, Problem::Invalid(message.into()))
+}
+
+fn out_of_range(
+    file: &str,
+    path: String,
+    what: &'static str,
+    range: &'static str,
+    value: f64,
+) -> ScenarioError {
+    ScenarioError::new(file, path, Problem::OutOfRange { what, range, value })
+}
+
+/// Product-to-product dependencies that jobs add, with the job field each came from.
+#[derive(Default)]
+struct JobDependencies {
+    dependencies: Vec<Dependency>,
+    /// `(job index, field)` for each dependency, to point errors at the job.
+    origins: Vec<(usize, &'static str)>,
+}
+
+impl JobDependencies {
+    fn push(&mut self, job: usize, field: &'static str, dependency: Dependency) {
+        self.dependencies.push(dependency);
+        self.origins.push((job, field));
+    }
+}
+
+/// What a job's references resolve against, built once per evaluation.
+struct JobResolver<'a> {
+    doc: &'a ScenarioDoc,
+    file: &'a str,
+    regions: Vec<Region>,
+    systems: Vec<System>,
+    platforms: Vec<Platform>,
+    defs: &'a [ProductDef],
+    retraining: &'a [Option<Retraining>],
+    region_index: HashMap<&'a str, usize>,
+    system_index: HashMap<&'a str, usize>,
+    platform_index: HashMap<&'a str, usize>,
+    product_index: HashMap<&'a str, usize>,
+}
+
+impl<'a> JobResolver<'a> {
+    fn new(
+        doc: &'a ScenarioDoc,
+        file: &'a str,
+        defs: &'a [ProductDef],
+        retraining: &'a [Option<Retraining>],
+    ) -> Result<Self, ScenarioError> {
+        let regions = doc.resolve_regions(file)?;
+        let systems = doc.resolve_systems(file)?;
+        let product_index = index_of(&doc.products);
+        let platforms = doc.resolve_platforms(file, defs, &product_index)?;
+        Ok(Self {
+            doc,
+            file,
+            regions,
+            systems,
+            platforms,
+            defs,
+            retraining,
+            region_index: index_of(&doc.regions),
+            system_index: index_of(&doc.systems),
+            platform_index: index_of(&doc.platforms),
+            product_index,
+        })
+    }
+
+    /// Resolve every job, rejecting duplicate names; collects the dependencies jobs add.
+    fn resolve_jobs(&self) -> Result<(Vec<Job>, JobDependencies), ScenarioError> {
+        let jobs = &self.doc.jobs;
+        let mut resolved = Vec::with_capacity(jobs.len());
+        let mut seen_names: HashMap<&str, usize> = HashMap::with_capacity(jobs.len());
+        let mut dependencies = JobDependencies::default();
+        for (i, spec) in jobs.iter().enumerate() {
             if let Some(first) = seen_names.insert(spec.name.as_str(), i) {
-                return Err(ScenarioError::new(
-                    file,
-                    at("name"),
-                    Problem::Invalid(format!(
-                        "job name {:?} is already used by jobs[{first}]",
-                        spec.name
-                    )),
+                return Err(invalid(
+                    self.file,
+                    job_path(i, "name"),
+                    format!("job name {:?} is already used by jobs[{first}]", spec.name),
                 ));
             }
-            let duration = positive_time(spec.duration.0, "duration", file, || at("duration"))?;
-            let energy = match (spec.energy, spec.power) {
-                (Some(energy), None) => {
-                    if spec.devices.is_some() {
-                        return Err(ScenarioError::new(
-                            file,
-                            at("devices"),
-                            Problem::Invalid(
-                                "devices multiplies power; give power, not energy".into(),
-                            ),
-                        ));
-                    }
-                    energy.0
-                }
-                (None, Some(power)) => {
-                    let devices = positive(spec.devices.unwrap_or(1.0), "devices", file, || {
-                        at("devices")
-                    })?;
-                    energy_from_power(power.0, devices, duration)
-                }
-                (Some(_), Some(_)) => {
-                    return Err(ScenarioError::new(
-                        file,
-                        at("power"),
-                        Problem::Invalid("give either energy or power, not both".into()),
-                    ));
-                }
-                (None, None) => {
-                    return Err(ScenarioError::new(
-                        file,
-                        format!("jobs[{i}]"),
-                        Problem::Invalid(
-                            "a job needs energy, or power (× devices) and its duration".into(),
-                        ),
-                    ));
-                }
-            };
-            let region = *region_index.get(spec.region.as_str()).ok_or_else(|| {
-                unknown(
-                    file,
-                    at("region"),
-                    "region",
-                    &spec.region,
-                    self.regions.names(),
-                )
-            })?;
-            let system = match &spec.system {
-                Some(name) => {
-                    let s = *system_index.get(name.as_str()).ok_or_else(|| {
-                        unknown(file, at("system"), "system", name, self.systems.names())
-                    })?;
-                    let share = spec.share.unwrap_or(1.0);
-                    if !(share.is_finite() && share > 0.0 && share <= 1.0) {
-                        return Err(ScenarioError::new(
-                            file,
-                            at("share"),
-                            Problem::OutOfRange {
-                                what: "share",
-                                range: "(0, 1]",
-                                value: share,
-                            },
-                        ));
-                    }
-                    Some((systems[s], share))
-                }
-                None if spec.share.is_some() => {
-                    return Err(ScenarioError::new(
-                        file,
-                        at("share"),
-                        Problem::Invalid(
-                            "share is the reserved share of a system; name the system".into(),
-                        ),
-                    ));
-                }
-                None => None,
-            };
-            let concurrent = spec.concurrent.unwrap_or(1.0);
-            if !(concurrent.is_finite() && concurrent >= 1.0) {
-                return Err(ScenarioError::new(
-                    file,
-                    at("concurrent"),
-                    Problem::OutOfRange {
-                        what: "concurrent",
-                        range: "[1, ∞)",
-                        value: concurrent,
-                    },
-                ));
-            }
-            let platform = match &spec.platform {
-                Some(name) => {
-                    let p = *platform_index.get(name.as_str()).ok_or_else(|| {
-                        unknown(
-                            file,
-                            at("platform"),
-                            "platform",
-                            name,
-                            self.platforms.names(),
-                        )
-                    })?;
-                    Some((platforms[p], concurrent))
-                }
-                None => None,
-            };
-            let product = |field: &str, name: &str| {
-                product_index
-                    .get(name)
-                    .copied()
-                    .ok_or_else(|| unknown(file, at(field), "product", name, self.products.names()))
-            };
-            let serves = match &spec.serves {
-                Some(name) => {
-                    let m = product("serves", name)?;
-                    let def = &defs[m];
-                    if def.kind != ProductType::Model {
-                        return Err(ScenarioError::new(
-                            file,
-                            at("serves"),
-                            Problem::Invalid(format!(
-                                "{name:?} is a {}; jobs serve models",
-                                def.kind
-                            )),
-                        ));
-                    }
-                    if def.lifetime <= Seconds::ZERO {
-                        return Err(ScenarioError::new(
-                            file,
-                            at("serves"),
-                            Problem::Invalid(format!(
-                                "model {name:?} has no lifetime; a served model needs one (products.{name}.lifetime)"
-                            )),
-                        ));
-                    }
-                    let n = spec.concurrent_serving.unwrap_or(concurrent);
-                    if !(n.is_finite() && n >= 1.0) {
-                        return Err(ScenarioError::new(
-                            file,
-                            at("concurrentServing"),
-                            Problem::OutOfRange {
-                                what: "concurrentServing",
-                                range: "[1, ∞)",
-                                value: n,
-                            },
-                        ));
-                    }
-                    Some((m, n))
-                }
-                None if spec.concurrent_serving.is_some() => {
-                    return Err(ScenarioError::new(
-                        file,
-                        at("concurrentServing"),
-                        Problem::Invalid(
-                            "concurrentServing applies to inference jobs; add serves".into(),
-                        ),
-                    ));
-                }
-                None => None,
-            };
-            let destination = match (&spec.builds, &spec.retrains) {
-                (Some(_), Some(_)) => {
-                    return Err(ScenarioError::new(
-                        file,
-                        at("retrains"),
-                        Problem::Invalid(
-                            "a job either builds a product or retrains a model, not both".into(),
-                        ),
-                    ));
-                }
-                (Some(name), None) => {
-                    let p = product("builds", name)?;
-                    if let Some((m, _)) = serves {
-                        dependencies.push(Dependency {
-                            dependent: name.clone(),
-                            on: defs[m].name.clone(),
-                            reason: format!(
-                                "job {} builds {name} serving {}",
-                                spec.name, defs[m].name
-                            ),
-                        });
-                        dependency_job.push((i, "serves"));
-                    }
-                    Destination::Builds(p)
-                }
-                (None, Some(name)) => {
-                    let m = product("retrains", name)?;
-                    if retraining[m].is_none() {
-                        return Err(ScenarioError::new(
-                            file,
-                            at("retrains"),
-                            Problem::Invalid(format!(
-                                "model {name:?} has no retraining: {{interval, jobsPerInterval}} to spread this job over"
-                            )),
-                        ));
-                    }
-                    if serves.is_some() {
-                        return Err(ScenarioError::new(
-                            file,
-                            at("serves"),
-                            Problem::Invalid("a re-training job cannot also serve a model".into()),
-                        ));
-                    }
-                    Destination::Retrains(m)
-                }
-                (None, None) => Destination::None,
-            };
-            // A job on a platform built by a product needs that product's EPC first.
-            let target = match destination {
-                Destination::Builds(p) | Destination::Retrains(p) => Some(p),
-                Destination::None => None,
-            };
-            if let (
-                Some(target),
-                Some((
-                    Platform {
-                        product: Some(pp), ..
-                    },
-                    _,
-                )),
-            ) = (target, platform)
-            {
-                dependencies.push(Dependency {
-                    dependent: defs[target].name.clone(),
-                    on: defs[pp].name.clone(),
-                    reason: format!(
-                        "job {} runs on platform {} built by {}",
-                        spec.name,
-                        spec.platform.as_deref().unwrap_or_default(),
-                        defs[pp].name
-                    ),
-                });
-                dependency_job.push((i, "platform"));
-            }
-            jobs.push(Job {
-                energy,
-                duration,
-                region: regions[region],
-                system,
-                platform,
-                serves,
-                destination,
-            });
+            resolved.push(self.resolve_job(i, spec, &mut dependencies)?);
         }
+        Ok((resolved, dependencies))
+    }
 
-        let lineage = Lineage::with_dependencies(defs, dependencies)
-            .map_err(|e| self.lineage_error(file, e, &dependency_job))?;
+    fn resolve_job(
+        &self,
+        i: usize,
+        spec: &JobSpec,
+        dependencies: &mut JobDependencies,
+    ) -> Result<Job, ScenarioError> {
+        let file = self.file;
+        let duration = positive_time(spec.duration.0, "duration", file, || {
+            job_path(i, "duration")
+        })?;
+        let energy = self.energy(i, spec, duration)?;
+        let region = *self.region_index.get(spec.region.as_str()).ok_or_else(|| {
+            unknown(
+                file,
+                job_path(i, "region"),
+                "region",
+                &spec.region,
+                self.doc.regions.names(),
+            )
+        })?;
+        let system = self.system(i, spec)?;
+        let concurrent = spec.concurrent.unwrap_or(1.0);
+        if !(concurrent.is_finite() && concurrent >= 1.0) {
+            let path = job_path(i, "concurrent");
+            return Err(out_of_range(file, path, "concurrent", "[1, ∞)", concurrent));
+        }
+        let platform = self.platform(i, spec, concurrent)?;
+        let serves = self.serves(i, spec, concurrent)?;
+        let destination = self.destination(i, spec, serves, dependencies)?;
+        self.platform_dependency(i, spec, destination, platform, dependencies);
+        Ok(Job {
+            energy,
+            duration,
+            region: self.regions[region],
+            system,
+            platform,
+            serves,
+            destination,
+        })
+    }
 
-        // Jobs that serve no model on a platform without a product are complete on their own;
-        // the others need EPCs from the table (their dependencies order it).
-        let mut terms: Vec<Option<Terms>> = jobs
+    fn energy(&self, i: usize, spec: &JobSpec, duration: Seconds) -> Result<Joules, ScenarioError> {
+        let file = self.file;
+        match (spec.energy, spec.power) {
+            (Some(energy), None) => {
+                if spec.devices.is_some() {
+                    return Err(invalid(
+                        file,
+                        job_path(i, "devices"),
+                        "devices multiplies power; give power, not energy",
+                    ));
+                }
+                Ok(energy.0)
+            }
+            (None, Some(power)) => {
+                let devices = positive(spec.devices.unwrap_or(1.0), "devices", file, || {
+                    job_path(i, "devices")
+                })?;
+                Ok(energy_from_power(power.0, devices, duration))
+            }
+            (Some(_), Some(_)) => Err(invalid(
+                file,
+                job_path(i, "power"),
+                "give either energy or power, not both",
+            )),
+            (None, None) => Err(invalid(
+                file,
+                format!("jobs[{i}]"),
+                "a job needs energy, or power (× devices) and its duration",
+            )),
+        }
+    }
+
+    fn system(&self, i: usize, spec: &JobSpec) -> Result<Option<(System, f64)>, ScenarioError> {
+        let file = self.file;
+        match &spec.system {
+            Some(name) => {
+                let s = *self.system_index.get(name.as_str()).ok_or_else(|| {
+                    let known = self.doc.systems.names();
+                    unknown(file, job_path(i, "system"), "system", name, known)
+                })?;
+                let share = spec.share.unwrap_or(1.0);
+                if !(share.is_finite() && share > 0.0 && share <= 1.0) {
+                    return Err(out_of_range(
+                        file,
+                        job_path(i, "share"),
+                        "share",
+                        "(0, 1]",
+                        share,
+                    ));
+                }
+                Ok(Some((self.systems[s], share)))
+            }
+            None if spec.share.is_some() => Err(invalid(
+                file,
+                job_path(i, "share"),
+                "share is the reserved share of a system; name the system",
+            )),
+            None => Ok(None),
+        }
+    }
+
+    fn platform(
+        &self,
+        i: usize,
+        spec: &JobSpec,
+        concurrent: f64,
+    ) -> Result<Option<(Platform, f64)>, ScenarioError> {
+        let Some(name) = &spec.platform else {
+            return Ok(None);
+        };
+        let p = *self.platform_index.get(name.as_str()).ok_or_else(|| {
+            unknown(
+                self.file,
+                job_path(i, "platform"),
+                "platform",
+                name,
+                self.doc.platforms.names(),
+            )
+        })?;
+        Ok(Some((self.platforms[p], concurrent)))
+    }
+
+    fn product(&self, i: usize, field: &str, name: &str) -> Result<usize, ScenarioError> {
+        self.product_index.get(name).copied().ok_or_else(|| {
+            unknown(
+                self.file,
+                job_path(i, field),
+                "product",
+                name,
+                self.doc.products.names(),
+            )
+        })
+    }
+
+    /// The served model and the n of its model-EPC term.
+    fn serves(
+        &self,
+        i: usize,
+        spec: &JobSpec,
+        concurrent: f64,
+    ) -> Result<Option<(usize, f64)>, ScenarioError> {
+        let file = self.file;
+        let Some(name) = &spec.serves else {
+            if spec.concurrent_serving.is_some() {
+                return Err(invalid(
+                    file,
+                    job_path(i, "concurrentServing"),
+                    "concurrentServing applies to inference jobs; add serves",
+                ));
+            }
+            return Ok(None);
+        };
+        let m = self.product(i, "serves", name)?;
+        let def = &self.defs[m];
+        if def.kind != ProductType::Model {
+            return Err(invalid(
+                file,
+                job_path(i, "serves"),
+                format!("{name:?} is a {}; jobs serve models", def.kind),
+            ));
+        }
+        if def.lifetime <= Seconds::ZERO {
+            return Err(invalid(
+                file,
+                job_path(i, "serves"),
+                format!(
+                    "model {name:?} has no lifetime; a served model needs one (products.{name}.lifetime)"
+                ),
+            ));
+        }
+        let n = spec.concurrent_serving.unwrap_or(concurrent);
+        if !(n.is_finite() && n >= 1.0) {
+            let path = job_path(i, "concurrentServing");
+            return Err(out_of_range(file, path, "concurrentServing", "[1, ∞)", n));
+        }
+        Ok(Some((m, n)))
+    }
+
+    fn destination(
+        &self,
+        i: usize,
+        spec: &JobSpec,
+        serves: Option<(usize, f64)>,
+        dependencies: &mut JobDependencies,
+    ) -> Result<Destination, ScenarioError> {
+        let file = self.file;
+        match (&spec.builds, &spec.retrains) {
+            (Some(_), Some(_)) => Err(invalid(
+                file,
+                job_path(i, "retrains"),
+                "a job either builds a product or retrains a model, not both",
+            )),
+            (Some(name), None) => {
+                let p = self.product(i, "builds", name)?;
+                if let Some((m, _)) = serves {
+                    let model = &self.defs[m].name;
+                    let dependency = Dependency {
+                        dependent: name.clone(),
+                        on: model.clone(),
+                        reason: format!("job {} builds {name} serving {model}", spec.name),
+                    };
+                    dependencies.push(i, "serves", dependency);
+                }
+                Ok(Destination::Builds(p))
+            }
+            (None, Some(name)) => {
+                let m = self.product(i, "retrains", name)?;
+                if self.retraining[m].is_none() {
+                    return Err(invalid(
+                        file,
+                        job_path(i, "retrains"),
+                        format!(
+                            "model {name:?} has no retraining: {{interval, jobsPerInterval}} to spread this job over"
+                        ),
+                    ));
+                }
+                if serves.is_some() {
+                    return Err(invalid(
+                        file,
+                        job_path(i, "serves"),
+                        "a re-training job cannot also serve a model",
+                    ));
+                }
+                Ok(Destination::Retrains(m))
+            }
+            (None, None) => Ok(Destination::None),
+        }
+    }
+
+    /// A job on a platform built by a product needs that product's EPC first.
+    fn platform_dependency(
+        &self,
+        i: usize,
+        spec: &JobSpec,
+        destination: Destination,
+        platform: Option<(Platform, f64)>,
+        dependencies: &mut JobDependencies,
+    ) {
+        let target = match destination {
+            Destination::Builds(p) | Destination::Retrains(p) => p,
+            Destination::None => return,
+        };
+        let Some((
+            Platform {
+                product: Some(pp), ..
+            },
+            _,
+        )) = platform
+        else {
+            return;
+        };
+        let on = &self.defs[pp].name;
+        let dependency = Dependency {
+            dependent: self.defs[target].name.clone(),
+            on: on.clone(),
+            reason: format!(
+                "job {} runs on platform {} built by {on}",
+                spec.name,
+                spec.platform.as_deref().unwrap_or_default(),
+            ),
+        };
+        dependencies.push(i, "platform", dependency);
+    }
+}
+
+/// Prices the jobs whose terms need EPCs from the lineage table.
+struct Pricing<'a> {
+    jobs: &'a [Job],
+    lineage: &'a Lineage,
+    retraining: &'a [Option<Retraining>],
+    /// Per model: declared re-training carbon plus that of retrainers complete on their own.
+    pools: Vec<Grams>,
+    /// Per model: retrainers whose terms need the table.
+    late_retrainers: Vec<Vec<usize>>,
+    /// Per product: the jobs that build it.
+    builders: Vec<Vec<usize>>,
+}
+
+impl<'a> Pricing<'a> {
+    /// Also returns the terms of the jobs complete on their own: those that serve no model on a
+    /// platform without a product. The others need EPCs from the table (their dependencies
+    /// order it).
+    fn new(
+        jobs: &'a [Job],
+        lineage: &'a Lineage,
+        retraining: &'a [Option<Retraining>],
+    ) -> (Self, Vec<Option<Terms>>) {
+        let terms: Vec<Option<Terms>> = jobs
             .iter()
             .map(|j| {
                 (j.serves.is_none() && j.platform_product().is_none()).then(|| j.own_terms(None))
@@ -1071,35 +1177,52 @@ impl ScenarioDoc {
                 (Destination::None, _) => {}
             }
         }
-        let linked_epc = |job: &Job, table: &crate::lineage::EpcTable<'_>| {
-            job.platform_product()
-                .map(|p| table.by_id(ProductId(p)).total())
+        let pricing = Self {
+            jobs,
+            lineage,
+            retraining,
+            pools,
+            late_retrainers,
+            builders,
         };
-        let full_terms = |job: &Job, table: &crate::lineage::EpcTable<'_>| -> Terms {
-            let mut t = job.own_terms(linked_epc(job, table));
-            let Some((m, n)) = job.serves else {
-                return t;
-            };
-            let lifetime = lineage.product(ProductId(m)).lifetime;
-            let epc_of_model = table.by_id(ProductId(m)).total();
-            t[Term::ModelEpc] = amortized_product_share(epc_of_model, lifetime, job.duration, n);
-            if let Some(r) = retraining[m] {
-                let late: Grams = late_retrainers[m]
-                    .iter()
-                    .map(|&i| jobs[i].own_terms(linked_epc(&jobs[i], table)).asce())
-                    .sum();
-                t[Term::Retraining] = retraining_share(pools[m] + late, r.jobs_per_interval);
-            }
-            t
-        };
+        (pricing, terms)
+    }
 
-        let table = lineage.evaluate_with(|id, table| {
+    fn linked_epc(job: &Job, table: &EpcTable<'_>) -> Option<Grams> {
+        job.platform_product()
+            .map(|p| table.by_id(ProductId(p)).total())
+    }
+
+    fn full_terms(&self, job: &Job, table: &EpcTable<'_>) -> Terms {
+        let mut t = job.own_terms(Self::linked_epc(job, table));
+        let Some((m, n)) = job.serves else {
+            return t;
+        };
+        let lifetime = self.lineage.product(ProductId(m)).lifetime;
+        let epc_of_model = table.by_id(ProductId(m)).total();
+        t[Term::ModelEpc] = amortized_product_share(epc_of_model, lifetime, job.duration, n);
+        if let Some(r) = self.retraining[m] {
+            let late: Grams = self.late_retrainers[m]
+                .iter()
+                .map(|&i| {
+                    let job = &self.jobs[i];
+                    job.own_terms(Self::linked_epc(job, table)).asce()
+                })
+                .sum();
+            t[Term::Retraining] = retraining_share(self.pools[m] + late, r.jobs_per_interval);
+        }
+        t
+    }
+
+    /// The EPC table; fills in the terms of the building jobs it prices on the way.
+    fn product_table(&self, terms: &mut [Option<Terms>]) -> EpcTable<'a> {
+        let table = self.lineage.evaluate_with(|id, table| {
             let mut measured = Grams::ZERO;
-            for &i in &builders[id.0] {
+            for &i in &self.builders[id.0] {
                 let t = match terms[i] {
                     Some(t) => t,
                     None => {
-                        let t = full_terms(&jobs[i], table);
+                        let t = self.full_terms(&self.jobs[i], table);
                         terms[i] = Some(t);
                         t
                     }
@@ -1108,26 +1231,33 @@ impl ScenarioDoc {
             }
             Ok::<_, std::convert::Infallible>(measured)
         });
-        let table = match table {
+        match table {
             Ok(t) => t,
             Err(never) => match never {},
-        };
+        }
+    }
+}
 
+impl ScenarioDoc {
+    /// Evaluate every job and product. `file` names the document in errors.
+    pub fn evaluate(&self, file: &str) -> Result<Report, ScenarioError> {
+        let (defs, retraining) = self.resolve_products(file)?;
+        let (jobs, dependencies) =
+            JobResolver::new(self, file, &defs, &retraining)?.resolve_jobs()?;
+        let lineage = Lineage::with_dependencies(defs, dependencies.dependencies)
+            .map_err(|e| self.lineage_error(file, e, &dependencies.origins))?;
+
+        let (pricing, mut terms) = Pricing::new(&jobs, &lineage, &retraining);
+        let table = pricing.product_table(&mut terms);
         let job_reports = self
             .jobs
             .iter()
             .zip(&jobs)
             .zip(terms)
-            .map(|((spec, job), t)| {
-                let terms = match t {
-                    Some(t) => t,
-                    None => full_terms(job, &table),
-                };
-                JobReport {
-                    name: spec.name.clone(),
-                    energy: job.energy,
-                    terms,
-                }
+            .map(|((spec, job), t)| JobReport {
+                name: spec.name.clone(),
+                energy: job.energy,
+                terms: t.unwrap_or_else(|| pricing.full_terms(job, &table)),
             })
             .collect();
         let products = table
