@@ -222,97 +222,12 @@ impl Lineage {
         products: Vec<ProductDef>,
         dependencies: Vec<Dependency>,
     ) -> Result<Self, LineageError> {
-        let mut index = HashMap::with_capacity(products.len());
-        for (i, product) in products.iter().enumerate() {
-            if index.insert(product.name.clone(), i).is_some() {
-                return Err(LineageError::DuplicateProduct {
-                    product: product.name.clone(),
-                });
-            }
-        }
-        let known = || -> Vec<String> {
-            let mut names: Vec<String> = products.iter().map(|p| p.name.clone()).collect();
-            names.sort();
-            names
-        };
-        let mut edges: Vec<Vec<Edge>> = Vec::with_capacity(products.len());
-        for product in &products {
-            let lists = [
-                (EdgeKind::DerivedFrom, &product.derived_from),
-                (EdgeKind::Dataset, &product.datasets),
-            ];
-            let mut own = Vec::with_capacity(product.derived_from.len() + product.datasets.len());
-            let mut parents = std::collections::HashSet::new();
-            for (kind, list) in lists {
-                for (
-                    i,
-                    LineageEdge {
-                        product: target,
-                        weight,
-                    },
-                ) in list.iter().enumerate()
-                {
-                    let Some(&t) = index.get(target) else {
-                        return Err(LineageError::UnknownReference {
-                            product: product.name.clone(),
-                            kind,
-                            index: i,
-                            reference: target.clone(),
-                            known: known(),
-                        });
-                    };
-                    if !parents.insert(t) {
-                        return Err(LineageError::DuplicateEdge {
-                            product: product.name.clone(),
-                            kind,
-                            index: i,
-                            reference: target.clone(),
-                        });
-                    }
-                    if !(weight.is_finite() && (0.0..=1.0).contains(weight)) {
-                        return Err(LineageError::WeightOutOfRange {
-                            product: product.name.clone(),
-                            kind,
-                            index: i,
-                            weight: *weight,
-                        });
-                    }
-                    if kind == EdgeKind::Dataset && products[t].kind != ProductType::Dataset {
-                        return Err(LineageError::NotADataset {
-                            product: product.name.clone(),
-                            index: i,
-                            reference: target.clone(),
-                            actual: products[t].kind,
-                        });
-                    }
-                    own.push(Edge {
-                        target: t,
-                        weight: *weight,
-                        kind: Some(kind),
-                    });
-                }
-            }
-            edges.push(own);
-        }
-        for (i, dep) in dependencies.iter().enumerate() {
-            let (Some(&from), Some(&to)) = (index.get(&dep.dependent), index.get(&dep.on)) else {
-                let missing = if index.contains_key(&dep.dependent) {
-                    &dep.on
-                } else {
-                    &dep.dependent
-                };
-                return Err(LineageError::UnknownDependency {
-                    index: i,
-                    on: missing.clone(),
-                    reason: dep.reason.clone(),
-                });
-            };
-            edges[from].push(Edge {
-                target: to,
-                weight: 0.0,
-                kind: None,
-            });
-        }
+        let index = index_by_name(&products)?;
+        let mut edges: Vec<Vec<Edge>> = products
+            .iter()
+            .map(|product| own_edges(product, &products, &index))
+            .collect::<Result<_, _>>()?;
+        add_dependency_edges(&mut edges, &dependencies, &index)?;
         let order = topological_order(&edges).map_err(|cycle| LineageError::Cycle {
             edges: describe_cycle(&cycle, &products, &edges, &dependencies),
         })?;
@@ -422,48 +337,12 @@ impl Lineage {
     /// non-dataset in `datasets`), when it lies on a cycle, or when it inherits from an
     /// excluded product. Cycles are found by [`Lineage::new`] itself, one at a time.
     pub fn partition(products: Vec<ProductDef>) -> LineagePartition {
-        let mut excluded: Vec<(usize, Exclusion)> = Vec::new();
-        let mut seen: HashMap<&str, usize> = HashMap::new();
-        for (i, p) in products.iter().enumerate() {
-            if seen.contains_key(p.name.as_str()) {
-                excluded.push((
-                    i,
-                    Exclusion::Invalid(LineageError::DuplicateProduct {
-                        product: p.name.clone(),
-                    }),
-                ));
-            } else {
-                seen.insert(p.name.as_str(), i);
-            }
-        }
+        let (seen, mut excluded) = first_occurrences(&products);
         // First occurrence of each name; its own checks need only the names and kinds.
         let mut alive: Vec<bool> = (0..products.len())
             .map(|i| seen.get(products[i].name.as_str()) == Some(&i))
             .collect();
-        let mut all_names: Vec<String> = seen.keys().map(|n| (*n).to_owned()).collect();
-        all_names.sort();
-        for i in 0..products.len() {
-            if !alive[i] {
-                continue;
-            }
-            let alone: Vec<ProductDef> = products[i]
-                .inherits()
-                .filter_map(|e| seen.get(e.product.as_str()).map(|&t| &products[t]))
-                .filter(|t| t.name != products[i].name)
-                .map(|t| ProductDef::new(&t.name, t.kind, t.lifetime))
-                .chain(std::iter::once(products[i].clone()))
-                .collect();
-            match Lineage::new(dedup_by_name(alone)) {
-                Ok(_) | Err(LineageError::Cycle { .. }) => {}
-                Err(mut e) => {
-                    if let LineageError::UnknownReference { known, .. } = &mut e {
-                        *known = all_names.clone();
-                    }
-                    alive[i] = false;
-                    excluded.push((i, Exclusion::Invalid(e)));
-                }
-            }
-        }
+        exclude_invalid_alone(&products, &seen, &mut alive, &mut excluded);
         loop {
             propagate_exclusions(&products, &seen, &mut alive, &mut excluded);
             let candidates: Vec<ProductDef> = (0..products.len())
@@ -498,27 +377,220 @@ impl Lineage {
                 }
                 // Every other error was checked per product above; should one still occur,
                 // exclude its product rather than loop or lose it.
-                Err(e) => {
-                    let culprit = match &e {
-                        LineageError::DuplicateProduct { product }
-                        | LineageError::UnknownReference { product, .. }
-                        | LineageError::WeightOutOfRange { product, .. }
-                        | LineageError::DuplicateEdge { product, .. }
-                        | LineageError::NotADataset { product, .. } => Some(product.clone()),
-                        LineageError::UnknownDependency { .. } | LineageError::Cycle { .. } => None,
-                    };
-                    let i = culprit
-                        .and_then(|n| seen.get(n.as_str()).copied())
-                        .filter(|&i| alive[i])
-                        .or_else(|| alive.iter().position(|&a| a));
-                    if let Some(i) = i {
-                        alive[i] = false;
-                        excluded.push((i, Exclusion::Invalid(e)));
-                    }
-                }
+                Err(e) => exclude_culprit(e, &seen, &mut alive, &mut excluded),
             }
         }
     }
+}
+
+/// The index of each name's first occurrence, and the later occurrences as duplicates.
+fn first_occurrences(products: &[ProductDef]) -> (HashMap<&str, usize>, Vec<(usize, Exclusion)>) {
+    let mut excluded: Vec<(usize, Exclusion)> = Vec::new();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, p) in products.iter().enumerate() {
+        if seen.contains_key(p.name.as_str()) {
+            excluded.push((
+                i,
+                Exclusion::Invalid(LineageError::DuplicateProduct {
+                    product: p.name.clone(),
+                }),
+            ));
+        } else {
+            seen.insert(p.name.as_str(), i);
+        }
+    }
+    (seen, excluded)
+}
+
+/// Exclude each live product whose own definition is wrong, checked alone with stand-ins for
+/// its parents (cycles are left to the whole-set pass).
+fn exclude_invalid_alone(
+    products: &[ProductDef],
+    seen: &HashMap<&str, usize>,
+    alive: &mut [bool],
+    excluded: &mut Vec<(usize, Exclusion)>,
+) {
+    let mut all_names: Vec<String> = seen.keys().map(|n| (*n).to_owned()).collect();
+    all_names.sort();
+    for i in 0..products.len() {
+        if !alive[i] {
+            continue;
+        }
+        let alone: Vec<ProductDef> = products[i]
+            .inherits()
+            .filter_map(|e| seen.get(e.product.as_str()).map(|&t| &products[t]))
+            .filter(|t| t.name != products[i].name)
+            .map(|t| ProductDef::new(&t.name, t.kind, t.lifetime))
+            .chain(std::iter::once(products[i].clone()))
+            .collect();
+        match Lineage::new(dedup_by_name(alone)) {
+            Ok(_) | Err(LineageError::Cycle { .. }) => {}
+            Err(mut e) => {
+                if let LineageError::UnknownReference { known, .. } = &mut e {
+                    *known = all_names.clone();
+                }
+                alive[i] = false;
+                excluded.push((i, Exclusion::Invalid(e)));
+            }
+        }
+    }
+}
+
+/// Exclude the product an unexpected error names, or else the first live one.
+fn exclude_culprit(
+    e: LineageError,
+    seen: &HashMap<&str, usize>,
+    alive: &mut [bool],
+    excluded: &mut Vec<(usize, Exclusion)>,
+) {
+    let culprit = match &e {
+        LineageError::DuplicateProduct { product }
+        | LineageError::UnknownReference { product, .. }
+        | LineageError::WeightOutOfRange { product, .. }
+        | LineageError::DuplicateEdge { product, .. }
+        | LineageError::NotADataset { product, .. } => Some(product.clone()),
+        LineageError::UnknownDependency { .. } | LineageError::Cycle { .. } => None,
+    };
+    let i = culprit
+        .and_then(|n| seen.get(n.as_str()).copied())
+        .filter(|&i| alive[i])
+        .or_else(|| alive.iter().position(|&a| a));
+    if let Some(i) = i {
+        alive[i] = false;
+        excluded.push((i, Exclusion::Invalid(e)));
+    }
+}
+
+/// Each product's index by name; a name given twice is an error.
+fn index_by_name(products: &[ProductDef]) -> Result<HashMap<String, usize>, LineageError> {
+    let mut index = HashMap::with_capacity(products.len());
+    for (i, product) in products.iter().enumerate() {
+        if index.insert(product.name.clone(), i).is_some() {
+            return Err(LineageError::DuplicateProduct {
+                product: product.name.clone(),
+            });
+        }
+    }
+    Ok(index)
+}
+
+fn sorted_names(products: &[ProductDef]) -> Vec<String> {
+    let mut names: Vec<String> = products.iter().map(|p| p.name.clone()).collect();
+    names.sort();
+    names
+}
+
+/// The validated `derivedFrom` and `datasets` edges of one product.
+fn own_edges(
+    product: &ProductDef,
+    products: &[ProductDef],
+    index: &HashMap<String, usize>,
+) -> Result<Vec<Edge>, LineageError> {
+    let lists = [
+        (EdgeKind::DerivedFrom, &product.derived_from),
+        (EdgeKind::Dataset, &product.datasets),
+    ];
+    let mut own = Vec::with_capacity(product.derived_from.len() + product.datasets.len());
+    let mut parents = std::collections::HashSet::new();
+    for (kind, list) in lists {
+        for (i, edge) in list.iter().enumerate() {
+            let at = EdgeAt {
+                product,
+                kind,
+                index: i,
+            };
+            own.push(Edge {
+                target: at.check(edge, products, index, &mut parents)?,
+                weight: edge.weight,
+                kind: Some(kind),
+            });
+        }
+    }
+    Ok(own)
+}
+
+/// Where an edge is: entry `index` of `product`'s `kind` list.
+struct EdgeAt<'a> {
+    product: &'a ProductDef,
+    kind: EdgeKind,
+    index: usize,
+}
+
+impl EdgeAt<'_> {
+    /// The edge's target, once its reference, uniqueness, weight and kind are checked.
+    fn check(
+        &self,
+        edge: &LineageEdge,
+        products: &[ProductDef],
+        index: &HashMap<String, usize>,
+        parents: &mut std::collections::HashSet<usize>,
+    ) -> Result<usize, LineageError> {
+        let (product, kind, i) = (self.product.name.clone(), self.kind, self.index);
+        let target = &edge.product;
+        let Some(&t) = index.get(target) else {
+            return Err(LineageError::UnknownReference {
+                product,
+                kind,
+                index: i,
+                reference: target.clone(),
+                known: sorted_names(products),
+            });
+        };
+        if !parents.insert(t) {
+            return Err(LineageError::DuplicateEdge {
+                product,
+                kind,
+                index: i,
+                reference: target.clone(),
+            });
+        }
+        let weight = edge.weight;
+        if !(weight.is_finite() && (0.0..=1.0).contains(&weight)) {
+            return Err(LineageError::WeightOutOfRange {
+                product,
+                kind,
+                index: i,
+                weight,
+            });
+        }
+        if kind == EdgeKind::Dataset && products[t].kind != ProductType::Dataset {
+            return Err(LineageError::NotADataset {
+                product,
+                index: i,
+                reference: target.clone(),
+                actual: products[t].kind,
+            });
+        }
+        Ok(t)
+    }
+}
+
+/// Ordering-only edges (weight 0, no kind) for `dependencies`.
+fn add_dependency_edges(
+    edges: &mut [Vec<Edge>],
+    dependencies: &[Dependency],
+    index: &HashMap<String, usize>,
+) -> Result<(), LineageError> {
+    for (i, dep) in dependencies.iter().enumerate() {
+        let (Some(&from), Some(&to)) = (index.get(&dep.dependent), index.get(&dep.on)) else {
+            let missing = if index.contains_key(&dep.dependent) {
+                &dep.on
+            } else {
+                &dep.dependent
+            };
+            return Err(LineageError::UnknownDependency {
+                index: i,
+                on: missing.clone(),
+                reason: dep.reason.clone(),
+            });
+        };
+        edges[from].push(Edge {
+            target: to,
+            weight: 0.0,
+            kind: None,
+        });
+    }
+    Ok(())
 }
 
 fn dedup_by_name(mut products: Vec<ProductDef>) -> Vec<ProductDef> {

@@ -223,21 +223,23 @@ fn conserves(answer: &Value) {
     assert!(close(items + unallocated, total), "{answer}");
 }
 
+/// The allocation by workload over `(t0 + from, t0 + to]`.
+async fn by_workload(app: &axum::Router, t0: i64, from: i64, to: i64) -> Value {
+    let window = format!("{},{}", t0 + from, t0 + to);
+    json(
+        app,
+        &format!("/api/v1/allocation?window={window}&aggregate=workload"),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn allocation_from_prometheus_history_matches_hand_computed_windows() {
     let f = fixture();
     let (t0, app) = (f.t0, &f.app);
-    let window = |a: i64, b: i64| format!("{},{}", t0 + a, t0 + b);
 
     // The whole two hours by workload.
-    let all = json(
-        app,
-        &format!(
-            "/api/v1/allocation?window={}&aggregate=workload",
-            window(0, 7200)
-        ),
-    )
-    .await;
+    let all = by_workload(app, t0, 0, 7200).await;
     assert_eq!(all["source"], "prometheus");
     assert!(close(asce(&all, "workload", "Job/train"), 180.0), "{all}");
     let train = item(&all, "workload", &Value::from("Job/train"));
@@ -266,14 +268,7 @@ async fn allocation_from_prometheus_history_matches_hand_computed_windows() {
     conserves(&all);
 
     // A window starting an hour before the data: counts from the first sample.
-    let early = json(
-        app,
-        &format!(
-            "/api/v1/allocation?window={}&aggregate=workload",
-            window(-3600, 1800)
-        ),
-    )
-    .await;
+    let early = by_workload(app, t0, -3600, 1800).await;
     assert!(
         close(asce(&early, "workload", "Job/train"), 45.0),
         "{early}"
@@ -294,14 +289,7 @@ async fn allocation_from_prometheus_history_matches_hand_computed_windows() {
 
     // Edges between scrapes read the last sample at or before them (no extrapolation):
     // (10.5 min, 40.5 min] holds the samples of minutes 11 to 40.
-    let between = json(
-        app,
-        &format!(
-            "/api/v1/allocation?window={}&aggregate=workload",
-            window(630, 2430)
-        ),
-    )
-    .await;
+    let between = by_workload(app, t0, 630, 2430).await;
     assert!(
         close(asce(&between, "workload", "Job/train"), 45.0),
         "{between}"
@@ -310,14 +298,7 @@ async fn allocation_from_prometheus_history_matches_hand_computed_windows() {
 
     // A window starting during the outage: the baseline is the last value before it (69 min),
     // not zero; what was booked during the outage counts.
-    let outage = json(
-        app,
-        &format!(
-            "/api/v1/allocation?window={}&aggregate=workload",
-            window(4800, 7200)
-        ),
-    )
-    .await;
+    let outage = by_workload(app, t0, 4800, 7200).await;
     assert!(
         close(asce(&outage, "workload", "Job/train"), 51.0 + 25.5),
         "{outage}"
@@ -455,14 +436,73 @@ async fn bad_parameters_and_prometheus_failures_are_json_errors() {
     assert_eq!(memory["source"], "memory");
 }
 
+fn train_workload() -> jobcarbon_core::WorkloadRef {
+    jobcarbon_core::WorkloadRef::new("ml", "Job", "train")
+}
+
+fn operational(g: f64) -> jobcarbon_core::Terms {
+    use jobcarbon_core::{Grams, Term, Terms};
+    Terms::of(Term::Operational, Grams(g))
+}
+
+/// A state holding one running pod of `Job/train` with `g` grams.
+fn pod_state(g: f64) -> jobcarbon_ledger::state::LedgerState {
+    use jobcarbon_core::{Phase, PodKey};
+    use jobcarbon_ledger::state::{LedgerState, PodAccount};
+    let mut state = LedgerState::default();
+    let at = Seconds(unix_now() as f64);
+    state.pods.insert(
+        PodKey::new("ml", "train-0"),
+        PodAccount {
+            workload: train_workload(),
+            phase: Phase::Training,
+            product: Some("bert".to_owned()),
+            node: None,
+            platform: false,
+            running: true,
+            ever_ran: true,
+            energy: Default::default(),
+            carbon: operational(g),
+            first_seen: at,
+            last_seen: at,
+            finished_at: None,
+            estimated: Default::default(),
+            run: None,
+        },
+    );
+    state
+}
+
+/// A state holding `Job/train` rolled up with `g` grams, and g/10 of node idle unallocated.
+fn rolled_up_state(g: f64) -> jobcarbon_ledger::state::LedgerState {
+    use jobcarbon_core::{Grams, Phase, UnallocatedReason};
+    use jobcarbon_ledger::state::{LedgerState, RollupAccount, RollupKey};
+    let mut state = LedgerState::default();
+    let rollup_key = RollupKey {
+        workload: train_workload(),
+        phase: Phase::Training,
+        product: Some("bert".to_owned()),
+    };
+    state.rolled_up.insert(
+        rollup_key,
+        RollupAccount {
+            carbon: operational(g),
+            pods: 1,
+            ..RollupAccount::default()
+        },
+    );
+    state
+        .unallocated
+        .insert(UnallocatedReason::NodeIdle, Grams(g / 10.0));
+    state
+}
+
 /// The ledger's real exposition scraped by a real Prometheus (1 s): a pod's series ends after
 /// its grace period while its grams move into the workload's roll-up in the same scrape, then
 /// the counters reset (a restart without restore). Counted per series that would be
 /// 20 + 25 + 4 g; the key's sum gives what was booked: 25 + 4 g.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_scraped_ledger_rolling_up_and_resetting_is_counted_once() {
-    use jobcarbon_core::{Grams, Phase, PodKey, Term, Terms, UnallocatedReason, WorkloadRef};
-    use jobcarbon_ledger::state::{LedgerState, PodAccount, RollupAccount, RollupKey};
     let view = LedgerView::shared();
     view.write().unwrap().identity = Some(ID.to_owned());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -472,59 +512,13 @@ async fn a_scraped_ledger_rolling_up_and_resetting_is_counted_once() {
         .scrape(target, std::time::Duration::from_secs(1))
         .start()
         .unwrap();
-    let workload = WorkloadRef::new("ml", "Job", "train");
-    let rollup_key = RollupKey {
-        workload: workload.clone(),
-        phase: Phase::Training,
-        product: Some("bert".to_owned()),
-    };
-    let carbon = |g: f64| Terms::of(Term::Operational, Grams(g));
-    let pod = |g: f64| {
-        let mut state = LedgerState::default();
-        let at = Seconds(unix_now() as f64);
-        state.pods.insert(
-            PodKey::new("ml", "train-0"),
-            PodAccount {
-                workload: workload.clone(),
-                phase: Phase::Training,
-                product: Some("bert".to_owned()),
-                node: None,
-                platform: false,
-                running: true,
-                ever_ran: true,
-                energy: Default::default(),
-                carbon: carbon(g),
-                first_seen: at,
-                last_seen: at,
-                finished_at: None,
-                estimated: Default::default(),
-                run: None,
-            },
-        );
-        state
-    };
-    let rolled_up = |g: f64| {
-        let mut state = LedgerState::default();
-        state.rolled_up.insert(
-            rollup_key.clone(),
-            RollupAccount {
-                carbon: carbon(g),
-                pods: 1,
-                ..RollupAccount::default()
-            },
-        );
-        state
-            .unallocated
-            .insert(UnallocatedReason::NodeIdle, Grams(g / 10.0));
-        state
-    };
     let start = unix_now() - 1;
     for state in [
-        pod(10.0),
-        pod(20.0),
-        rolled_up(20.0),
-        rolled_up(25.0),
-        rolled_up(4.0),
+        pod_state(10.0),
+        pod_state(20.0),
+        rolled_up_state(20.0),
+        rolled_up_state(25.0),
+        rolled_up_state(4.0),
     ] {
         view.write().unwrap().state = state;
         // Three scrapes of each state.

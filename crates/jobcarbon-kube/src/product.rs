@@ -418,74 +418,9 @@ pub fn validate_products<'a>(
     // reference to a product whose own spec is invalid is an invalid, not unknown, reference.
     let split = Lineage::partition(candidates.values().map(|p| p.def.clone()).collect());
     for (def, exclusion) in split.excluded {
-        let error = match exclusion {
-            Exclusion::InheritsExcluded {
-                kind,
-                index,
-                reference,
-                ..
-            }
-            | Exclusion::Invalid(LineageError::UnknownReference {
-                kind,
-                index,
-                reference,
-                ..
-            }) => {
-                let field = format!("spec.{kind}[{index}].product");
-                let product = truncate(&reference);
-                let known = candidates.contains_key(&reference) || invalid.contains_key(&reference);
-                if known {
-                    ProductError::InvalidReference { field, product }
-                } else {
-                    ProductError::UnknownReference { field, product }
-                }
-            }
-            Exclusion::Invalid(LineageError::Cycle { edges }) => ProductError::LineageCycle {
-                cycle: edges
-                    .iter()
-                    .map(|e| e.from.clone())
-                    .chain(edges.last().map(|e| e.to.clone()))
-                    .collect(),
-            },
-            Exclusion::Invalid(LineageError::WeightOutOfRange {
-                kind,
-                index,
-                weight,
-                ..
-            }) => ProductError::WeightOutOfRange {
-                field: format!("spec.{kind}[{index}].weight"),
-                weight,
-            },
-            Exclusion::Invalid(LineageError::DuplicateEdge {
-                kind,
-                index,
-                reference,
-                ..
-            }) => ProductError::BadLineage {
-                reason: format!(
-                    "spec.{kind}[{index}].product: {:?} is already a parent: one edge per parent across derivedFrom and datasets",
-                    truncate(&reference)
-                ),
-            },
-            Exclusion::Invalid(LineageError::NotADataset {
-                index,
-                reference,
-                actual,
-                ..
-            }) => ProductError::NotADataset {
-                field: format!("spec.datasets[{index}].product"),
-                product: truncate(&reference),
-                actual,
-            },
-            // Names are map keys (unique) and no dependencies are passed: not expected, but
-            // reported rather than dropped.
-            Exclusion::Invalid(
-                other @ (LineageError::DuplicateProduct { .. }
-                | LineageError::UnknownDependency { .. }),
-            ) => ProductError::BadLineage {
-                reason: other.to_string(),
-            },
-        };
+        let error = exclusion_error(exclusion, |reference| {
+            candidates.contains_key(reference) || invalid.contains_key(reference)
+        });
         candidates.remove(&def.name);
         invalid.insert(def.name, error);
     }
@@ -496,6 +431,79 @@ pub fn validate_products<'a>(
             .into_iter()
             .map(|(name, error)| InvalidProduct { name, error })
             .collect(),
+    }
+}
+
+/// The product error for a lineage exclusion; `is_known` tells an invalid reference (to a
+/// product whose own spec is invalid) from an unknown one.
+fn exclusion_error(exclusion: Exclusion, is_known: impl Fn(&str) -> bool) -> ProductError {
+    match exclusion {
+        Exclusion::InheritsExcluded {
+            kind,
+            index,
+            reference,
+            ..
+        }
+        | Exclusion::Invalid(LineageError::UnknownReference {
+            kind,
+            index,
+            reference,
+            ..
+        }) => {
+            let field = format!("spec.{kind}[{index}].product");
+            let product = truncate(&reference);
+            let known = is_known(&reference);
+            if known {
+                ProductError::InvalidReference { field, product }
+            } else {
+                ProductError::UnknownReference { field, product }
+            }
+        }
+        Exclusion::Invalid(LineageError::Cycle { edges }) => ProductError::LineageCycle {
+            cycle: edges
+                .iter()
+                .map(|e| e.from.clone())
+                .chain(edges.last().map(|e| e.to.clone()))
+                .collect(),
+        },
+        Exclusion::Invalid(LineageError::WeightOutOfRange {
+            kind,
+            index,
+            weight,
+            ..
+        }) => ProductError::WeightOutOfRange {
+            field: format!("spec.{kind}[{index}].weight"),
+            weight,
+        },
+        Exclusion::Invalid(LineageError::DuplicateEdge {
+            kind,
+            index,
+            reference,
+            ..
+        }) => ProductError::BadLineage {
+            reason: format!(
+                "spec.{kind}[{index}].product: {:?} is already a parent: one edge per parent across derivedFrom and datasets",
+                truncate(&reference)
+            ),
+        },
+        Exclusion::Invalid(LineageError::NotADataset {
+            index,
+            reference,
+            actual,
+            ..
+        }) => ProductError::NotADataset {
+            field: format!("spec.datasets[{index}].product"),
+            product: truncate(&reference),
+            actual,
+        },
+        // Names are map keys (unique) and no dependencies are passed: not expected, but
+        // reported rather than dropped.
+        Exclusion::Invalid(
+            other
+            @ (LineageError::DuplicateProduct { .. } | LineageError::UnknownDependency { .. }),
+        ) => ProductError::BadLineage {
+            reason: other.to_string(),
+        },
     }
 }
 

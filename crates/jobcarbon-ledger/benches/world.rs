@@ -48,20 +48,6 @@ impl World {
 
 pub fn world(pods: usize) -> World {
     let nodes = pods.div_ceil(PODS_PER_NODE);
-    let mut settings = Settings::simple(Pue(1.1), GramsPerKwh(400.0));
-    settings.max_pod_series = pods + nodes;
-    settings.platform.namespaces = vec!["monitoring".to_owned()];
-    settings.platform.overhead = GramsPerSecond::per_minute(50.0);
-    settings.platform.epc = Grams(2e9);
-    settings.systems.push(SystemDef {
-        matches: BTreeMap::from([(
-            "node.kubernetes.io/instance-type".to_owned(),
-            "p5.48xlarge".to_owned(),
-        )]),
-        embodied: Grams(10.3e6),
-        per_gpu: Grams::ZERO,
-        lifetime: Seconds::from_years(6.0),
-    });
     let conditions = BTreeMap::from([(
         "default".to_owned(),
         Conditions {
@@ -78,6 +64,36 @@ pub fn world(pods: usize) -> World {
             Seconds::from_years(3.0),
         ));
     }
+    add_nodes(&mut snapshot, &mut energy, nodes);
+    add_pods(&mut snapshot, &mut energy, pods);
+    World {
+        settings: settings(pods, nodes),
+        snapshot,
+        energy,
+        conditions,
+    }
+}
+
+fn settings(pods: usize, nodes: usize) -> Settings {
+    let mut settings = Settings::simple(Pue(1.1), GramsPerKwh(400.0));
+    settings.max_pod_series = pods + nodes;
+    settings.platform.namespaces = vec!["monitoring".to_owned()];
+    settings.platform.overhead = GramsPerSecond::per_minute(50.0);
+    settings.platform.epc = Grams(2e9);
+    settings.systems.push(SystemDef {
+        matches: BTreeMap::from([(
+            "node.kubernetes.io/instance-type".to_owned(),
+            "p5.48xlarge".to_owned(),
+        )]),
+        embodied: Grams(10.3e6),
+        per_gpu: Grams::ZERO,
+        lifetime: Seconds::from_years(6.0),
+    });
+    settings
+}
+
+/// `nodes` p5.48xlarge nodes, each with some idle CPU energy.
+fn add_nodes(snapshot: &mut ClusterSnapshot, energy: &mut Vec<EnergyDelta>, nodes: usize) {
     for n in 0..nodes {
         let node = format!("node-{n:05}");
         snapshot.nodes.push(NodeFacts {
@@ -100,6 +116,10 @@ pub fn world(pods: usize) -> World {
             estimated: false,
         });
     }
+}
+
+/// `pods` pods, [`PODS_PER_NODE`] a node, the first on each node a platform pod.
+fn add_pods(snapshot: &mut ClusterSnapshot, energy: &mut Vec<EnergyDelta>, pods: usize) {
     for i in 0..pods {
         let node = format!("node-{:05}", i / PODS_PER_NODE);
         let platform = i % PODS_PER_NODE == 0;
@@ -140,11 +160,5 @@ pub fn world(pods: usize) -> World {
         if phase.builds_product() {
             push(Component::Gpu, 9000.0);
         }
-    }
-    World {
-        settings,
-        snapshot,
-        energy,
-        conditions,
     }
 }

@@ -165,7 +165,11 @@ fn platform_overhead_matches_paper_and_idle_follows_policy() {
     }
     assert!(close(report.emissions.input.value(), 250.0));
 
-    // Node idle 300 J over pods that used 100 J and 200 J: by energy 100/200, even 150/150.
+    idle_follows_policy();
+}
+
+/// Node idle 300 J over pods that used 100 J and 200 J: by energy 100/200, even 150/150.
+fn idle_follows_policy() {
     let a = pod("ml", "a", "a", Phase::Training, None);
     let b = pod("ml", "b", "b", Phase::Training, None);
     let idle = EnergyDelta {
@@ -554,52 +558,8 @@ fn world() -> impl Strategy<Value = World> {
     )
         .prop_map(
             |(pods, energies, idle, by_energy, (overhead, epc, pue, ci), requests)| {
-                let mut settings = Settings::simple(Pue(pue), GramsPerKwh(ci));
-                settings.node_idle = [
-                    IdlePolicy::ByEnergy,
-                    IdlePolicy::Even,
-                    IdlePolicy::Unallocated,
-                ][idle];
-                settings.platform.split = if by_energy {
-                    PlatformSplit::ByEnergy
-                } else {
-                    PlatformSplit::Equal
-                };
-                settings.platform.overhead = GramsPerSecond(overhead);
-                settings.platform.epc = Grams(epc);
-                settings.systems.push(SystemDef {
-                    matches: BTreeMap::new(),
-                    embodied: Grams(1e6),
-                    per_gpu: Grams(1e5),
-                    lifetime: Seconds::from_years(4.0),
-                });
-                settings.max_pod_series = 5;
-                let phases = [
-                    Phase::DataPrep,
-                    Phase::Experimentation,
-                    Phase::Training,
-                    Phase::FineTuning,
-                    Phase::Distillation,
-                    Phase::Retraining,
-                    Phase::Inference,
-                    Phase::Unlabelled,
-                    Phase::Invalid,
-                ];
-                let facts: Vec<PodFacts> = pods
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (n, ph, pr, w, running, platform, share))| {
-                        PodFacts::new("ns", &format!("p{i}"))
-                            .uid(&format!("u{i}"))
-                            .workload("Job", &format!("w{w}"))
-                            .phase(phases[*ph])
-                            .product(["m", "d"].get(*pr).copied())
-                            .node(&format!("n{n}"))
-                            .platform(*platform)
-                            .reserved_share(*share)
-                            .running(*running)
-                    })
-                    .collect();
+                let settings = world_settings(idle, by_energy, overhead, epc, pue, ci);
+                let facts = world_pods(&pods);
                 let mut d = ProductDef::new("d", ProductType::Dataset, Seconds::from_years(1.0));
                 d.declared = Grams(5.0);
                 let mut m = ProductDef::new("m", ProductType::Model, Seconds::from_days(30.0));
@@ -623,25 +583,7 @@ fn world() -> impl Strategy<Value = World> {
                                 products: vec![d.clone(), m.clone()],
                                 invalid_products: vec![],
                             },
-                            energy: deltas
-                                .iter()
-                                .map(|(owner, c, j)| EnergyDelta {
-                                    node: format!("n{}", owner % 3),
-                                    owner: match owner {
-                                        0..=7 => EnergyOwner::Pod {
-                                            key: PodKey::new("ns", format!("p{owner}")),
-                                            container: "c".into(),
-                                        },
-                                        8 => EnergyOwner::NodeSystem,
-                                        9 => EnergyOwner::UnmappedGpu { uuid: "g".into() },
-                                        10 => EnergyOwner::NodeActive,
-                                        _ => EnergyOwner::NodeIdle,
-                                    },
-                                    component: Component::ALL[*c],
-                                    energy: Joules(*j),
-                                    estimated: false,
-                                })
-                                .collect(),
+                            energy: world_energy(deltas),
                             requests: BTreeMap::from([(
                                 "m".to_owned(),
                                 requests[t % requests.len()],
@@ -663,6 +605,91 @@ fn world() -> impl Strategy<Value = World> {
                 }
             },
         )
+}
+
+/// A generated pod: node, phase, product (2 = none), workload, running, platform, share.
+type PodParams = (usize, usize, usize, usize, bool, bool, f64);
+
+fn world_settings(
+    idle: usize,
+    by_energy: bool,
+    overhead: f64,
+    epc: f64,
+    pue: f64,
+    ci: f64,
+) -> Settings {
+    let mut settings = Settings::simple(Pue(pue), GramsPerKwh(ci));
+    settings.node_idle = [
+        IdlePolicy::ByEnergy,
+        IdlePolicy::Even,
+        IdlePolicy::Unallocated,
+    ][idle];
+    settings.platform.split = if by_energy {
+        PlatformSplit::ByEnergy
+    } else {
+        PlatformSplit::Equal
+    };
+    settings.platform.overhead = GramsPerSecond(overhead);
+    settings.platform.epc = Grams(epc);
+    settings.systems.push(SystemDef {
+        matches: BTreeMap::new(),
+        embodied: Grams(1e6),
+        per_gpu: Grams(1e5),
+        lifetime: Seconds::from_years(4.0),
+    });
+    settings.max_pod_series = 5;
+    settings
+}
+
+fn world_pods(pods: &[PodParams]) -> Vec<PodFacts> {
+    let phases = [
+        Phase::DataPrep,
+        Phase::Experimentation,
+        Phase::Training,
+        Phase::FineTuning,
+        Phase::Distillation,
+        Phase::Retraining,
+        Phase::Inference,
+        Phase::Unlabelled,
+        Phase::Invalid,
+    ];
+    pods.iter()
+        .enumerate()
+        .map(|(i, (n, ph, pr, w, running, platform, share))| {
+            PodFacts::new("ns", &format!("p{i}"))
+                .uid(&format!("u{i}"))
+                .workload("Job", &format!("w{w}"))
+                .phase(phases[*ph])
+                .product(["m", "d"].get(*pr).copied())
+                .node(&format!("n{n}"))
+                .platform(*platform)
+                .reserved_share(*share)
+                .running(*running)
+        })
+        .collect()
+}
+
+/// Owners 0..=7 are pods, then node system, an unmapped GPU, node active and node idle.
+fn world_energy(deltas: &[(usize, usize, f64)]) -> Vec<EnergyDelta> {
+    deltas
+        .iter()
+        .map(|(owner, c, j)| EnergyDelta {
+            node: format!("n{}", owner % 3),
+            owner: match owner {
+                0..=7 => EnergyOwner::Pod {
+                    key: PodKey::new("ns", format!("p{owner}")),
+                    container: "c".into(),
+                },
+                8 => EnergyOwner::NodeSystem,
+                9 => EnergyOwner::UnmappedGpu { uuid: "g".into() },
+                10 => EnergyOwner::NodeActive,
+                _ => EnergyOwner::NodeIdle,
+            },
+            component: Component::ALL[*c],
+            energy: Joules(*j),
+            estimated: false,
+        })
+        .collect()
 }
 
 fn state_total(state: &LedgerState) -> f64 {

@@ -603,39 +603,65 @@ async fn handle(
         return Ok(response);
     }
     if let Some(collection) = state.collections.get_mut(&path) {
-        if method != Method::GET {
-            return Ok(json_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                &status_failure(405, "MethodNotAllowed", "method not allowed"),
-            ));
-        }
-        if is_watch(&query) {
-            let script = collection
-                .watches
-                .pop_front()
-                .unwrap_or_else(|| WatchScript::hang(Vec::new()));
-            return Ok(watch_response(script, shape));
-        }
-        let list = match collection.lists.pop_front() {
-            Some(list) => {
-                collection.last_list = Some(list.clone());
-                Some(list)
-            }
-            None => collection.last_list.clone(),
-        };
-        return Ok(match list {
-            Some(list) => json_response(StatusCode::OK, &shaped(shape, list, true)),
-            None => not_found(&path),
-        });
+        return Ok(collection_response(
+            collection, &method, &query, shape, &path,
+        ));
     }
+    Ok(object_response(&state, method, &path, &body, shape))
+}
 
-    // `<collection>/<name>` or `<collection>/<name>/status`.
+fn method_not_allowed() -> Response<Body> {
+    json_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &status_failure(405, "MethodNotAllowed", "method not allowed"),
+    )
+}
+
+/// A list (the next scripted one, else the last again) or a watch of a collection.
+fn collection_response(
+    collection: &mut Collection,
+    method: &Method,
+    query: &str,
+    shape: Shape,
+    path: &str,
+) -> Response<Body> {
+    if method != Method::GET {
+        return method_not_allowed();
+    }
+    if is_watch(query) {
+        let script = collection
+            .watches
+            .pop_front()
+            .unwrap_or_else(|| WatchScript::hang(Vec::new()));
+        return watch_response(script, shape);
+    }
+    let list = match collection.lists.pop_front() {
+        Some(list) => {
+            collection.last_list = Some(list.clone());
+            Some(list)
+        }
+        None => collection.last_list.clone(),
+    };
+    match list {
+        Some(list) => json_response(StatusCode::OK, &shaped(shape, list, true)),
+        None => not_found(path),
+    }
+}
+
+/// `<collection>/<name>` or `<collection>/<name>/status`, served from the collection's last list.
+fn object_response(
+    state: &State,
+    method: Method,
+    path: &str,
+    body: &Value,
+    shape: Shape,
+) -> Response<Body> {
     let (object_path, subresource) = match path.strip_suffix("/status") {
         Some(p) => (p, Some("status")),
-        None => (path.as_str(), None),
+        None => (path, None),
     };
     let Some((collection_path, name)) = object_path.rsplit_once('/') else {
-        return Ok(not_found(&path));
+        return not_found(path);
     };
     let object = state
         .collections
@@ -650,20 +676,17 @@ async fn handle(
         })
         .cloned();
     let Some(mut object) = object else {
-        return Ok(not_found(&path));
+        return not_found(path);
     };
     match (method, subresource) {
-        (Method::GET, _) => Ok(json_response(StatusCode::OK, &shaped(shape, object, false))),
+        (Method::GET, _) => json_response(StatusCode::OK, &shaped(shape, object, false)),
         (Method::PATCH, Some("status")) => {
             if let (Some(obj), Some(status)) = (object.as_object_mut(), body.get("status")) {
                 obj.insert("status".to_owned(), status.clone());
             }
-            Ok(json_response(StatusCode::OK, &object))
+            json_response(StatusCode::OK, &object)
         }
-        _ => Ok(json_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            &status_failure(405, "MethodNotAllowed", "method not allowed"),
-        )),
+        _ => method_not_allowed(),
     }
 }
 

@@ -48,41 +48,8 @@ pub fn render(
     span: (f64, f64),
 ) -> anyhow::Result<String> {
     let per_day = range(SweepAxis::Traffic, span.0, span.1, SAMPLES, Scale::Log)?;
-    let curves: Vec<Vec<(f64, f64)>> = strategies
-        .iter()
-        .map(|s| {
-            per_day
-                .iter()
-                .map(|&r| {
-                    let h = Horizon {
-                        traffic: RequestRate::per_day(r),
-                        ..*horizon
-                    };
-                    (r, s.outlook(&h).per_inference_g)
-                })
-                .collect()
-        })
-        .collect();
-    let markers: Vec<(f64, f64, String)> = break_evens
-        .iter()
-        .filter_map(|(a, b, be)| {
-            let r = be.traffic()?;
-            let h = Horizon {
-                traffic: r,
-                ..*horizon
-            };
-            let g = strategies.get(*a)?.outlook(&h).per_inference_g;
-            let names = (
-                strategies.get(*a)?.name.as_str(),
-                strategies.get(*b)?.name.as_str(),
-            );
-            Some((
-                r.requests_per_day(),
-                g,
-                format!("{} = {}", names.0, names.1),
-            ))
-        })
-        .collect();
+    let curves = curves(strategies, horizon, &per_day);
+    let markers = markers(strategies, horizon, break_evens);
     let ys = curves.iter().flatten().map(|p| p.1);
     let (y_lo, y_hi) = ys.fold((f64::INFINITY, 0.0f64), |(lo, hi), y| {
         (lo.min(y), hi.max(y))
@@ -155,6 +122,53 @@ pub fn render(
         root.present().map_err(draw_error)?;
     }
     Ok(svg)
+}
+
+/// Per strategy, per-inference carbon at each traffic in `per_day`.
+fn curves(strategies: &[StrategyCost], horizon: &Horizon, per_day: &[f64]) -> Vec<Vec<(f64, f64)>> {
+    strategies
+        .iter()
+        .map(|s| {
+            per_day
+                .iter()
+                .map(|&r| {
+                    let h = Horizon {
+                        traffic: RequestRate::per_day(r),
+                        ..*horizon
+                    };
+                    (r, s.outlook(&h).per_inference_g)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Each break-even point at its traffic and carbon, labelled with the two strategies.
+fn markers(
+    strategies: &[StrategyCost],
+    horizon: &Horizon,
+    break_evens: &[(usize, usize, BreakEven)],
+) -> Vec<(f64, f64, String)> {
+    break_evens
+        .iter()
+        .filter_map(|(a, b, be)| {
+            let r = be.traffic()?;
+            let h = Horizon {
+                traffic: r,
+                ..*horizon
+            };
+            let g = strategies.get(*a)?.outlook(&h).per_inference_g;
+            let names = (
+                strategies.get(*a)?.name.as_str(),
+                strategies.get(*b)?.name.as_str(),
+            );
+            Some((
+                r.requests_per_day(),
+                g,
+                format!("{} = {}", names.0, names.1),
+            ))
+        })
+        .collect()
 }
 
 fn draw_error<E: std::error::Error + Send + Sync + 'static>(

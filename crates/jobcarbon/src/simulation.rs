@@ -135,126 +135,153 @@ fn job(
     }
 }
 
+/// The cluster's own services, running from the start.
+fn platform_pods() -> Vec<SimPod> {
+    let forever = f64::INFINITY;
+    vec![
+        SimPod {
+            platform: true,
+            ..job(
+                "kube-system",
+                "coredns-6d4b75cb6d-x2k9p".into(),
+                "Deployment",
+                "coredns".into(),
+                Phase::Unlabelled,
+                None,
+                "cpu-1",
+                (0.0, forever),
+                (12.0, 3.0, 0.0),
+                0.05,
+            )
+        },
+        SimPod {
+            platform: true,
+            ..job(
+                "monitoring",
+                "prometheus-0".into(),
+                "StatefulSet",
+                "prometheus".into(),
+                Phase::Unlabelled,
+                None,
+                "cpu-1",
+                (0.0, forever),
+                (35.0, 8.0, 0.0),
+                0.15,
+            )
+        },
+    ]
+}
+
+/// Data preparation, pre-training and distillation: one run each, over the first nine hours.
+fn batch_jobs() -> Vec<SimPod> {
+    vec![
+        job(
+            "data",
+            "wiki-prep-7xk2q".into(),
+            "Job",
+            "wiki-prep".into(),
+            Phase::DataPrep,
+            Some("wikipedia-en"),
+            "cpu-1",
+            (0.0, HOUR),
+            (160.0, 25.0, 0.0),
+            0.6,
+        ),
+        job(
+            "ml",
+            "bert-pretrain-0-h8d2k".into(),
+            "Job",
+            "bert-pretrain".into(),
+            Phase::Training,
+            Some("bert-base"),
+            "gpu-a",
+            (HOUR, 7.0 * HOUR),
+            (320.0, 60.0, 8.0 * 620.0),
+            1.0,
+        ),
+        job(
+            "ml",
+            "bert-pretrain-1-q7c4m".into(),
+            "Job",
+            "bert-pretrain".into(),
+            Phase::Training,
+            Some("bert-base"),
+            "gpu-b",
+            (HOUR, 7.0 * HOUR),
+            (320.0, 60.0, 8.0 * 620.0),
+            1.0,
+        ),
+        job(
+            "ml",
+            "distilbert-distill-m2x8s".into(),
+            "Job",
+            "distilbert-distill".into(),
+            Phase::Distillation,
+            Some("distilbert"),
+            "gpu-a",
+            (7.0 * HOUR, 9.0 * HOUR),
+            (250.0, 50.0, 8.0 * 450.0),
+            1.0,
+        ),
+    ]
+}
+
+/// Two inference replicas from hour nine on.
+fn serving_pods() -> Vec<SimPod> {
+    let forever = f64::INFINITY;
+    let mut pods = Vec::new();
+    for (i, suffix) in ["5f9c8-abcde", "5f9c8-fghij"].iter().enumerate() {
+        pods.push(SimPod {
+            requests_per_s: 40.0,
+            ..job(
+                "serving",
+                format!("distilbert-serve-{suffix}"),
+                "Deployment",
+                "distilbert-serve".into(),
+                Phase::Inference,
+                Some("distilbert"),
+                "gpu-b",
+                (9.0 * HOUR + i as f64 * 60.0, forever),
+                (55.0, 12.0, 230.0),
+                0.125,
+            )
+        });
+    }
+    pods
+}
+
+/// A daily re-training Job at noon, for every day that has reached noon by `t`.
+fn retrain_jobs(t: f64) -> Vec<SimPod> {
+    let mut pods = Vec::new();
+    let days = (t / DAY).floor().max(0.0) as u64;
+    for day in 0..=days {
+        let start = day as f64 * DAY + 12.0 * HOUR;
+        if start > t {
+            break;
+        }
+        pods.push(job(
+            "ml",
+            format!("distilbert-retrain-d{day}-0"),
+            "Job",
+            format!("distilbert-retrain-d{day}"),
+            Phase::Retraining,
+            Some("distilbert"),
+            "gpu-a",
+            (start, start + HOUR),
+            (240.0, 45.0, 8.0 * 480.0),
+            1.0,
+        ));
+    }
+    pods
+}
+
 impl Simulation {
     /// Every pod that exists at some time up to `t` (seconds since [`EPOCH`]).
     fn pods(&self, t: f64) -> Vec<SimPod> {
-        let forever = f64::INFINITY;
-        let mut pods = vec![
-            SimPod {
-                platform: true,
-                ..job(
-                    "kube-system",
-                    "coredns-6d4b75cb6d-x2k9p".into(),
-                    "Deployment",
-                    "coredns".into(),
-                    Phase::Unlabelled,
-                    None,
-                    "cpu-1",
-                    (0.0, forever),
-                    (12.0, 3.0, 0.0),
-                    0.05,
-                )
-            },
-            SimPod {
-                platform: true,
-                ..job(
-                    "monitoring",
-                    "prometheus-0".into(),
-                    "StatefulSet",
-                    "prometheus".into(),
-                    Phase::Unlabelled,
-                    None,
-                    "cpu-1",
-                    (0.0, forever),
-                    (35.0, 8.0, 0.0),
-                    0.15,
-                )
-            },
-            job(
-                "data",
-                "wiki-prep-7xk2q".into(),
-                "Job",
-                "wiki-prep".into(),
-                Phase::DataPrep,
-                Some("wikipedia-en"),
-                "cpu-1",
-                (0.0, HOUR),
-                (160.0, 25.0, 0.0),
-                0.6,
-            ),
-            job(
-                "ml",
-                "bert-pretrain-0-h8d2k".into(),
-                "Job",
-                "bert-pretrain".into(),
-                Phase::Training,
-                Some("bert-base"),
-                "gpu-a",
-                (HOUR, 7.0 * HOUR),
-                (320.0, 60.0, 8.0 * 620.0),
-                1.0,
-            ),
-            job(
-                "ml",
-                "bert-pretrain-1-q7c4m".into(),
-                "Job",
-                "bert-pretrain".into(),
-                Phase::Training,
-                Some("bert-base"),
-                "gpu-b",
-                (HOUR, 7.0 * HOUR),
-                (320.0, 60.0, 8.0 * 620.0),
-                1.0,
-            ),
-            job(
-                "ml",
-                "distilbert-distill-m2x8s".into(),
-                "Job",
-                "distilbert-distill".into(),
-                Phase::Distillation,
-                Some("distilbert"),
-                "gpu-a",
-                (7.0 * HOUR, 9.0 * HOUR),
-                (250.0, 50.0, 8.0 * 450.0),
-                1.0,
-            ),
-        ];
-        for (i, suffix) in ["5f9c8-abcde", "5f9c8-fghij"].iter().enumerate() {
-            pods.push(SimPod {
-                requests_per_s: 40.0,
-                ..job(
-                    "serving",
-                    format!("distilbert-serve-{suffix}"),
-                    "Deployment",
-                    "distilbert-serve".into(),
-                    Phase::Inference,
-                    Some("distilbert"),
-                    "gpu-b",
-                    (9.0 * HOUR + i as f64 * 60.0, forever),
-                    (55.0, 12.0, 230.0),
-                    0.125,
-                )
-            });
-        }
-        let days = (t / DAY).floor().max(0.0) as u64;
-        for day in 0..=days {
-            let start = day as f64 * DAY + 12.0 * HOUR;
-            if start > t {
-                break;
-            }
-            pods.push(job(
-                "ml",
-                format!("distilbert-retrain-d{day}-0"),
-                "Job",
-                format!("distilbert-retrain-d{day}"),
-                Phase::Retraining,
-                Some("distilbert"),
-                "gpu-a",
-                (start, start + HOUR),
-                (240.0, 45.0, 8.0 * 480.0),
-                1.0,
-            ));
-        }
+        let mut pods = platform_pods();
+        pods.extend(batch_jobs());
+        pods.extend(serving_pods());
+        pods.extend(retrain_jobs(t));
         pods
     }
 

@@ -141,7 +141,32 @@ fn datasheet_reports_lineage_amortisation_and_assumptions() {
         "--traffic",
         "1000/d",
     ]);
-    // Lineage: student ← bert ← corpus, and student ← corpus.
+    check_lineage(&sheet);
+    check_amortisation(&sheet);
+    check_assumptions(&sheet);
+    // Hugging Face metadata: this product's own creation, where and on what.
+    let co2 = &sheet["co2_eq_emissions"];
+    assert_same(&co2["emissions"], &sheet["epc"]["measured_g"]);
+    assert_eq!(co2["training_type"], "fine-tuning");
+    assert_eq!(co2["geographical_location"], "quebec");
+    assert_eq!(co2["hardware_used"], "8 devices on node");
+    // A declared model keeps its source; a model with no parent is pre-trained.
+    let bert = run_json(&["datasheet", "bert", "--from", file, "--format", "json"]);
+    assert_eq!(bert["co2_eq_emissions"]["training_type"], "pre-training");
+    assert_eq!(bert["co2_eq_emissions"]["emissions"], 652_000.0);
+    assert!(
+        bert["co2_eq_emissions"]["source"]
+            .as_str()
+            .unwrap()
+            .contains("Strubell et al. 2019")
+    );
+    // Datasets have no training type.
+    let corpus = run_json(&["datasheet", "corpus", "--from", file, "--format", "json"]);
+    assert!(corpus["co2_eq_emissions"].get("training_type").is_none());
+}
+
+/// Lineage: student ← bert ← corpus, and student ← corpus.
+fn check_lineage(sheet: &serde_json::Value) {
     let lineage = &sheet["lineage"];
     assert_eq!(lineage["product"], "student");
     let parents: Vec<(&str, &str, f64)> = lineage["parents"]
@@ -161,7 +186,10 @@ fn datasheet_reports_lineage_amortisation_and_assumptions() {
         [("bert", "derivedFrom", 0.25), ("corpus", "datasets", 0.1)]
     );
     assert_eq!(lineage["parents"][0]["parents"][0]["product"], "corpus");
-    // Amortisation: the EPC over a 2-year lifetime.
+}
+
+/// Amortisation: the EPC over a 2-year lifetime.
+fn check_amortisation(sheet: &serde_json::Value) {
     let epc = sheet["epc"]["total_g"].as_f64().unwrap();
     let a = &sheet["amortisation"];
     assert!((a["epc_per_day_g"].as_f64().unwrap() - epc / 730.0).abs() < 1e-9 * epc);
@@ -182,7 +210,10 @@ fn datasheet_reports_lineage_amortisation_and_assumptions() {
         &terms["operational"],
         &sheet["inference"][0]["terms"]["operational"],
     );
-    // Assumptions: the regions, systems and platform behind these numbers.
+}
+
+/// Assumptions: the regions, systems and platform behind these numbers.
+fn check_assumptions(sheet: &serde_json::Value) {
     let regions: Vec<&str> = sheet["assumptions"]["regions"]
         .as_array()
         .unwrap()
@@ -201,25 +232,6 @@ fn datasheet_reports_lineage_amortisation_and_assumptions() {
         .collect();
     assert_eq!(systems, ["s1", "node"]);
     assert_eq!(sheet["assumptions"]["platforms"][0]["epc_g"], 2e9);
-    // Hugging Face metadata: this product's own creation, where and on what.
-    let co2 = &sheet["co2_eq_emissions"];
-    assert_same(&co2["emissions"], &sheet["epc"]["measured_g"]);
-    assert_eq!(co2["training_type"], "fine-tuning");
-    assert_eq!(co2["geographical_location"], "quebec");
-    assert_eq!(co2["hardware_used"], "8 devices on node");
-    // A declared model keeps its source; a model with no parent is pre-trained.
-    let bert = run_json(&["datasheet", "bert", "--from", file, "--format", "json"]);
-    assert_eq!(bert["co2_eq_emissions"]["training_type"], "pre-training");
-    assert_eq!(bert["co2_eq_emissions"]["emissions"], 652_000.0);
-    assert!(
-        bert["co2_eq_emissions"]["source"]
-            .as_str()
-            .unwrap()
-            .contains("Strubell et al. 2019")
-    );
-    // Datasets have no training type.
-    let corpus = run_json(&["datasheet", "corpus", "--from", file, "--format", "json"]);
-    assert!(corpus["co2_eq_emissions"].get("training_type").is_none());
 }
 
 #[test]

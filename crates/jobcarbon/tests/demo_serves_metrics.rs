@@ -176,31 +176,7 @@ fn demo_becomes_ready_and_serves_every_family() {
     let report = promtool_check(&text);
     assert!(report.trim().is_empty(), "promtool: {report}");
 
-    // ASCe equals the sum of terms for every workload series.
-    let mut terms: BTreeMap<String, f64> = BTreeMap::new();
-    let mut asce: BTreeMap<String, f64> = BTreeMap::new();
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let Ok(value) = value.parse::<f64>() else {
-            continue;
-        };
-        if let Some(labels) = series.strip_prefix("jobcarbon_workload_carbon_grams_total") {
-            let key = labels.split(",term=").next().unwrap_or_default().to_owned();
-            *terms.entry(key).or_default() += value;
-        } else if let Some(labels) = series.strip_prefix("jobcarbon_workload_asce_grams_total") {
-            asce.insert(labels.trim_end_matches('}').to_owned(), value);
-        }
-    }
-    assert!(asce.len() >= 6, "{asce:?}");
-    for (key, total) in &asce {
-        let sum = terms.get(key).copied().unwrap_or(f64::NAN);
-        assert!(
-            (total - sum).abs() <= 1e-9 * total.max(1.0),
-            "{key}: {total} vs {sum}"
-        );
-    }
+    asce_equals_sum_of_terms(&text);
 
     // Per-inference carbon is positive and finite.
     let per_request: f64 = text
@@ -255,4 +231,32 @@ fn demo_becomes_ready_and_serves_every_family() {
         .and_then(|w| w.iter().find(|x| x["pod"] == "prometheus-0"))
         .expect("the monitoring pod");
     assert_eq!(prometheus["energy_source"]["cpu"], "estimated");
+}
+
+/// ASCe equals the sum of terms for every workload series.
+fn asce_equals_sum_of_terms(text: &str) {
+    let mut terms: BTreeMap<String, f64> = BTreeMap::new();
+    let mut asce: BTreeMap<String, f64> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        if let Some(labels) = series.strip_prefix("jobcarbon_workload_carbon_grams_total") {
+            let key = labels.split(",term=").next().unwrap_or_default().to_owned();
+            *terms.entry(key).or_default() += value;
+        } else if let Some(labels) = series.strip_prefix("jobcarbon_workload_asce_grams_total") {
+            asce.insert(labels.trim_end_matches('}').to_owned(), value);
+        }
+    }
+    assert!(asce.len() >= 6, "{asce:?}");
+    for (key, total) in &asce {
+        let sum = terms.get(key).copied().unwrap_or(f64::NAN);
+        assert!(
+            (total - sum).abs() <= 1e-9 * total.max(1.0),
+            "{key}: {total} vs {sum}"
+        );
+    }
 }

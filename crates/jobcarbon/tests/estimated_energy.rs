@@ -70,29 +70,7 @@ fn close(actual: f64, expected: f64, what: &str) {
 async fn vm_pods_are_estimated_metered_pods_are_not_counted_twice() {
     let now = unix_now();
     let (t0, t1) = (now - 120, now - 60);
-    let cadvisor = fixture("cadvisor/kubelet-cadvisor-two-nodes.prom");
-    let (memory, cpu): (Vec<&str>, Vec<&str>) = cadvisor
-        .lines()
-        .partition(|l| l.contains("container_memory_working_set_bytes"));
-    let mut h = History::new();
-    // CPU counters grow by 10 % of the fixture value; working sets stay constant.
-    h.exposition_at(&cpu.join("\n"), &[(t0, 0.9), (t1, 1.0)])
-        .unwrap();
-    h.exposition_at(&memory.join("\n"), &[(t0, 1.0), (t1, 1.0)])
-        .unwrap();
-    // Kepler meters metal-1 only.
-    h.series(
-        "kepler_pod_cpu_joules_total",
-        &[
-            ("pod_id", "8995efeb-a903-4050-909c-5892503e12b4"),
-            ("pod_name", "bert-base-train-7x9kq"),
-            ("pod_namespace", "ml-training"),
-            ("zone", "package"),
-            ("state", "running"),
-            ("node_name", "metal-1"),
-        ],
-        &[(t0, 1000.0), (t1, 1500.0)],
-    );
+    let h = history(t0, t1);
     let prom = tokio::task::spawn_blocking(move || PromServer::builder().history(&h).start())
         .await
         .unwrap()
@@ -161,7 +139,39 @@ async fn vm_pods_are_estimated_metered_pods_are_not_counted_twice() {
         "no estimate on a metered node"
     );
 
-    let text = encode_metrics(&view, Format::PrometheusText).unwrap();
+    metrics_say_which_energy_is_estimated(&view);
+}
+
+/// cAdvisor for both nodes over `[t0, t1]`, and Kepler for metal-1 only.
+fn history(t0: i64, t1: i64) -> History {
+    let cadvisor = fixture("cadvisor/kubelet-cadvisor-two-nodes.prom");
+    let (memory, cpu): (Vec<&str>, Vec<&str>) = cadvisor
+        .lines()
+        .partition(|l| l.contains("container_memory_working_set_bytes"));
+    let mut h = History::new();
+    // CPU counters grow by 10 % of the fixture value; working sets stay constant.
+    h.exposition_at(&cpu.join("\n"), &[(t0, 0.9), (t1, 1.0)])
+        .unwrap();
+    h.exposition_at(&memory.join("\n"), &[(t0, 1.0), (t1, 1.0)])
+        .unwrap();
+    // Kepler meters metal-1 only.
+    h.series(
+        "kepler_pod_cpu_joules_total",
+        &[
+            ("pod_id", "8995efeb-a903-4050-909c-5892503e12b4"),
+            ("pod_name", "bert-base-train-7x9kq"),
+            ("pod_namespace", "ml-training"),
+            ("zone", "package"),
+            ("state", "running"),
+            ("node_name", "metal-1"),
+        ],
+        &[(t0, 1000.0), (t1, 1500.0)],
+    );
+    h
+}
+
+fn metrics_say_which_energy_is_estimated(view: &jobcarbon_ledger::view::SharedView) {
+    let text = encode_metrics(view, Format::PrometheusText).unwrap();
     assert!(
         text.lines()
             .any(|l| l.starts_with("jobcarbon_workload_energy_joules_total{")

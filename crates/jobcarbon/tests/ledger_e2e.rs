@@ -207,113 +207,10 @@ async fn ledger_books_real_prometheus_and_api_server_data_as_computed_by_hand() 
     assert!(report.emissions.conservation_error() < 1e-12);
     assert!(report.transfers.conservation_error() < 1e-12);
 
-    // Hand computation from the fixture (10 % deltas).
-    let train = TRAIN_JOULES;
-    let serve = [12073.4336319, 1210.3255526, 54541.2003];
-    let coredns = 811.2450671 + 70.1220958;
-    let kepler_pod = 1598.7602114 + 120.4775013;
-    let idle = 72673.7515945 + 13569.0511187 + 84268.6053 + 28027.6475;
-    let e_train: f64 = train.iter().sum();
-    let e_serve: f64 = serve.iter().sum();
-    let e_all = e_train + e_serve + coredns + kepler_pod;
-    let idle_of = |e: f64| idle * e / e_all; // nodeIdle: by-energy
-    let k = 1.1 * 400.0 / 3.6e6; // g per J
-    // Platform pods' carbon (with their idle share) split equally over the two jobs.
-    let platform = k * (coredns + kepler_pod + idle_of(coredns) + idle_of(kepler_pod));
-    let train_operational = k * (e_train + idle_of(e_train));
-    let train_asce = train_operational + platform / 2.0;
-    // bert-base's EPC is the training job's ASCe; serving takes EPC × 60 s / 1 y.
-    let model_epc = train_asce * 60.0 / (365.0 * 86_400.0);
-    let serve_operational = k * (e_serve + idle_of(e_serve));
-    let serve_asce = serve_operational + platform / 2.0 + model_epc;
-
     let text = encode_metrics(&view, Format::PrometheusText).unwrap();
-    let train_pod = ("pod", "bert-base-train-7x9kq");
-    let serve_pod = ("pod", "bert-base-serve-6d8f7b9c5d-k2m4x");
-    for (component, joules) in ["cpu", "dram", "gpu"].iter().zip(train) {
-        close(
-            value(
-                &text,
-                "jobcarbon_workload_energy_joules_total",
-                &[train_pod, ("component", component)],
-            ),
-            joules,
-            &format!("train {component} energy"),
-        );
-    }
-    close(
-        value(
-            &text,
-            "jobcarbon_workload_energy_joules_total",
-            &[train_pod, ("component", "idle_share")],
-        ),
-        idle_of(e_train),
-        "train idle share",
-    );
-    close(
-        value(
-            &text,
-            "jobcarbon_workload_carbon_grams_total",
-            &[train_pod, ("term", "operational")],
-        ),
-        train_operational,
-        "train operational",
-    );
-    close(
-        value(
-            &text,
-            "jobcarbon_workload_carbon_grams_total",
-            &[train_pod, ("term", "platform_operational")],
-        ),
-        platform / 2.0,
-        "train platform tax",
-    );
-    close(
-        value(&text, "jobcarbon_workload_asce_grams_total", &[train_pod]),
-        train_asce,
-        "train ASCe",
-    );
-    close(
-        value(
-            &text,
-            "jobcarbon_workload_carbon_grams_total",
-            &[serve_pod, ("term", "model_epc")],
-        ),
-        model_epc,
-        "serve model EPC share",
-    );
-    close(
-        value(&text, "jobcarbon_workload_asce_grams_total", &[serve_pod]),
-        serve_asce,
-        "serve ASCe",
-    );
-    close(
-        value(
-            &text,
-            "jobcarbon_product_epc_grams",
-            &[("product", "bert-base"), ("part", "measured")],
-        ),
-        train_asce,
-        "bert-base measured EPC",
-    );
-    close(
-        value(
-            &text,
-            "jobcarbon_inference_requests_total",
-            &[("product", "bert-base")],
-        ),
-        600.0,
-        "requests",
-    );
-    close(
-        value(
-            &text,
-            "jobcarbon_inference_carbon_grams_per_request",
-            &[("product", "bert-base"), ("namespace", "ml-serving")],
-        ),
-        serve_asce / 600.0,
-        "grams per request",
-    );
+    let hand = ByHand::compute();
+    train_series_match(&text, &hand);
+    serve_and_product_series_match(&text, &hand);
     // Platform pods keep their energy series but carry no carbon of their own.
     assert!(
         value(
@@ -344,6 +241,154 @@ async fn ledger_books_real_prometheus_and_api_server_data_as_computed_by_hand() 
     assert!(!text.contains("jobcarbon_source_errors_total{"), "{text}");
 
     world.driver.abort();
+}
+
+/// The hand computation from the fixture (10 % deltas).
+#[derive(Clone, Copy)]
+struct ByHand {
+    train_idle: f64,
+    train_operational: f64,
+    /// The platform pods' carbon (with their idle share), split equally over the two jobs.
+    platform: f64,
+    train_asce: f64,
+    model_epc: f64,
+    serve_asce: f64,
+}
+
+impl ByHand {
+    fn compute() -> Self {
+        let train = TRAIN_JOULES;
+        let serve = [12073.4336319, 1210.3255526, 54541.2003];
+        let coredns = 811.2450671 + 70.1220958;
+        let kepler_pod = 1598.7602114 + 120.4775013;
+        let idle = 72673.7515945 + 13569.0511187 + 84268.6053 + 28027.6475;
+        let e_train: f64 = train.iter().sum();
+        let e_serve: f64 = serve.iter().sum();
+        let e_all = e_train + e_serve + coredns + kepler_pod;
+        let idle_of = |e: f64| idle * e / e_all; // nodeIdle: by-energy
+        let k = 1.1 * 400.0 / 3.6e6; // g per J
+        // Platform pods' carbon (with their idle share) split equally over the two jobs.
+        let platform = k * (coredns + kepler_pod + idle_of(coredns) + idle_of(kepler_pod));
+        let train_operational = k * (e_train + idle_of(e_train));
+        let train_asce = train_operational + platform / 2.0;
+        // bert-base's EPC is the training job's ASCe; serving takes EPC × 60 s / 1 y.
+        let model_epc = train_asce * 60.0 / (365.0 * 86_400.0);
+        let serve_operational = k * (e_serve + idle_of(e_serve));
+        let serve_asce = serve_operational + platform / 2.0 + model_epc;
+        Self {
+            train_idle: idle_of(e_train),
+            train_operational,
+            platform,
+            train_asce,
+            model_epc,
+            serve_asce,
+        }
+    }
+}
+
+fn train_series_match(text: &str, hand: &ByHand) {
+    let ByHand {
+        train_idle,
+        train_operational,
+        platform,
+        train_asce,
+        ..
+    } = *hand;
+    let train_pod = ("pod", "bert-base-train-7x9kq");
+    for (component, joules) in ["cpu", "dram", "gpu"].iter().zip(TRAIN_JOULES) {
+        close(
+            value(
+                text,
+                "jobcarbon_workload_energy_joules_total",
+                &[train_pod, ("component", component)],
+            ),
+            joules,
+            &format!("train {component} energy"),
+        );
+    }
+    close(
+        value(
+            text,
+            "jobcarbon_workload_energy_joules_total",
+            &[train_pod, ("component", "idle_share")],
+        ),
+        train_idle,
+        "train idle share",
+    );
+    close(
+        value(
+            text,
+            "jobcarbon_workload_carbon_grams_total",
+            &[train_pod, ("term", "operational")],
+        ),
+        train_operational,
+        "train operational",
+    );
+    close(
+        value(
+            text,
+            "jobcarbon_workload_carbon_grams_total",
+            &[train_pod, ("term", "platform_operational")],
+        ),
+        platform / 2.0,
+        "train platform tax",
+    );
+    close(
+        value(text, "jobcarbon_workload_asce_grams_total", &[train_pod]),
+        train_asce,
+        "train ASCe",
+    );
+}
+
+fn serve_and_product_series_match(text: &str, hand: &ByHand) {
+    let ByHand {
+        train_asce,
+        model_epc,
+        serve_asce,
+        ..
+    } = *hand;
+    let serve_pod = ("pod", "bert-base-serve-6d8f7b9c5d-k2m4x");
+    close(
+        value(
+            text,
+            "jobcarbon_workload_carbon_grams_total",
+            &[serve_pod, ("term", "model_epc")],
+        ),
+        model_epc,
+        "serve model EPC share",
+    );
+    close(
+        value(text, "jobcarbon_workload_asce_grams_total", &[serve_pod]),
+        serve_asce,
+        "serve ASCe",
+    );
+    close(
+        value(
+            text,
+            "jobcarbon_product_epc_grams",
+            &[("product", "bert-base"), ("part", "measured")],
+        ),
+        train_asce,
+        "bert-base measured EPC",
+    );
+    close(
+        value(
+            text,
+            "jobcarbon_inference_requests_total",
+            &[("product", "bert-base")],
+        ),
+        600.0,
+        "requests",
+    );
+    close(
+        value(
+            text,
+            "jobcarbon_inference_carbon_grams_per_request",
+            &[("product", "bert-base"), ("namespace", "ml-serving")],
+        ),
+        serve_asce / 600.0,
+        "grams per request",
+    );
 }
 
 /// The labels of `pod`'s ASCe series include `want`.
@@ -405,42 +450,7 @@ async fn a_pod_that_lived_only_in_the_gap_is_attributed_from_kube_state_metrics_
 
     let text = encode_metrics(&view, Format::PrometheusText).unwrap();
     let pod = ("pod", train_pod);
-    for (component, joules) in ["cpu", "dram", "gpu"].iter().zip(TRAIN_JOULES) {
-        close(
-            value(
-                &text,
-                "jobcarbon_workload_energy_joules_total",
-                &[pod, ("component", component)],
-            ),
-            joules,
-            &format!("train {component} energy from KSM"),
-        );
-    }
-    assert_labels(
-        &text,
-        train_pod,
-        &[
-            ("namespace", "ml-training"),
-            ("workload", "Job/bert-base-train"),
-            ("phase", "training"),
-            ("product", "bert-base"),
-        ],
-    );
-    assert!(
-        value(
-            &text,
-            "jobcarbon_product_epc_grams",
-            &[("product", "bert-base"), ("part", "measured")],
-        ) > 0.0
-    );
-    assert_eq!(
-        value(
-            &text,
-            "jobcarbon_unallocated_grams_total",
-            &[("reason", "unknown_pod")]
-        ),
-        0.0
-    );
+    gap_pod_is_booked_like_the_watched_one(&text, train_pod);
 
     // Without the history: the pod is unknown and its energy's carbon is unallocated.
     let text = encode_metrics(&view_without, Format::PrometheusText).unwrap();
@@ -459,4 +469,45 @@ async fn a_pod_that_lived_only_in_the_gap_is_attributed_from_kube_state_metrics_
         "unknown_pod without KSM history",
     );
     world.driver.abort();
+}
+
+/// With KSM history: the gap pod has the watched pod's energy and labels, nothing is unknown.
+fn gap_pod_is_booked_like_the_watched_one(text: &str, train_pod: &str) {
+    let pod = ("pod", train_pod);
+    for (component, joules) in ["cpu", "dram", "gpu"].iter().zip(TRAIN_JOULES) {
+        close(
+            value(
+                text,
+                "jobcarbon_workload_energy_joules_total",
+                &[pod, ("component", component)],
+            ),
+            joules,
+            &format!("train {component} energy from KSM"),
+        );
+    }
+    assert_labels(
+        text,
+        train_pod,
+        &[
+            ("namespace", "ml-training"),
+            ("workload", "Job/bert-base-train"),
+            ("phase", "training"),
+            ("product", "bert-base"),
+        ],
+    );
+    assert!(
+        value(
+            text,
+            "jobcarbon_product_epc_grams",
+            &[("product", "bert-base"), ("part", "measured")],
+        ) > 0.0
+    );
+    assert_eq!(
+        value(
+            text,
+            "jobcarbon_unallocated_grams_total",
+            &[("reason", "unknown_pod")]
+        ),
+        0.0
+    );
 }

@@ -122,11 +122,29 @@ fn report(addr: &str, args: &[&str]) -> (i32, String, String) {
 #[test]
 fn allocation_matches_metrics_and_report_renders_every_format() {
     let demo = start_demo();
+    wait_for_two_days(&demo.addr);
+    allocation_agrees_with_metrics(&demo.addr);
+    report_renders_every_format(&demo.addr);
+    report_draws_charts(&demo.addr);
+    bad_parameters_name_the_flag(&demo.addr);
+    // The lineage the web view draws: distilbert derives from bert-base.
+    let (_, body) = get(&demo.addr, "/api/v1/products/distilbert");
+    let product: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let parents = product["parents"].as_array().expect("parents");
+    assert!(parents.iter().any(|e| e["via"] == "model"), "{body}");
+
+    // The web view.
+    let (status, html) = get(&demo.addr, "/");
+    assert_eq!(status, 200);
+    assert!(html.contains("/ui.js"));
+}
+
+fn wait_for_two_days(addr: &str) {
     // Two simulated days: pre-training, distillation, inference and a re-training.
     let start = Instant::now();
     let epoch = 1_767_225_600.0;
     loop {
-        let (_, text) = get(&demo.addr, "/metrics");
+        let (_, text) = get(addr, "/metrics");
         if gauge(&text, "jobcarbon_last_interval_timestamp_seconds") >= epoch + 2.0 * 86_400.0 {
             break;
         }
@@ -136,17 +154,19 @@ fn allocation_matches_metrics_and_report_renders_every_format() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
 
+fn allocation_agrees_with_metrics(addr: &str) {
     // The whole life: Σ workload ASCe + Σ unallocated, within 0.1 % (the demo books on
     // between the two requests: about 0.02 % of two days per interval).
     let mut last = String::new();
     let agreed = (0..5).any(|_| {
         let (status, body) = get(
-            &demo.addr,
+            addr,
             "/api/v1/allocation?window=0,4102444800&aggregate=phase",
         );
         assert_eq!(status, 200, "{body}");
-        let (_, text) = get(&demo.addr, "/metrics");
+        let (_, text) = get(addr, "/metrics");
         let a: serde_json::Value = serde_json::from_str(&body).unwrap();
         let total = a["total"]["asce_g"].as_f64().unwrap();
         let metrics = sum_of(&text, "jobcarbon_workload_asce_grams_total")
@@ -171,12 +191,11 @@ fn allocation_matches_metrics_and_report_renders_every_format() {
         total > 0.0 && (total - metrics).abs() <= 1e-3 * metrics
     });
     assert!(agreed, "{last}");
+}
 
+fn report_renders_every_format(addr: &str) {
     // Every format.
-    let (code, table, err) = report(
-        &demo.addr,
-        &["--window", "2d", "--by", "namespace,workload"],
-    );
+    let (code, table, err) = report(addr, &["--window", "2d", "--by", "namespace,workload"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         table.lines().nth(1).unwrap().starts_with("NAMESPACE"),
@@ -187,7 +206,7 @@ fn allocation_matches_metrics_and_report_renders_every_format() {
         "{table}"
     );
     let (code, csv, _) = report(
-        &demo.addr,
+        addr,
         &["--window", "2d", "--by", "phase", "--format", "csv"],
     );
     assert_eq!(code, 0);
@@ -197,16 +216,19 @@ fn allocation_matches_metrics_and_report_renders_every_format() {
     );
     assert!(csv.lines().any(|l| l.contains(",inference,,")), "{csv}");
     let (code, json, _) = report(
-        &demo.addr,
+        addr,
         &["--window", "1d", "--by", "product", "--format", "json"],
     );
     assert_eq!(code, 0);
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert!(json["total"]["asce_g"].as_f64().unwrap() > 0.0);
+}
+
+fn report_draws_charts(addr: &str) {
     let dir = tempfile::tempdir().unwrap();
     let bars = dir.path().join("bars.svg");
     let (code, md, _) = report(
-        &demo.addr,
+        addr,
         &[
             "--window",
             "2d",
@@ -229,7 +251,7 @@ fn allocation_matches_metrics_and_report_renders_every_format() {
     assert!(segments >= 5, "{svg}");
     let lines = dir.path().join("lines.svg");
     let (code, _, err) = report(
-        &demo.addr,
+        addr,
         &[
             "--window",
             "2d",
@@ -253,27 +275,18 @@ fn allocation_matches_metrics_and_report_renders_every_format() {
         polylines[0].attribute("points").unwrap().split(' ').count() >= 8,
         "a point per step"
     );
+}
 
+fn bad_parameters_name_the_flag(addr: &str) {
     // Bad parameters: exit 2, naming the flag.
-    let (code, _, err) = report(&demo.addr, &["--window", "soon"]);
+    let (code, _, err) = report(addr, &["--window", "soon"]);
     assert_eq!(code, 2);
     assert!(err.contains("--window"), "{err}");
-    let (code, _, err) = report(&demo.addr, &["--by", "node"]);
+    let (code, _, err) = report(addr, &["--by", "node"]);
     assert_eq!(code, 2);
     assert!(err.contains("--by"), "{err}");
     let (code, _, _) = report("127.0.0.1:1", &[]);
     assert_eq!(code, 1, "unreachable ledger");
-
-    // The lineage the web view draws: distilbert derives from bert-base.
-    let (_, body) = get(&demo.addr, "/api/v1/products/distilbert");
-    let product: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let parents = product["parents"].as_array().expect("parents");
-    assert!(parents.iter().any(|e| e["via"] == "model"), "{body}");
-
-    // The web view.
-    let (status, html) = get(&demo.addr, "/");
-    assert_eq!(status, 200);
-    assert!(html.contains("/ui.js"));
 }
 
 /// `node` and the Playwright library (`scripts/install-tools.sh` puts it in `.tools/node`).
