@@ -1,7 +1,7 @@
 //! Whole-process scale harness (issue "Ledger v2", docs/performance.md): the testkit's fake API
 //! server serving N pods on N/100 nodes, a Kepler v0.11-like target with one pod series per pod,
 //! a real Prometheus scraping it and the ledger, and `jobcarbon ledger` with the chart's default
-//! config. Prints interval time, /metrics scrape time, body size, series count and peak RSS.
+//! config (GPU energy off: the nodes have no GPUs). Prints interval time, /metrics scrape time, body size, series count and peak RSS.
 //!
 //!     scripts/scale.sh 20000        # builds the release binary, then runs this example
 //!
@@ -148,6 +148,12 @@ fn chart_config(dir: &Path, prom_url: &str) -> std::path::PathBuf {
         .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
         .collect::<String>()
         .replace("interval: 30s", &format!("interval: {INTERVAL}s"))
+        // CPU-only nodes: no dcgm-exporter to wait for.
+        .replace("gpu: dcgm", "gpu: off")
+        .replace(
+            "file: /var/lib/jobcarbon/ledger.ckpt",
+            &format!("file: {}", dir.join("ledger.ckpt").display()),
+        )
         .replace(
             "url: http://prometheus-operated.monitoring.svc:9090",
             &format!("url: {prom_url}"),
@@ -199,9 +205,14 @@ fn scrape(port: u16) -> Option<(f64, usize, usize, f64, f64)> {
     let mut body = String::new();
     stream.read_to_string(&mut body).ok()?;
     let seconds = started.elapsed().as_secs_f64();
+    // Every series carries the ledger's identity label: `name{ledger="…"} value`.
     let value = |name: &str| {
         body.lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|r| r.starts_with(['{', ' ']))
+            })
+            .find_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
     let series = body.lines().filter(|l| l.starts_with("jobcarbon_")).count();
