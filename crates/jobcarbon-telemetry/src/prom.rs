@@ -9,6 +9,7 @@ use crate::{CountSample, MetricQuery, RequestPreset, RequestQuery, SourceError};
 use async_trait::async_trait;
 use jobcarbon_core::PodKey;
 use jobcarbon_core::Seconds;
+use prometheus_http_query::reqwest::header::{HeaderName, HeaderValue};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -202,6 +203,25 @@ impl PromClient {
         })
     }
 
+    /// The client (rebuilt when TLS files rotate) and the headers to send (token files re-read).
+    fn connection(
+        &self,
+        source_name: &str,
+    ) -> Result<
+        (
+            prometheus_http_query::Client,
+            Vec<(HeaderName, HeaderValue)>,
+        ),
+        SourceError,
+    > {
+        let client = self.tls.get().map_err(|e| renamed(e, source_name))?;
+        let headers = self
+            .headers
+            .current()
+            .map_err(|e| renamed(e, source_name))?;
+        Ok((client, headers))
+    }
+
     /// The URL, without credentials.
     pub fn url(&self) -> String {
         self.config.redacted_url()
@@ -213,13 +233,9 @@ impl PromClient {
         promql: &str,
         at: Seconds,
     ) -> Result<Vec<PromSample>, SourceError> {
-        let client = self.tls.get().map_err(|e| renamed(e, source_name))?;
+        let (client, headers) = self.connection(source_name)?;
         let mut query = client.query(promql).at(at.value().floor() as i64);
-        for (name, value) in self
-            .headers
-            .current()
-            .map_err(|e| renamed(e, source_name))?
-        {
+        for (name, value) in headers {
             query = query.header(name, value);
         }
         let result = query
@@ -248,13 +264,9 @@ impl PromClient {
         (start, end): (i64, i64),
         step: f64,
     ) -> Result<Vec<PromSeries>, SourceError> {
-        let client = self.tls.get().map_err(|e| renamed(e, source_name))?;
+        let (client, headers) = self.connection(source_name)?;
         let mut query = client.query_range(promql, start, end, step);
-        for (name, value) in self
-            .headers
-            .current()
-            .map_err(|e| renamed(e, source_name))?
-        {
+        for (name, value) in headers {
             query = query.header(name, value);
         }
         let result = query

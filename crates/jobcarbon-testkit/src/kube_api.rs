@@ -709,6 +709,18 @@ fn watch_response(script: WatchScript, shape: Shape) -> Response<Body> {
     response
 }
 
+/// Writes a kubeconfig at `dir/kubeconfig` whose one cluster is `server` (no credentials), for
+/// a `jobcarbon` process started by a test.
+pub fn write_kubeconfig(dir: &std::path::Path, server: &str) -> std::path::PathBuf {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user: {{}}\n"),
+    )
+    .unwrap_or_else(|e| panic!("kubeconfig {}: {e}", path.display()));
+    path
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

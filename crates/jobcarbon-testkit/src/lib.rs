@@ -30,3 +30,19 @@ pub fn fixture(path: &str) -> String {
     let full = format!("{}/{path}", fixtures_dir());
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("fixture {full}: {e}"))
 }
+
+/// The chart's default ledger config: the `config.yaml` of the ConfigMap in
+/// `deploy/jobcarbon.yaml` (the rendered chart), unindented.
+pub fn chart_ledger_config() -> String {
+    let path = format!("{}/../deploy/jobcarbon.yaml", fixtures_dir());
+    let rendered =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("rendered chart {path}: {e}"));
+    let mut lines = rendered
+        .lines()
+        .skip_while(|l| l.trim() != "config.yaml: |");
+    lines.next();
+    lines
+        .take_while(|l| l.starts_with("    ") || l.is_empty())
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect()
+}

@@ -10,7 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a harness that cannot start should stop
 
-use jobcarbon_testkit::kube_api::{FakeKubeApi, WatchScript, list};
+use jobcarbon_testkit::kube_api::{FakeKubeApi, WatchScript, list, write_kubeconfig};
 use jobcarbon_testkit::prometheus::PromServer;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
@@ -135,18 +135,7 @@ async fn fake_api(pods: usize, nodes: usize) -> FakeKubeApi {
 
 /// The chart's default ledger config with this Prometheus and interval, no checkpoint file.
 fn chart_config(dir: &Path, prom_url: &str) -> std::path::PathBuf {
-    let rendered = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/jobcarbon.yaml"),
-    )
-    .unwrap();
-    let mut lines = rendered
-        .lines()
-        .skip_while(|l| l.trim() != "config.yaml: |");
-    lines.next();
-    let config: String = lines
-        .take_while(|l| l.starts_with("    ") || l.is_empty())
-        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
-        .collect::<String>()
+    let config = jobcarbon_testkit::chart_ledger_config()
         .replace("interval: 30s", &format!("interval: {INTERVAL}s"))
         // CPU-only nodes: no dcgm-exporter to wait for.
         .replace("gpu: dcgm", "gpu: off")
@@ -163,16 +152,6 @@ fn chart_config(dir: &Path, prom_url: &str) -> std::path::PathBuf {
     path
 }
 
-fn kubeconfig(dir: &Path, url: &str) -> std::path::PathBuf {
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {url}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user: {{}}\n"),
-    )
-    .unwrap();
-    path
-}
-
 fn start_ledger(dir: &Path, api_url: &str, port: u16) -> Child {
     let bin = std::env::var("JOBCARBON_BIN").unwrap_or_else(|_| "target/release/jobcarbon".into());
     Command::new(bin)
@@ -184,7 +163,7 @@ fn start_ledger(dir: &Path, api_url: &str, port: u16) -> Child {
             "--ledger-id",
             "scale/test",
         ])
-        .env("KUBECONFIG", kubeconfig(dir, api_url))
+        .env("KUBECONFIG", write_kubeconfig(dir, api_url))
         .env_remove("JOBCARBON_LEADER_ELECTION_LEASE")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

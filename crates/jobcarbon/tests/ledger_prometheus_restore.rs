@@ -11,7 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use jobcarbon_testkit::fixture;
-use jobcarbon_testkit::kube_api::{FakeKubeApi, WatchScript, list};
+use jobcarbon_testkit::kube_api::{FakeKubeApi, WatchScript, list, write_kubeconfig};
 use jobcarbon_testkit::prometheus::{History, PromServer};
 use serde_json::json;
 use std::io::{Read, Write};
@@ -120,18 +120,7 @@ fn respond(mut stream: TcpStream, body: &str) -> std::io::Result<()> {
 /// The chart's default ledger config (the rendered ConfigMap) with this test's Prometheus,
 /// a short interval and a checkpoint in `dir`.
 fn chart_config(dir: &Path, prom_url: &str, interval: u64) -> PathBuf {
-    let rendered = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/jobcarbon.yaml"),
-    )
-    .unwrap();
-    let mut lines = rendered
-        .lines()
-        .skip_while(|l| l.trim() != "config.yaml: |");
-    lines.next();
-    let mut config: String = lines
-        .take_while(|l| l.starts_with("    ") || l.is_empty())
-        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
-        .collect();
+    let mut config = jobcarbon_testkit::chart_ledger_config();
     for (from, to) in [
         ("interval: 30s", format!("interval: {interval}s")),
         (
@@ -151,16 +140,6 @@ fn chart_config(dir: &Path, prom_url: &str, interval: u64) -> PathBuf {
     }
     let path = dir.join("ledger.yaml");
     std::fs::write(&path, config).unwrap();
-    path
-}
-
-fn kubeconfig(dir: &Path, url: &str) -> PathBuf {
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {url}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user: {{}}\n"),
-    )
-    .unwrap();
     path
 }
 
@@ -400,7 +379,7 @@ impl Setup {
             extra_args: Vec::new(),
             pod,
             port,
-            kubeconfig: kubeconfig(&dir, self.api.url()),
+            kubeconfig: write_kubeconfig(&dir, self.api.url()),
             dir,
             child: None,
         }

@@ -13,13 +13,7 @@ use std::time::{Duration, Instant};
 /// A kubeconfig pointing at a closed port: the client is built (no connection is made before
 /// the checkpoint is checked), the watchers then retry in the background.
 fn kubeconfig(dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:1\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user: {}\n",
-    )
-    .expect("write kubeconfig");
-    path
+    jobcarbon_testkit::kube_api::write_kubeconfig(dir, "http://127.0.0.1:1")
 }
 
 fn setup() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
