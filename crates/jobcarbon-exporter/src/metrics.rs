@@ -1,16 +1,17 @@
 //! `/metrics`: every family of DESIGN §8 and the self-metrics, built from the ledger view at
 //! scrape time by a prometheus-client [`Collector`]. Counters get `_total` from the encoder.
 
-use jobcarbon_core::{Component, Joules, Term, Terms, UnallocatedReason};
+use jobcarbon_core::{Component, Phase, Term, Terms, UnallocatedReason, WorkloadRef};
 use jobcarbon_ledger::DurabilityStatus;
 use jobcarbon_ledger::durable::wall_clock_now;
 use jobcarbon_ledger::view::LedgerView;
+use jobcarbon_ledger::state::{ComponentEnergy, TotalsKey};
 use jobcarbon_ledger::{LedgerState, SharedView};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// Horizons of `jobcarbon_grid_intensity_forecast_grams_per_kwh`.
@@ -89,40 +90,83 @@ pub fn encode_metrics(view: &SharedView, format: Format) -> Result<String, fmt::
     Ok(out)
 }
 
-/// A workload series: one pod, or a roll-up of finished pods (`pod=""`).
+/// A workload series: a workload (default), or with pod series one pod or the roll-up of a
+/// workload's finished pods (no `pod` label).
 struct Series<'a> {
     namespace: &'a str,
     workload: &'a str,
-    pod: &'a str,
-    phase: &'a str,
+    pod: Option<&'a str>,
+    phase: &'static str,
     product: &'a str,
-    energy: &'a BTreeMap<Component, Joules>,
-    estimated: &'a std::collections::BTreeSet<Component>,
-    carbon: &'a Terms,
+    energy: [f64; Component::ALL.len()],
+    estimated: [bool; Component::ALL.len()],
+    carbon: Terms,
 }
 
-fn workload_series(state: &LedgerState) -> Vec<Series<'_>> {
-    let pods = state.pods.iter().map(|(key, a)| Series {
-        namespace: &key.namespace,
-        workload: &a.workload.workload,
-        pod: &key.pod,
-        phase: a.phase.as_str(),
-        product: a.product.as_deref().unwrap_or(""),
-        energy: &a.energy,
-        estimated: &a.estimated,
-        carbon: &a.carbon,
-    });
-    let rollups = state.rolled_up.iter().map(|(key, r)| Series {
-        namespace: &key.workload.namespace,
-        workload: &key.workload.workload,
-        pod: "",
-        phase: key.phase.as_str(),
-        product: key.product.as_deref().unwrap_or(""),
-        energy: &r.energy,
-        estimated: &r.estimated,
-        carbon: &r.carbon,
-    });
-    pods.chain(rollups).collect()
+impl<'a> Series<'a> {
+    fn new(workload: &'a WorkloadRef, pod: Option<&'a str>, phase: Phase, product: &'a str) -> Self {
+        Self {
+            namespace: &workload.namespace,
+            workload: &workload.workload,
+            pod,
+            phase: phase.as_str(),
+            product,
+            energy: [0.0; Component::ALL.len()],
+            estimated: [false; Component::ALL.len()],
+            carbon: Terms::ZERO,
+        }
+    }
+
+    fn add(&mut self, energy: &ComponentEnergy, estimated: &BTreeSet<Component>, carbon: Terms) {
+        for (i, c) in Component::ALL.iter().enumerate() {
+            self.energy[i] += energy.get(c).map_or(0.0, |j| j.value());
+            self.estimated[i] |= estimated.contains(c);
+        }
+        self.carbon += carbon;
+    }
+
+    /// Samples of the three workload families; a series that has only ever been zero is not
+    /// exported (counters never go down, so zero now is zero always).
+    fn samples(&self) -> usize {
+        let energy = self.energy.iter().filter(|j| **j > 0.0).count();
+        let terms = Term::ALL
+            .iter()
+            .filter(|t| self.carbon[**t].value() > 0.0)
+            .count();
+        energy + terms + usize::from(self.carbon.asce().value() > 0.0)
+    }
+}
+
+/// The workload series of `state`: one per workload, phase and product; with `pods`, one per
+/// pod with an account and one per roll-up.
+fn workload_series(state: &LedgerState, pods: bool) -> Vec<Series<'_>> {
+    if pods {
+        let pods = state.pods.iter().map(|(key, a)| {
+            let mut s = Series::new(&a.workload, Some(&key.pod), a.phase, product(&a.product));
+            s.add(&a.energy, &a.estimated, a.carbon);
+            s
+        });
+        let rollups = state.rolled_up.iter().map(|(key, r)| {
+            let mut s = Series::new(&key.workload, None, key.phase, product(&key.product));
+            s.add(&r.energy, &r.estimated, r.carbon);
+            s
+        });
+        return pods.chain(rollups).collect();
+    }
+    let mut workloads: BTreeMap<(&WorkloadRef, Phase, &str), Series<'_>> = BTreeMap::new();
+    let accounts = state.pods.values().map(|a| (&a.workload, a.phase, &a.product, &a.energy, &a.estimated, a.carbon));
+    let rollups = state.rolled_up.iter().map(|(k, r)| (&k.workload, k.phase, &k.product, &r.energy, &r.estimated, r.carbon));
+    for (w, phase, p, energy, estimated, carbon) in accounts.chain(rollups) {
+        workloads
+            .entry((w, phase, product(p)))
+            .or_insert_with(|| Series::new(w, None, phase, product(p)))
+            .add(energy, estimated, carbon);
+    }
+    workloads.into_values().collect()
+}
+
+fn product(product: &Option<String>) -> &str {
+    product.as_deref().unwrap_or("")
 }
 
 fn counter(
@@ -154,13 +198,16 @@ fn gauge(
 }
 
 fn workload_labels(s: &Series<'_>) -> Vec<(&'static str, String)> {
-    vec![
+    let mut labels = vec![
         ("namespace", s.namespace.to_owned()),
         ("workload", s.workload.to_owned()),
-        ("pod", s.pod.to_owned()),
-        ("phase", s.phase.to_owned()),
-        ("product", s.product.to_owned()),
-    ]
+    ];
+    if let Some(pod) = s.pod {
+        labels.push(("pod", pod.to_owned()));
+    }
+    labels.push(("phase", s.phase.to_owned()));
+    labels.push(("product", s.product.to_owned()));
+    labels
 }
 
 fn with(
@@ -181,13 +228,15 @@ fn encode_view(view: &LedgerView, mut encoder: DescriptorEncoder) -> fmt::Result
     } else {
         &view.state
     };
-    let series = workload_series(state);
+    let series = workload_series(state, view.pod_series);
     encode_workloads(&series, &mut encoder)?;
+    encode_totals(state, &mut encoder)?;
     encode_products(state, &mut encoder)?;
     encode_regions(view, &mut encoder)?;
     encode_gaps(view, state, &mut encoder)?;
     encode_self_reads(view, &mut encoder)?;
-    encode_self_books(state, series.len(), &mut encoder)?;
+    let exported = series.iter().map(Series::samples).sum();
+    encode_self_books(state, exported, &mut encoder)?;
     encode_durability(&view.durability, &mut encoder)
 }
 
@@ -196,23 +245,21 @@ fn encode_workloads(series: &[Series<'_>], encoder: &mut DescriptorEncoder) -> f
     counter(
         encoder,
         "jobcarbon_workload_energy_joules",
-        "Energy of a workload pod (idle_share: its share of node idle energy), J; source=\"estimated\" where no meter measured it (CCF model, GPU utilisation x TDP).",
+        "Energy of a workload (idle_share: its share of node idle energy), J; source=\"estimated\" where no meter measured it (CCF model, GPU utilisation x TDP).",
         series.iter().flat_map(|s| {
-            Component::ALL.into_iter().map(move |c| {
+            Component::ALL.into_iter().enumerate().filter(|(i, _)| s.energy[*i] > 0.0).map(move |(i, c)| {
                 let labels = with(workload_labels(s), "component", c.as_str());
-                (
-                    with(labels, "source", crate::source_of(s.estimated, c)),
-                    s.energy.get(&c).map(|j| j.value()).unwrap_or(0.0),
-                )
+                let source = if s.estimated[i] { "estimated" } else { "measured" };
+                (with(labels, "source", source), s.energy[i])
             })
         }),
     )?;
     counter(
         encoder,
         "jobcarbon_workload_carbon_grams",
-        "Carbon of a workload pod by ASCe term, gCO2e; JSC, ASC, JSCe and ASCe are sums of terms.",
+        "Carbon of a workload by ASCe term, gCO2e; JSC, ASC, JSCe and ASCe are sums of terms.",
         series.iter().flat_map(|s| {
-            Term::ALL.into_iter().map(move |t| {
+            Term::ALL.into_iter().filter(|t| s.carbon[*t].value() > 0.0).map(move |t| {
                 (
                     with(workload_labels(s), "term", t.as_str()),
                     s.carbon[t].value(),
@@ -223,10 +270,46 @@ fn encode_workloads(series: &[Series<'_>], encoder: &mut DescriptorEncoder) -> f
     counter(
         encoder,
         "jobcarbon_workload_asce_grams",
-        "Expanded amortized sustainability cost (ASCe) of a workload pod: the sum of its terms, gCO2e.",
+        "Expanded amortized sustainability cost (ASCe) of a workload: the sum of its terms, gCO2e.",
         series
             .iter()
+            .filter(|s| s.carbon.asce().value() > 0.0)
             .map(|s| (workload_labels(s), s.carbon.asce().value())),
+    )
+}
+
+/// The totals family: everything ever booked to workloads by namespace, phase and product,
+/// including workloads whose series have stopped. Sum this, not the workload series, for
+/// cluster, namespace, phase, product or term totals.
+fn encode_totals(state: &LedgerState, encoder: &mut DescriptorEncoder) -> fmt::Result {
+    let labels = |k: &TotalsKey| {
+        vec![
+            ("namespace", k.namespace.clone()),
+            ("phase", k.phase.as_str().to_owned()),
+            ("product", product(&k.product).to_owned()),
+        ]
+    };
+    counter(
+        encoder,
+        "jobcarbon_energy_joules",
+        "Energy booked to all workloads by namespace, phase, product and component (workloads whose series stopped included), J.",
+        state.totals.iter().flat_map(|(k, b)| {
+            b.energy
+                .iter()
+                .filter(|(_, j)| j.value() > 0.0)
+                .map(move |(c, j)| (with(labels(k), "component", c.as_str()), j.value()))
+        }),
+    )?;
+    counter(
+        encoder,
+        "jobcarbon_carbon_grams",
+        "Carbon booked to all workloads by namespace, phase, product and ASCe term (workloads whose series stopped included), gCO2e.",
+        state.totals.iter().flat_map(|(k, b)| {
+            Term::ALL
+                .into_iter()
+                .filter(|t| b.carbon[*t].value() > 0.0)
+                .map(move |t| (with(labels(k), "term", t.as_str()), b.carbon[t].value()))
+        }),
     )
 }
 
@@ -431,17 +514,22 @@ fn encode_self_books(
             ),
         ],
     )?;
-    let per_series = Component::ALL.len() + Term::ALL.len() + 1;
     gauge(
         encoder,
         "jobcarbon_series",
-        "Workload series exported (pods and roll-ups, over all workload families).",
-        [(Vec::new(), (series * per_series) as f64)],
+        "Workload series exported, over the three workload families (series that have only ever been zero are not exported).",
+        [(Vec::new(), series as f64)],
+    )?;
+    counter(
+        encoder,
+        "jobcarbon_workloads_retired",
+        "Workloads whose series stopped because none of their pods is left (their grams stay in jobcarbon_carbon_grams_total).",
+        [(Vec::new(), state.retired.workloads as f64)],
     )?;
     counter(
         encoder,
         "jobcarbon_series_dropped",
-        "Pods that got no series of their own because of the series cap (booked into their workload's roll-up).",
+        "Pods that got no account of their own because of the series cap (booked into their workload's roll-up).",
         [(Vec::new(), state.series_dropped as f64)],
     )
 }

@@ -550,6 +550,10 @@ pub struct ExporterConfig {
     /// At most this many pods get their own series; the rest are rolled up at once.
     #[serde(default = "default_max_pod_series")]
     pub max_pod_series: usize,
+    /// One workload series per pod instead of one per workload (per-pod detail is always in
+    /// the JSON API). Off by default: 100k single-pod Jobs would be ~1M series.
+    #[serde(default)]
+    pub pod_series: bool,
     /// `exporter.auth`: who may read the surface (off by default).
     #[serde(default)]
     pub auth: AuthConfig,
@@ -586,6 +590,7 @@ impl Default for ExporterConfig {
         Self {
             grace_period: ten_minutes(),
             max_pod_series: default_max_pod_series(),
+            pod_series: false,
             auth: AuthConfig::default(),
             tls: None,
         }
@@ -1011,6 +1016,7 @@ impl Config {
             inference_window: self.inference.window.0,
             grace_period: self.exporter.grace_period.0,
             max_pod_series: self.exporter.max_pod_series,
+            pod_series: self.exporter.pod_series,
             counter_retention: self.energy.counter_retention.0,
             estimation: self.estimation_settings(),
         }

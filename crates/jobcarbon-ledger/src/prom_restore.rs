@@ -15,7 +15,7 @@
 //! period), pods' nodes and platform flags (taken from the cluster at the next interval).
 
 use crate::epc::EpcParts;
-use crate::state::{LedgerState, PodAccount, ProductAccount, RollupKey};
+use crate::state::{Booked, LedgerState, PodAccount, ProductAccount, RollupKey, TotalsKey};
 use jobcarbon_core::{
     Component, Grams, Joules, Phase, PodKey, ProductType, Seconds, Term, Terms, UnallocatedReason,
     WorkloadRef,
@@ -33,9 +33,12 @@ pub const POOL: &str = "jobcarbon_retraining_pool_grams";
 pub const REQUESTS: &str = "jobcarbon_inference_requests_total";
 pub const GPU: &str = "jobcarbon_gpu_energy_joules_total";
 pub const DROPPED: &str = "jobcarbon_series_dropped_total";
+pub const TOTAL_ENERGY: &str = "jobcarbon_energy_joules_total";
+pub const TOTAL_CARBON: &str = "jobcarbon_carbon_grams_total";
+pub const RETIRED: &str = "jobcarbon_workloads_retired_total";
 
 /// Every family the restore reads.
-pub const FAMILIES: [&str; 9] = [
+pub const FAMILIES: [&str; 12] = [
     LAST_INTERVAL,
     ENERGY,
     CARBON,
@@ -45,6 +48,9 @@ pub const FAMILIES: [&str; 9] = [
     REQUESTS,
     GPU,
     DROPPED,
+    TOTAL_ENERGY,
+    TOTAL_CARBON,
+    RETIRED,
 ];
 
 /// What the exposition cannot give back (for the log and `jobcarbon_state_restored_info`).
@@ -377,16 +383,110 @@ pub fn state_from_exported(exported: &Exported, ctx: &RestoreContext) -> Option<
     }
     state.gpu_energy.measured = Joules(gpu.get("measured").copied().unwrap_or(0.0));
     state.gpu_energy.unmapped = Joules(gpu.get("unmapped").copied().unwrap_or(0.0));
-    state.series_dropped = family(exported, DROPPED)
-        .iter()
-        .map(|s| s.value)
-        .filter(|v| v.is_finite() && *v >= 0.0)
-        .fold(0.0, f64::max) as u64;
+    state.series_dropped = largest(family(exported, DROPPED)) as u64;
+    restore_totals(exported, &mut state, &mut skipped);
     Some(Restored {
         state,
         last_booked,
         skipped,
     })
+}
+
+/// The largest finite, non-negative value of a one-series family (0 without one).
+fn largest(samples: &[PromSample]) -> f64 {
+    samples
+        .iter()
+        .map(|s| s.value)
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .fold(0.0, f64::max)
+}
+
+/// The totals family, and what of it no restored workload series holds: the retired
+/// workloads. An exposition without the family (an older ledger) gives the workloads' sums.
+fn restore_totals(exported: &Exported, state: &mut LedgerState, skipped: &mut Vec<String>) {
+    let key = |s: &PromSample| {
+        Some(TotalsKey {
+            namespace: s.label("namespace")?.to_owned(),
+            phase: phase(s.label("phase")?)?,
+            product: s.label("product").filter(|p| !p.is_empty()).map(str::to_owned),
+        })
+    };
+    let mut energy: BTreeMap<(TotalsKey, Component), f64> = BTreeMap::new();
+    for s in family(exported, TOTAL_ENERGY) {
+        let c = s.label("component").and_then(|c| parse(&Component::ALL, Component::as_str, c));
+        match (key(s), c) {
+            (Some(k), Some(c)) => keep_max(&mut energy, (k, c), s.value),
+            _ => skipped.push(describe(TOTAL_ENERGY, s)),
+        }
+    }
+    let mut carbon: BTreeMap<(TotalsKey, Term), f64> = BTreeMap::new();
+    for s in family(exported, TOTAL_CARBON) {
+        let t = s.label("term").and_then(|t| parse(&Term::ALL, Term::as_str, t));
+        match (key(s), t) {
+            (Some(k), Some(t)) => keep_max(&mut carbon, (k, t), s.value),
+            _ => skipped.push(describe(TOTAL_CARBON, s)),
+        }
+    }
+    let workloads = workload_totals(state);
+    if energy.is_empty() && carbon.is_empty() {
+        state.totals = workloads;
+        return;
+    }
+    for ((k, c), j) in energy {
+        state.totals.entry(k).or_default().energy.insert(c, Joules(j));
+    }
+    for ((k, t), g) in carbon {
+        state.totals.entry(k).or_default().carbon[t] = Grams(g);
+    }
+    state.retired.workloads = largest(family(exported, RETIRED)) as u64;
+    state.retired.books = retired_books(&state.totals, &workloads);
+}
+
+/// The restored pods' and roll-ups' books by the totals' labels.
+fn workload_totals(state: &LedgerState) -> BTreeMap<TotalsKey, Booked> {
+    let mut totals: BTreeMap<TotalsKey, Booked> = BTreeMap::new();
+    let pods = state.pods.iter().map(|(k, a)| {
+        (&k.namespace, a.phase, &a.product, &a.energy, a.carbon)
+    });
+    let rollups = state.rolled_up.iter().map(|(k, r)| {
+        (&k.workload.namespace, k.phase, &k.product, &r.energy, r.carbon)
+    });
+    for (namespace, phase, product, energy, carbon) in pods.chain(rollups) {
+        let key = TotalsKey {
+            namespace: namespace.clone(),
+            phase,
+            product: product.clone(),
+        };
+        totals.entry(key).or_default().add(Some(energy), carbon);
+    }
+    totals
+}
+
+/// Totals minus what the workloads hold, by component and term (never below zero).
+fn retired_books(
+    totals: &BTreeMap<TotalsKey, Booked>,
+    workloads: &BTreeMap<TotalsKey, Booked>,
+) -> Booked {
+    let sum = |books: &BTreeMap<TotalsKey, Booked>| {
+        let mut all = Booked::default();
+        for b in books.values() {
+            all.add(Some(&b.energy), b.carbon);
+        }
+        all
+    };
+    let (total, held) = (sum(totals), sum(workloads));
+    let mut retired = Booked::default();
+    for (c, j) in &total.energy {
+        let held = held.energy.get(c).copied().unwrap_or(Joules::ZERO);
+        let left = (*j - held).value().max(0.0);
+        if left > 0.0 {
+            retired.energy.insert(*c, Joules(left));
+        }
+    }
+    for t in Term::ALL {
+        retired.carbon[t] = (total.carbon[t] - held.carbon[t]).non_negative();
+    }
+    retired
 }
 
 /// A PromQL string literal.

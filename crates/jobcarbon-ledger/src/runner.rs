@@ -93,6 +93,9 @@ impl Ledger {
         request_queries: BTreeMap<String, RequestQuery>,
         view: SharedView,
     ) -> Self {
+        if let Ok(mut v) = view.write() {
+            v.pod_series = settings.pod_series;
+        }
         Self {
             settings,
             sources,

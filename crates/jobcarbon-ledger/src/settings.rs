@@ -116,6 +116,9 @@ pub struct Settings {
     pub inference_window: Seconds,
     pub grace_period: Seconds,
     pub max_pod_series: usize,
+    /// Export one workload series per pod (`exporter.podSeries`), not per workload.
+    #[serde(default)]
+    pub pod_series: bool,
     /// Counter series unseen for longer are forgotten (`energy.counterRetention`).
     #[serde(default = "default_counter_retention")]
     pub counter_retention: Seconds,
@@ -190,6 +193,7 @@ impl Settings {
             inference_window: Seconds::from_hours(1.0),
             grace_period: Seconds::from_minutes(10.0),
             max_pod_series: 10_000,
+            pod_series: false,
             counter_retention: default_counter_retention(),
             estimation: EstimationSettings::default(),
         }

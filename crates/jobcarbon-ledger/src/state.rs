@@ -40,6 +40,46 @@ pub struct LedgerState {
     /// contain them.
     #[serde(default, with = "entries")]
     pub runs: BTreeMap<WorkloadRef, Vec<RunAccount>>,
+    /// Everything ever booked to pods, by namespace, phase and product: the bounded totals
+    /// family, added to as bookings happen (workload series come and go beside it).
+    #[serde(default, with = "entries")]
+    pub totals: BTreeMap<TotalsKey, Booked>,
+    /// Workloads whose series stopped: no pod of theirs is left (their grams stay in
+    /// [`LedgerState::totals`], their history in Prometheus).
+    #[serde(default)]
+    pub retired: Retired,
+}
+
+/// The labels of the totals family.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TotalsKey {
+    pub namespace: String,
+    pub phase: Phase,
+    pub product: Option<String>,
+}
+
+/// Energy by component and carbon by term.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Booked {
+    pub energy: ComponentEnergy,
+    pub carbon: Terms,
+}
+
+impl Booked {
+    /// Adds `energy` and `carbon` to these books.
+    pub fn add(&mut self, energy: Option<&ComponentEnergy>, carbon: Terms) {
+        for (c, j) in energy.into_iter().flatten() {
+            *self.energy.entry(*c).or_insert(Joules::ZERO) += *j;
+        }
+        self.carbon += carbon;
+    }
+}
+
+/// What the retired workloads had booked, and how many there were.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Retired {
+    pub workloads: u64,
+    pub books: Booked,
 }
 
 /// Runs kept per workload: a daily CronJob shows its last three weeks.
@@ -97,6 +137,21 @@ pub struct GpuEnergy {
 impl LedgerState {
     pub fn is_ready(&self) -> bool {
         self.intervals_booked > 0
+    }
+
+    /// Carbon held by pod accounts, roll-ups and retired workloads: always the totals'.
+    pub fn booked_to_workloads(&self) -> Grams {
+        self.pods
+            .values()
+            .map(|p| p.carbon.asce())
+            .chain(self.rolled_up.values().map(|r| r.carbon.asce()))
+            .chain(std::iter::once(self.retired.books.carbon.asce()))
+            .sum()
+    }
+
+    /// Carbon of the totals family.
+    pub fn totals_carbon(&self) -> Grams {
+        self.totals.values().map(|b| b.carbon.asce()).sum()
     }
 }
 
@@ -357,5 +412,7 @@ mod tests {
             "products":{},"unallocated":{},"series_dropped":0}"#;
         let back: LedgerState = serde_json::from_str(old).unwrap();
         assert!(back.runs.is_empty());
+        assert!(back.totals.is_empty());
+        assert_eq!(back.retired, Retired::default());
     }
 }

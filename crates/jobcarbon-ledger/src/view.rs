@@ -29,6 +29,8 @@ pub struct LedgerView {
     /// The identity label value (`<namespace>/<release>`) on every exported series; `None`
     /// (the demo): no label.
     pub identity: Option<String>,
+    /// Per-pod workload series (`exporter.podSeries`) instead of one per workload.
+    pub pod_series: bool,
     /// Request reads by product.
     pub requests: BTreeMap<String, crate::requests::RequestStatus>,
     /// Each product's parents (models it derives from, datasets it was trained on), as the

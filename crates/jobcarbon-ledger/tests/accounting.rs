@@ -10,6 +10,7 @@ use jobcarbon_core::{
     Seconds, Term, UnallocatedReason, WorkloadRef,
 };
 use jobcarbon_ledger::settings::SystemDef;
+use jobcarbon_ledger::state::TotalsKey;
 use jobcarbon_ledger::{
     Account, Conditions, IdlePolicy, IntervalInput, IntervalReport, LedgerState, PlatformSplit,
     Settings, Stage, book_interval, book_interval_traced,
@@ -456,9 +457,18 @@ fn finished_pods_roll_up_after_the_grace_period_and_the_cap_rolls_up_the_rest() 
     };
     let (s3, _) = book_interval(&s2, &settings, &later);
     assert!(s3.pods.is_empty());
-    let total: f64 = s3.rolled_up.values().map(|r| r.carbon.asce().value()).sum();
-    assert!(close(total, 3.0));
-    assert_eq!(s3.rolled_up.values().map(|r| r.pods).sum::<u64>(), 2);
+    // No pod of the workload is left: its roll-up is retired (its series stop) and its grams
+    // stay in the totals family.
+    assert!(s3.rolled_up.is_empty());
+    assert_eq!(s3.retired.workloads, 1);
+    assert!(close(s3.retired.books.carbon.asce().value(), 3.0));
+    assert!(close(s3.totals_carbon().value(), 3.0));
+    let totals = &s3.totals[&TotalsKey {
+        namespace: "ml".into(),
+        phase: Phase::Training,
+        product: None,
+    }];
+    assert!(close(totals.energy[&Component::Cpu].value(), 3000.0));
 }
 
 #[test]
@@ -692,13 +702,9 @@ fn world_energy(deltas: &[(usize, usize, f64)]) -> Vec<EnergyDelta> {
         .collect()
 }
 
+/// Carbon held by pod accounts, roll-ups and retired workloads.
 fn state_total(state: &LedgerState) -> f64 {
-    state
-        .pods
-        .values()
-        .map(|p| p.carbon.asce().value())
-        .chain(state.rolled_up.values().map(|r| r.carbon.asce().value()))
-        .sum()
+    state.booked_to_workloads().value()
 }
 
 proptest! {
@@ -742,6 +748,9 @@ proptest! {
             // Every per-pod term lands in the state (pod series or roll-ups): nothing lost.
             let added = state_total(&next) - state_total(&state);
             prop_assert!((added - pods).abs() <= 1e-9 * scale.max(state_total(&next)), "state grew {added}, pods {pods}");
+            // The totals family holds exactly what the workloads (live and retired) hold.
+            let totals = next.totals_carbon().value();
+            prop_assert!((totals - state_total(&next)).abs() <= 1e-9 * totals.max(1.0), "totals {totals} vs workloads {}", state_total(&next));
 
             // Nothing negative.
             prop_assert!(report.pod_terms.values().all(|t| t.iter().all(|(_, g)| g.value() >= -1e-9 * scale)));

@@ -105,6 +105,19 @@ impl<'a> Context<'a> {
             .then_some(PodInfo { facts, account })
     }
 
+    /// The phase and product the accounts stage books `key` under: the snapshot's, else its
+    /// account's, else its roll-up's (a pod over the series cap); `None` for an unknown pod.
+    pub fn labels(&self, key: &PodKey) -> Option<(Phase, Option<&'a str>)> {
+        if let Some(f) = self.facts.get(key) {
+            return Some((f.phase, f.product.as_deref()));
+        }
+        if let Some(a) = self.prev.pods.get(key) {
+            return Some((a.phase, a.product.as_deref()));
+        }
+        let rollup = &self.prev.overflow.get(key)?.rollup;
+        Some((rollup.phase, rollup.product.as_deref()))
+    }
+
     pub fn is_platform(&self, key: &PodKey) -> bool {
         self.info(key).is_some_and(|i| i.platform(self.settings))
     }

@@ -11,7 +11,9 @@
 //! 6. deposits: build jobs into their product's measured EPC, re-training into the model's pool;
 //! 7. inference: the model-EPC share and the drained re-training pool onto serving jobs;
 //! 8. request windows: inference carbon into per-request figures;
-//! 9. accounts: the interval into pod accounts, roll-ups and unallocated totals.
+//! 9. accounts: the interval into pod accounts, roll-ups and unallocated totals; the same
+//!    grams into the totals family by namespace, phase and product, and the roll-ups of
+//!    workloads with no pod left retired (their series stop; the totals keep their grams).
 //!
 //! All splitting goes through `jobcarbon_core::allocation`, and two [`Books`] record every gram:
 //! `emissions` (new carbon of the interval) and `transfers` (carbon moved from the platform,
@@ -30,6 +32,7 @@ mod flow;
 mod pods;
 mod products;
 mod taxes;
+mod totals;
 
 pub use flow::{Flow, STAGE_TOLERANCE, Stage, StageFlow};
 
@@ -137,7 +140,9 @@ fn book(
     products::deposits(&ctx, &mut acc);
     products::inference(&ctx, &mut acc);
     products::request_windows(&ctx, &mut acc);
+    totals::add(&ctx, &mut acc);
     pods::accounts(&ctx, &mut acc);
+    totals::retire_finished_workloads(&mut acc.next);
     let report = IntervalReport {
         at: input.at,
         duration: ctx.duration,

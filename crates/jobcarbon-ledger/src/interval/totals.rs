@@ -1,0 +1,77 @@
+//! The totals family and the end of a workload's series.
+//!
+//! Totals: every gram and joule the accounts stage gives a pod is also added, as it is booked,
+//! to one low-cardinality family by namespace, phase and product. Dashboards sum it without
+//! double counting while workload series come and go.
+//!
+//! Retirement: a workload whose pods are all gone (rolled up after the grace period, or
+//! forgotten over the series cap) leaves its roll-up for [`LedgerState::retired`]: its series
+//! stop, so `/metrics` is bounded by what runs, not by what ever ran.
+
+use super::context::Context;
+use super::flow::Accumulator;
+use crate::state::{Booked, LedgerState, RollupKey, TotalsKey};
+use jobcarbon_core::{Phase, PodKey, Terms, WorkloadRef};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+type Labels<'a> = (&'a str, Phase, Option<&'a str>);
+
+/// Adds the interval's pod energy and terms to the totals, by the labels the accounts stage
+/// books them under. Runs before it (a pod rolled up in this interval is still known).
+pub(super) fn add(ctx: &Context<'_>, acc: &mut Accumulator) {
+    let mut interval: BTreeMap<Labels<'_>, Booked> = BTreeMap::new();
+    let keys: BTreeSet<&PodKey> = acc.energy.keys().chain(acc.own.keys()).collect();
+    for key in keys {
+        let Some((phase, product)) = ctx.labels(key) else {
+            continue;
+        };
+        let terms = acc.own.get(key).copied().unwrap_or(Terms::ZERO);
+        interval
+            .entry((key.namespace.as_str(), phase, product))
+            .or_default()
+            .add(acc.energy.get(key), terms);
+    }
+    for ((namespace, phase, product), booked) in interval {
+        let key = TotalsKey {
+            namespace: namespace.to_owned(),
+            phase,
+            product: product.map(str::to_owned),
+        };
+        acc.next
+            .totals
+            .entry(key)
+            .or_default()
+            .add(Some(&booked.energy), booked.carbon);
+    }
+}
+
+/// Moves the roll-ups of workloads with no pod left (neither with an account nor over the
+/// series cap) into [`LedgerState::retired`].
+pub(super) fn retire_finished_workloads(next: &mut LedgerState) {
+    if next.rolled_up.is_empty() {
+        return;
+    }
+    let gone: Vec<RollupKey> = {
+        let live: HashSet<(&WorkloadRef, Phase, Option<&str>)> = next
+            .pods
+            .values()
+            .map(|a| (&a.workload, a.phase, a.product.as_deref()))
+            .chain(next.overflow.values().map(|o| {
+                let r = &o.rollup;
+                (&r.workload, r.phase, r.product.as_deref())
+            }))
+            .collect();
+        next.rolled_up
+            .keys()
+            .filter(|k| !live.contains(&(&k.workload, k.phase, k.product.as_deref())))
+            .cloned()
+            .collect()
+    };
+    for key in gone {
+        if let Some(rollup) = next.rolled_up.remove(&key) {
+            next.retired.workloads += 1;
+            next.retired.books.add(Some(&rollup.energy), rollup.carbon);
+        }
+    }
+}
+
