@@ -139,6 +139,9 @@ fn exposition_has_the_design_names_and_asce_is_the_sum_of_terms() {
         "jobcarbon_tracked_pods",
         "jobcarbon_series",
         "jobcarbon_series_dropped_total",
+        "jobcarbon_energy_joules_total",
+        "jobcarbon_carbon_grams_total",
+        "jobcarbon_workloads_retired_total",
     ] {
         assert!(
             text.lines().any(|l| l.starts_with(family)),
@@ -155,7 +158,9 @@ fn exposition_has_the_design_names_and_asce_is_the_sum_of_terms() {
     let mut terms: BTreeMap<String, f64> = BTreeMap::new();
     let mut asce: BTreeMap<String, f64> = BTreeMap::new();
     for (name, labels, value) in &samples {
-        let key = || format!("{}/{}", labels["workload"], labels["pod"]);
+        // Workload series by default: no pod label.
+        assert!(!labels.contains_key("pod"), "{name}{labels:?}");
+        let key = || format!("{}/{}", labels["workload"], labels["phase"]);
         match name.as_str() {
             "jobcarbon_workload_carbon_grams_total" => *terms.entry(key()).or_default() += value,
             "jobcarbon_workload_asce_grams_total" => {
@@ -191,6 +196,45 @@ fn exposition_has_the_design_names_and_asce_is_the_sum_of_terms() {
         .map(|(_, _, v)| *v)
         .unwrap();
     assert!((operational - 6e5 * 1.2 * 400.0 / 3.6e6).abs() < 1e-9);
+
+    // The totals family holds what the workload series hold, by namespace, phase and term.
+    let total: f64 = samples
+        .iter()
+        .filter(|(n, _, _)| n == "jobcarbon_carbon_grams_total")
+        .map(|(_, _, v)| v)
+        .sum();
+    let workloads: f64 = asce.values().sum();
+    assert!((total - workloads).abs() <= 1e-9 * total, "{total} vs {workloads}");
+    // Never a series that has only ever been zero.
+    for (name, labels, value) in &samples {
+        if name.starts_with("jobcarbon_workload_") || name == "jobcarbon_carbon_grams_total" {
+            assert!(*value > 0.0, "{name}{labels:?} is zero");
+        }
+    }
+}
+
+#[test]
+fn pod_series_are_an_option() {
+    let mut view = booked_view();
+    view.pod_series = true;
+    let shared = std::sync::Arc::new(std::sync::RwLock::new(view));
+    let text = encode_metrics(&shared, Format::OpenMetrics).unwrap();
+    let pods: std::collections::BTreeSet<String> = samples(&text)
+        .into_iter()
+        .filter(|(n, _, _)| n == "jobcarbon_workload_asce_grams_total")
+        .map(|(_, l, _)| l["pod"].clone())
+        .collect();
+    assert_eq!(pods.len(), 2, "{text}");
+    let series: f64 = samples(&text)
+        .iter()
+        .find(|(n, _, _)| n == "jobcarbon_series")
+        .map(|(_, _, v)| *v)
+        .unwrap();
+    let exported = samples(&text)
+        .iter()
+        .filter(|(n, _, _)| n.starts_with("jobcarbon_workload_"))
+        .count();
+    assert_eq!(series, exported as f64);
 }
 
 #[test]
