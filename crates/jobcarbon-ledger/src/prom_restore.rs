@@ -663,6 +663,33 @@ mod tests {
     }
 
     #[test]
+    fn the_totals_family_restores_retired_workloads() {
+        // Without the family (an older ledger): the totals are the workloads' sums.
+        let r = state_from_exported(&exported(), &RestoreContext::default()).unwrap();
+        assert_eq!(r.state.totals_carbon(), Grams(3.5));
+        assert_eq!(r.state.retired, crate::state::Retired::default());
+        // With it: what no workload series holds is the retired workloads'.
+        let mut e = exported();
+        let total = |term: &'static str, value| {
+            sample(
+                &[("namespace", "ml"), ("phase", "training"), ("product", "bert"), ("term", term)],
+                value,
+            )
+        };
+        e.insert(
+            TOTAL_CARBON.into(),
+            vec![total("operational", 5.0), total("embodied_system", 0.5)],
+        );
+        e.insert(RETIRED.into(), vec![sample(&[], 4.0)]);
+        let r = state_from_exported(&e, &RestoreContext::default()).unwrap();
+        assert_eq!(r.state.totals_carbon(), Grams(5.5));
+        assert_eq!(r.state.retired.workloads, 4);
+        assert_eq!(r.state.retired.books.carbon[Term::Operational], Grams(2.0));
+        assert_eq!(r.state.retired.books.carbon[Term::EmbodiedSystem], Grams::ZERO);
+        assert_eq!(r.state.booked_to_workloads(), r.state.totals_carbon());
+    }
+
+    #[test]
     fn the_ledgers_own_pod_label_marks_a_rollup() {
         // Without honor_labels a roll-up's empty `pod` is replaced by the scraped pod's name.
         let mut e = exported();

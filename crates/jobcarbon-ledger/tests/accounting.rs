@@ -7,7 +7,7 @@
 use jobcarbon_core::{
     ClusterSnapshot, Component, EnergyDelta, EnergyOwner, Grams, GramsPerKwh, GramsPerSecond,
     Joules, NodeFacts, Phase, PodFacts, PodKey, ProductDef, ProductType, Pue, RetrainingPolicy,
-    Seconds, Term, UnallocatedReason, WorkloadRef,
+    Seconds, Term, Terms, UnallocatedReason, WorkloadRef,
 };
 use jobcarbon_ledger::settings::SystemDef;
 use jobcarbon_ledger::state::TotalsKey;
@@ -469,6 +469,47 @@ fn finished_pods_roll_up_after_the_grace_period_and_the_cap_rolls_up_the_rest() 
         product: None,
     }];
     assert!(close(totals.energy[&Component::Cpu].value(), 3000.0));
+}
+
+#[test]
+fn a_workload_retires_when_its_pods_are_done_even_if_the_api_still_lists_them() {
+    // A completed Job's pod stays in the API (no TTL); a Deployment keeps running. After the
+    // grace period the Job's series stop, the Deployment's do not, and the totals keep both.
+    let mut settings = Settings::simple(Pue(1.0), GramsPerKwh(3600.0));
+    settings.grace_period = Seconds(60.0);
+    let job = pod("ml", "job-0", "once", Phase::Training, None);
+    let serve = pod("ml", "serve-0", "serve", Phase::Inference, None).workload("Deployment", "serve");
+    let nodes = vec![node("n1")];
+    let snapshot = |job: &PodFacts| ClusterSnapshot {
+        pods: vec![job.clone(), serve.clone()],
+        nodes: nodes.clone(),
+        ..Default::default()
+    };
+    let (mut state, _) = one_interval(
+        &settings,
+        snapshot(&job),
+        vec![energy(&job, Component::Cpu, 1000.0), energy(&serve, Component::Cpu, 500.0)],
+        30.0,
+        1.0,
+        3600.0,
+    );
+    let done = job.clone().running(false);
+    for at in [60.0, 90.0, 130.0, 160.0] {
+        let input = IntervalInput {
+            at: Seconds(at),
+            snapshot: snapshot(&done),
+            conditions: conditions(&settings, 1.0, 3600.0),
+            ..Default::default()
+        };
+        state = book_interval(&state, &settings, &input).0;
+    }
+    assert_eq!(state.retired.workloads, 1);
+    assert!(close(state.retired.books.carbon.asce().value(), 1.0));
+    assert!(state.rolled_up.is_empty());
+    // The still-listed pod has an empty account of its own again; the Deployment is live.
+    assert_eq!(state.pods[&job.key].carbon, Terms::ZERO);
+    assert!(close(state.pods[&serve.key].carbon.asce().value(), 0.5));
+    assert!(close(state.totals_carbon().value(), 1.5));
 }
 
 #[test]

@@ -10,7 +10,7 @@
 
 use super::context::Context;
 use super::flow::Accumulator;
-use crate::state::{Booked, LedgerState, RollupKey, TotalsKey};
+use crate::state::{Booked, LedgerState, PodAccount, RollupKey, TotalsKey};
 use jobcarbon_core::{Phase, PodKey, Terms, WorkloadRef};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -45,8 +45,10 @@ pub(super) fn add(ctx: &Context<'_>, acc: &mut Accumulator) {
     }
 }
 
-/// Moves the roll-ups of workloads with no pod left (neither with an account nor over the
-/// series cap) into [`LedgerState::retired`].
+/// Moves the roll-ups of workloads with no pod left into [`LedgerState::retired`]. A pod keeps
+/// its workload live while it runs, within its grace period, with books of its own, or over
+/// the series cap; a finished pod the API still lists (a completed Job's pod) gets a new,
+/// empty account once its books are rolled up, and that does not keep the workload live.
 pub(super) fn retire_finished_workloads(next: &mut LedgerState) {
     if next.rolled_up.is_empty() {
         return;
@@ -55,6 +57,7 @@ pub(super) fn retire_finished_workloads(next: &mut LedgerState) {
         let live: HashSet<(&WorkloadRef, Phase, Option<&str>)> = next
             .pods
             .values()
+            .filter(|a| a.running || a.finished_at.is_some() || has_books(a))
             .map(|a| (&a.workload, a.phase, a.product.as_deref()))
             .chain(next.overflow.values().map(|o| {
                 let r = &o.rollup;
@@ -75,3 +78,7 @@ pub(super) fn retire_finished_workloads(next: &mut LedgerState) {
     }
 }
 
+
+fn has_books(account: &PodAccount) -> bool {
+    !account.energy.is_empty() || account.carbon != Terms::ZERO
+}
