@@ -5,7 +5,7 @@ use crate::simulation::{EPOCH, SimDcgm, SimEstimated, SimKepler, SimMetrics, Sim
 use anyhow::Context;
 use jobcarbon_core::Seconds;
 use jobcarbon_ledger::view::LedgerView;
-use jobcarbon_ledger::{Config, Ledger, LedgerState, Sources};
+use jobcarbon_ledger::{Config, Ledger, LedgerState, SharedView, Sources};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -49,26 +49,8 @@ async fn demo(args: Args) -> anyhow::Result<()> {
     if !(args.speed.is_finite() && args.speed > 0.0) {
         anyhow::bail!("--speed must be a positive number, got {}", args.speed);
     }
-    let config = Config::parse(DEMO_CONFIG, "built-in demo config")
-        .context("the built-in demo config is invalid")?;
-    let settings = config.settings();
-    let interval = settings.interval;
     let view = LedgerView::shared();
-    let mut ledger = Ledger::new(
-        settings,
-        Sources {
-            energy: vec![
-                Box::new(SimKepler),
-                Box::new(SimDcgm),
-                Box::new(SimEstimated),
-            ],
-            metrics: Some(Box::new(SimMetrics)),
-            cluster: Box::new(Simulation),
-        },
-        config.product_defs(),
-        config.request_queries(),
-        view.clone(),
-    );
+    let (mut ledger, interval) = demo_ledger(view.clone())?;
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -117,6 +99,30 @@ async fn demo(args: Args) -> anyhow::Result<()> {
     }
     server.shutdown().await.context("the HTTP server failed")?;
     Ok(())
+}
+
+/// The real ledger over the simulated cluster, publishing into `view`, and its interval.
+fn demo_ledger(view: SharedView) -> anyhow::Result<(Ledger, Seconds)> {
+    let config = Config::parse(DEMO_CONFIG, "built-in demo config")
+        .context("the built-in demo config is invalid")?;
+    let settings = config.settings();
+    let interval = settings.interval;
+    let ledger = Ledger::new(
+        settings,
+        Sources {
+            energy: vec![
+                Box::new(SimKepler),
+                Box::new(SimDcgm),
+                Box::new(SimEstimated),
+            ],
+            metrics: Some(Box::new(SimMetrics)),
+            cluster: Box::new(Simulation),
+        },
+        config.product_defs(),
+        config.request_queries(),
+        view,
+    );
+    Ok((ledger, interval))
 }
 
 /// A short aligned table of per-workload ASCᵉ and per-inference grams.
@@ -190,4 +196,69 @@ pub fn table(state: &LedgerState, sim_seconds: f64) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jobcarbon_exporter::{Format, encode_metrics};
+
+    /// `(workload series, totals-family grams, retired workloads)` of the exposition.
+    fn exposition_figures(view: &SharedView) -> (usize, f64, f64) {
+        let text = encode_metrics(view, Format::PrometheusText).unwrap_or_default();
+        let value = |line: &str| {
+            line.rsplit_once(' ')
+                .and_then(|(_, v)| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("jobcarbon_workload_"))
+            .count();
+        let totals = text
+            .lines()
+            .filter(|l| l.starts_with("jobcarbon_carbon_grams_total{"))
+            .map(value)
+            .sum();
+        let retired = text
+            .lines()
+            .find(|l| l.starts_with("jobcarbon_workloads_retired_total"))
+            .map_or(0.0, value);
+        (series, totals, retired)
+    }
+
+    /// Soak: the demo's daily re-training Job must not add series day after day. Its series
+    /// stop after the grace period while its grams stay in the totals family.
+    #[tokio::test]
+    async fn series_are_bounded_by_what_runs_not_by_what_ever_ran() {
+        let view = LedgerView::shared();
+        let (mut ledger, interval) = demo_ledger(view.clone()).expect("demo config");
+        let per_day = (86_400.0 / interval.value()).round() as usize;
+        let days = 10;
+        let mut at_day_end = Vec::new();
+        for i in 0..days * per_day {
+            ledger
+                .run_interval(Seconds(EPOCH + i as f64 * interval.value()))
+                .await;
+            if (i + 1) % per_day == 0 {
+                at_day_end.push(exposition_figures(&view));
+            }
+        }
+        let (series, _, _) = at_day_end[1];
+        for (day, (s, _, _)) in at_day_end.iter().enumerate().skip(1) {
+            assert_eq!(*s, series, "day {day}: {at_day_end:?}");
+        }
+        for pair in at_day_end.windows(2) {
+            let ((_, grams_before, retired_before), (_, grams_after, retired_after)) =
+                (pair[0], pair[1]);
+            assert!(grams_after > grams_before, "{at_day_end:?}");
+            // One re-training Job a day finishes and retires.
+            assert_eq!(retired_after - retired_before, 1.0, "{at_day_end:?}");
+        }
+        // The totals family holds what the live and retired workloads hold.
+        let state = ledger.state();
+        let held = state.booked_to_workloads().value();
+        let totals = state.totals_carbon().value();
+        assert!((held - totals).abs() <= 1e-9 * totals, "{held} vs {totals}");
+    }
 }
