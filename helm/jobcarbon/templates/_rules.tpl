@@ -148,7 +148,7 @@ groups:
       {{- end }}{{ end }}
       {{- with $a.unallocatedShare }}{{ if .enabled }}
       - alert: JobcarbonUnallocatedCarbonHigh
-        # Share of the carbon that entered in the window (unallocated + workloads' own terms;
+        # Share of the carbon that entered in the window (unallocated + workloads' own terms from the totals family;
         # model_epc and retraining re-allocate carbon already counted, so they are left out).
         expr: |
           sum by ({{ $c }}) (increase(jobcarbon_unallocated_grams_total[{{ .window }}]))
@@ -156,7 +156,7 @@ groups:
           (
             sum by ({{ $c }}) (increase(jobcarbon_unallocated_grams_total[{{ .window }}]))
             + on ({{ $c }})
-            sum by ({{ $c }}) (increase(jobcarbon_workload_carbon_grams_total{term!~"model_epc|retraining"}[{{ .window }}]))
+            sum by ({{ $c }}) (increase(jobcarbon_carbon_grams_total{term!~"model_epc|retraining"}[{{ .window }}]))
           )
           > {{ .threshold }}
         for: {{ .for }}
