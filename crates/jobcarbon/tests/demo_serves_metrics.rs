@@ -196,10 +196,10 @@ fn demo_becomes_ready_and_serves_every_family() {
             .count()
     };
     assert!(
-        energy_lines("pod=\"prometheus-0\"", "estimated") > 0,
+        energy_lines("workload=\"StatefulSet/prometheus\"", "estimated") > 0,
         "{text}"
     );
-    assert_eq!(energy_lines("pod=\"prometheus-0\"", "measured"), 0);
+    assert_eq!(energy_lines("workload=\"StatefulSet/prometheus\"", "measured"), 0);
 
     // Prometheus asking for OpenMetrics gets it.
     let (status, om) = get(

@@ -175,7 +175,7 @@ fn metrics_say_which_energy_is_estimated(view: &jobcarbon_ledger::view::SharedVi
     assert!(
         text.lines()
             .any(|l| l.starts_with("jobcarbon_workload_energy_joules_total{")
-                && l.contains("pod=\"prep-shards-4kq8n\"")
+                && l.contains("workload=\"Job/prep-shards\"")
                 && l.contains("component=\"cpu\"")
                 && l.contains("source=\"estimated\"")),
         "{text}"
@@ -183,7 +183,7 @@ fn metrics_say_which_energy_is_estimated(view: &jobcarbon_ledger::view::SharedVi
     assert!(
         text.lines()
             .any(|l| l.starts_with("jobcarbon_workload_energy_joules_total{")
-                && l.contains("pod=\"bert-base-train-7x9kq\"")
+                && l.contains("workload=\"Job/bert-base-train\"")
                 && l.contains("component=\"cpu\"")
                 && l.contains("source=\"measured\"")),
         "{text}"

@@ -232,9 +232,9 @@ async fn ledger_books_real_prometheus_and_api_server_data_as_computed_by_hand() 
         let terms = value(
             &text,
             "jobcarbon_workload_carbon_grams_total",
-            &[("pod", &labels["pod"])],
+            &[("workload", &labels["workload"])],
         );
-        close(terms, asce, &labels["pod"]);
+        close(terms, asce, &labels["workload"]);
     }
     // The sources read fine.
     assert!(text.contains("jobcarbon_source_last_success_timestamp_seconds{source=\"kepler\"}"));
@@ -294,7 +294,8 @@ fn train_series_match(text: &str, hand: &ByHand) {
         train_asce,
         ..
     } = *hand;
-    let train_pod = ("pod", "bert-base-train-7x9kq");
+    // One pod per workload in the fixture: the workload series is the pod's.
+    let train_pod = ("workload", "Job/bert-base-train");
     for (component, joules) in ["cpu", "dram", "gpu"].iter().zip(TRAIN_JOULES) {
         close(
             value(
@@ -347,7 +348,7 @@ fn serve_and_product_series_match(text: &str, hand: &ByHand) {
         serve_asce,
         ..
     } = *hand;
-    let serve_pod = ("pod", "bert-base-serve-6d8f7b9c5d-k2m4x");
+    let serve_pod = ("workload", "Deployment/bert-base-serve");
     close(
         value(
             text,
@@ -391,17 +392,17 @@ fn serve_and_product_series_match(text: &str, hand: &ByHand) {
     );
 }
 
-/// The labels of `pod`'s ASCe series include `want`.
-fn assert_labels(text: &str, pod: &str, want: &[(&str, &str)]) {
+/// The labels of `workload`'s ASCe series include `want`.
+fn assert_labels(text: &str, workload: &str, want: &[(&str, &str)]) {
     let (labels, _) = samples(text, "jobcarbon_workload_asce_grams_total")
         .into_iter()
-        .find(|(l, _)| l.get("pod").map(String::as_str) == Some(pod))
-        .expect("the pod has its own series");
+        .find(|(l, _)| l.get("workload").map(String::as_str) == Some(workload))
+        .expect("the workload has its series");
     for (k, v) in want {
         assert_eq!(
             labels.get(*k).map(String::as_str),
             Some(*v),
-            "{pod} label {k}"
+            "{workload} label {k}"
         );
     }
 }
@@ -449,8 +450,8 @@ async fn a_pod_that_lived_only_in_the_gap_is_attributed_from_kube_state_metrics_
     }
 
     let text = encode_metrics(&view, Format::PrometheusText).unwrap();
-    let pod = ("pod", train_pod);
-    gap_pod_is_booked_like_the_watched_one(&text, train_pod);
+    let pod = ("workload", "Job/bert-base-train");
+    gap_pod_is_booked_like_the_watched_one(&text);
 
     // Without the history: the pod is unknown and its energy's carbon is unallocated.
     let text = encode_metrics(&view_without, Format::PrometheusText).unwrap();
@@ -472,8 +473,9 @@ async fn a_pod_that_lived_only_in_the_gap_is_attributed_from_kube_state_metrics_
 }
 
 /// With KSM history: the gap pod has the watched pod's energy and labels, nothing is unknown.
-fn gap_pod_is_booked_like_the_watched_one(text: &str, train_pod: &str) {
-    let pod = ("pod", train_pod);
+fn gap_pod_is_booked_like_the_watched_one(text: &str) {
+    let train = "Job/bert-base-train";
+    let pod = ("workload", train);
     for (component, joules) in ["cpu", "dram", "gpu"].iter().zip(TRAIN_JOULES) {
         close(
             value(
@@ -487,7 +489,7 @@ fn gap_pod_is_booked_like_the_watched_one(text: &str, train_pod: &str) {
     }
     assert_labels(
         text,
-        train_pod,
+        train,
         &[
             ("namespace", "ml-training"),
             ("workload", "Job/bert-base-train"),

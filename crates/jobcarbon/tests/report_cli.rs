@@ -157,7 +157,7 @@ fn wait_for_two_days(addr: &str) {
 }
 
 fn allocation_agrees_with_metrics(addr: &str) {
-    // The whole life: Σ workload ASCe + Σ unallocated, within 0.1 % (the demo books on
+    // The whole life: Σ totals family (finished workloads included) + Σ unallocated, within 0.1 % (the demo books on
     // between the two requests: about 0.02 % of two days per interval).
     let mut last = String::new();
     let agreed = (0..5).any(|_| {
@@ -169,7 +169,7 @@ fn allocation_agrees_with_metrics(addr: &str) {
         let (_, text) = get(addr, "/metrics");
         let a: serde_json::Value = serde_json::from_str(&body).unwrap();
         let total = a["total"]["asce_g"].as_f64().unwrap();
-        let metrics = sum_of(&text, "jobcarbon_workload_asce_grams_total")
+        let metrics = sum_of(&text, "jobcarbon_carbon_grams_total")
             + sum_of(&text, "jobcarbon_unallocated_grams_total");
         let items: f64 = a["items"]
             .as_array()
