@@ -26,7 +26,7 @@ pub mod watch;
 pub use index::{AttributionConfig, IndexIssues, NodeTable, ResolvedPod};
 pub use labels::{LabelIssue, LabelSchema, PlatformSelector};
 pub use leader::{
-    Decision, Election, ElectionConfigError, LeaderElector, LeaderError, LeaseView, Leadership,
+    Decision, Election, ElectionConfigError, LeaderElector, LeaderError, Leadership, LeaseView,
     decide,
 };
 pub use owner::{

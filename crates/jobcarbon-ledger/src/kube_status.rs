@@ -123,18 +123,24 @@ mod tests {
         // A published status (a previous leader's) is the floor of a product not yet written.
         let published = epc(50.0, "t0");
         assert_eq!(
-            floors.next("q", Some(&published), epc(20.0, "t3")).total_grams,
+            floors
+                .next("q", Some(&published), epc(20.0, "t3"))
+                .total_grams,
             50.0
         );
         // What this process wrote wins over what the watcher saw.
         assert_eq!(
-            floors.next("p", Some(&published), epc(13.0, "t4")).total_grams,
+            floors
+                .next("p", Some(&published), epc(13.0, "t4"))
+                .total_grams,
             13.0
         );
 
         let mut reset = StatusFloors::new(true);
         assert_eq!(
-            reset.next("p", Some(&published), epc(1.0, "t1")).total_grams,
+            reset
+                .next("p", Some(&published), epc(1.0, "t1"))
+                .total_grams,
             1.0,
             "--reset-state lowers the published EPC"
         );

@@ -39,8 +39,8 @@ pub use interval::{
     Account, Conditions, IntervalInput, IntervalReport, Stage, StageFlow, book_interval,
     book_interval_traced,
 };
-pub use schedule::{AfterBooking, Booked, RestoreError, RestoreHook, Schedule};
 pub use runner::{ClusterError, ClusterSource, EnergyOutage, Ledger, Sources};
+pub use schedule::{AfterBooking, Booked, RestoreError, RestoreHook, Schedule};
 pub use settings::{IdlePolicy, PlatformSplit, Settings};
 pub use state::LedgerState;
 pub use view::{LedgerView, SharedView};

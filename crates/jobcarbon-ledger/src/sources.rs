@@ -15,9 +15,11 @@ use jobcarbon_telemetry::intensity::{
     WattTime, WattTimeConfig,
 };
 use jobcarbon_telemetry::kepler::{self, KeplerConfig, KeplerSource};
-use jobcarbon_telemetry::prom::{Auth, PromClient, PromConfig, TlsFiles};
 use jobcarbon_telemetry::prom::PromMetrics;
-use jobcarbon_telemetry::{EnergySource, MetricQuery, NodeAgentSource, NodeAgentSourceConfig, SourceError};
+use jobcarbon_telemetry::prom::{Auth, PromClient, PromConfig, TlsFiles};
+use jobcarbon_telemetry::{
+    EnergySource, MetricQuery, NodeAgentSource, NodeAgentSourceConfig, SourceError,
+};
 use jobcarbon_telemetry::{EstimatedSource, EstimationCell};
 use std::collections::BTreeMap;
 use std::sync::Arc;

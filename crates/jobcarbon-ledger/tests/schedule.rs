@@ -56,7 +56,12 @@ impl EnergySource for Counter {
         };
         let joules = Joules(at.value() / INTERVAL * 100.0);
         Ok(vec![EnergyReading::new(
-            "counter", "n1", owner, Component::Cpu, joules, at,
+            "counter",
+            "n1",
+            owner,
+            Component::Cpu,
+            joules,
+            at,
         )])
     }
 }
@@ -90,7 +95,10 @@ struct Recorder(Arc<Mutex<Vec<(Booked, u64)>>>);
 #[async_trait]
 impl AfterBooking for Recorder {
     async fn booked(&mut self, ledger: &DurableLedger, booked: Booked) {
-        assert_eq!(ledger.ledger().state().last_booked, Some(booked.last_booked));
+        assert_eq!(
+            ledger.ledger().state().last_booked,
+            Some(booked.last_booked)
+        );
         let writes = ledger.status().checkpoint_writes_total;
         self.0.lock().unwrap().push((booked, writes));
     }
@@ -179,7 +187,9 @@ fn schedule(
 fn booked_ends(seen: &[(Booked, u64)]) -> Vec<f64> {
     seen.iter()
         .flat_map(|(b, _)| {
-            (0..b.intervals).rev().map(move |i| b.last_booked.value() - i as f64 * INTERVAL)
+            (0..b.intervals)
+                .rev()
+                .map(move |i| b.last_booked.value() - i as f64 * INTERVAL)
         })
         .collect()
 }
@@ -202,7 +212,11 @@ async fn a_standby_books_nothing_and_the_new_leader_restores_once_then_books() {
             rig_park(&clock, k);
             settle().await;
         }
-        assert_eq!(calls.load(Ordering::SeqCst), 0, "a standby restores nothing");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            0,
+            "a standby restores nothing"
+        );
         assert!(recorder.seen().is_empty(), "a standby books nothing");
         assert!(!file.exists(), "a standby writes no checkpoint");
 
@@ -213,7 +227,11 @@ async fn a_standby_books_nothing_and_the_new_leader_restores_once_then_books() {
             let end = T0 + f64::from(k) * INTERVAL;
             assert!(eventually(|| recorder.last_booked() == Some(Seconds(end))).await);
         }
-        assert_eq!(calls.load(Ordering::SeqCst), 1, "restored once, on taking the lead");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "restored once, on taking the lead"
+        );
         stop.send(()).unwrap();
     };
     tokio::join!(
@@ -268,7 +286,11 @@ async fn losing_the_lead_stops_booking_and_retaking_it_restores_again_then_backf
         lead.send_replace(true);
         let end = T0 + 4.0 * INTERVAL;
         assert!(eventually(|| recorder.last_booked() == Some(Seconds(end))).await);
-        assert_eq!(calls.load(Ordering::SeqCst), 2, "restored again on retaking the lead");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "restored again on retaking the lead"
+        );
 
         lead.send_replace(false);
         settle().await;
@@ -283,7 +305,10 @@ async fn losing_the_lead_stops_booking_and_retaking_it_restores_again_then_backf
     let seen = recorder.seen();
     let ends = booked_ends(&seen);
     let want: Vec<f64> = (0..5).map(|i| T0 + f64::from(i) * INTERVAL).collect();
-    assert_eq!(ends, want, "the intervals missed as a standby are backfilled once");
+    assert_eq!(
+        ends, want,
+        "the intervals missed as a standby are backfilled once"
+    );
     assert_eq!(
         seen.last().map(|(b, _)| b.intervals),
         Some(3),
@@ -311,7 +336,11 @@ async fn a_failing_restore_is_retried_and_nothing_is_booked_until_it_answers() {
     let sched = schedule(None, restore, recorder.clone());
     let drive = async {
         assert!(eventually(|| !recorder.seen().is_empty()).await);
-        assert_eq!(calls.load(Ordering::SeqCst), 4, "three failures, then success");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            4,
+            "three failures, then success"
+        );
         stop.send(()).unwrap();
     };
     tokio::join!(
