@@ -203,6 +203,7 @@ async fn serve(
     surface: Surface,
 ) -> anyhow::Result<()> {
     let interval = config.settings().interval;
+    let store = checkpoint_store(&config, durability.reset, durability.clock.now())?;
     let readers = sources::readers(&config)?;
     let prom = readers.prom.clone();
     let client = kube::Client::try_default()
@@ -216,7 +217,7 @@ async fn serve(
         v.identity = Some(durability.identity.clone());
     }
     let leadership = start_election(&client, &view)?;
-    let mut ledger = durable_ledger(&config, readers, &state, &durability, view.clone())?;
+    let mut ledger = durable_ledger(&config, readers, store, &state, &durability, view.clone())?;
 
     // With a Prometheus, /api/v1/allocation reads the ledger's own series there (it
     // survives restarts); without one, the in-memory history answers.
@@ -251,17 +252,17 @@ async fn serve(
     Ok(())
 }
 
-/// The ledger over the configured sources and the watchers, restored from its checkpoint.
+/// The ledger over the configured readers and the watchers, restored from `store`.
 fn durable_ledger(
     config: &Config,
     readers: sources::Readers,
+    store: Option<CheckpointFile>,
     state: &ClusterState,
     durability: &Durability,
     view: SharedView,
 ) -> anyhow::Result<DurableLedger> {
     let settings = config.settings();
     let interval = settings.interval;
-    let store = checkpoint_store(config, durability.reset, durability.clock.now())?;
     let cluster = cluster_source(state, readers.prom.as_ref(), durability, interval);
     let providers = sources::intensity_providers(config)
         .map_err(|(region, e)| anyhow::anyhow!("regions.{region}.intensity: {e}"))?;
