@@ -224,9 +224,200 @@ impl LeaderElector {
     }
 }
 
+/// How long a silent leader keeps the Lease, how long it keeps acting as leader without a
+/// successful renewal, and how often candidates try (client-go's defaults: 15 s, 10 s, 2 s).
+pub const LEASE_DURATION: Seconds = Seconds(15.0);
+pub const RENEW_DEADLINE: Seconds = Seconds(10.0);
+pub const RETRY_PERIOD: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Leader election asked for, but the pod's identity is missing.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "JOBCARBON_LEADER_ELECTION_LEASE={lease} needs {missing} (the chart sets it from the pod's metadata)"
+)]
+pub struct ElectionConfigError {
+    pub lease: String,
+    pub missing: &'static str,
+}
+
+/// Leader election as the chart configures it for `replicas > 1` (docs/deploy.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Election {
+    pub lease: String,
+    pub identity: String,
+    pub namespace: String,
+}
+
+impl Election {
+    /// `JOBCARBON_LEADER_ELECTION_LEASE` turns it on; the pod's name and namespace then must be
+    /// set too. Without it there is no election (one replica).
+    pub fn from_env() -> Result<Option<Self>, ElectionConfigError> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// As [`Election::from_env`], over any variable lookup.
+    pub fn from_vars(
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, ElectionConfigError> {
+        let Some(lease) = var("JOBCARBON_LEADER_ELECTION_LEASE").filter(|v| !v.is_empty()) else {
+            return Ok(None);
+        };
+        let required = |name: &'static str| {
+            var(name)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| ElectionConfigError {
+                    lease: lease.clone(),
+                    missing: name,
+                })
+        };
+        Ok(Some(Self {
+            identity: required("JOBCARBON_POD_NAME")?,
+            namespace: required("JOBCARBON_POD_NAMESPACE")?,
+            lease,
+        }))
+    }
+
+    /// The candidate for this election's Lease.
+    pub fn elector(&self, client: kube::Client) -> LeaderElector {
+        LeaderElector::new(
+            client,
+            &self.namespace,
+            &self.lease,
+            &self.identity,
+            LEASE_DURATION,
+        )
+    }
+
+    /// Start the election rounds in the background. `on_round` sees the leadership after
+    /// every round (e.g. to publish it as a gauge); the handle's receiver follows it too.
+    pub fn start(
+        &self,
+        client: kube::Client,
+        on_round: impl Fn(bool) + Send + 'static,
+    ) -> Leadership {
+        tracing::info!(lease = %self.lease, identity = %self.identity, "leader election on");
+        let (tx, receiver) = tokio::sync::watch::channel(false);
+        let elector = std::sync::Arc::new(self.elector(client));
+        let rounds = tokio::spawn(run_rounds(elector.clone(), tx, on_round));
+        Leadership {
+            receiver,
+            elector,
+            rounds,
+        }
+    }
+}
+
+/// A running election: whether this replica leads now, and the release on shutdown.
+#[derive(Debug)]
+pub struct Leadership {
+    receiver: tokio::sync::watch::Receiver<bool>,
+    elector: std::sync::Arc<LeaderElector>,
+    rounds: tokio::task::JoinHandle<()>,
+}
+
+impl Leadership {
+    /// Follows leadership: `true` while this replica holds the Lease.
+    pub fn receiver(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.receiver.clone()
+    }
+
+    /// Stop the rounds and hand the Lease over now rather than after it expires (a rolling
+    /// update's old pod). Without stopping first, a round could take the Lease back.
+    pub async fn release(self) {
+        self.rounds.abort();
+        match self.elector.release(wall_clock()).await {
+            Ok(true) => tracing::info!("released the leader Lease"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not release the leader Lease"),
+        }
+    }
+}
+
+/// Now on the wall clock, in seconds since the Unix epoch.
+fn wall_clock() -> Seconds {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Seconds(since.as_secs_f64())
+}
+
+/// Runs election rounds forever, publishing leadership to `tx` and `on_round`. A leader that
+/// cannot renew steps down after [`RENEW_DEADLINE`], before its Lease expires for others.
+async fn run_rounds(
+    elector: std::sync::Arc<LeaderElector>,
+    tx: tokio::sync::watch::Sender<bool>,
+    on_round: impl Fn(bool),
+) {
+    let mut renewed: Option<Seconds> = None;
+    let mut ticker = tokio::time::interval(RETRY_PERIOD);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let now = wall_clock();
+        let leading = match elector.try_acquire_or_renew(now).await {
+            Ok(true) => {
+                renewed = Some(now);
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "leader election round failed");
+                renewed.is_some_and(|r| now - r < RENEW_DEADLINE)
+            }
+        };
+        if !leading {
+            renewed = None;
+        }
+        if *tx.borrow() != leading {
+            tracing::info!(leader = leading, "leadership changed");
+        }
+        tx.send_replace(leading);
+        on_round(leading);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn election(vars: &[(&str, &str)]) -> Result<Option<Election>, ElectionConfigError> {
+        let vars: std::collections::HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Election::from_vars(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn election_only_with_the_lease_variable() {
+        assert!(matches!(election(&[]), Ok(None)));
+        assert!(matches!(
+            election(&[("JOBCARBON_LEADER_ELECTION_LEASE", "")]),
+            Ok(None)
+        ));
+        let on = election(&[
+            ("JOBCARBON_LEADER_ELECTION_LEASE", "jc-leader"),
+            ("JOBCARBON_POD_NAME", "jc-ledger-7d9f-abcde"),
+            ("JOBCARBON_POD_NAMESPACE", "jobcarbon"),
+        ]);
+        assert_eq!(
+            on.ok().flatten(),
+            Some(Election {
+                lease: "jc-leader".into(),
+                identity: "jc-ledger-7d9f-abcde".into(),
+                namespace: "jobcarbon".into(),
+            })
+        );
+        let missing = election(&[
+            ("JOBCARBON_LEADER_ELECTION_LEASE", "jc-leader"),
+            ("JOBCARBON_POD_NAMESPACE", "jobcarbon"),
+        ]);
+        let message = match missing {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("a missing JOBCARBON_POD_NAME must be an error"),
+        };
+        assert!(message.contains("JOBCARBON_POD_NAME"), "{message}");
+    }
 
     fn view(holder: Option<&str>, renewed: Option<f64>, transitions: i32) -> LeaseView {
         LeaseView {

@@ -25,7 +25,10 @@ pub mod watch;
 
 pub use index::{AttributionConfig, IndexIssues, NodeTable, ResolvedPod};
 pub use labels::{LabelIssue, LabelSchema, PlatformSelector};
-pub use leader::{Decision, LeaderElector, LeaderError, LeaseView, decide};
+pub use leader::{
+    Decision, Election, ElectionConfigError, LeaderElector, LeaderError, Leadership, LeaseView,
+    decide,
+};
 pub use owner::{
     LabelCondition, ParentOwners, Submitted, WorkloadRule, default_workload_rules,
     resolve_submitted,

@@ -251,6 +251,11 @@ impl DurableLedger {
         true
     }
 
+    /// The booking interval (the grid's step).
+    pub fn interval(&self) -> Seconds {
+        self.interval
+    }
+
     /// End of the last interval that is over at `now`.
     pub fn slot(&self, now: Seconds) -> Seconds {
         let step = self.interval.value();
@@ -325,43 +330,6 @@ impl DurableLedger {
         });
         if let Err(e) = result {
             tracing::error!(error = %e, "checkpoint write failed");
-        }
-    }
-
-    /// Run on the wall clock until `shutdown` resolves or, when `until` is given, until the
-    /// interval ending at `until` is booked (a bounded replay). Checks for due intervals at
-    /// each grid boundary, and every `retry` while held by an outage.
-    pub async fn run(
-        &mut self,
-        until: Option<Seconds>,
-        retry: Duration,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) {
-        tokio::pin!(shutdown);
-        loop {
-            let now = self.clock.now();
-            let now = until.map_or(now, |u| now.min(u));
-            let caught = self.catch_up(now).await;
-            let booked_until = self.ledger.state().last_booked;
-            if let (Some(u), Some(last)) = (until, booked_until)
-                && last >= self.slot(u)
-            {
-                return;
-            }
-            let wait = if caught.held_by.is_empty() {
-                let next = self.slot(self.clock.now()) + self.interval;
-                let secs = (next - self.clock.now()).value().max(0.0);
-                Duration::from_secs_f64(secs)
-            } else {
-                retry
-            };
-            tokio::select! {
-                _ = &mut shutdown => {
-                    self.checkpoint();
-                    return;
-                }
-                _ = tokio::time::sleep(wait) => {}
-            }
         }
     }
 }

@@ -6,7 +6,10 @@
 //! - [`runner::Ledger`] does the I/O around it: reads energy sources, request counters, live
 //!   intensities and the cluster snapshot, tracks counters, and publishes a [`view::LedgerView`]
 //!   that the exporter serves.
-//! - [`config::Config`] is the YAML file of DESIGN §11.
+//! - [`durable::DurableLedger`] puts it on the interval grid with checkpoints and backfill, and
+//!   [`schedule`] is the one loop that books it (leader gate, restore and after-booking hooks).
+//! - [`config::Config`] is the YAML file of DESIGN §11; [`sources::readers`] maps it to the
+//!   energy sources.
 
 pub mod allocation_prom;
 pub mod allocation_query;
@@ -19,9 +22,12 @@ pub mod history;
 pub mod interval;
 pub mod ksm_history;
 pub mod kube_cluster;
+pub mod kube_status;
+pub mod latest_state;
 pub mod prom_restore;
 pub mod requests;
 pub mod runner;
+pub mod schedule;
 pub mod settings;
 pub mod sources;
 pub mod state;
@@ -34,6 +40,7 @@ pub use interval::{
     book_interval_traced,
 };
 pub use runner::{ClusterError, ClusterSource, EnergyOutage, Ledger, Sources};
+pub use schedule::{AfterBooking, Booked, RestoreError, RestoreHook, Schedule};
 pub use settings::{IdlePolicy, PlatformSplit, Settings};
 pub use state::LedgerState;
 pub use view::{LedgerView, SharedView};

@@ -15,8 +15,11 @@ use jobcarbon_telemetry::intensity::{
     WattTime, WattTimeConfig,
 };
 use jobcarbon_telemetry::kepler::{self, KeplerConfig, KeplerSource};
+use jobcarbon_telemetry::prom::PromMetrics;
 use jobcarbon_telemetry::prom::{Auth, PromClient, PromConfig, TlsFiles};
-use jobcarbon_telemetry::{EnergySource, NodeAgentSource, NodeAgentSourceConfig, SourceError};
+use jobcarbon_telemetry::{
+    EnergySource, MetricQuery, NodeAgentSource, NodeAgentSourceConfig, SourceError,
+};
 use jobcarbon_telemetry::{EstimatedSource, EstimationCell};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -140,6 +143,47 @@ pub fn energy_sources(config: &Config, client: &PromClient) -> Result<EnergySour
     })
 }
 
+/// Everything the ledger reads from Prometheus: the energy sources, the metric queries
+/// (request counters, intensities) and the client for the restore and the allocation history.
+pub struct Readers {
+    pub energy: EnergySources,
+    pub metrics: Option<Box<dyn MetricQuery>>,
+    pub prom: Option<PromClient>,
+}
+
+/// Why the `prometheus:` section cannot be read from.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadersError {
+    #[error("prometheus.url {url}: {error}")]
+    Client { url: String, error: SourceError },
+    #[error("energy sources (energy.keplerZones): {0}")]
+    Energy(SourceError),
+}
+
+/// The readers of `prometheus:`; without it none (and no energy is measured, logged).
+pub fn readers(config: &Config) -> Result<Readers, ReadersError> {
+    let Some(p) = &config.prometheus else {
+        tracing::warn!("no `prometheus:` in the config: no energy is measured");
+        return Ok(Readers {
+            energy: EnergySources {
+                sources: Vec::new(),
+                estimation: None,
+            },
+            metrics: None,
+            prom: None,
+        });
+    };
+    let client = PromClient::new(prom_config(p)).map_err(|error| ReadersError::Client {
+        url: p.url.clone(),
+        error,
+    })?;
+    Ok(Readers {
+        energy: energy_sources(config, &client).map_err(ReadersError::Energy)?,
+        metrics: Some(Box::new(PromMetrics::new(client.clone()))),
+        prom: Some(client),
+    })
+}
+
 /// Requests to an intensity provider give up after this long.
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -222,6 +266,33 @@ mod tests {
                 .collect();
             assert_eq!(names, sources, "energy.gpu: {gpu}");
         }
+    }
+
+    #[test]
+    fn prometheus_gives_the_readers_and_nothing_without_it() {
+        let with = readers(&config(
+            "prometheus: {url: 'http://127.0.0.1:1'}\nenergy: {cpu: kepler, gpu: dcgm}\n",
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<&str> = with.energy.sources.iter().map(|s| s.name()).collect();
+        assert_eq!(names, vec!["kepler", "dcgm"]);
+        assert!(with.energy.estimation.is_none(), "energy.cpu: kepler");
+        assert!(with.metrics.is_some());
+        assert!(with.prom.is_some());
+
+        let estimated = readers(&config(
+            "prometheus: {url: 'http://127.0.0.1:1'}\nenergy: {cpu: estimated, gpu: off}\n",
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<&str> = estimated.energy.sources.iter().map(|s| s.name()).collect();
+        assert_eq!(names, vec!["estimated"]);
+        assert!(estimated.energy.estimation.is_some());
+
+        let without = readers(&config("interval: 30s\n")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(without.energy.sources.is_empty());
+        assert!(without.energy.estimation.is_none());
+        assert!(without.metrics.is_none());
+        assert!(without.prom.is_none());
     }
 
     #[test]
