@@ -37,7 +37,7 @@ use axum::routing::get;
 use jobcarbon_core::{Component, Terms};
 use jobcarbon_ledger::SharedView;
 use jobcarbon_ledger::allocation_prom::PromHistory;
-use jobcarbon_ledger::state::{LedgerState, ProductAccount};
+use jobcarbon_ledger::state::{LedgerState, ProductAccount, RollupAccount, RollupKey};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -228,6 +228,10 @@ pub struct WorkloadJson {
     pub jsce_g: f64,
     pub asce_g: f64,
     pub terms: Terms,
+    /// When the workload's series stopped (no pod left), seconds since the Unix epoch; absent
+    /// for live workloads. The last `MAX_RECENT_RETIRED` retired workloads are listed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<f64>,
 }
 
 /// `source` of each component: `estimated` for those in `estimated`, else `measured`.
@@ -280,8 +284,24 @@ pub fn workloads_json(state: &LedgerState) -> Vec<WorkloadJson> {
         jsce_g: a.carbon.jsce().value(),
         asce_g: a.carbon.asce().value(),
         terms: a.carbon,
+        retired_at: None,
     });
-    let rollups = state.rolled_up.iter().map(|(key, r)| WorkloadJson {
+    let rollups = state
+        .rolled_up
+        .iter()
+        .map(|(key, r)| rollup_json(key, r, None));
+    let retired = state
+        .retired
+        .recent
+        .iter()
+        .rev()
+        .map(|w| rollup_json(&w.key, &w.books, Some(w.retired_at.value())));
+    pods.chain(rollups).chain(retired).collect()
+}
+
+/// A workload's rolled-up pods (live, or retired at `retired_at`).
+fn rollup_json(key: &RollupKey, r: &RollupAccount, retired_at: Option<f64>) -> WorkloadJson {
+    WorkloadJson {
         namespace: key.workload.namespace.clone(),
         workload: key.workload.workload.clone(),
         pod: None,
@@ -299,8 +319,8 @@ pub fn workloads_json(state: &LedgerState) -> Vec<WorkloadJson> {
         jsce_g: r.carbon.jsce().value(),
         asce_g: r.carbon.asce().value(),
         terms: r.carbon,
-    });
-    pods.chain(rollups).collect()
+        retired_at,
+    }
 }
 
 /// One run of a workload in the JSON API (the last runs of each CronJob, oldest first).

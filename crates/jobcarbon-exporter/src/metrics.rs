@@ -4,8 +4,8 @@
 use jobcarbon_core::{Component, Phase, Term, Terms, UnallocatedReason, WorkloadRef};
 use jobcarbon_ledger::DurabilityStatus;
 use jobcarbon_ledger::durable::wall_clock_now;
-use jobcarbon_ledger::view::LedgerView;
 use jobcarbon_ledger::state::{ComponentEnergy, TotalsKey};
+use jobcarbon_ledger::view::LedgerView;
 use jobcarbon_ledger::{LedgerState, SharedView};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
@@ -104,7 +104,12 @@ struct Series<'a> {
 }
 
 impl<'a> Series<'a> {
-    fn new(workload: &'a WorkloadRef, pod: Option<&'a str>, phase: Phase, product: &'a str) -> Self {
+    fn new(
+        workload: &'a WorkloadRef,
+        pod: Option<&'a str>,
+        phase: Phase,
+        product: &'a str,
+    ) -> Self {
         Self {
             namespace: &workload.namespace,
             workload: &workload.workload,
@@ -154,8 +159,26 @@ fn workload_series(state: &LedgerState, pods: bool) -> Vec<Series<'_>> {
         return pods.chain(rollups).collect();
     }
     let mut workloads: BTreeMap<(&WorkloadRef, Phase, &str), Series<'_>> = BTreeMap::new();
-    let accounts = state.pods.values().map(|a| (&a.workload, a.phase, &a.product, &a.energy, &a.estimated, a.carbon));
-    let rollups = state.rolled_up.iter().map(|(k, r)| (&k.workload, k.phase, &k.product, &r.energy, &r.estimated, r.carbon));
+    let accounts = state.pods.values().map(|a| {
+        (
+            &a.workload,
+            a.phase,
+            &a.product,
+            &a.energy,
+            &a.estimated,
+            a.carbon,
+        )
+    });
+    let rollups = state.rolled_up.iter().map(|(k, r)| {
+        (
+            &k.workload,
+            k.phase,
+            &k.product,
+            &r.energy,
+            &r.estimated,
+            r.carbon,
+        )
+    });
     for (w, phase, p, energy, estimated, carbon) in accounts.chain(rollups) {
         workloads
             .entry((w, phase, product(p)))
@@ -247,11 +270,19 @@ fn encode_workloads(series: &[Series<'_>], encoder: &mut DescriptorEncoder) -> f
         "jobcarbon_workload_energy_joules",
         "Energy of a workload (idle_share: its share of node idle energy), J; source=\"estimated\" where no meter measured it (CCF model, GPU utilisation x TDP).",
         series.iter().flat_map(|s| {
-            Component::ALL.into_iter().enumerate().filter(|(i, _)| s.energy[*i] > 0.0).map(move |(i, c)| {
-                let labels = with(workload_labels(s), "component", c.as_str());
-                let source = if s.estimated[i] { "estimated" } else { "measured" };
-                (with(labels, "source", source), s.energy[i])
-            })
+            Component::ALL
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| s.energy[*i] > 0.0)
+                .map(move |(i, c)| {
+                    let labels = with(workload_labels(s), "component", c.as_str());
+                    let source = if s.estimated[i] {
+                        "estimated"
+                    } else {
+                        "measured"
+                    };
+                    (with(labels, "source", source), s.energy[i])
+                })
         }),
     )?;
     counter(
@@ -259,12 +290,15 @@ fn encode_workloads(series: &[Series<'_>], encoder: &mut DescriptorEncoder) -> f
         "jobcarbon_workload_carbon_grams",
         "Carbon of a workload by ASCe term, gCO2e; JSC, ASC, JSCe and ASCe are sums of terms.",
         series.iter().flat_map(|s| {
-            Term::ALL.into_iter().filter(|t| s.carbon[*t].value() > 0.0).map(move |t| {
-                (
-                    with(workload_labels(s), "term", t.as_str()),
-                    s.carbon[t].value(),
-                )
-            })
+            Term::ALL
+                .into_iter()
+                .filter(|t| s.carbon[*t].value() > 0.0)
+                .map(move |t| {
+                    (
+                        with(workload_labels(s), "term", t.as_str()),
+                        s.carbon[t].value(),
+                    )
+                })
         }),
     )?;
     counter(

@@ -204,7 +204,10 @@ fn exposition_has_the_design_names_and_asce_is_the_sum_of_terms() {
         .map(|(_, _, v)| v)
         .sum();
     let workloads: f64 = asce.values().sum();
-    assert!((total - workloads).abs() <= 1e-9 * total, "{total} vs {workloads}");
+    assert!(
+        (total - workloads).abs() <= 1e-9 * total,
+        "{total} vs {workloads}"
+    );
     // Never a series that has only ever been zero.
     for (name, labels, value) in &samples {
         if name.starts_with("jobcarbon_workload_") || name == "jobcarbon_carbon_grams_total" {

@@ -408,12 +408,17 @@ fn restore_totals(exported: &Exported, state: &mut LedgerState, skipped: &mut Ve
         Some(TotalsKey {
             namespace: s.label("namespace")?.to_owned(),
             phase: phase(s.label("phase")?)?,
-            product: s.label("product").filter(|p| !p.is_empty()).map(str::to_owned),
+            product: s
+                .label("product")
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned),
         })
     };
     let mut energy: BTreeMap<(TotalsKey, Component), f64> = BTreeMap::new();
     for s in family(exported, TOTAL_ENERGY) {
-        let c = s.label("component").and_then(|c| parse(&Component::ALL, Component::as_str, c));
+        let c = s
+            .label("component")
+            .and_then(|c| parse(&Component::ALL, Component::as_str, c));
         match (key(s), c) {
             (Some(k), Some(c)) => keep_max(&mut energy, (k, c), s.value),
             _ => skipped.push(describe(TOTAL_ENERGY, s)),
@@ -421,7 +426,9 @@ fn restore_totals(exported: &Exported, state: &mut LedgerState, skipped: &mut Ve
     }
     let mut carbon: BTreeMap<(TotalsKey, Term), f64> = BTreeMap::new();
     for s in family(exported, TOTAL_CARBON) {
-        let t = s.label("term").and_then(|t| parse(&Term::ALL, Term::as_str, t));
+        let t = s
+            .label("term")
+            .and_then(|t| parse(&Term::ALL, Term::as_str, t));
         match (key(s), t) {
             (Some(k), Some(t)) => keep_max(&mut carbon, (k, t), s.value),
             _ => skipped.push(describe(TOTAL_CARBON, s)),
@@ -433,7 +440,12 @@ fn restore_totals(exported: &Exported, state: &mut LedgerState, skipped: &mut Ve
         return;
     }
     for ((k, c), j) in energy {
-        state.totals.entry(k).or_default().energy.insert(c, Joules(j));
+        state
+            .totals
+            .entry(k)
+            .or_default()
+            .energy
+            .insert(c, Joules(j));
     }
     for ((k, t), g) in carbon {
         state.totals.entry(k).or_default().carbon[t] = Grams(g);
@@ -445,11 +457,18 @@ fn restore_totals(exported: &Exported, state: &mut LedgerState, skipped: &mut Ve
 /// The restored pods' and roll-ups' books by the totals' labels.
 fn workload_totals(state: &LedgerState) -> BTreeMap<TotalsKey, Booked> {
     let mut totals: BTreeMap<TotalsKey, Booked> = BTreeMap::new();
-    let pods = state.pods.iter().map(|(k, a)| {
-        (&k.namespace, a.phase, &a.product, &a.energy, a.carbon)
-    });
+    let pods = state
+        .pods
+        .iter()
+        .map(|(k, a)| (&k.namespace, a.phase, &a.product, &a.energy, a.carbon));
     let rollups = state.rolled_up.iter().map(|(k, r)| {
-        (&k.workload.namespace, k.phase, &k.product, &r.energy, r.carbon)
+        (
+            &k.workload.namespace,
+            k.phase,
+            &k.product,
+            &r.energy,
+            r.carbon,
+        )
     });
     for (namespace, phase, product, energy, carbon) in pods.chain(rollups) {
         let key = TotalsKey {
@@ -672,7 +691,12 @@ mod tests {
         let mut e = exported();
         let total = |term: &'static str, value| {
             sample(
-                &[("namespace", "ml"), ("phase", "training"), ("product", "bert"), ("term", term)],
+                &[
+                    ("namespace", "ml"),
+                    ("phase", "training"),
+                    ("product", "bert"),
+                    ("term", term),
+                ],
                 value,
             )
         };
@@ -685,7 +709,10 @@ mod tests {
         assert_eq!(r.state.totals_carbon(), Grams(5.5));
         assert_eq!(r.state.retired.workloads, 4);
         assert_eq!(r.state.retired.books.carbon[Term::Operational], Grams(2.0));
-        assert_eq!(r.state.retired.books.carbon[Term::EmbodiedSystem], Grams::ZERO);
+        assert_eq!(
+            r.state.retired.books.carbon[Term::EmbodiedSystem],
+            Grams::ZERO
+        );
         assert_eq!(r.state.booked_to_workloads(), r.state.totals_carbon());
     }
 

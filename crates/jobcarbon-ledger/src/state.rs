@@ -80,6 +80,37 @@ impl Booked {
 pub struct Retired {
     pub workloads: u64,
     pub books: Booked,
+    /// The last [`MAX_RECENT_RETIRED`] retired workloads, oldest first, for the JSON API (a
+    /// view: their grams are in `books`).
+    #[serde(default)]
+    pub recent: VecDeque<RetiredWorkload>,
+}
+
+/// Retired workloads the JSON API still lists.
+pub const MAX_RECENT_RETIRED: usize = 1_000;
+
+/// A workload whose series stopped, with its books as they were.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetiredWorkload {
+    pub key: RollupKey,
+    pub books: RollupAccount,
+    pub retired_at: Seconds,
+}
+
+impl Retired {
+    /// Takes `books` of the workload `key` in at `at`.
+    pub fn retire(&mut self, key: RollupKey, books: RollupAccount, at: Seconds) {
+        self.workloads += 1;
+        self.books.add(Some(&books.energy), books.carbon);
+        if self.recent.len() >= MAX_RECENT_RETIRED {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(RetiredWorkload {
+            key,
+            books,
+            retired_at: at,
+        });
+    }
 }
 
 /// Runs kept per workload: a daily CronJob shows its last three weeks.

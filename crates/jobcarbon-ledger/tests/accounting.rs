@@ -478,7 +478,8 @@ fn a_workload_retires_when_its_pods_are_done_even_if_the_api_still_lists_them() 
     let mut settings = Settings::simple(Pue(1.0), GramsPerKwh(3600.0));
     settings.grace_period = Seconds(60.0);
     let job = pod("ml", "job-0", "once", Phase::Training, None);
-    let serve = pod("ml", "serve-0", "serve", Phase::Inference, None).workload("Deployment", "serve");
+    let serve =
+        pod("ml", "serve-0", "serve", Phase::Inference, None).workload("Deployment", "serve");
     let nodes = vec![node("n1")];
     let snapshot = |job: &PodFacts| ClusterSnapshot {
         pods: vec![job.clone(), serve.clone()],
@@ -488,7 +489,10 @@ fn a_workload_retires_when_its_pods_are_done_even_if_the_api_still_lists_them() 
     let (mut state, _) = one_interval(
         &settings,
         snapshot(&job),
-        vec![energy(&job, Component::Cpu, 1000.0), energy(&serve, Component::Cpu, 500.0)],
+        vec![
+            energy(&job, Component::Cpu, 1000.0),
+            energy(&serve, Component::Cpu, 500.0),
+        ],
         30.0,
         1.0,
         3600.0,
@@ -505,6 +509,10 @@ fn a_workload_retires_when_its_pods_are_done_even_if_the_api_still_lists_them() 
     }
     assert_eq!(state.retired.workloads, 1);
     assert!(close(state.retired.books.carbon.asce().value(), 1.0));
+    // The JSON API still lists it, with its books.
+    let recent = &state.retired.recent[0];
+    assert_eq!(recent.key.workload, WorkloadRef::new("ml", "Job", "once"));
+    assert!(close(recent.books.carbon.asce().value(), 1.0));
     assert!(state.rolled_up.is_empty());
     // The still-listed pod has an empty account of its own again; the Deployment is live.
     assert_eq!(state.pods[&job.key].carbon, Terms::ZERO);

@@ -35,7 +35,7 @@ const W = { rows: [], key: null, desc: true, page: 0 };
 const WCOLS = [
   { name: "namespace", text: true, get: (w) => w.namespace },
   { name: "workload", text: true, get: (w) => w.workload },
-  { name: "pod", text: true, get: (w) => w.pod ?? `(${w.pods} finished)` },
+  { name: "pod", text: true, get: (w) => w.pod ?? (w.retired_at ? `(${w.pods} done, series stopped)` : `(${w.pods} finished)`) },
   { name: "phase", text: true, get: (w) => w.phase },
   { name: "product", text: true, get: (w) => w.product ?? "" },
   { name: "energy", get: (w) => w.energy_j.total, show: (w) => kwh(w.energy_j.total) },

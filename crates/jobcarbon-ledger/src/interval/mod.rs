@@ -142,7 +142,7 @@ fn book(
     products::request_windows(&ctx, &mut acc);
     totals::add(&ctx, &mut acc);
     pods::accounts(&ctx, &mut acc);
-    totals::retire_finished_workloads(&mut acc.next);
+    totals::retire_finished_workloads(&mut acc.next, input.at);
     let report = IntervalReport {
         at: input.at,
         duration: ctx.duration,

@@ -11,7 +11,7 @@
 use super::context::Context;
 use super::flow::Accumulator;
 use crate::state::{Booked, LedgerState, PodAccount, RollupKey, TotalsKey};
-use jobcarbon_core::{Phase, PodKey, Terms, WorkloadRef};
+use jobcarbon_core::{Phase, PodKey, Seconds, Terms, WorkloadRef};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 type Labels<'a> = (&'a str, Phase, Option<&'a str>);
@@ -49,7 +49,7 @@ pub(super) fn add(ctx: &Context<'_>, acc: &mut Accumulator) {
 /// its workload live while it runs, within its grace period, with books of its own, or over
 /// the series cap; a finished pod the API still lists (a completed Job's pod) gets a new,
 /// empty account once its books are rolled up, and that does not keep the workload live.
-pub(super) fn retire_finished_workloads(next: &mut LedgerState) {
+pub(super) fn retire_finished_workloads(next: &mut LedgerState, at: Seconds) {
     if next.rolled_up.is_empty() {
         return;
     }
@@ -72,12 +72,10 @@ pub(super) fn retire_finished_workloads(next: &mut LedgerState) {
     };
     for key in gone {
         if let Some(rollup) = next.rolled_up.remove(&key) {
-            next.retired.workloads += 1;
-            next.retired.books.add(Some(&rollup.energy), rollup.carbon);
+            next.retired.retire(key, rollup, at);
         }
     }
 }
-
 
 fn has_books(account: &PodAccount) -> bool {
     !account.energy.is_empty() || account.carbon != Terms::ZERO
