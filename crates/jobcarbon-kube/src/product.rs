@@ -2,8 +2,8 @@
 //! [`jobcarbon_core::ProductDef`] and validation of a whole product set (references, weights,
 //! lifetimes, lineage cycles). The ledger config's `products:` map uses the same spec type.
 
-use jobcarbon_core::lineage::{Exclusion, Lineage, LineageError};
 use jobcarbon_core::quantity::{self, QuantityError};
+use jobcarbon_core::{Exclusion, Lineage, LineageError};
 use jobcarbon_core::{Grams, LineageEdge, ProductDef, ProductType, RetrainingPolicy, Seconds};
 use kube::CustomResource;
 use schemars::JsonSchema;
