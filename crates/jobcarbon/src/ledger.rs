@@ -8,9 +8,9 @@
 use anyhow::Context;
 use jobcarbon_core::RetrainingPolicy;
 use jobcarbon_core::Seconds;
-use jobcarbon_kube::product::rfc3339;
-use jobcarbon_kube::status::{StatusWriteError, epc_lowered, monotonic_epc};
+use jobcarbon_kube::rfc3339;
 use jobcarbon_kube::{ClusterState, EpcStatus, LeaderElector, write_product_status};
+use jobcarbon_kube::{StatusWriteError, epc_lowered, monotonic_epc};
 use jobcarbon_ledger::checkpoint::CheckpointFile;
 use jobcarbon_ledger::clock::{OffsetClock, SharedClock};
 use jobcarbon_ledger::durable;
