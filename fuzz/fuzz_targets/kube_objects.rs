@@ -1,7 +1,7 @@
 //! Any pod or node JSON, decoded and resolved the way the watcher does: no panic, and the
 //! facts the ledger books by are finite (reserved share, creation time, CPUs).
 #![no_main]
-use jobcarbon_kube::trim::{trim_node, trim_pod};
+use jobcarbon_kube::{trim_node, trim_pod};
 use jobcarbon_kube::{AttributionConfig, SlimPod};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use libfuzzer_sys::fuzz_target;

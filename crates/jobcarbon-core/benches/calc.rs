@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used)] // a bench that cannot build its input should stop
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use jobcarbon_core::lineage::Lineage;
+use jobcarbon_core::Lineage;
 use jobcarbon_core::scenario::ScenarioDoc;
 use jobcarbon_core::units::Grams;
 use std::collections::HashMap;
@@ -198,8 +198,8 @@ fn lineage_defs(doc: &ScenarioDoc) -> Vec<jobcarbon_core::ProductDef> {
 
 /// Advice over three regions with WattTime's longest forecast: 72 h of 5-minute points.
 fn advice(c: &mut Criterion) {
-    use jobcarbon_core::advice::{AdviceQuery, RegionForecast, advise};
     use jobcarbon_core::intensity::{IntensityPoint, IntensitySeries, Signal};
+    use jobcarbon_core::{AdviceQuery, RegionForecast, advise};
     use jobcarbon_core::{GramsPerKwh, Joules, Pue, Seconds};
     let regions: Vec<RegionForecast> = (0..3)
         .map(|r| RegionForecast {

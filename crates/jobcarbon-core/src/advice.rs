@@ -15,9 +15,13 @@ use serde::Serialize;
 /// One region's forecast, with what converts energy into carbon there.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegionForecast {
+    /// Region name as the user gave it (echoed in each [`Window`]).
     pub region: String,
+    /// The region's PUE, applied to the run's IT energy.
     pub pue: Pue,
+    /// Average or marginal: regions of different kinds cannot be compared.
     pub signal: Signal,
+    /// The intensity forecast, gCO2e/kWh per step.
     pub series: IntensitySeries,
 }
 
@@ -25,17 +29,24 @@ pub struct RegionForecast {
 /// `now + within`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdviceQuery {
+    /// Earliest start, seconds since the Unix epoch.
     pub now: Seconds,
+    /// How long the run lasts.
     pub duration: Seconds,
+    /// Latest start, as an offset from `now`.
     pub within: Seconds,
+    /// IT energy of the whole run (before PUE).
     pub energy: Joules,
 }
 
 /// One candidate run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Window {
+    /// Region the run would start in.
     pub region: String,
+    /// Start of the run, seconds since the Unix epoch.
     pub start: Seconds,
+    /// End of the run (`start + duration`).
     pub end: Seconds,
     /// Time-weighted mean forecast intensity over the run.
     pub mean_intensity: GramsPerKwh,
@@ -43,8 +54,10 @@ pub struct Window {
     pub grams: Grams,
 }
 
+/// The outcome of [`advise`]: the best window, starting now, and the difference.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Advice {
+    /// The window with the least expected carbon over all regions and starts.
     pub best: Window,
     /// Starting now in the first region given (where the run would go unadvised).
     pub now: Window,
@@ -59,21 +72,35 @@ pub struct Advice {
 /// Why no advice can be given.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum AdviceError {
+    /// The query named no region.
     #[error("no region to choose from")]
     NoRegions,
+    /// A duration, window or energy was zero, negative or not finite.
     #[error("{what} must be positive and finite")]
-    NotPositive { what: &'static str },
+    NotPositive {
+        /// Which input (`duration`, `within`, `energy`).
+        what: &'static str,
+    },
     #[error(
         "regions {first} ({first_signal}) and {other} ({other_signal}) publish different kinds of intensity: average and marginal figures cannot be compared"
     )]
+    /// Two regions publish different [`Signal`]s.
     MixedSignals {
+        /// The first region.
         first: String,
+        /// Its signal (`average` or `marginal`).
         first_signal: &'static str,
+        /// The region whose signal differs.
         other: String,
+        /// Its signal.
         other_signal: &'static str,
     },
+    /// A forecast starts after `now`, so starting now cannot be priced.
     #[error("the forecast of region {region} does not cover a run starting now")]
-    NotCoveredNow { region: String },
+    NotCoveredNow {
+        /// The region whose forecast starts too late.
+        region: String,
+    },
 }
 
 fn window(r: &RegionForecast, start: Seconds, q: &AdviceQuery) -> Option<Window> {

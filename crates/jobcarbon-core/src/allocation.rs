@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 /// The result of splitting one quantity.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Split<K, Q> {
+    /// What each recipient received.
     pub shares: Vec<(K, Q)>,
     /// What no recipient took, and why. `None` when everything was given out.
     pub unallocated: Option<(UnallocatedReason, Q)>,
@@ -122,8 +123,11 @@ pub fn split_by_fraction<K, Q: Quantity>(
 /// `K` is whatever the caller allocates to (a workload, a product, a pool).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Books<K: Ord> {
+    /// Everything booked this period (Σ allocated + Σ unallocated, up to rounding).
     pub input: Grams,
+    /// Grams each recipient received.
     pub allocated: BTreeMap<K, Grams>,
+    /// Grams no recipient took, by reason.
     pub unallocated: BTreeMap<UnallocatedReason, Grams>,
 }
 
@@ -149,10 +153,12 @@ impl<K: Ord + Clone> Books<K> {
         }
     }
 
+    /// Σ of what the recipients received.
     pub fn allocated_total(&self) -> Grams {
         self.allocated.values().sum()
     }
 
+    /// Σ of what nobody took, all reasons together.
     pub fn unallocated_total(&self) -> Grams {
         self.unallocated.values().sum()
     }

@@ -17,20 +17,26 @@ use std::collections::{BTreeMap, BTreeSet};
 /// A product's carbon data sheet.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DataSheet {
+    /// The product the sheet describes.
     pub product: String,
+    /// Model, dataset or platform.
     #[serde(rename = "type")]
     pub kind: ProductType,
     /// Where the numbers come from (the file, and the strategy for plan files).
     pub source: String,
+    /// Its embodied product carbon, broken down.
     pub epc: EpcSheet,
+    /// Its ancestors, with their EPCs and edge weights.
     pub lineage: LineageNode,
     /// Amortisation period LT, when the product has one.
     pub lifetime_s: Option<f64>,
+    /// How much of the EPC the source's inference has carried so far (products with a lifetime).
     pub amortisation: Option<Amortisation>,
     /// The jobs of the source that serve this model, as `calc` prices them.
     pub inference: Vec<ServingJob>,
     /// Per-inference ASCᵉ at a stated traffic (plan arithmetic over the same evaluation).
     pub at_traffic: Vec<AtTraffic>,
+    /// The regions, systems and platforms behind the numbers.
     pub assumptions: Assumptions,
     /// Hugging Face model-card metadata (`co2_eq_emissions`).
     pub co2_eq_emissions: Co2EqEmissions,
@@ -39,10 +45,15 @@ pub struct DataSheet {
 /// EPC = measured + inherited + declared.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EpcSheet {
+    /// Whole EPC in grams CO2e.
     pub total_g: f64,
+    /// Grams from the product's own build jobs in the source.
     pub measured_g: f64,
+    /// Grams inherited from parents and datasets.
     pub inherited_g: f64,
+    /// Grams declared as spent outside the source.
     pub declared_g: f64,
+    /// Where the declared figure comes from, if stated.
     pub declared_source: Option<String>,
     /// The build jobs behind `measured_g`.
     pub built_by: Vec<JobLine>,
@@ -50,21 +61,28 @@ pub struct EpcSheet {
     pub inherited_from: Vec<InheritedLine>,
 }
 
+/// One build job of the product.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobLine {
+    /// The job's name in the source.
     pub job: String,
+    /// Its IT energy in joules.
     pub energy_j: f64,
+    /// Its ASCᵉ in grams CO2e (all terms).
     pub asce_g: f64,
     /// The part of `asce_g` that is another model's EPC (a distillation serving its teacher):
     /// attributed from a parent, so not this model's own creation.
     pub model_epc_g: f64,
 }
 
+/// One lineage edge's contribution to the EPC.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InheritedLine {
+    /// The parent product.
     pub product: String,
     /// `derivedFrom` (a parent model) or `datasets`.
     pub via: &'static str,
+    /// Fraction of the parent's EPC inherited, in [0, 1].
     pub weight: f64,
     /// The parent's whole EPC.
     pub product_epc_g: f64,
@@ -75,66 +93,96 @@ pub struct InheritedLine {
 /// The lineage above a product: what it was derived from, recursively.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LineageNode {
+    /// The product at this node.
     pub product: String,
+    /// Model, dataset or platform.
     #[serde(rename = "type")]
     pub kind: ProductType,
+    /// Its whole EPC in grams CO2e.
     pub epc_g: f64,
     /// How the child reaches this node (absent at the root).
     pub via: Option<&'static str>,
+    /// The edge's weight (absent at the root).
     pub weight: Option<f64>,
+    /// Its own parents, recursively.
     pub parents: Vec<LineageNode>,
 }
 
 /// How far the EPC has been carried by inference in the source.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Amortisation {
+    /// Amortisation period in seconds.
     pub lifetime_s: f64,
     /// EPC spread evenly over the lifetime.
     pub epc_per_day_g: f64,
     /// Σ `model_epc` of the serving jobs in the source.
     pub amortised_g: f64,
+    /// EPC not yet carried by inference (`total − amortised`, never below 0).
     pub remaining_g: f64,
+    /// `amortised_g / total`, in [0, 1].
     pub amortised_fraction: f64,
 }
 
+/// A job of the source that serves the model.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServingJob {
+    /// The job's name in the source.
     pub job: String,
+    /// Its ASCᵉ in grams CO2e.
     pub asce_g: f64,
+    /// Its carbon by term.
     pub terms: Terms,
 }
 
+/// Per-inference carbon of one serving job at a stated traffic and service life.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AtTraffic {
+    /// The serving job's name in the source.
     pub job: String,
+    /// Inference requests per day assumed.
     pub traffic_per_day: f64,
+    /// Service life the EPC is spread over, in seconds.
     pub service_life_s: f64,
+    /// ASCᵉ per inference request, in grams CO2e.
     pub per_inference_g: f64,
+    /// That figure by term.
     pub terms: Terms,
 }
 
+/// A region a job of the sheet ran in.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RegionLine {
+    /// Region name in the source.
     pub name: String,
+    /// Its power usage effectiveness.
     pub pue: f64,
+    /// Its grid intensity in gCO2e/kWh.
     pub intensity_g_per_kwh: f64,
     /// `{source: fraction}` when the intensity is a mix.
     pub mix: Option<BTreeMap<String, f64>>,
 }
 
+/// A system (machine type) a job of the sheet ran on.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SystemLine {
+    /// System name in the source.
     pub name: String,
+    /// Its embodied carbon in grams CO2e.
     pub embodied_g: f64,
+    /// The lifetime its embodied carbon is spread over, in seconds.
     pub lifetime_s: f64,
 }
 
+/// A platform a job of the sheet ran on.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlatformLine {
+    /// Platform name in the source.
     pub name: String,
+    /// Its operational overhead in gCO2e/s, shared by its users.
     pub overhead_g_per_s: f64,
     /// The platform's EPC: its `epc`, or the EPC of the product that built it.
     pub epc_g: f64,
+    /// The lifetime its EPC is spread over, in seconds, if it has one.
     pub lifetime_s: Option<f64>,
     /// The `type: platform` product that built the platform (`platforms.NAME.product`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -144,8 +192,11 @@ pub struct PlatformLine {
 /// The regions, systems and platforms used by the jobs behind the sheet's numbers.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Assumptions {
+    /// Regions of the jobs behind the numbers.
     pub regions: Vec<RegionLine>,
+    /// Systems they ran on.
     pub systems: Vec<SystemLine>,
+    /// Platforms they ran on.
     pub platforms: Vec<PlatformLine>,
 }
 
@@ -154,12 +205,17 @@ pub struct Assumptions {
 /// its parents' cards and in [`EpcSheet`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Co2EqEmissions {
+    /// Grams CO2e of the product's own creation.
     pub emissions: f64,
+    /// Where the figure comes from (the tool and source file).
     pub source: String,
+    /// `pre-training` or `fine-tuning`, from the product's lineage.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub training_type: Option<String>,
+    /// Region(s) of its build jobs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub geographical_location: Option<String>,
+    /// Systems of its build jobs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hardware_used: Option<String>,
 }
@@ -171,7 +227,9 @@ pub struct SheetSource<'a> {
     pub source: &'a str,
     /// File name for error messages.
     pub file: &'a str,
+    /// The evaluated document.
     pub scenario: &'a ScenarioDoc,
+    /// Its evaluation, as `calc` prints it.
     pub report: &'a Report,
     /// Traffic to state per-inference carbon at.
     pub traffic: Option<RequestRate>,
@@ -182,16 +240,27 @@ pub struct SheetSource<'a> {
 /// Why a sheet cannot be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DataSheetError {
+    /// The product is not defined in the source.
     #[error("{file}: no product {product:?} (defined: {})", .known.join(", "))]
     UnknownProduct {
+        /// The source file.
         file: String,
+        /// The product asked for.
         product: String,
+        /// The products the file defines.
         known: Vec<String>,
     },
+    /// The source does not parse or evaluate.
     #[error("{0}")]
     Scenario(#[from] ScenarioError),
+    /// A per-inference figure was asked for but no service life is known.
     #[error("{file}: {reason}")]
-    NoServiceLife { file: String, reason: String },
+    NoServiceLife {
+        /// The source file.
+        file: String,
+        /// What is missing.
+        reason: String,
+    },
 }
 
 fn via(kind: EdgeKind) -> &'static str {

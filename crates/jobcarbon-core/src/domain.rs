@@ -10,12 +10,19 @@ use std::str::FromStr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
+    /// Data preparation, which builds a dataset product.
     DataPrep,
+    /// Exploratory runs (sweeps, notebooks) that lead to a product.
     Experimentation,
+    /// Training a model from scratch.
     Training,
+    /// Fine-tuning a parent model.
     FineTuning,
+    /// Distilling a parent (teacher) model into a smaller one.
     Distillation,
+    /// Periodic re-training of a deployed model, amortised over the serving jobs of its interval.
     Retraining,
+    /// Serving a model; these jobs carry the amortised product term.
     Inference,
     /// No phase label on the pod.
     Unlabelled,
@@ -24,6 +31,7 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase a label can name, in life-cycle order (without `Unlabelled`/`Invalid`).
     pub const LABELLED: [Phase; 7] = [
         Phase::DataPrep,
         Phase::Experimentation,
@@ -34,6 +42,7 @@ impl Phase {
         Phase::Inference,
     ];
 
+    /// The label value (kebab-case), also the `phase` metric label.
     pub const fn as_str(self) -> &'static str {
         match self {
             Phase::DataPrep => "data-prep",
@@ -88,15 +97,20 @@ impl FromStr for Phase {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Component {
+    /// CPU package energy.
     Cpu,
+    /// Memory (DRAM) energy.
     Dram,
+    /// GPU energy.
     Gpu,
+    /// Other platform energy a source reports (e.g. Kepler's `other`).
     Other,
     /// The workload's share of node idle energy, assigned by the ledger's idle policy.
     IdleShare,
 }
 
 impl Component {
+    /// Every component, in the order metrics list them.
     pub const ALL: [Component; 5] = [
         Component::Cpu,
         Component::Dram,
@@ -104,6 +118,7 @@ impl Component {
         Component::Other,
         Component::IdleShare,
     ];
+    /// The `component` metric label value.
     pub const fn as_str(self) -> &'static str {
         match self {
             Component::Cpu => "cpu",
@@ -140,6 +155,7 @@ pub enum Term {
 }
 
 impl Term {
+    /// Every term, in the order of the ASCᵉ sum.
     pub const ALL: [Term; 6] = [
         Term::Operational,
         Term::EmbodiedSystem,
@@ -148,6 +164,7 @@ impl Term {
         Term::ModelEpc,
         Term::Retraining,
     ];
+    /// The `term` metric label value.
     pub const fn as_str(self) -> &'static str {
         match self {
             Term::Operational => "operational",
@@ -193,6 +210,7 @@ pub enum UnallocatedReason {
 }
 
 impl UnallocatedReason {
+    /// Every reason, in the order metrics list them.
     pub const ALL: [UnallocatedReason; 9] = [
         UnallocatedReason::NodeIdle,
         UnallocatedReason::SystemProcesses,
@@ -204,6 +222,7 @@ impl UnallocatedReason {
         UnallocatedReason::InvalidProduct,
         UnallocatedReason::Rounding,
     ];
+    /// The `reason` metric label value.
     pub const fn as_str(self) -> &'static str {
         match self {
             UnallocatedReason::NodeIdle => "node_idle",
@@ -229,12 +248,16 @@ impl fmt::Display for UnallocatedReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProductType {
+    /// A trained model (EPC inherited by fine-tunes and distillations, amortised by inference).
     Model,
+    /// A dataset (EPC built by data preparation, inherited by the models trained on it).
     Dataset,
+    /// A shared platform (e.g. a serving stack) whose operation is shared by its users.
     Platform,
 }
 
 impl ProductType {
+    /// The CRD `spec.type` value and `product_type` label.
     pub const fn as_str(self) -> &'static str {
         match self {
             ProductType::Model => "model",
@@ -253,12 +276,14 @@ impl fmt::Display for ProductType {
 /// The controlling workload of a pod: `Job/bert-train`, `Deployment/serve`, or `Pod/x` for a bare pod.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct WorkloadRef {
+    /// Namespace of the pod and of its workload.
     pub namespace: String,
     /// `Kind/name`, the value of the `workload` label.
     pub workload: String,
 }
 
 impl WorkloadRef {
+    /// A reference to `kind/name` in `namespace`.
     pub fn new(namespace: impl Into<String>, kind: &str, name: &str) -> Self {
         Self {
             namespace: namespace.into(),

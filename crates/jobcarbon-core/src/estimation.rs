@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 /// Watts per vCPU at idle and at full load.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CpuCoefficients {
+    /// Power per vCPU at 0 % utilisation.
     pub min: Watts,
+    /// Power per vCPU at 100 % utilisation.
     pub max: Watts,
 }
 

@@ -24,7 +24,7 @@ pub fn embodied_system_share(
 }
 
 /// Platform operational tax: overhead rate × t / n.
-pub fn platform_operational_share(
+pub(crate) fn platform_operational_share(
     overhead: GramsPerSecond,
     duration: Seconds,
     concurrent_jobs: f64,
@@ -44,12 +44,12 @@ pub fn amortized_product_share(
 }
 
 /// Re-training share of one inference job: pool carbon / jobs (or requests) in the interval.
-pub fn retraining_share(pool: Grams, jobs_per_interval: f64) -> Grams {
+pub(crate) fn retraining_share(pool: Grams, jobs_per_interval: f64) -> Grams {
     pool / jobs_per_interval
 }
 
 /// Energy from power drawn by several devices for a time.
-pub fn energy_from_power(power: Watts, devices: f64, duration: Seconds) -> Joules {
+pub(crate) fn energy_from_power(power: Watts, devices: f64, duration: Seconds) -> Joules {
     (power * duration) * devices
 }
 

@@ -18,6 +18,7 @@ pub enum Signal {
 }
 
 impl Signal {
+    /// The `signal` label and config value.
     pub fn as_str(self) -> &'static str {
         match self {
             Signal::Average => "average",
@@ -31,6 +32,7 @@ impl Signal {
 pub struct IntensityPoint {
     /// Start of the point's validity, seconds since the Unix epoch.
     pub at: Seconds,
+    /// Intensity in gCO2e/kWh.
     pub value: GramsPerKwh,
 }
 
@@ -38,7 +40,9 @@ pub struct IntensityPoint {
 /// (a longer gap is missing data and covers nothing).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IntensitySeries {
+    /// The points, sorted by `at`.
     pub points: Vec<IntensityPoint>,
+    /// How long a point holds when no later point follows (the provider's resolution).
     pub period: Seconds,
 }
 
@@ -86,6 +90,7 @@ impl IntensitySeries {
             .map_or(default, Seconds)
     }
 
+    /// Whether the series has no point at all.
     pub fn is_empty(&self) -> bool {
         self.points.is_empty()
     }
@@ -168,7 +173,7 @@ impl IntensitySeries {
 }
 
 /// WattTime and other US sources publish pounds of CO2 per megawatt-hour.
-pub const GRAMS_PER_KWH_PER_LB_PER_MWH: f64 = 0.453_592_37;
+pub(crate) const GRAMS_PER_KWH_PER_LB_PER_MWH: f64 = 0.453_592_37;
 
 /// lbs/MWh → g/kWh (1 lb = 453.59237 g, 1 MWh = 1000 kWh).
 pub fn from_lbs_per_mwh(lbs_per_mwh: f64) -> GramsPerKwh {

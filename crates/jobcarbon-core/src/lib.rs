@@ -4,24 +4,28 @@
 //! Pure by design: no async runtime, no Kubernetes, no HTTP. Every other crate translates
 //! the outside world into these types.
 
-pub mod advice;
+#![warn(missing_docs)]
+
+mod advice;
 pub mod allocation;
 pub mod datasheet;
-pub mod domain;
+mod domain;
 pub mod estimation;
 pub mod formulas;
 pub mod intensity;
-pub mod lineage;
-pub mod observation;
+mod lineage;
+mod observation;
 pub mod plan;
 pub mod plan_file;
-pub mod product;
+mod product;
 pub mod quantity;
 pub mod scenario;
-pub mod terms;
+mod terms;
 pub mod units;
 
+pub use advice::{AdviceError, AdviceQuery, RegionForecast, Window, advise};
 pub use domain::{Component, Phase, ProductType, Term, UnallocatedReason, WorkloadRef};
+pub use lineage::{Exclusion, Lineage, LineageError};
 pub use observation::{
     ClusterSnapshot, EnergyDelta, EnergyOwner, EnergyReading, NodeFacts, PodFacts, PodKey, Share,
 };

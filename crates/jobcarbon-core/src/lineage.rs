@@ -78,47 +78,80 @@ pub struct CycleEdge {
 /// Why a set of product definitions is not a valid lineage.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LineageError {
+    /// Two definitions share a name.
     #[error("product {product:?} is defined twice")]
-    DuplicateProduct { product: String },
+    DuplicateProduct {
+        /// The name given twice.
+        product: String,
+    },
+    /// An edge names a product that is not defined.
     #[error("unknown product {reference:?} in {product}.{kind}[{index}]{}", known_hint(.known))]
     UnknownReference {
+        /// The product whose edge is wrong.
         product: String,
+        /// Which list the edge is in (`derivedFrom` or `datasets`).
         kind: EdgeKind,
+        /// The edge's position in that list.
         index: usize,
+        /// The name it refers to.
         reference: String,
+        /// The defined names, for a did-you-mean hint.
         known: Vec<String>,
     },
+    /// An edge weight outside [0, 1] (or not finite).
     #[error("weight {weight} in {product}.{kind}[{index}] is outside [0, 1]")]
     WeightOutOfRange {
+        /// The product whose edge is wrong.
         product: String,
+        /// Which list the edge is in.
         kind: EdgeKind,
+        /// The edge's position in that list.
         index: usize,
+        /// The weight given.
         weight: f64,
     },
     #[error(
         "{product}.{kind}[{index}] names {reference:?} again: one edge per parent (derivedFrom and datasets together), or it would inherit more than the parent's whole EPC"
     )]
+    /// A product names the same parent twice.
     DuplicateEdge {
+        /// The product whose edge is repeated.
         product: String,
+        /// Which list the repeat is in.
         kind: EdgeKind,
+        /// The repeat's position in that list.
         index: usize,
+        /// The parent named twice.
         reference: String,
     },
+    /// A `datasets` edge names a model or platform.
     #[error("{product}.datasets[{index}] names {reference:?}, which is a {actual}, not a dataset")]
     NotADataset {
+        /// The product whose edge is wrong.
         product: String,
+        /// The edge's position in `datasets`.
         index: usize,
+        /// The name it refers to.
         reference: String,
+        /// What that product actually is.
         actual: ProductType,
     },
+    /// An extra ordering dependency (a build job reading another product) names an unknown product.
     #[error("unknown product {on:?} in a dependency ({reason})")]
     UnknownDependency {
+        /// The dependency's position in the list given.
         index: usize,
+        /// The unknown product.
         on: String,
+        /// Why the dependency exists, as its caller described it.
         reason: String,
     },
+    /// The edges form a cycle, so no product could be evaluated first.
     #[error("lineage cycle: {}", cycle_path(.edges))]
-    Cycle { edges: Vec<CycleEdge> },
+    Cycle {
+        /// The cycle's edges, in order.
+        edges: Vec<CycleEdge>,
+    },
 }
 
 fn known_hint(known: &[String]) -> String {
@@ -239,14 +272,17 @@ impl Lineage {
         })
     }
 
+    /// Every product, in definition order (index = [`ProductId`]).
     pub fn products(&self) -> &[ProductDef] {
         &self.products
     }
 
+    /// The id of the product called `name`, if defined.
     pub fn id(&self, name: &str) -> Option<ProductId> {
         self.index.get(name).map(|&i| ProductId(i))
     }
 
+    /// The definition behind an id of this lineage.
     pub fn product(&self, id: ProductId) -> &ProductDef {
         &self.products[id.0]
     }
@@ -314,9 +350,13 @@ pub enum Exclusion {
     /// It inherits from a product that was left out.
     #[error("{product}.{kind}[{index}] refers to invalid product {reference:?}")]
     InheritsExcluded {
+        /// The product left out.
         product: String,
+        /// Which list its edge is in.
         kind: EdgeKind,
+        /// The edge's position in that list.
         index: usize,
+        /// The invalid parent it inherits from.
         reference: String,
     },
 }

@@ -10,11 +10,14 @@ use serde::{Deserialize, Serialize};
 /// (Kepler and DCGM label pods by name and namespace; pod-resources has no UID).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PodKey {
+    /// The pod's namespace.
     pub namespace: String,
+    /// The pod's name (unique in its namespace at any one time).
     pub pod: String,
 }
 
 impl PodKey {
+    /// The key of pod `pod` in `namespace`.
     pub fn new(namespace: impl Into<String>, pod: impl Into<String>) -> Self {
         Self {
             namespace: namespace.into(),
@@ -32,12 +35,17 @@ impl std::fmt::Display for PodKey {
 /// Everything attribution needs to know about one pod.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PodFacts {
+    /// The pod's `namespace/name`.
     pub key: PodKey,
+    /// The pod's UID (tells apart a pod re-created under the same name).
     pub uid: String,
+    /// The workload the user submitted, which the pod's carbon is booked to.
     pub workload: WorkloadRef,
+    /// Life-cycle phase from the `jobcarbon.io/phase` label.
     pub phase: Phase,
     /// The SoftwareProduct it builds or serves, if labelled (validated label value).
     pub product: Option<String>,
+    /// The node it is scheduled on (`None` while Pending).
     pub node: Option<String>,
     /// Platform pods carry the platform's operational overhead (DESIGN §4).
     pub platform: bool,
@@ -83,38 +91,47 @@ impl PodFacts {
         self.workload = WorkloadRef::new(self.key.namespace.clone(), kind, name);
         self
     }
+    /// Sets the life-cycle phase.
     pub fn phase(mut self, phase: Phase) -> Self {
         self.phase = phase;
         self
     }
+    /// Sets the product it builds or serves.
     pub fn product(mut self, product: Option<&str>) -> Self {
         self.product = product.map(str::to_owned);
         self
     }
+    /// Sets the node it runs on.
     pub fn node(mut self, node: &str) -> Self {
         self.node = Some(node.to_owned());
         self
     }
+    /// Sets the UID.
     pub fn uid(mut self, uid: &str) -> Self {
         self.uid = uid.to_owned();
         self
     }
+    /// Marks it as a platform pod.
     pub fn platform(mut self, platform: bool) -> Self {
         self.platform = platform;
         self
     }
+    /// Sets its reserved fraction of the node, in [0, 1].
     pub fn reserved_share(mut self, share: f64) -> Self {
         self.reserved_share = share;
         self
     }
+    /// Sets whether it runs now.
     pub fn running(mut self, running: bool) -> Self {
         self.running = running;
         self
     }
+    /// Sets its creation time.
     pub fn created(mut self, at: Seconds) -> Self {
         self.created = Some(at);
         self
     }
+    /// Sets the GPUs it requests.
     pub fn gpus(mut self, gpus: f64) -> Self {
         self.gpus = gpus;
         self
@@ -129,11 +146,15 @@ impl PodFacts {
 /// Everything attribution needs to know about one node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeFacts {
+    /// The node's name (also the `node` label of energy readings).
     pub name: String,
     /// Region key into the configured regions (from `topology.kubernetes.io/region`).
     pub region: Option<String>,
+    /// Cloud instance type (`node.kubernetes.io/instance-type`), for estimation coefficients.
     pub instance_type: Option<String>,
+    /// Number of GPUs the node offers.
     pub gpu_count: u32,
+    /// GPU product name (e.g. from the `nvidia.com/gpu.product` label), for matching `systems`.
     pub gpu_model: Option<String>,
     /// All node labels, for matching `systems` entries of the config.
     pub labels: std::collections::BTreeMap<String, String>,
@@ -146,13 +167,21 @@ pub struct NodeFacts {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum EnergyOwner {
     /// A workload container (container name may be empty when the source is per pod).
-    Pod { key: PodKey, container: String },
+    Pod {
+        /// The pod.
+        key: PodKey,
+        /// The container name.
+        container: String,
+    },
     /// Node-level idle energy (Kepler v2 `kepler_node_cpu_idle_joules_total`, legacy `mode="idle"`).
     NodeIdle,
     /// Non-pod work on the node (Kepler `system_processes`).
     NodeSystem,
     /// A GPU line that names no workload (idle, or a pod the exporter could not map).
-    UnmappedGpu { uuid: String },
+    UnmappedGpu {
+        /// The GPU's UUID.
+        uuid: String,
+    },
     /// Node active energy that contains its pods' (Kepler ≥ 0.10 `kepler_node_cpu_active_*`):
     /// what the node's pods do not account for is non-pod work (kubelet, runtime).
     NodeActive,
@@ -183,8 +212,11 @@ impl Default for Share {
 pub struct EnergyReading {
     /// Stable identity of the underlying counter (source + series labels), for delta tracking.
     pub series: String,
+    /// The node the counter lives on.
     pub node: String,
+    /// Who the energy belongs to.
     pub owner: EnergyOwner,
+    /// Which part of the machine consumed it.
     pub component: Component,
     /// Cumulative joules since the counter's start.
     pub cumulative: Joules,
@@ -239,9 +271,13 @@ impl EnergyReading {
 /// Energy consumed in one interval by one owner and component, after delta tracking.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnergyDelta {
+    /// The node the energy was consumed on.
     pub node: String,
+    /// Who consumed it.
     pub owner: EnergyOwner,
+    /// Which part of the machine consumed it.
     pub component: Component,
+    /// Energy over the interval (non-negative).
     pub energy: Joules,
     /// Estimated from utilisation and coefficients, not measured (never mixed up).
     #[serde(default)]
@@ -252,7 +288,9 @@ pub struct EnergyDelta {
 /// simulation) hand the ledger each interval.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterSnapshot {
+    /// Pods known to the watchers (running, pending, and recently finished).
     pub pods: Vec<PodFacts>,
+    /// Nodes of the cluster.
     pub nodes: Vec<NodeFacts>,
     /// Products that passed validation.
     pub products: Vec<crate::product::ProductDef>,

@@ -23,7 +23,7 @@ use serde::Serialize;
 use std::fmt;
 
 /// Seconds in a day: traffic is read and printed per day.
-pub const SECONDS_PER_DAY: f64 = 86_400.0;
+pub(crate) const SECONDS_PER_DAY: f64 = 86_400.0;
 
 /// Request rate in requests per second. Written `1e6/d`, `5000/h`, `20/s` (also `req/d` …).
 #[derive(Debug, Clone, Copy, Default, PartialEq, PartialOrd, Serialize)]
@@ -31,12 +31,15 @@ pub const SECONDS_PER_DAY: f64 = 86_400.0;
 pub struct RequestRate(pub f64);
 
 impl RequestRate {
+    /// A rate of `requests_per_day` requests a day.
     pub fn per_day(requests_per_day: f64) -> Self {
         Self(requests_per_day / SECONDS_PER_DAY)
     }
+    /// The rate in requests a day (how it is printed).
     pub fn requests_per_day(self) -> f64 {
         self.0 * SECONDS_PER_DAY
     }
+    /// The rate in requests a second.
     pub const fn value(self) -> f64 {
         self.0
     }
@@ -78,8 +81,10 @@ impl Unit for RequestRate {
 /// Carbon of one re-training and how often it happens.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Retraining {
+    /// Grams CO2e of one re-training run.
     #[serde(rename = "carbon_per_retraining_g")]
     pub carbon_per_retraining: Grams,
+    /// Time between re-trainings.
     #[serde(rename = "interval_s")]
     pub interval: Seconds,
 }
@@ -94,12 +99,15 @@ impl Retraining {
 /// One strategy reduced to its cost structure.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StrategyCost {
+    /// Strategy name from the plan file.
     pub name: String,
     /// The model that serves the inference.
     pub serves: String,
+    /// Free-text description from the plan file.
     pub description: Option<String>,
     /// EPC of the served model: paid once, whatever the traffic.
     pub upfront: Grams,
+    /// Re-training cost, if the strategy re-trains.
     pub retraining: Option<Retraining>,
     /// ASCᵉ terms of one request other than `model_epc` and `retraining`.
     pub per_request: Terms,
@@ -108,7 +116,9 @@ pub struct StrategyCost {
 /// The conditions a plan is evaluated under.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Horizon {
+    /// Inference traffic.
     pub traffic: RequestRate,
+    /// How long the model serves; its EPC is paid once over this period.
     pub service_life: Seconds,
     /// Overrides every strategy's re-training interval (the re-training sweep).
     pub retraining_interval: Option<Seconds>,
@@ -117,16 +127,29 @@ pub struct Horizon {
 /// Why a horizon cannot be evaluated.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PlanError {
+    /// Traffic is zero, negative or not finite.
     #[error("traffic must be positive and finite, got {0} requests/day")]
     Traffic(f64),
+    /// Service life is zero, negative or not finite.
     #[error("service life must be positive and finite, got {0} s")]
     ServiceLife(f64),
+    /// The re-training interval is zero, negative or not finite.
     #[error("re-training interval must be positive and finite, got {0} s")]
     RetrainingInterval(f64),
+    /// A sweep was given no value.
     #[error("a sweep over {axis} needs at least one value")]
-    EmptySweep { axis: &'static str },
+    EmptySweep {
+        /// The swept axis.
+        axis: &'static str,
+    },
+    /// A sweep range's ends or step count are unusable.
     #[error("sweep range over {axis}: {reason}")]
-    SweepRange { axis: &'static str, reason: String },
+    SweepRange {
+        /// The swept axis.
+        axis: &'static str,
+        /// What is wrong with the range.
+        reason: String,
+    },
 }
 
 fn positive(value: f64) -> bool {
@@ -134,6 +157,7 @@ fn positive(value: f64) -> bool {
 }
 
 impl Horizon {
+    /// Checks that traffic, service life and any re-training interval are positive and finite.
     pub fn validate(&self) -> Result<(), PlanError> {
         if !positive(self.traffic.value()) {
             return Err(PlanError::Traffic(self.traffic.requests_per_day()));
@@ -158,17 +182,21 @@ impl Horizon {
 /// A strategy's life-cycle carbon under one horizon.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Outlook {
+    /// Strategy name.
     pub strategy: String,
     /// Requests served over the service life.
     pub requests: f64,
+    /// Re-trainings over the service life (continuous, so may be fractional).
     pub retrainings: f64,
     /// The served model's EPC.
     pub upfront_g: f64,
+    /// Grams CO2e of those re-trainings.
     pub retraining_g: f64,
     /// The operational phase: every serving term of every request.
     pub operational_g: f64,
     /// `operational_g` by term (operational, embodied_system, platform_*).
     pub operational_terms: Terms,
+    /// Life-cycle total: up-front + re-training + operational, in grams CO2e.
     pub total_g: f64,
     /// ASCᵉ of one inference at this traffic: total / requests.
     pub per_inference_g: f64,
@@ -231,18 +259,29 @@ pub enum BreakEven {
     /// Below this traffic `cheaper_below` costs less over the service life, above it
     /// `cheaper_above` does.
     At {
+        /// Break-even traffic in requests a day.
         requests_per_day: f64,
         /// Requests over the service life at the break-even traffic.
         requests: f64,
+        /// The strategy that costs less at lower traffic.
         cheaper_below: String,
+        /// The strategy that costs less at higher traffic.
         cheaper_above: String,
     },
     /// Same per-request cost: the lines are parallel, one is cheaper at every volume by its
     /// smaller fixed cost.
-    Parallel { cheaper: String, margin_g: f64 },
+    Parallel {
+        /// The strategy cheaper at every volume.
+        cheaper: String,
+        /// Its constant advantage in grams CO2e.
+        margin_g: f64,
+    },
     /// They would meet only at zero or negative traffic: one is cheaper (or equal) at every
     /// volume.
-    Dominated { cheaper: String },
+    Dominated {
+        /// The strategy cheaper (or equal) at every volume.
+        cheaper: String,
+    },
     /// Identical cost structure.
     Identical,
 }
@@ -303,7 +342,7 @@ pub fn break_even(a: &StrategyCost, b: &StrategyCost, horizon: &Horizon) -> Brea
 
 /// Service life at which `a` and `b` cost the same at `horizon`'s traffic: the up-front
 /// difference is paid back by the difference in running cost. `None` when it never is.
-pub fn break_even_service_life(
+pub(crate) fn break_even_service_life(
     a: &StrategyCost,
     b: &StrategyCost,
     horizon: &Horizon,
@@ -323,15 +362,18 @@ pub fn break_even_service_life(
 /// One pair's break-even figures.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Comparison {
+    /// The first strategy of the pair.
     pub strategy: String,
+    /// The second.
     pub against: String,
+    /// Where their totals meet as traffic varies.
     pub break_even: BreakEven,
     /// Service life at which the two cost the same at the plan's traffic, in seconds.
     pub break_even_service_life_s: Option<f64>,
 }
 
 /// Every unordered pair (a listed before b), by index into `strategies`.
-pub fn compare_all(strategies: &[StrategyCost], horizon: &Horizon) -> Vec<Comparison> {
+pub(crate) fn compare_all(strategies: &[StrategyCost], horizon: &Horizon) -> Vec<Comparison> {
     let mut out = Vec::new();
     for (i, a) in strategies.iter().enumerate() {
         for b in &strategies[i + 1..] {
@@ -351,12 +393,16 @@ pub fn compare_all(strategies: &[StrategyCost], horizon: &Horizon) -> Vec<Compar
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SweepAxis {
+    /// Inference traffic (requests/day in reports).
     Traffic,
+    /// Every strategy's re-training interval (seconds).
     RetrainingInterval,
+    /// The service life (seconds).
     ServiceLife,
 }
 
 impl SweepAxis {
+    /// Every axis, in report order.
     pub const ALL: [SweepAxis; 3] = [
         SweepAxis::Traffic,
         SweepAxis::RetrainingInterval,
@@ -388,14 +434,18 @@ impl fmt::Display for SweepAxis {
 /// Values of one sweep, in the axis's base unit (requests/s or s).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SweepSpec {
+    /// The quantity varied.
     pub axis: SweepAxis,
+    /// The values it takes, in order.
     pub values: Vec<f64>,
 }
 
 /// How a range is filled between its ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scale {
+    /// Evenly spaced values.
     Linear,
+    /// Evenly spaced on a log scale (traffic over decades).
     Log,
 }
 
@@ -453,15 +503,20 @@ fn cheapest<'a>(outlooks: impl Iterator<Item = &'a Outlook>) -> String {
 pub struct SweepPoint {
     /// In the axis's report unit (requests/day or seconds).
     pub value: f64,
+    /// Every strategy's outlook at this value, in listing order.
     pub outlooks: Vec<Outlook>,
     /// Lowest total (ties: the first listed).
     pub cheapest: String,
 }
 
+/// One sweep's results: every strategy at every value of one axis.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Sweep {
+    /// The quantity varied.
     pub axis: SweepAxis,
+    /// Unit of the points' values in reports.
     pub unit: &'static str,
+    /// One point per value, in order.
     pub points: Vec<SweepPoint>,
 }
 
@@ -479,7 +534,7 @@ impl SweepSpec {
 }
 
 /// Evaluate every strategy at every value of `spec`, the rest of `base` fixed.
-pub fn sweep(
+pub(crate) fn sweep(
     strategies: &[StrategyCost],
     base: &Horizon,
     spec: &SweepSpec,
@@ -515,12 +570,16 @@ pub fn sweep(
 /// One strategy in a plan report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StrategyReport {
+    /// Strategy name.
     pub name: String,
+    /// Free-text description from the plan file.
     pub description: Option<String>,
+    /// The model that serves the inference.
     pub serves: String,
     /// Serving cost of one request (ASCᵉ without model EPC and re-training): the floor the
     /// per-inference figure approaches at high traffic.
     pub per_request_serving_g: f64,
+    /// Re-training cost, if the strategy re-trains.
     pub retraining: Option<Retraining>,
     /// Under the plan's traffic and service life.
     pub outlook: Outlook,
@@ -529,13 +588,17 @@ pub struct StrategyReport {
 /// Everything `jobcarbon plan` reports.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlanReport {
+    /// The plan's traffic in requests a day.
     pub traffic_per_day: f64,
+    /// The plan's service life in seconds.
     pub service_life_s: f64,
+    /// Every strategy, in listing order.
     pub strategies: Vec<StrategyReport>,
     /// Lowest life-cycle total at the plan's traffic and service life.
     pub cheapest: String,
     /// Every pair of strategies, in listing order.
     pub break_even: Vec<Comparison>,
+    /// Every requested sweep, in order.
     pub sweeps: Vec<Sweep>,
 }
 

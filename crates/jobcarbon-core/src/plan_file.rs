@@ -45,12 +45,16 @@ use std::path::Path;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PlanDoc {
+    /// Grid sources shared by every strategy, as in a scenario.
     #[serde(default)]
     pub sources: Named<Q<GramsPerKwh>>,
+    /// Regions shared by every strategy.
     #[serde(default)]
     pub regions: Named<RegionSpec>,
+    /// Systems shared by every strategy.
     #[serde(default)]
     pub systems: Named<SystemSpec>,
+    /// Platforms shared by every strategy.
     #[serde(default)]
     pub platforms: Named<PlatformSpec>,
     /// Products every strategy may use (a public foundation model, its datasets).
@@ -64,8 +68,10 @@ pub struct PlanDoc {
     /// The time the task is served; default: the served model's lifetime.
     #[serde(default)]
     pub service_life: Option<Q<Seconds>>,
+    /// Ranges or lists of values to evaluate the strategies over.
     #[serde(default)]
     pub sweeps: SweepsDoc,
+    /// The alternatives compared, by name.
     pub strategies: Named<StrategyDoc>,
 }
 
@@ -73,14 +79,18 @@ pub struct PlanDoc {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StrategyDoc {
+    /// Free-text description shown in reports.
     #[serde(default)]
     pub description: Option<String>,
     /// The model whose inference the strategy's `serves` job prices.
     pub serves: String,
+    /// Products of this strategy only (e.g. its fine-tuned model).
     #[serde(default)]
     pub products: Named<ProductSpec>,
+    /// Jobs of this strategy: `builds`, `retrains` and one `serves` job.
     #[serde(default)]
     pub jobs: Vec<JobSpec>,
+    /// How often the served model is re-trained, if it is.
     #[serde(default)]
     pub retraining: Option<StrategyRetraining>,
 }
@@ -90,7 +100,9 @@ pub struct StrategyDoc {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StrategyRetraining {
+    /// Time between re-trainings.
     pub interval: Q<Seconds>,
+    /// Carbon per re-training besides the `retrains` jobs.
     #[serde(default)]
     pub carbon: Option<Q<Grams>>,
 }
@@ -99,10 +111,13 @@ pub struct StrategyRetraining {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SweepsDoc {
+    /// Traffic sweep (request rates).
     #[serde(default)]
     pub traffic: Option<RangeDoc<RequestRate>>,
+    /// Re-training interval sweep (durations).
     #[serde(default)]
     pub retraining_interval: Option<RangeDoc<Seconds>>,
+    /// Service life sweep (durations).
     #[serde(default)]
     pub service_life: Option<RangeDoc<Seconds>>,
 }
@@ -111,14 +126,19 @@ pub struct SweepsDoc {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, bound(deserialize = "U: Unit"))]
 pub struct RangeDoc<U> {
+    /// Lower end of the range.
     #[serde(default = "none")]
     pub from: Option<Q<U>>,
+    /// Upper end of the range.
     #[serde(default = "none")]
     pub to: Option<Q<U>>,
+    /// Number of values, ends included (default 9).
     #[serde(default)]
     pub steps: Option<usize>,
+    /// Spacing between the ends (default log for traffic, linear otherwise).
     #[serde(default)]
     pub scale: Option<ScaleDoc>,
+    /// Explicit values instead of a range.
     #[serde(default = "none_vec")]
     pub values: Option<Vec<Q<U>>>,
 }
@@ -130,29 +150,38 @@ fn none_vec<T>() -> Option<Vec<T>> {
     None
 }
 
+/// `scale:` of a range, as written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ScaleDoc {
+    /// Evenly spaced values.
     Linear,
+    /// Evenly spaced on a log scale.
     Log,
 }
 
 /// Default steps of a range sweep.
-pub const DEFAULT_STEPS: usize = 9;
+pub(crate) const DEFAULT_STEPS: usize = 9;
 
 /// A plan ready for [`crate::plan::report`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanInput {
+    /// Every strategy reduced to its cost structure.
     pub strategies: Vec<StrategyCost>,
+    /// The plan's traffic and service life.
     pub horizon: Horizon,
+    /// The sweeps to run.
     pub sweeps: Vec<SweepSpec>,
 }
 
 /// One strategy's scenario and its evaluation (for data sheets and cross-checks).
 #[derive(Debug, Clone)]
 pub struct EvaluatedStrategy {
+    /// Strategy name.
     pub name: String,
+    /// The scenario it was evaluated as.
     pub scenario: ScenarioDoc,
+    /// Its evaluation.
     pub report: Report,
     /// Index of the job that prices one request.
     pub request_job: usize,
@@ -498,7 +527,7 @@ impl PlanDoc {
 /// The cost structure of serving `model` in an evaluated scenario: its EPC up front, the
 /// terms of `request_job` (one request) without `model_epc` and `retraining`, and its
 /// re-training policy's carbon (declared plus the ASCᵉ of its `retrains` jobs) per interval.
-pub fn serving_cost(
+pub(crate) fn serving_cost(
     name: &str,
     scenario: &ScenarioDoc,
     report: &Report,
@@ -626,10 +655,13 @@ impl<U: Copy> RangeDoc<U> {
 /// Why a `--sweep` argument was rejected.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SweepArgError {
+    /// The argument is not `AXIS=RANGE` or `AXIS=LIST`.
     #[error("expected AXIS=FROM..TO[:STEPS[:log|linear]] or AXIS=V1,V2,... (got {0:?})")]
     Shape(String),
+    /// The axis is not one of the three.
     #[error("unknown sweep axis {0:?} (expected traffic, retrainingInterval or serviceLife)")]
     Axis(String),
+    /// A value or range end does not parse.
     #[error("{0}")]
     Value(String),
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// A weighted edge of the lineage DAG: `weight × EPC(product)` is inherited.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LineageEdge {
+    /// Name of the parent product.
     pub product: String,
     /// In [0, 1]; validated by whoever builds the definition.
     pub weight: f64,
@@ -18,8 +19,11 @@ pub struct LineageEdge {
 pub enum RetrainingPolicy {
     /// Scenario form: a known carbon per interval split over a known number of inference jobs.
     PerInterval {
+        /// Carbon of one re-training.
         carbon: Grams,
+        /// How often it re-trains.
         interval: Seconds,
+        /// Inference jobs per interval that share one re-training.
         jobs_per_interval: f64,
     },
     /// Ledger form: measured re-training carbon is amortised over this period of inference.
@@ -29,13 +33,21 @@ pub enum RetrainingPolicy {
 /// One product definition. `declared` is carbon spent outside the cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProductDef {
+    /// Product name, unique across products (the `product` label value).
     pub name: String,
+    /// Model, dataset or platform.
     pub kind: ProductType,
+    /// Service life the EPC is amortised over.
     pub lifetime: Seconds,
+    /// Parent models it inherits EPC from (fine-tuning, distillation).
     pub derived_from: Vec<LineageEdge>,
+    /// Datasets it was trained on, inherited the same way.
     pub datasets: Vec<LineageEdge>,
+    /// Carbon spent outside the cluster (e.g. pre-training elsewhere), added to the EPC.
     pub declared: Grams,
+    /// Where the declared figure comes from (a paper, a model card), for the datasheet.
     pub declared_source: Option<String>,
+    /// How re-training carbon reaches inference, if it re-trains.
     pub retraining: Option<RetrainingPolicy>,
 }
 

@@ -7,31 +7,53 @@ use serde::{Deserialize, Deserializer};
 /// Why a quantity string was rejected. The caller adds where it was (file, path).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum QuantityError {
+    /// The text has no leading number.
     #[error("{input:?} has no number (expected a number followed by a unit, e.g. {example})")]
     NoNumber {
+        /// The text as given.
         input: String,
+        /// A well-formed example of the expected kind.
         example: &'static str,
     },
+    /// The number is followed by a unit this kind does not know.
     #[error("unknown {kind} unit {unit:?} in {input:?} (expected one of {expected})")]
     UnknownUnit {
+        /// The kind of quantity expected (`energy`, `duration`, …).
         kind: &'static str,
+        /// The unit as written.
         unit: String,
+        /// The text as given.
         input: String,
+        /// The units this kind accepts.
         expected: &'static str,
     },
+    /// The number is NaN or infinite, or overflows in the base unit.
     #[error("{input:?} is not a finite number (or overflows once its unit is applied)")]
-    NotFinite { input: String },
+    NotFinite {
+        /// The text as given.
+        input: String,
+    },
+    /// The number is negative; no accepted quantity can be.
     #[error("{input:?} is negative; a {kind} cannot be negative")]
-    Negative { kind: &'static str, input: String },
+    Negative {
+        /// The kind of quantity expected.
+        kind: &'static str,
+        /// The text as given.
+        input: String,
+    },
 }
 
 /// A kind of quantity: its units and how each maps to the base unit.
 pub trait Unit: Sized + Copy {
+    /// Name of the kind in error messages (`energy`, `duration`, …).
     const KIND: &'static str;
+    /// The accepted units, listed in error messages.
     const EXPECTED: &'static str;
+    /// A well-formed example, shown when no number is found.
     const EXAMPLE: &'static str;
     /// Multiplier to the base unit, or None if the unit is unknown. `""` is the bare number.
     fn factor(unit: &str) -> Option<f64>;
+    /// The quantity from a value in the base unit (J, s, g, …).
     fn from_base(value: f64) -> Self;
 }
 

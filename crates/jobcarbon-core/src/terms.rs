@@ -11,6 +11,7 @@ use std::ops::{Add, AddAssign, Index, IndexMut};
 pub struct Terms([Grams; 6]);
 
 impl Terms {
+    /// No carbon in any term.
     pub const ZERO: Self = Self([Grams::ZERO; 6]);
 
     fn slot(term: Term) -> usize {
@@ -24,12 +25,14 @@ impl Terms {
         }
     }
 
+    /// Terms with `grams` in `term` and zero elsewhere.
     pub fn of(term: Term, grams: Grams) -> Self {
         let mut t = Self::ZERO;
         t[term] = grams;
         t
     }
 
+    /// Each term with its grams, in [`Term::ALL`] order.
     pub fn iter(&self) -> impl Iterator<Item = (Term, Grams)> + '_ {
         Term::ALL.into_iter().map(|t| (t, self[t]))
     }
@@ -50,6 +53,7 @@ impl Terms {
     pub fn asce(&self) -> Grams {
         self.0.iter().sum()
     }
+    /// Every term multiplied by `factor` (e.g. one job's share of a product's terms).
     pub fn scaled(&self, factor: f64) -> Self {
         Self(self.0.map(|g| g * factor))
     }

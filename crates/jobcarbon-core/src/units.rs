@@ -20,13 +20,17 @@ macro_rules! unit {
         pub struct $name(pub f64);
 
         impl $name {
+            /// Zero in this unit.
             pub const ZERO: Self = Self(0.0);
+            /// Wraps a raw value in this unit.
             pub const fn new(value: f64) -> Self {
                 Self(value)
             }
+            /// The raw value in this unit.
             pub const fn value(self) -> f64 {
                 self.0
             }
+            /// Whether the value is neither NaN nor infinite.
             pub fn is_finite(self) -> bool {
                 self.0.is_finite()
             }
@@ -34,9 +38,11 @@ macro_rules! unit {
             pub fn non_negative(self) -> Self {
                 if self.0 > 0.0 { self } else { Self::ZERO }
             }
+            /// The larger of the two (`other` when `self` is NaN).
             pub fn max(self, other: Self) -> Self {
                 if other.0 > self.0 { other } else { self }
             }
+            /// The smaller of the two (`other` when `self` is NaN).
             pub fn min(self, other: Self) -> Self {
                 if other.0 < self.0 { other } else { self }
             }
@@ -130,50 +136,49 @@ unit!(
 );
 
 impl Joules {
+    /// Energy from kilowatt-hours.
     pub fn from_kwh(kwh: f64) -> Self {
         Self(kwh * JOULES_PER_KWH)
     }
+    /// The energy in kilowatt-hours.
     pub fn kwh(self) -> f64 {
         self.0 / JOULES_PER_KWH
     }
+    /// Energy from millijoules (DCGM's counter unit).
     pub fn from_millijoules(mj: f64) -> Self {
         Self(mj / 1000.0)
     }
 }
 
 impl Seconds {
+    /// A duration from minutes.
     pub fn from_minutes(m: f64) -> Self {
         Self(m * 60.0)
     }
+    /// A duration from hours.
     pub fn from_hours(h: f64) -> Self {
         Self(h * 3600.0)
     }
+    /// A duration from days of 86,400 s.
     pub fn from_days(d: f64) -> Self {
         Self(d * 86_400.0)
     }
+    /// A duration from years of 365 days.
     pub fn from_years(y: f64) -> Self {
         Self(y * SECONDS_PER_YEAR)
     }
+    /// The duration in minutes.
     pub fn minutes(self) -> f64 {
         self.0 / 60.0
     }
 }
 
 impl GramsPerSecond {
+    /// A rate from grams per minute (how platform overhead is often declared).
     pub fn per_minute(grams_per_minute: f64) -> Self {
         Self(grams_per_minute / 60.0)
     }
 }
-
-impl Kilograms {
-    pub fn grams(self) -> Grams {
-        Grams(self.0 * 1000.0)
-    }
-}
-
-/// Kilograms only exist at parse/print boundaries; arithmetic happens in [`Grams`].
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
-pub struct Kilograms(pub f64);
 
 /// W × s = J.
 impl Mul<Seconds> for Watts {
@@ -216,6 +221,7 @@ impl Default for Pue {
 }
 
 impl Pue {
+    /// The ratio of facility energy to IT energy (≥ 1).
     pub const fn value(self) -> f64 {
         self.0
     }
@@ -276,7 +282,9 @@ mod tests {
 pub trait Quantity:
     Copy + Add<Output = Self> + Sub<Output = Self> + Mul<f64, Output = Self> + Sum + PartialOrd
 {
+    /// Zero of this quantity.
     const ZERO: Self;
+    /// The raw value in the quantity's unit.
     fn raw(self) -> f64;
 }
 

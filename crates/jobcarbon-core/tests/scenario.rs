@@ -3,8 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is a failed test
 
+use jobcarbon_core::LineageError;
 use jobcarbon_core::ProductType;
-use jobcarbon_core::lineage::LineageError;
 use jobcarbon_core::quantity::Q;
 use jobcarbon_core::scenario::{
     EdgeSpec, IntensitySpec, JobSpec, Named, Problem, ProductSpec, RegionSpec, Report, ScenarioDoc,

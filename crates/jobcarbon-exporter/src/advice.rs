@@ -4,9 +4,9 @@
 //! energy of the product's re-training runs and the regions' forecasts from the ledger view.
 //! `jobcarbon advise` prints the same answer from the same function.
 
-use jobcarbon_core::advice::{AdviceQuery, RegionForecast, Window, advise};
 use jobcarbon_core::intensity::IntensitySeries;
 use jobcarbon_core::quantity::parse;
+use jobcarbon_core::{AdviceQuery, RegionForecast, Window, advise};
 use jobcarbon_core::{Joules, Phase, Seconds, WorkloadRef};
 use jobcarbon_ledger::LedgerState;
 use jobcarbon_ledger::view::LedgerView;
@@ -255,7 +255,7 @@ pub fn advice_json(
         energy: Joules(energy.energy_j),
     };
     let advice = advise(&query, &forecasts).map_err(|e| {
-        use jobcarbon_core::advice::AdviceError;
+        use jobcarbon_core::AdviceError;
         let parameter = match e {
             AdviceError::NotPositive { what } => what,
             _ => "regions",

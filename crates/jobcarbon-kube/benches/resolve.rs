@@ -28,7 +28,7 @@ fn benches(c: &mut Criterion) {
     let config = AttributionConfig::default();
     let nodes = nodes(5_000);
     let table = NodeTable::new(&nodes);
-    let parents = jobcarbon_kube::owner::ParentOwners::default();
+    let parents = jobcarbon_kube::ParentOwners::default();
     let full = support::training_pod(4242, "node-01234");
     let trimmed = support::decode_as_store_does(&full);
     let json = serde_json::to_vec(&full).unwrap_or_default();
@@ -40,7 +40,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let mut p: jobcarbon_kube::SlimPod =
                 serde_json::from_slice(black_box(&json)).unwrap_or_default();
-            jobcarbon_kube::trim::trim_pod(&mut p);
+            jobcarbon_kube::trim_pod(&mut p);
             p
         })
     });

@@ -8,7 +8,7 @@ mod support;
 
 use jobcarbon_kube::AttributionConfig;
 use jobcarbon_kube::SlimPod;
-use jobcarbon_kube::trim::trim_node;
+use jobcarbon_kube::trim_node;
 use k8s_openapi::api::core::v1::Node;
 use kube::runtime::reflector;
 use kube::runtime::watcher::Event;

@@ -20,21 +20,35 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccessDecision {
     /// The token names `user`, and RBAC lets that user `get` the path.
-    Allowed { user: String },
+    Allowed {
+        /// The user name the token belongs to.
+        user: String,
+    },
     /// The token names `user`, who may not `get` the path (HTTP 403).
-    Denied { user: String, reason: String },
+    Denied {
+        /// The user name the token belongs to.
+        user: String,
+        /// RBAC's reason, when it gives one.
+        reason: String,
+    },
     /// The API server does not accept the token (HTTP 401).
-    Unauthenticated { reason: String },
+    Unauthenticated {
+        /// The TokenReview's error, when it gives one.
+        reason: String,
+    },
 }
 
 /// The API server could not be asked (a network error, a 4xx/5xx answer): no decision, the
 /// request is refused with 503 and nothing is cached.
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
+    /// The TokenReview request failed.
     #[error("TokenReview failed: {0}")]
     TokenReview(#[source] kube::Error),
+    /// The SubjectAccessReview request failed.
     #[error("SubjectAccessReview failed: {0}")]
     AccessReview(#[source] kube::Error),
+    /// The named review came back without a status.
     #[error("the API server answered a {0} without a status")]
     NoStatus(&'static str),
 }
@@ -42,6 +56,7 @@ pub enum ReviewError {
 /// Decides whether the holder of `token` may `get` the non-resource `path`.
 #[async_trait]
 pub trait AccessReviewer: Send + Sync {
+    /// Reviews `token` for a `get` on the non-resource URL `path`.
     async fn review(&self, token: &str, path: &str) -> Result<AccessDecision, ReviewError>;
 }
 
@@ -51,22 +66,12 @@ pub trait AccessReviewer: Send + Sync {
 #[derive(Clone)]
 pub struct KubeAccessReviewer {
     client: kube::Client,
-    /// Audiences the token must be issued for; empty: the API server's own.
-    audiences: Vec<String>,
 }
 
 impl KubeAccessReviewer {
+    /// A reviewer asking the API server through `client`.
     pub fn new(client: kube::Client) -> Self {
-        Self {
-            client,
-            audiences: Vec::new(),
-        }
-    }
-
-    /// Require tokens issued for one of `audiences` (a projected service-account token).
-    pub fn with_audiences(mut self, audiences: Vec<String>) -> Self {
-        self.audiences = audiences;
-        self
+        Self { client }
     }
 
     /// The user a token names, or why the API server refused it.
@@ -74,7 +79,7 @@ impl KubeAccessReviewer {
         let review = TokenReview {
             spec: TokenReviewSpec {
                 token: Some(token.to_owned()),
-                audiences: (!self.audiences.is_empty()).then(|| self.audiences.clone()),
+                audiences: None,
             },
             ..TokenReview::default()
         };
@@ -192,6 +197,7 @@ pub struct CachedReviewer<R> {
 }
 
 impl<R: AccessReviewer> CachedReviewer<R> {
+    /// Caches the decisions of `inner` within `limits`.
     pub fn new(inner: R, limits: CacheLimits) -> Self {
         Self {
             inner,
@@ -205,6 +211,7 @@ impl<R: AccessReviewer> CachedReviewer<R> {
         self.lock().len()
     }
 
+    /// Whether no decision is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -24,10 +24,13 @@ pub const GPU_PRODUCT_LABEL: &str = "nvidia.com/gpu.product";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AttributionConfig {
+    /// Label keys for phase and product.
     #[serde(default)]
     pub labels: LabelSchema,
+    /// Which pods are platform pods.
     #[serde(default)]
     pub platform: PlatformSelector,
+    /// Node label holding the region (default `topology.kubernetes.io/region`).
     #[serde(default = "default_region_label")]
     pub node_region_label: String,
     /// Pod labels naming the submitted workload, first match wins ([`default_workload_rules`]).
@@ -77,6 +80,7 @@ pub struct NodeTable {
 }
 
 impl NodeTable {
+    /// Allocatable resources of `nodes`, by node name (nodes without a name are skipped).
     pub fn new<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> Self {
         let allocatable = nodes
             .into_iter()
@@ -85,14 +89,17 @@ impl NodeTable {
         Self { allocatable }
     }
 
+    /// The allocatable resources of `node`, if known.
     pub fn allocatable(&self, node: &str) -> Option<&Resources> {
         self.allocatable.get(node)
     }
 
+    /// Number of nodes known.
     pub fn len(&self) -> usize {
         self.allocatable.len()
     }
 
+    /// Whether no node is known.
     pub fn is_empty(&self) -> bool {
         self.allocatable.is_empty()
     }

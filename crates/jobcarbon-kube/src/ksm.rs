@@ -37,11 +37,14 @@ pub const KSM_FAMILIES: [&str; 6] = [
 /// One sample of a KSM series: its labels (as Prometheus returns them) and value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KsmSeries {
+    /// The series' labels.
     pub labels: BTreeMap<String, String>,
+    /// The sample's value.
     pub value: f64,
 }
 
 impl KsmSeries {
+    /// A sample with `labels` and `value` (tests and the fake history).
     pub fn new(labels: &[(&str, &str)], value: f64) -> Self {
         Self {
             labels: labels
@@ -73,11 +76,17 @@ impl KsmSeries {
 /// The last sample of each KSM family over one interval, by family.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct KsmSamples {
+    /// `kube_pod_info`: UID, node and creator.
     pub info: Vec<KsmSeries>,
+    /// `kube_pod_labels`: the allow-listed pod labels.
     pub labels: Vec<KsmSeries>,
+    /// `kube_pod_owner`: the controlling owner.
     pub owner: Vec<KsmSeries>,
+    /// `kube_pod_created`: creation time.
     pub created: Vec<KsmSeries>,
+    /// `kube_pod_status_phase`: the pod phase.
     pub phase: Vec<KsmSeries>,
+    /// `kube_pod_container_resource_requests`: requests, for the reserved share.
     pub requests: Vec<KsmSeries>,
 }
 
@@ -95,6 +104,7 @@ impl KsmSamples {
         })
     }
 
+    /// Whether no pod was seen (no `kube_pod_info` sample).
     pub fn is_empty(&self) -> bool {
         self.info.is_empty()
     }

@@ -18,8 +18,10 @@ pub const MAX_LABEL_VALUE_LEN: usize = 63;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSchema {
+    /// Pod label naming the life-cycle phase (default `jobcarbon.io/phase`).
     #[serde(default = "default_phase_key")]
     pub phase_key: String,
+    /// Pod label naming the product (default `jobcarbon.io/product`).
     #[serde(default = "default_product_key")]
     pub product_key: String,
 }
@@ -53,11 +55,13 @@ pub enum LabelIssue {
 }
 
 impl LabelIssue {
+    /// Every issue, in metric order.
     pub const ALL: [LabelIssue; 3] = [
         LabelIssue::InvalidPhase,
         LabelIssue::InvalidProduct,
         LabelIssue::MissingProduct,
     ];
+    /// The `issue` metric label value.
     pub const fn as_str(self) -> &'static str {
         match self {
             LabelIssue::InvalidPhase => "invalid_phase",
@@ -149,13 +153,16 @@ impl LabelSchema {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlatformSelector {
+    /// Namespaces whose pods are all platform pods.
     #[serde(default)]
     pub namespaces: BTreeSet<String>,
+    /// Labels that, all present with these values, make a pod a platform pod.
     #[serde(default)]
     pub match_labels: BTreeMap<String, String>,
 }
 
 impl PlatformSelector {
+    /// Whether a pod in `namespace` with `labels` is a platform pod.
     pub fn matches(&self, namespace: &str, labels: Option<&BTreeMap<String, String>>) -> bool {
         if self.namespaces.contains(namespace) {
             return true;

@@ -236,15 +236,20 @@ pub const RETRY_PERIOD: std::time::Duration = std::time::Duration::from_secs(2);
     "JOBCARBON_LEADER_ELECTION_LEASE={lease} needs {missing} (the chart sets it from the pod's metadata)"
 )]
 pub struct ElectionConfigError {
+    /// The Lease name that asked for the election.
     pub lease: String,
+    /// The environment variable that is missing or empty.
     pub missing: &'static str,
 }
 
 /// Leader election as the chart configures it for `replicas > 1` (docs/deploy.md).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Election {
+    /// Name of the `coordination.k8s.io` Lease the replicas compete for.
     pub lease: String,
+    /// This replica's holder identity (its pod name).
     pub identity: String,
+    /// Namespace of the Lease (the pod's own).
     pub namespace: String,
 }
 

@@ -1,45 +1,49 @@
 //! jobcarbon-kube: the Kubernetes edge. Pods, nodes and `SoftwareProduct` objects in,
 //! [`jobcarbon_core::ClusterSnapshot`] out.
 //!
-//! - [`labels`]: the `jobcarbon.io/*` label schema and platform selector (untrusted values are
-//!   counted, never trusted);
-//! - [`owner`]: pod → the workload the user submitted (label rules, controller, parents);
-//! - [`index`]: the pure layer, objects → [`jobcarbon_core::PodFacts`] / [`jobcarbon_core::NodeFacts`];
-//! - [`product`]: the CRD, its conversion to [`jobcarbon_core::ProductDef`], set validation;
-//! - [`status`]: server-side-apply status writes;
+//! - the `jobcarbon.io/*` label schema and platform selector ([`LabelSchema`],
+//!   [`PlatformSelector`]; untrusted values are counted, never trusted);
+//! - pod → the workload the user submitted ([`WorkloadRule`], [`ParentOwners`]);
+//! - the pure layer, objects → [`jobcarbon_core::PodFacts`] / [`jobcarbon_core::NodeFacts`];
+//! - the CRD ([`SoftwareProduct`]), its conversion to [`jobcarbon_core::ProductDef`] and set
+//!   validation ([`validate_products`]);
+//! - server-side-apply status writes ([`write_product_status`]);
 //! - [`auth`]: who may read the HTTP surface (TokenReview + SubjectAccessReview, cached);
-//! - [`watch`]: the reflectors and [`watch::ClusterState::snapshot`].
+//! - [`ksm`]: kube-state-metrics history → pod facts, for backfill;
+//! - the reflectors and [`ClusterState::snapshot`]; Lease-based leader election
+//!   ([`LeaderElector`]).
+
+#![warn(missing_docs)]
 
 pub mod auth;
-pub mod index;
+mod index;
 pub mod ksm;
-pub mod labels;
-pub mod leader;
-pub mod owner;
-pub mod product;
-pub mod resources;
-pub mod slim;
-pub mod status;
-pub mod trim;
-pub mod watch;
+mod labels;
+mod leader;
+mod owner;
+mod product;
+mod resources;
+mod slim;
+mod status;
+mod trim;
+mod watch;
 
-pub use index::{AttributionConfig, IndexIssues, NodeTable, ResolvedPod};
-pub use labels::{LabelIssue, LabelSchema, PlatformSelector};
-pub use leader::{
-    Decision, Election, ElectionConfigError, LeaderElector, LeaderError, Leadership, LeaseView,
-    decide,
+pub use index::{AttributionConfig, NodeTable};
+pub use labels::{
+    LabelIssue, LabelSchema, PHASE_LABEL, PRODUCT_LABEL, PlatformSelector, is_valid_product_name,
 };
-pub use owner::{
-    LabelCondition, ParentOwners, Submitted, WorkloadRule, default_workload_rules,
-    resolve_submitted,
-};
+pub use leader::{Election, ElectionConfigError, LeaderElector, Leadership};
+pub use owner::{ParentOwners, WorkloadRule, default_workload_rules};
 pub use product::{
-    EpcStatus, InferenceRequests, ProductCondition, ProductError, ProductSpec, ProductValidation,
-    SoftwareProduct, SoftwareProductSpec, SoftwareProductStatus, validate_products,
+    EpcStatus, InferenceRequests, ProductSpec, ProductValidation, SoftwareProduct,
+    SoftwareProductSpec, rfc3339, validate_products,
 };
 pub use slim::SlimPod;
-pub use status::{FIELD_MANAGER, status_apply_body, write_product_status};
-pub use watch::{ClusterState, CrdPresence, WatchConfig, WatchHealth};
+pub use status::{
+    StatusWriteError, epc_lowered, monotonic_epc, status_apply_body, write_product_status,
+};
+pub use trim::{trim_node, trim_pod};
+pub use watch::{ClusterState, CrdPresence, WatchConfig, WatchErrorKind, WatchedResource};
 
 /// The CRD as YAML, exactly as `jobcarbon crd` prints it and `deploy/crds/` holds it.
 pub fn crd_yaml() -> Result<String, serde_saphyr::ser::Error> {

@@ -25,7 +25,9 @@ pub const PARENT_KINDS: [&str; 2] = ["Job", "RayCluster"];
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkloadRule {
+    /// The pod label whose value names the submitted object.
     pub label: String,
+    /// The submitted object's kind (`RayJob`, `PyTorchJob`, …).
     pub kind: String,
     /// Only when another label has this value (KubeRay names the CRD in a second label).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,6 +43,7 @@ pub struct LabelCondition {
 }
 
 impl WorkloadRule {
+    /// A rule: `label`'s value names an object of kind `kind`.
     pub fn new(label: &str, kind: &str) -> Self {
         Self {
             label: label.to_owned(),
@@ -49,6 +52,7 @@ impl WorkloadRule {
         }
     }
 
+    /// Applies the rule only when the pod's `label` equals `value`.
     pub fn when(mut self, label: &str, value: &str) -> Self {
         self.when = Some(LabelCondition {
             label: label.to_owned(),
@@ -190,10 +194,12 @@ impl ParentOwners {
             .map(|(k, n)| (k.as_str(), n.as_str()))
     }
 
+    /// Number of parents known.
     pub fn len(&self) -> usize {
         self.controllers.len()
     }
 
+    /// Whether no parent is known.
     pub fn is_empty(&self) -> bool {
         self.controllers.is_empty()
     }

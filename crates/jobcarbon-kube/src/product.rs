@@ -2,16 +2,14 @@
 //! [`jobcarbon_core::ProductDef`] and validation of a whole product set (references, weights,
 //! lifetimes, lineage cycles). The ledger config's `products:` map uses the same spec type.
 
-use jobcarbon_core::lineage::{Exclusion, Lineage, LineageError};
 use jobcarbon_core::quantity::{self, QuantityError};
+use jobcarbon_core::{Exclusion, Lineage, LineageError};
 use jobcarbon_core::{Grams, LineageEdge, ProductDef, ProductType, RetrainingPolicy, Seconds};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// API group of the CRD.
-pub const GROUP: &str = "jobcarbon.io";
 /// Inference request-counter presets (DESIGN §4), the lowercase names of
 /// `jobcarbon_telemetry::RequestPreset`.
 pub const REQUEST_PRESETS: [&str; 4] = ["vllm", "triton", "tgi", "kserve"];
@@ -142,6 +140,7 @@ pub struct RetrainingSpec {
 pub enum InferenceRequests {
     /// One of [`REQUEST_PRESETS`].
     Preset(String),
+    /// A user PromQL expression giving request counters.
     Promql(String),
 }
 
@@ -159,9 +158,13 @@ pub struct SoftwareProductStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EpcStatus {
+    /// Whole EPC in grams CO2e.
     pub total_grams: f64,
+    /// Grams CO2e measured in the cluster (build jobs).
     pub measured_grams: f64,
+    /// Grams CO2e inherited from parent models and datasets.
     pub inherited_grams: f64,
+    /// Grams CO2e declared in the spec (spent elsewhere).
     pub declared_grams: f64,
     /// RFC 3339 time of the interval these figures include.
     pub updated_at: String,
@@ -351,11 +354,14 @@ pub struct InvalidProduct {
 /// The outcome of validating a product set, both halves sorted by name.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProductValidation {
+    /// Products that passed, with their core definitions.
     pub valid: Vec<ValidProduct>,
+    /// Products that failed, with the reason.
     pub invalid: Vec<InvalidProduct>,
 }
 
 impl ProductValidation {
+    /// The core definitions of the valid products.
     pub fn defs(&self) -> Vec<ProductDef> {
         self.valid.iter().map(|p| p.def.clone()).collect()
     }

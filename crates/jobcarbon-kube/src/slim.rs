@@ -12,10 +12,13 @@ use std::collections::BTreeMap;
 /// A `v1` Pod reduced to metadata, node, requests and phase.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SlimPod {
+    /// Name, namespace, UID, labels, owners and creation time.
     #[serde(default)]
     pub metadata: ObjectMeta,
+    /// Node, containers (requests) and overhead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<SlimPodSpec>,
+    /// Phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<SlimPodStatus>,
 }

@@ -63,11 +63,18 @@ pub fn status_patch_params() -> PatchParams {
 /// Why a status write failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StatusWriteError {
+    /// The SoftwareProduct is gone (deleted since the last list).
     #[error("SoftwareProduct {name:?} not found")]
-    NotFound { name: String },
+    NotFound {
+        /// The product's name.
+        name: String,
+    },
+    /// The API server refused or failed the patch.
     #[error("status write for SoftwareProduct {name:?} failed: {source}")]
     Api {
+        /// The product's name.
         name: String,
+        /// The client's error.
         #[source]
         source: kube::Error,
     },

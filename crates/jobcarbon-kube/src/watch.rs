@@ -31,8 +31,11 @@ pub const JOBS_READY_WAIT: std::time::Duration = std::time::Duration::from_secs(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WatchedResource {
+    /// `v1` Pods.
     Pods,
+    /// `v1` Nodes.
     Nodes,
+    /// `SoftwareProduct` objects.
     SoftwareProducts,
     /// Job metadata (for CronJob runs).
     Jobs,
@@ -41,6 +44,7 @@ pub enum WatchedResource {
 }
 
 impl WatchedResource {
+    /// The `resource` metric label value.
     pub const fn as_str(self) -> &'static str {
         match self {
             WatchedResource::Pods => "pods",
@@ -69,6 +73,7 @@ pub enum WatchErrorKind {
 }
 
 impl WatchErrorKind {
+    /// The `kind` metric label value.
     pub const fn as_str(self) -> &'static str {
         match self {
             WatchErrorKind::InitialList => "initial_list",
@@ -99,6 +104,7 @@ pub enum CrdPresence {
     /// Not known yet (first list pending), or product watching is off.
     #[default]
     Unknown,
+    /// The API server serves the CRD.
     Installed,
     /// The API server answered 404: config-defined products are used alone.
     Absent,
@@ -139,6 +145,7 @@ impl WatchHealth {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WatchConfig {
+    /// How pods and nodes are read into facts.
     #[serde(default)]
     pub attribution: AttributionConfig,
     /// Products from the ledger config (`products:`), same schema as the CRD spec. CRD objects
@@ -380,7 +387,7 @@ impl ClusterState {
     ) -> Vec<jobcarbon_core::PodFacts> {
         let attribution = &self.config.attribution;
         let nodes = self.nodes.state();
-        let table = crate::NodeTable::new(nodes.iter().map(|n| &**n));
+        let table = crate::index::NodeTable::new(nodes.iter().map(|n| &**n));
         let parents = self.parents();
         crate::ksm::pods_from_ksm(samples, &attribution.label_keys())
             .iter()

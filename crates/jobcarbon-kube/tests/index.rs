@@ -4,9 +4,9 @@ mod support;
 
 use jobcarbon_core::Phase;
 use jobcarbon_kube::SlimPod;
-use jobcarbon_kube::labels::{PHASE_LABEL, PRODUCT_LABEL, is_valid_product_name};
-use jobcarbon_kube::trim::trim_node;
+use jobcarbon_kube::trim_node;
 use jobcarbon_kube::{AttributionConfig, LabelIssue, LabelSchema, NodeTable, PlatformSelector};
+use jobcarbon_kube::{PHASE_LABEL, PRODUCT_LABEL, is_valid_product_name};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use support::{PodBuilder, decode_as_store_does, node, training_pod};

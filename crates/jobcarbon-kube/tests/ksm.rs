@@ -7,8 +7,8 @@
 mod support;
 
 use jobcarbon_core::{PodFacts, PodKey};
+use jobcarbon_kube::ParentOwners;
 use jobcarbon_kube::ksm::{KsmSamples, KsmSeries, ksm_label_name, pods_from_ksm};
-use jobcarbon_kube::owner::ParentOwners;
 use jobcarbon_kube::{AttributionConfig, NodeTable, SlimPod};
 use jobcarbon_testkit::fixture;
 use jobcarbon_testkit::prometheus::exposition_samples;

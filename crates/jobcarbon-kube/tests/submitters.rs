@@ -2,8 +2,8 @@
 //! submitter's pods (fixtures/kube/submitters, shaped as the controllers create them) are listed
 //! by the reflector and read back from `ClusterState::snapshot()`.
 
-use jobcarbon_kube::watch::{WatchErrorKind, WatchedResource};
 use jobcarbon_kube::{ClusterState, CrdPresence, WatchConfig};
+use jobcarbon_kube::{WatchErrorKind, WatchedResource};
 use jobcarbon_testkit::kube_api::{FakeKubeApi, WatchScript, event, list};
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -1,10 +1,10 @@
 //! Watchers against the fake API server (jobcarbon-testkit) serving real Kubernetes JSON.
 
 use jobcarbon_core::{Phase, ProductType};
-use jobcarbon_kube::product::{EpcStatus, SoftwareProductSpec};
-use jobcarbon_kube::status::{StatusWriteError, status_apply_body};
-use jobcarbon_kube::watch::{WatchErrorKind, WatchedResource};
 use jobcarbon_kube::{ClusterState, CrdPresence, WatchConfig, write_product_status};
+use jobcarbon_kube::{EpcStatus, SoftwareProductSpec};
+use jobcarbon_kube::{StatusWriteError, status_apply_body};
+use jobcarbon_kube::{WatchErrorKind, WatchedResource};
 use jobcarbon_testkit::kube_api::{
     FakeKubeApi, WatchScript, bookmark, event, expired, list, status_failure,
 };

@@ -21,7 +21,7 @@ use crate::requests::RequestBooks;
 use crate::runner::Ledger;
 use crate::state::LedgerState;
 use jobcarbon_core::Seconds;
-use jobcarbon_telemetry::counters::CounterTracker;
+use jobcarbon_telemetry::CounterTracker;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! Product EPC per interval: measured build carbon plus the lineage of DESIGN §2, evaluated by
 //! `jobcarbon_core::lineage` (EPC(p) = measured + Σ weight × EPC(parent or dataset) + declared).
 
-use jobcarbon_core::lineage::Lineage;
+use jobcarbon_core::Lineage;
 use jobcarbon_core::{Grams, ProductDef};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};

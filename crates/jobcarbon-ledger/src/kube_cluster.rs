@@ -9,7 +9,7 @@ use crate::runner::{ClusterError, ClusterSource};
 use async_trait::async_trait;
 use jobcarbon_core::{ClusterSnapshot, PodKey, Seconds};
 use jobcarbon_kube::ClusterState;
-use jobcarbon_kube::watch::WatchedResource;
+use jobcarbon_kube::WatchedResource;
 use jobcarbon_telemetry::RequestQuery;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError};

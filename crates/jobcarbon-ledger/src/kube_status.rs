@@ -6,8 +6,8 @@
 use crate::durable::DurableLedger;
 use crate::schedule::{AfterBooking, Booked};
 use async_trait::async_trait;
-use jobcarbon_kube::product::rfc3339;
-use jobcarbon_kube::status::{StatusWriteError, epc_lowered, monotonic_epc};
+use jobcarbon_kube::rfc3339;
+use jobcarbon_kube::{StatusWriteError, epc_lowered, monotonic_epc};
 use jobcarbon_kube::{ClusterState, EpcStatus, write_product_status};
 use std::collections::BTreeMap;
 

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use jobcarbon_core::{
     ClusterSnapshot, EnergyOwner, EnergyReading, GramsPerKwh, PodFacts, PodKey, ProductDef, Seconds,
 };
-use jobcarbon_telemetry::counters::{CounterTracker, FirstSight, Rejection};
+use jobcarbon_telemetry::{CounterTracker, FirstSight, Rejection};
 use jobcarbon_telemetry::{
     EnergySource, EstimatedNode, EstimationCell, MetricQuery, PolledProvider, RequestQuery,
 };

@@ -21,6 +21,7 @@ pub struct TlsFiles {
     pub ca_file: Option<PathBuf>,
     /// Client certificate and key (PEM) for mTLS: both or neither.
     pub cert_file: Option<PathBuf>,
+    /// Client key (PEM) matching `cert_file`.
     pub key_file: Option<PathBuf>,
     /// Accept any server certificate. Off by default; logged loudly when on.
     pub insecure_skip_verify: bool,
@@ -29,13 +30,16 @@ pub struct TlsFiles {
 /// The `Authorization` header, from a file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Auth {
+    /// No `Authorization` header.
     #[default]
     None,
     /// `Authorization: Bearer <file content>` (a service-account token).
     BearerTokenFile(PathBuf),
     /// `Authorization: Basic base64(username:<file content>)`.
     Basic {
+        /// User name, in the clear (not a secret).
         username: String,
+        /// File holding the password, re-read when it changes.
         password_file: PathBuf,
     },
 }
@@ -43,12 +47,16 @@ pub enum Auth {
 /// Where and how to reach Prometheus (DESIGN §11 `prometheus:`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromConfig {
+    /// Base URL of the Prometheus HTTP API (may hold a path prefix).
     pub url: String,
+    /// Timeout of one query, connection included.
     pub timeout: Duration,
     /// Labels an undeduplicated HA pair adds (`prometheus_replica`, `replica`): dropped from
     /// every answer, and the lines that then coincide counted once.
     pub replica_labels: Vec<String>,
+    /// TLS settings for `https` URLs.
     pub tls: TlsFiles,
+    /// The `Authorization` header to send.
     pub auth: Auth,
     /// Extra headers sent with every query (e.g. `X-Scope-OrgID: team-a`).
     pub headers: BTreeMap<String, String>,
@@ -62,6 +70,7 @@ pub fn default_replica_labels() -> Vec<String> {
 }
 
 impl PromConfig {
+    /// `url` with a 10 s timeout, the default replica labels, no TLS files, no auth.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),

@@ -102,6 +102,7 @@ pub struct CounterTracker {
 }
 
 impl CounterTracker {
+    /// An empty tracker applying `first_sight` to series it has not seen.
     pub fn new(first_sight: FirstSight) -> Self {
         Self {
             first_sight,
@@ -123,6 +124,7 @@ impl CounterTracker {
         self.last.len()
     }
 
+    /// Whether no series is remembered.
     pub fn is_empty(&self) -> bool {
         self.last.is_empty()
     }
@@ -309,7 +311,9 @@ pub struct CountSample {
     pub series: String,
     /// The pod the series belongs to, when its labels name one.
     pub pod: Option<PodKey>,
+    /// The cumulative count.
     pub value: f64,
+    /// Sample time, seconds since the Unix epoch.
     pub at: Seconds,
 }
 
@@ -361,10 +365,12 @@ impl CountTracker {
         self.last.retain(|_, (_, at)| *at >= before);
     }
 
+    /// Number of series remembered.
     pub fn len(&self) -> usize {
         self.last.len()
     }
 
+    /// Whether no series is remembered.
     pub fn is_empty(&self) -> bool {
         self.last.is_empty()
     }

@@ -101,6 +101,7 @@ pub struct DcgmSource {
 }
 
 impl DcgmSource {
+    /// DCGM readings through `client`.
     pub fn new(client: PromClient, config: DcgmConfig) -> Self {
         Self {
             client,
@@ -263,7 +264,7 @@ fn gpu_id(s: &PromSample) -> String {
 }
 
 /// The owner a DCGM line names (see the module docs for the label precedence).
-pub fn owner_of(s: &PromSample, config: &DcgmConfig) -> EnergyOwner {
+pub(crate) fn owner_of(s: &PromSample, config: &DcgmConfig) -> EnergyOwner {
     let pod_of = |ns: Option<&str>, pod: Option<&str>, container: Option<&str>| {
         Some(EnergyOwner::Pod {
             key: PodKey::new(ns?, pod?),

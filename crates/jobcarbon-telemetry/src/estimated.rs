@@ -29,7 +29,9 @@ const MEMORY: &str =
 /// One node to estimate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EstimatedNode {
+    /// The node's allocatable vCPUs.
     pub vcpus: f64,
+    /// Its per-vCPU power at idle and at full load.
     pub cpu: CpuCoefficients,
 }
 
@@ -41,6 +43,7 @@ pub struct EstimationCell {
 }
 
 impl EstimationCell {
+    /// An empty cell; memory energy is priced at `memory_watts_per_gb` W per GB.
     pub fn new(memory_watts_per_gb: f64) -> Self {
         Self {
             inner: RwLock::default(),
@@ -90,6 +93,7 @@ pub struct EstimatedSource {
 }
 
 impl EstimatedSource {
+    /// Estimated CPU and memory energy from cAdvisor usage read through `client`, with nodes and pods from `cell`.
     pub fn new(client: PromClient, cell: std::sync::Arc<EstimationCell>) -> Self {
         Self {
             client,

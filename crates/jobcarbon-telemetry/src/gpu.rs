@@ -17,10 +17,16 @@ pub enum GpuError {
     NoDriver(String),
     /// An NVML call failed (GPU lost, driver reloaded, …); the agent re-initialises.
     #[error("NVML call {call} failed: {reason}")]
-    Call { call: &'static str, reason: String },
+    Call {
+        /// The NVML function.
+        call: &'static str,
+        /// NVML's error text.
+        reason: String,
+    },
 }
 
 impl GpuError {
+    /// The `kind` label value of the agent's error counter.
     pub fn kind(&self) -> &'static str {
         match self {
             GpuError::NoDriver(_) => "no_driver",
@@ -254,13 +260,19 @@ impl GpuBackend for NvmlBackend {
 /// One fake GPU: energy advances by `power × dt` on every [`FakeGpuBackend::advance`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct FakeGpu {
+    /// GPU UUID, as NVML reports it.
     pub uuid: String,
+    /// Product name (`NVIDIA H100 80GB HBM3`).
     pub model: String,
+    /// Current power draw; energy advances at this rate.
     pub power: Watts,
+    /// Energy counter since "driver load".
     pub energy: Joules,
     /// Whether the fake exposes the energy counter (false mimics pre-Volta GPUs).
     pub energy_supported: bool,
+    /// UUIDs of its MIG instances (empty when MIG is off).
     pub mig_uuids: Vec<String>,
+    /// The `/dev/nvidiaN` minor number, if the fake reports one.
     pub minor: Option<u32>,
     /// A fault every NVML call on this GPU reports (`gpu_lost` mimics Xid 79).
     pub fault: Option<&'static str>,
@@ -269,10 +281,12 @@ pub struct FakeGpu {
     pub power_supported: bool,
     /// Utilisation 0–1 and power limit the fake reports.
     pub utilization: f64,
+    /// The enforced power limit.
     pub power_limit: Watts,
 }
 
 impl FakeGpu {
+    /// A GPU drawing `power`, energy at 0, no MIG, no fault, counters supported.
     pub fn new(uuid: &str, model: &str, power: Watts) -> Self {
         Self {
             uuid: uuid.into(),
@@ -299,6 +313,7 @@ pub struct FakeGpuBackend {
 }
 
 impl FakeGpuBackend {
+    /// A backend exposing `gpus`.
     pub fn new(gpus: Vec<FakeGpu>) -> Self {
         Self {
             gpus: Mutex::new(gpus),
@@ -319,15 +334,6 @@ impl FakeGpuBackend {
         if let Ok(mut gpus) = self.gpus.lock() {
             for g in gpus.iter_mut() {
                 g.energy += Joules(g.power.value() * seconds);
-            }
-        }
-    }
-
-    /// Sets one GPU's power draw.
-    pub fn set_power(&self, uuid: &str, power: Watts) {
-        if let Ok(mut gpus) = self.gpus.lock() {
-            for g in gpus.iter_mut().filter(|g| g.uuid == uuid) {
-                g.power = power;
             }
         }
     }

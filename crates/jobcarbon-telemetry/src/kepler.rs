@@ -31,7 +31,9 @@ pub enum KeplerMode {
     /// Detect the generation from the metric names present (both, during an upgrade).
     #[default]
     Auto,
+    /// Only the legacy (≤ 0.9) metrics.
     Legacy,
+    /// Only the v2 (≥ 0.10) metrics.
     V2,
 }
 
@@ -53,17 +55,22 @@ pub enum LegacyCounters {
     Components,
     /// Only `kepler_container_joules_total` (the sum), booked as `other`. Releases ≤ 0.7.3
     /// exported it in millijoules: set `millijoules` for them.
-    Total { millijoules: bool },
+    Total {
+        /// The total is in millijoules (releases ≤ 0.7.3), not joules.
+        millijoules: bool,
+    },
 }
 
 /// How to read Kepler.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeplerConfig {
+    /// Which generation(s) to read.
     pub mode: KeplerMode,
     /// v2 RAPL zones to read and the component each becomes. Zones overlap (`package`
     /// contains `core` and `uncore`; `psys` contains everything), so they are never summed
     /// into one component.
     pub zones: Vec<(String, Component)>,
+    /// Which legacy counters to read.
     pub legacy: LegacyCounters,
     /// Labels naming the node, first present wins (legacy container series have no node
     /// label of their own; a ServiceMonitor relabels one in).
@@ -146,6 +153,7 @@ pub struct KeplerSource {
 }
 
 impl KeplerSource {
+    /// A Kepler source through `client`; fails if `config`'s zone selection is invalid.
     pub fn new(client: PromClient, config: KeplerConfig) -> Result<Self, SourceError> {
         config
             .validate()
@@ -221,7 +229,7 @@ impl EnergySource for KeplerSource {
 }
 
 /// Which generations' metric names appear in a `group by (__name__)` answer.
-pub fn generations_present(names: &[PromSample]) -> Vec<KeplerGeneration> {
+pub(crate) fn generations_present(names: &[PromSample]) -> Vec<KeplerGeneration> {
     let mut found: Vec<KeplerGeneration> = names
         .iter()
         .filter_map(|s| match s.labels.get("__name__").map(String::as_str) {

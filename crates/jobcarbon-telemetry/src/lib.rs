@@ -3,28 +3,29 @@
 //! A source returns cumulative counter readings at a given time (so the ledger can also ask
 //! for the past when it backfills); counter tracking turns them into non-negative deltas.
 
+#![warn(missing_docs)]
+
 use async_trait::async_trait;
 use jobcarbon_core::{EnergyReading, Seconds};
 
 mod access;
-pub mod counters;
+mod counters;
 pub mod dcgm;
-pub mod estimated;
-pub mod gpu;
+mod estimated;
+mod gpu;
 pub mod intensity;
 pub mod kepler;
-pub mod node_agent;
+mod node_agent;
 pub mod node_agent_source;
 pub mod podresources;
 pub mod prom;
 
-pub use access::{SecretFile, redact_url};
-pub use counters::{CountSample, CountTracker, CounterTracker, FirstSight, Observed};
+pub use counters::{CountSample, CountTracker, CounterTracker, FirstSight, Observed, Rejection};
 pub use dcgm::{DcgmConfig, DcgmSource};
 pub use estimated::{EstimatedNode, EstimatedSource, EstimationCell};
-pub use gpu::{FakeGpu, FakeGpuBackend, GpuBackend, GpuError, GpuSample, NvmlBackend};
+pub use gpu::{FakeGpu, FakeGpuBackend, GpuBackend, GpuError, NvmlBackend};
 pub use intensity::{IntensityProvider, PolledProvider, ProviderError};
-pub use kepler::{KeplerConfig, KeplerGeneration, KeplerMode, KeplerSource};
+pub use kepler::{KeplerConfig, KeplerSource};
 pub use node_agent::{GpuSeriesLabels, NodeAgent};
 pub use node_agent_source::{NodeAgentSource, NodeAgentSourceConfig};
 pub use podresources::{GpuAssignment, PodResourcesClient, PodResourcesError};
@@ -33,29 +34,48 @@ pub use prom::{PromClient, PromConfig, PromMetrics};
 /// Why a source could not be read. Each variant's [`SourceError::kind`] is a metric label value.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    /// The Prometheus server could not be reached.
     #[error("{source_name}: Prometheus at {url} unreachable: {reason}")]
     Unreachable {
+        /// The source (`kepler`, `dcgm`, …).
         source_name: String,
+        /// The Prometheus URL, without credentials.
         url: String,
+        /// What failed.
         reason: String,
     },
+    /// Prometheus rejected or failed the query.
     #[error("{source_name}: query {query:?} failed: {reason}")]
     Query {
+        /// The source.
         source_name: String,
+        /// The PromQL sent.
         query: String,
+        /// Prometheus' error.
         reason: String,
     },
+    /// The answer is not the documented shape.
     #[error("{source_name}: Prometheus at {url} gave a bad response: {reason}")]
     BadResponse {
+        /// The source.
         source_name: String,
+        /// The Prometheus URL, without credentials.
         url: String,
+        /// What was wrong with it.
         reason: String,
     },
+    /// The source cannot do what was asked (e.g. no metric of a known generation).
     #[error("{source_name}: {reason}")]
-    Unsupported { source_name: String, reason: String },
+    Unsupported {
+        /// The source.
+        source_name: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl SourceError {
+    /// The `kind` label of `jobcarbon_source_errors_total`.
     pub fn kind(&self) -> &'static str {
         match self {
             SourceError::Unreachable { .. } => "unreachable",
@@ -100,7 +120,7 @@ impl SourceHealth {
 
 /// A source's [`SourceHealth`] behind a lock, shared by the Prometheus-backed sources.
 #[derive(Debug, Default)]
-pub struct HealthCell(std::sync::Mutex<SourceHealth>);
+pub(crate) struct HealthCell(std::sync::Mutex<SourceHealth>);
 
 impl HealthCell {
     /// Records `result` and hands it back.
@@ -111,6 +131,7 @@ impl HealthCell {
         result
     }
 
+    /// A copy of the current health.
     pub fn get(&self) -> SourceHealth {
         self.0.lock().map(|h| h.clone()).unwrap_or_default()
     }
@@ -163,9 +184,13 @@ pub trait EnergySource: Send + Sync {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RequestPreset {
+    /// vLLM (`vllm:request_success_total`).
     Vllm,
+    /// NVIDIA Triton (`nv_inference_request_success`).
     Triton,
+    /// Hugging Face TGI (`tgi_request_success`).
     Tgi,
+    /// KServe (`request_predict_seconds_count`).
     Kserve,
 }
 
@@ -175,7 +200,9 @@ pub enum RequestQuery {
     /// A preset counter, restricted to the pods serving the product (label matchers,
     /// e.g. `namespace`, `pod`).
     Preset {
+        /// Which counter.
         preset: RequestPreset,
+        /// Label matchers selecting the product's pods.
         matchers: std::collections::BTreeMap<String, String>,
     },
     /// A user PromQL expression giving cumulative request counters; each series it returns

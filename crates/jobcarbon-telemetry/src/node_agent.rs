@@ -22,11 +22,15 @@ use std::collections::BTreeMap;
 /// Labels of one exported series.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct GpuSeriesLabels {
+    /// GPU (or MIG instance) UUID.
     pub gpu_uuid: String,
+    /// GPU product name.
     pub gpu_model: String,
     /// Empty for a GPU no container holds.
     pub namespace: String,
+    /// Pod holding the GPU (empty for none).
     pub pod: String,
+    /// Container holding the GPU (empty for none).
     pub container: String,
     /// Energy from utilisation × power limit (a GPU with neither an energy counter nor a
     /// power reading): exported with `source="estimated"`.
@@ -71,6 +75,7 @@ impl std::fmt::Debug for NodeAgent {
 }
 
 impl NodeAgent {
+    /// An agent sampling `backend`, counters baselined at first sight.
     pub fn new(backend: Box<dyn GpuBackend>) -> Self {
         Self {
             backend,
@@ -82,6 +87,7 @@ impl NodeAgent {
         }
     }
 
+    /// The backend's description (`NVML 570.124.06`, `fake`), for the start-up log.
     pub fn backend_description(&self) -> String {
         self.backend.describe()
     }

@@ -48,6 +48,7 @@ pub struct NodeAgentSource {
 }
 
 impl NodeAgentSource {
+    /// Node-agent readings through `client`.
     pub fn new(client: PromClient, config: NodeAgentSourceConfig) -> Self {
         Self {
             client,
@@ -84,7 +85,7 @@ fn node_of(s: &PromSample, config: &NodeAgentSourceConfig) -> String {
 }
 
 /// The owner a node agent line names.
-pub fn owner_of(s: &PromSample, config: &NodeAgentSourceConfig) -> EnergyOwner {
+pub(crate) fn owner_of(s: &PromSample, config: &NodeAgentSourceConfig) -> EnergyOwner {
     let uuid = s.label("gpu_uuid").unwrap_or("").to_owned();
     let names_agent = !s.labels.contains_key("exported_pod")
         && s.labels.get("container") == Some(&config.agent_container);
@@ -109,7 +110,7 @@ pub fn gpu_of_series(series: &str) -> Option<&str> {
 }
 
 /// `jobcarbon_node_gpu_energy_joules_total` samples (J) → one reading per line.
-pub fn energy_readings(
+pub(crate) fn energy_readings(
     samples: &[PromSample],
     config: &NodeAgentSourceConfig,
 ) -> Vec<EnergyReading> {

@@ -23,10 +23,22 @@ pub const DEFAULT_SOCKET: &str = "/var/lib/kubelet/pod-resources/kubelet.sock";
 /// Why pod-resources could not be listed.
 #[derive(Debug, thiserror::Error)]
 pub enum PodResourcesError {
+    /// The socket cannot be reached.
     #[error("pod-resources socket {path}: cannot connect: {reason}")]
-    Connect { path: String, reason: String },
+    Connect {
+        /// The socket path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The `List` call failed.
     #[error("pod-resources socket {path}: List failed: {reason}")]
-    List { path: String, reason: String },
+    List {
+        /// The socket path.
+        path: String,
+        /// gRPC's status.
+        reason: String,
+    },
 }
 
 impl PodResourcesError {
@@ -42,8 +54,11 @@ impl PodResourcesError {
 /// One GPU (or MIG instance) held by one container.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct GpuAssignment {
+    /// The pod's namespace.
     pub namespace: String,
+    /// The pod's name.
     pub pod: String,
+    /// The container holding the device.
     pub container: String,
     /// `nvidia.com/gpu`, `nvidia.com/mig-1g.10gb`, …
     pub resource_name: String,
@@ -52,19 +67,19 @@ pub struct GpuAssignment {
 }
 
 /// Resource names that carry NVIDIA GPUs.
-pub fn is_gpu_resource(resource_name: &str) -> bool {
+pub(crate) fn is_gpu_resource(resource_name: &str) -> bool {
     resource_name == "nvidia.com/gpu"
         || resource_name.starts_with("nvidia.com/mig-")
         || resource_name == "nvidia.com/gpu.shared"
 }
 
 /// `GPU-…::3` → `GPU-…` (time-slicing replicas of one GPU).
-pub fn strip_replica(device_id: &str) -> &str {
+pub(crate) fn strip_replica(device_id: &str) -> &str {
     device_id.split_once("::").map_or(device_id, |(id, _)| id)
 }
 
 /// The GPU assignments in a `List` answer.
-pub fn gpu_assignments(response: &v1::ListPodResourcesResponse) -> Vec<GpuAssignment> {
+pub(crate) fn gpu_assignments(response: &v1::ListPodResourcesResponse) -> Vec<GpuAssignment> {
     let mut out = Vec::new();
     for pod in &response.pod_resources {
         for container in &pod.containers {
@@ -98,6 +113,7 @@ pub struct PodResourcesClient {
 }
 
 impl PodResourcesClient {
+    /// A client for the socket at `path`, with a 5 s timeout.
     pub fn new(path: impl AsRef<Path>) -> Self {
         Self {
             path: path.as_ref().to_owned(),
@@ -105,6 +121,7 @@ impl PodResourcesClient {
         }
     }
 
+    /// The socket path (for logs).
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -36,7 +36,7 @@ fn without_replicas(samples: Vec<PromSample>, replica_labels: &[String]) -> Vec<
 
 /// An instant query's `data` as samples: the vector's lines without replica labels (folded),
 /// or the scalar. A range vector is not an instant answer.
-pub fn instant_samples(
+pub(crate) fn instant_samples(
     data: prometheus_http_query::response::Data,
     replica_labels: &[String],
 ) -> Result<Vec<PromSample>, &'static str> {
@@ -121,7 +121,9 @@ fn series_without_replicas(series: Vec<PromSeries>, replica_labels: &[String]) -
 /// One series of a range query: its labels and its points `(time, value)`, times ascending.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PromSeries {
+    /// The series' labels, replica labels removed.
     pub labels: BTreeMap<String, String>,
+    /// `(time, value)` points, times ascending.
     pub points: Vec<(Seconds, f64)>,
 }
 
@@ -139,7 +141,9 @@ impl PromSeries {
 /// One sample of an instant vector: its labels and value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PromSample {
+    /// The sample's labels, replica labels removed.
     pub labels: BTreeMap<String, String>,
+    /// The sample's value.
     pub value: f64,
     /// Evaluation time of the sample, seconds since the Unix epoch.
     pub at: Seconds,
@@ -227,6 +231,7 @@ impl PromClient {
         self.config.redacted_url()
     }
 
+    /// Evaluates `promql` at `at`; `source_name` names the caller in errors.
     pub async fn instant(
         &self,
         source_name: &str,
@@ -375,7 +380,7 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// The preset request counter's PromQL metric name (DESIGN §4 `inference.requests.preset`).
-pub fn preset_metric(preset: RequestPreset) -> &'static str {
+pub(crate) fn preset_metric(preset: RequestPreset) -> &'static str {
     match preset {
         // vLLM: successful requests, labelled by finished_reason.
         RequestPreset::Vllm => "vllm:request_success_total",
@@ -389,7 +394,7 @@ pub fn preset_metric(preset: RequestPreset) -> &'static str {
 }
 
 /// Renders the PromQL for a request query: the preset counter summed over the matching pods.
-pub fn request_promql(query: &RequestQuery) -> Result<String, SourceError> {
+pub(crate) fn request_promql(query: &RequestQuery) -> Result<String, SourceError> {
     match query {
         RequestQuery::Promql(q) => Ok(q.clone()),
         RequestQuery::Preset { preset, matchers } => {
@@ -440,6 +445,7 @@ pub struct PromMetrics {
 }
 
 impl PromMetrics {
+    /// Request counters and scalars through `client`.
     pub fn new(client: PromClient) -> Self {
         Self { client }
     }

@@ -6,12 +6,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use jobcarbon_core::{Seconds, Watts};
-use jobcarbon_telemetry::gpu::{FakeGpu, FakeGpuBackend};
-use jobcarbon_telemetry::node_agent::NodeAgent;
+use jobcarbon_telemetry::NodeAgent;
 use jobcarbon_telemetry::podresources::v1;
 use jobcarbon_telemetry::podresources::v1::pod_resources_lister_server::{
     PodResourcesLister, PodResourcesListerServer,
 };
+use jobcarbon_telemetry::{FakeGpu, FakeGpuBackend};
 use jobcarbon_telemetry::{PodResourcesClient, PodResourcesError};
 use serde_json::Value;
 use std::sync::Arc;

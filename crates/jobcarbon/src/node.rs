@@ -12,11 +12,11 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use jobcarbon_core::Seconds;
-use jobcarbon_telemetry::gpu::{GpuBackend, GpuError, NvmlBackend};
-use jobcarbon_telemetry::node_agent::NodeAgent;
+use jobcarbon_telemetry::NodeAgent;
 use jobcarbon_telemetry::podresources::{
     DEFAULT_SOCKET, GpuAssignment, PodResourcesClient, PodResourcesError,
 };
+use jobcarbon_telemetry::{GpuBackend, GpuError, NvmlBackend};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -404,7 +404,7 @@ pub fn run(args: Args) -> ExitCode {
 mod tests {
     use super::*;
     use jobcarbon_core::Watts;
-    use jobcarbon_telemetry::gpu::{FakeGpu, FakeGpuBackend};
+    use jobcarbon_telemetry::{FakeGpu, FakeGpuBackend};
 
     fn assign(pod: &str, uuid: &str) -> GpuAssignment {
         GpuAssignment {

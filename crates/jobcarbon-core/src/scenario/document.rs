@@ -20,12 +20,15 @@ impl<T> Default for Named<T> {
 }
 
 impl<T> Named<T> {
+    /// The entry called `name`, if any.
     pub fn get(&self, name: &str) -> Option<&T> {
         self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
+    /// Every name, in document order (for "defined: …" hints).
     pub fn names(&self) -> Vec<String> {
         self.0.iter().map(|(n, _)| n.clone()).collect()
     }
+    /// Every entry with its name, in document order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &T)> {
         self.0.iter().map(|(n, v)| (n.as_str(), v))
     }
@@ -73,14 +76,19 @@ pub struct ScenarioDoc {
     /// Grid sources in gCO2e/kWh; merged over [`DEFAULT_SOURCES`].
     #[serde(default)]
     pub sources: Named<Q<GramsPerKwh>>,
+    /// Regions jobs run in, by name.
     #[serde(default)]
     pub regions: Named<RegionSpec>,
+    /// Systems (machine types) jobs run on, by name.
     #[serde(default)]
     pub systems: Named<SystemSpec>,
+    /// Platforms whose overhead jobs share, by name.
     #[serde(default)]
     pub platforms: Named<PlatformSpec>,
+    /// Models, datasets and platforms, by name.
     #[serde(default)]
     pub products: Named<ProductSpec>,
+    /// The jobs to evaluate, in order.
     #[serde(default, deserialize_with = "list_or_nothing")]
     pub jobs: Vec<JobSpec>,
 }
@@ -92,13 +100,16 @@ pub struct RegionSpec {
     /// Power usage effectiveness, ≥ 1 (default 1).
     #[serde(default)]
     pub pue: Option<f64>,
+    /// The region's grid intensity.
     pub intensity: IntensitySpec,
 }
 
 /// `intensity: 420` (gCO2e/kWh) or `intensity: {mix: {coal: 0.8, solar: 0.2}}`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum IntensitySpec {
+    /// A fixed intensity in gCO2e/kWh.
     Value(GramsPerKwh),
+    /// Fractions of named sources (summing to 1), weighted over their intensities.
     Mix(Named<f64>),
 }
 
@@ -144,7 +155,9 @@ impl<'de> Deserialize<'de> for IntensitySpec {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SystemSpec {
+    /// Embodied carbon of the whole system.
     pub embodied: Q<Grams>,
+    /// Service life its embodied carbon is spread over.
     pub lifetime: Q<Seconds>,
 }
 
@@ -172,17 +185,22 @@ pub struct PlatformSpec {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProductSpec {
+    /// Model, dataset or platform.
     #[serde(rename = "type")]
     pub kind: ProductType,
     /// Amortisation period LT; required for a model that jobs serve.
     #[serde(default)]
     pub lifetime: Option<Q<Seconds>>,
+    /// Parent models it inherits EPC from.
     #[serde(default, deserialize_with = "list_or_nothing")]
     pub derived_from: Vec<EdgeSpec>,
+    /// Datasets it inherits EPC from.
     #[serde(default, deserialize_with = "list_or_nothing")]
     pub datasets: Vec<EdgeSpec>,
+    /// Carbon spent outside the scenario (e.g. pre-training elsewhere).
     #[serde(default)]
     pub declared: Option<DeclaredSpec>,
+    /// How re-training carbon reaches inference, if the model re-trains.
     #[serde(default)]
     pub retraining: Option<RetrainingSpec>,
 }
@@ -191,14 +209,18 @@ pub struct ProductSpec {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EdgeSpec {
+    /// The parent product.
     pub product: String,
+    /// Fraction of its EPC inherited, in [0, 1].
     pub weight: f64,
 }
 
 /// `declared: 552kg` or `declared: {carbon: 552kg, source: "model card"}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeclaredSpec {
+    /// The declared carbon.
     pub carbon: Grams,
+    /// Where it comes from (a paper, a model card).
     pub source: Option<String>,
 }
 
@@ -249,9 +271,12 @@ impl<'de> Deserialize<'de> for DeclaredSpec {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RetrainingSpec {
+    /// Declared carbon per re-training, besides `retrains:` jobs.
     #[serde(default)]
     pub carbon: Option<Q<Grams>>,
+    /// Time between re-trainings.
     pub interval: Q<Seconds>,
+    /// Inference jobs per interval that share one re-training.
     pub jobs_per_interval: f64,
 }
 
@@ -259,22 +284,28 @@ pub struct RetrainingSpec {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct JobSpec {
+    /// Job name, unique in the document.
     pub name: String,
     /// Measured energy; or give `power` (× `devices`) instead.
     #[serde(default)]
     pub energy: Option<Q<Joules>>,
+    /// Power per device, when energy is not measured.
     #[serde(default)]
     pub power: Option<Q<Watts>>,
     /// Devices drawing `power` (default 1).
     #[serde(default)]
     pub devices: Option<f64>,
+    /// How long the job runs.
     pub duration: Q<Seconds>,
+    /// The region it runs in (a key of `regions`).
     pub region: String,
+    /// The system it runs on (a key of `systems`), for the embodied-system term.
     #[serde(default)]
     pub system: Option<String>,
     /// Reserved share of `system` in (0, 1] (default 1: exclusive).
     #[serde(default)]
     pub share: Option<f64>,
+    /// The platform it runs on (a key of `platforms`), for the platform terms.
     #[serde(default)]
     pub platform: Option<String>,
     /// Jobs running concurrently on the platform, this one included (default 1).

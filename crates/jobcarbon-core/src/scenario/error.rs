@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{file}: {}{problem}", location(.path, .line_column))]
 pub struct ScenarioError {
+    /// The file the document came from.
     pub file: String,
     /// Path in the document, `jobs[2].region`; empty for file-level problems.
     pub path: String,
@@ -28,27 +29,44 @@ fn location(path: &str, line_column: &Option<(u64, u64)>) -> String {
 /// What is wrong, without the where.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Problem {
+    /// The file cannot be read (I/O error text).
     #[error("cannot read the file: {0}")]
     Unreadable(String),
     /// Malformed YAML, an unknown key, a wrong type or a bad quantity, as the parser saw it.
     #[error("{0}")]
     Syntax(String),
+    /// A name refers to an entry that is not defined.
     #[error("unknown {kind} {name:?} ({})", defined(.known))]
     UnknownReference {
+        /// What kind of entry (`region`, `system`, `product`, …).
         kind: &'static str,
+        /// The name given.
         name: String,
+        /// The names defined for that kind.
         known: Vec<String>,
     },
+    /// A quantity that must be positive is zero or negative.
     #[error("{what} must be greater than zero (got {value})")]
-    NotPositive { what: &'static str, value: String },
+    NotPositive {
+        /// The field.
+        what: &'static str,
+        /// The value as given.
+        value: String,
+    },
+    /// A number outside its allowed range (a PUE below 1, a share above 1).
     #[error("{what} must be in {range} (got {value})")]
     OutOfRange {
+        /// The field.
         what: &'static str,
+        /// The allowed range, as text.
         range: &'static str,
+        /// The value given.
         value: f64,
     },
+    /// The products do not form a valid lineage.
     #[error("{0}")]
     Lineage(LineageError),
+    /// Any other inconsistency, described in words.
     #[error("{0}")]
     Invalid(String),
 }
@@ -62,6 +80,7 @@ fn defined(known: &[String]) -> String {
 }
 
 impl ScenarioError {
+    /// An error at `path` of `file`, without line and column.
     pub fn new(file: &str, path: impl Into<String>, problem: Problem) -> Self {
         Self {
             file: file.to_owned(),

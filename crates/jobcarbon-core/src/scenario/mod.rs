@@ -20,7 +20,6 @@ mod resolve;
 pub use document::*;
 pub use error::*;
 pub use report::*;
-pub use resolve::ResolvedRegion;
 
 use crate::domain::Term;
 use crate::formulas::{

@@ -9,7 +9,9 @@ use serde::{Serialize, Serializer};
 /// The result of a scenario: serialises to exactly the DESIGN §7 JSON.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
+    /// Every job, in document order.
     pub jobs: Vec<JobReport>,
+    /// Every product, in document order.
     pub products: Vec<ProductReport>,
     /// Carbon declared in the file that no job could take, with the reason (absent when none,
     /// so a clean scenario's JSON has exactly DESIGN §7's keys).
@@ -23,9 +25,11 @@ pub struct Report {
 /// Declared carbon no job takes (e.g. re-training of a model nothing serves).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UnallocatedLine {
+    /// The product whose carbon is unallocated.
     pub product: String,
     /// A `jobcarbon_unallocated_grams_total` reason (`no_inference`).
     pub reason: &'static str,
+    /// The unallocated grams CO2e.
     #[serde(rename = "grams")]
     pub grams_g: f64,
 }
@@ -33,7 +37,9 @@ pub struct UnallocatedLine {
 /// A warning located in the document.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Warning {
+    /// Where in the document (`products.bert.lifetime`).
     pub path: String,
+    /// What looks wrong.
     pub message: String,
 }
 
@@ -43,8 +49,11 @@ pub(super) const SUSPICIOUSLY_SHORT_LIFETIME: Seconds = Seconds(86_400.0);
 /// One job's energy and carbon by term; JSC, ec, ASC, JSCᵉ, ASCᵉ are sums of `terms`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobReport {
+    /// The job's name.
     pub name: String,
+    /// Its IT energy (before PUE).
     pub energy: Joules,
+    /// Its carbon by term.
     pub terms: Terms,
 }
 
@@ -74,8 +83,11 @@ impl Serialize for JobReport {
 /// One product's EPC by part, with the inherited part edge by edge.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProductReport {
+    /// The product's name.
     pub name: String,
+    /// Model, dataset or platform.
     pub kind: ProductType,
+    /// Its EPC: measured, inherited and declared parts.
     pub epc: Epc,
 }
 

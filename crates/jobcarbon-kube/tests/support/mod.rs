@@ -159,7 +159,7 @@ pub fn node(name: &str, cpu: &str, memory: &str, gpus: u32, labels: &[(&str, &st
 pub fn decode_as_store_does(pod: &Pod) -> jobcarbon_kube::SlimPod {
     let json = serde_json::to_vec(pod).unwrap_or_default();
     let mut slim: jobcarbon_kube::SlimPod = serde_json::from_slice(&json).unwrap_or_default();
-    jobcarbon_kube::trim::trim_pod(&mut slim);
+    jobcarbon_kube::trim_pod(&mut slim);
     slim
 }
 

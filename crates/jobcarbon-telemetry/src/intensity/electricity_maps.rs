@@ -22,16 +22,20 @@ const PAST_RANGE_MAX: Seconds = Seconds(10.0 * 24.0 * 3600.0);
 pub struct ElectricityMapsConfig {
     /// Zone key, e.g. `DE`, `US-CAL-CISO`.
     pub zone: String,
+    /// File holding the API token, re-read when it changes.
     pub token_file: PathBuf,
     /// API base, `https://api.electricitymaps.com` by default.
     pub url: String,
+    /// Timeout of one request.
     pub timeout: Duration,
 }
 
 impl ElectricityMapsConfig {
+    /// The public API base.
     pub const DEFAULT_URL: &'static str = "https://api.electricitymaps.com";
 }
 
+/// Electricity Maps' carbon-intensity API (life-cycle, average signal) for one zone.
 pub struct ElectricityMaps {
     http: Http,
     zone: String,
@@ -92,6 +96,7 @@ fn series(raw: Vec<EmPoint>) -> IntensitySeries {
 }
 
 impl ElectricityMaps {
+    /// A client for `config`; fails only if the URL or HTTP client is unusable (the token is read per request).
     pub fn new(config: &ElectricityMapsConfig) -> Result<Self, ProviderError> {
         Ok(Self {
             http: Http::new(NAME, &config.url, config.timeout)?,

@@ -3,7 +3,7 @@
 //! [`PolledProvider`], the cache that polls no faster than the configured interval, backs off
 //! on 429 and 5xx (honouring `Retry-After`) and keeps history for backfill.
 //!
-//! Credentials come from files ([`crate::SecretFile`], re-read when they change) and never
+//! Credentials come from files (`SecretFile`, re-read when they change) and never
 //! appear in errors, logs or `Debug` output: messages name the file.
 
 mod electricity_maps;
@@ -12,7 +12,7 @@ mod polled;
 mod watttime;
 
 pub use electricity_maps::{ElectricityMaps, ElectricityMapsConfig};
-pub use polled::{PolledProvider, backoff_delay};
+pub use polled::PolledProvider;
 pub use watttime::{WattTime, WattTimeConfig};
 
 use async_trait::async_trait;
@@ -23,58 +23,90 @@ use jobcarbon_core::intensity::{IntensityPoint, IntensitySeries, Signal};
 /// `jobcarbon_source_errors_total`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProviderError {
+    /// The provider refused the credentials (HTTP 401/403).
     #[error("{provider}: credentials refused (HTTP {status}) by {url}; check {files}")]
     Auth {
+        /// `electricity-maps` or `watttime`.
         provider: &'static str,
+        /// The URL asked, without credentials.
         url: String,
+        /// The HTTP status.
         status: u16,
         /// The credential files (never their content).
         files: String,
     },
+    /// HTTP 429.
     #[error("{provider}: rate limited (HTTP 429) by {url}")]
     RateLimited {
+        /// `electricity-maps` or `watttime`.
         provider: &'static str,
+        /// The URL asked.
         url: String,
+        /// The provider's `Retry-After`, if given.
         retry_after: Option<Seconds>,
     },
+    /// Another HTTP error status.
     #[error("{provider}: {url} answered HTTP {status}")]
     Http {
+        /// `electricity-maps` or `watttime`.
         provider: &'static str,
+        /// The URL asked.
         url: String,
+        /// The HTTP status.
         status: u16,
+        /// The provider's `Retry-After`, if given (5xx).
         retry_after: Option<Seconds>,
     },
+    /// No answer (DNS, connection, TLS or timeout).
     #[error("{provider}: {url} unreachable: {reason}")]
     Unreachable {
+        /// `electricity-maps` or `watttime`.
         provider: &'static str,
+        /// The URL asked.
         url: String,
+        /// What failed.
         reason: String,
     },
+    /// An answer that is not the documented JSON.
     #[error("{provider}: {url} gave a bad response: {reason}")]
     BadResponse {
+        /// `electricity-maps` or `watttime`.
         provider: &'static str,
+        /// The URL asked.
         url: String,
+        /// What was wrong with it.
         reason: String,
     },
+    /// A credential file cannot be read (the message names the file, never its content).
     #[error("{provider}: {reason}")]
     Credentials {
+        /// `electricity-maps` or `watttime`.
         provider: &'static str,
+        /// What failed.
         reason: String,
     },
+    /// Not asked: the poller is backing off after an earlier failure.
     #[error("{provider}: not asking before {until} s (backing off after: {cause})")]
     BackingOff {
+        /// `electricity-maps` or `watttime`.
         provider: &'static str,
+        /// When it will ask again, seconds since the Unix epoch.
         until: f64,
+        /// The failure it is backing off from.
         cause: String,
     },
+    /// The provider answered but has no value for the time or zone asked.
     #[error("{provider}: no data for {what}")]
     NoData {
+        /// `electricity-maps` or `watttime`.
         provider: &'static str,
+        /// What was asked for.
         what: String,
     },
 }
 
 impl ProviderError {
+    /// The `kind` label of `jobcarbon_source_errors_total`.
     pub fn kind(&self) -> &'static str {
         match self {
             ProviderError::Auth { .. } => "auth",

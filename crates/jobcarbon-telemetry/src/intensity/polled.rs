@@ -57,6 +57,7 @@ impl std::fmt::Debug for PolledProvider {
 }
 
 impl PolledProvider {
+    /// Polls `provider` at most once per `poll`.
     pub fn new(provider: Box<dyn IntensityProvider>, poll: Seconds) -> Self {
         Self {
             provider,
@@ -72,14 +73,17 @@ impl PolledProvider {
         self
     }
 
+    /// The provider's name (`electricity-maps`, `watttime`).
     pub fn name(&self) -> &'static str {
         self.provider.name()
     }
 
+    /// Whether it publishes average or marginal intensity.
     pub fn signal(&self) -> Signal {
         self.provider.signal()
     }
 
+    /// The minimum time between two requests.
     pub fn poll_interval(&self) -> Seconds {
         self.poll
     }

@@ -22,21 +22,27 @@ const TOKEN_LIFETIME: Duration = Duration::from_secs(25 * 60);
 /// `/v3/historical` answers at most 32 days per request.
 const HISTORICAL_MAX: Seconds = Seconds(32.0 * 24.0 * 3600.0);
 
+/// Where and how to reach WattTime.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WattTimeConfig {
     /// Grid region, e.g. `CAISO_NORTH`.
     pub region: String,
+    /// File holding the account's user name.
     pub username_file: PathBuf,
+    /// File holding the account's password.
     pub password_file: PathBuf,
     /// API base, `https://api.watttime.org` by default (`/login` and `/v3/...` below it).
     pub url: String,
+    /// Timeout of one request.
     pub timeout: Duration,
 }
 
 impl WattTimeConfig {
+    /// The public API base.
     pub const DEFAULT_URL: &'static str = "https://api.watttime.org";
 }
 
+/// WattTime's marginal emissions API (`co2_moer`) for one region, logging in as needed.
 pub struct WattTime {
     http: Http,
     region: String,
@@ -116,6 +122,7 @@ fn series(raw: WtData, url: &str) -> Result<IntensitySeries, ProviderError> {
 }
 
 impl WattTime {
+    /// A client for `config`; fails only if the URL or HTTP client is unusable (credentials are read at login).
     pub fn new(config: &WattTimeConfig) -> Result<Self, ProviderError> {
         Ok(Self {
             http: Http::new(NAME, &config.url, config.timeout)?,
