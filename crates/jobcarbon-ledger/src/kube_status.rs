@@ -7,8 +7,8 @@ use crate::durable::DurableLedger;
 use crate::schedule::{AfterBooking, Booked};
 use async_trait::async_trait;
 use jobcarbon_kube::rfc3339;
-use jobcarbon_kube::{StatusWriteError, epc_lowered, monotonic_epc};
 use jobcarbon_kube::{ClusterState, EpcStatus, write_product_status};
+use jobcarbon_kube::{StatusWriteError, epc_lowered, monotonic_epc};
 use std::collections::BTreeMap;
 
 /// The EPC this process last published per product: SoftwareProduct status never goes down

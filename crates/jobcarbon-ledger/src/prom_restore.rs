@@ -15,7 +15,7 @@
 //! period), pods' nodes and platform flags (taken from the cluster at the next interval).
 
 use crate::epc::EpcParts;
-use crate::state::{Booked, LedgerState, PodAccount, ProductAccount, RollupKey, TotalsKey};
+use crate::state::{LedgerState, PodAccount, ProductAccount, RollupKey, Tally, TotalsKey};
 use jobcarbon_core::{
     Component, Grams, Joules, Phase, PodKey, ProductType, Seconds, Term, Terms, UnallocatedReason,
     WorkloadRef,
@@ -455,8 +455,8 @@ fn restore_totals(exported: &Exported, state: &mut LedgerState, skipped: &mut Ve
 }
 
 /// The restored pods' and roll-ups' books by the totals' labels.
-fn workload_totals(state: &LedgerState) -> BTreeMap<TotalsKey, Booked> {
-    let mut totals: BTreeMap<TotalsKey, Booked> = BTreeMap::new();
+fn workload_totals(state: &LedgerState) -> BTreeMap<TotalsKey, Tally> {
+    let mut totals: BTreeMap<TotalsKey, Tally> = BTreeMap::new();
     let pods = state
         .pods
         .iter()
@@ -483,18 +483,18 @@ fn workload_totals(state: &LedgerState) -> BTreeMap<TotalsKey, Booked> {
 
 /// Totals minus what the workloads hold, by component and term (never below zero).
 fn retired_books(
-    totals: &BTreeMap<TotalsKey, Booked>,
-    workloads: &BTreeMap<TotalsKey, Booked>,
-) -> Booked {
-    let sum = |books: &BTreeMap<TotalsKey, Booked>| {
-        let mut all = Booked::default();
+    totals: &BTreeMap<TotalsKey, Tally>,
+    workloads: &BTreeMap<TotalsKey, Tally>,
+) -> Tally {
+    let sum = |books: &BTreeMap<TotalsKey, Tally>| {
+        let mut all = Tally::default();
         for b in books.values() {
             all.add(Some(&b.energy), b.carbon);
         }
         all
     };
     let (total, held) = (sum(totals), sum(workloads));
-    let mut retired = Booked::default();
+    let mut retired = Tally::default();
     for (c, j) in &total.energy {
         let held = held.energy.get(c).copied().unwrap_or(Joules::ZERO);
         let left = (*j - held).value().max(0.0);

@@ -43,7 +43,7 @@ pub struct LedgerState {
     /// Everything ever booked to pods, by namespace, phase and product: the bounded totals
     /// family, added to as bookings happen (workload series come and go beside it).
     #[serde(default, with = "entries")]
-    pub totals: BTreeMap<TotalsKey, Booked>,
+    pub totals: BTreeMap<TotalsKey, Tally>,
     /// Workloads whose series stopped: no pod of theirs is left (their grams stay in
     /// [`LedgerState::totals`], their history in Prometheus).
     #[serde(default)]
@@ -60,12 +60,12 @@ pub struct TotalsKey {
 
 /// Energy by component and carbon by term.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Booked {
+pub struct Tally {
     pub energy: ComponentEnergy,
     pub carbon: Terms,
 }
 
-impl Booked {
+impl Tally {
     /// Adds `energy` and `carbon` to these books.
     pub fn add(&mut self, energy: Option<&ComponentEnergy>, carbon: Terms) {
         for (c, j) in energy.into_iter().flatten() {
@@ -79,7 +79,7 @@ impl Booked {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Retired {
     pub workloads: u64,
-    pub books: Booked,
+    pub books: Tally,
     /// The last [`MAX_RECENT_RETIRED`] retired workloads, oldest first, for the JSON API (a
     /// view: their grams are in `books`).
     #[serde(default)]

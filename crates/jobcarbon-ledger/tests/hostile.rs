@@ -3,27 +3,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use async_trait::async_trait;
+use common::OnePod;
 use jobcarbon_core::{
-    ClusterSnapshot, Component, EnergyOwner, EnergyReading, GramsPerKwh, Joules, Phase, PodFacts,
-    PodKey, Pue, Seconds,
+    Component, EnergyOwner, EnergyReading, GramsPerKwh, Joules, PodKey, Pue, Seconds,
 };
 use jobcarbon_ledger::view::LedgerView;
-use jobcarbon_ledger::{ClusterError, ClusterSource, Ledger, Settings, Sources};
+use jobcarbon_ledger::{Ledger, Settings, Sources};
 use jobcarbon_telemetry::{EnergySource, SourceError};
 use std::collections::BTreeMap;
-
-struct OnePod;
-
-#[async_trait]
-impl ClusterSource for OnePod {
-    async fn snapshot(&self, _at: Seconds) -> Result<ClusterSnapshot, ClusterError> {
-        Ok(ClusterSnapshot {
-            pods: vec![PodFacts::new("ml", "p").phase(Phase::Training).node("n1")],
-            ..Default::default()
-        })
-    }
-}
 
 /// A good counter growing 100 J per read, and three broken ones.
 struct Broken;

@@ -6,16 +6,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use async_trait::async_trait;
+use common::OnePod;
 use jobcarbon_core::{
-    ClusterSnapshot, Component, EnergyOwner, EnergyReading, GramsPerKwh, Joules, Phase, PodFacts,
-    PodKey, Pue, Seconds,
+    Component, EnergyOwner, EnergyReading, GramsPerKwh, Joules, PodKey, Pue, Seconds,
 };
 use jobcarbon_ledger::checkpoint::CheckpointFile;
 use jobcarbon_ledger::clock::ManualClock;
 use jobcarbon_ledger::{
-    AfterBooking, Booked, ClusterError, ClusterSource, DurableLedger, Ledger, LedgerView,
-    RestoreError, RestoreHook, Schedule, Settings, Sources,
+    AfterBooking, Booked, DurableLedger, Ledger, LedgerView, RestoreError, RestoreHook, Schedule,
+    Settings, Sources,
 };
 use jobcarbon_telemetry::{EnergySource, SourceError};
 use std::collections::BTreeMap;
@@ -28,18 +30,6 @@ const INTERVAL: f64 = 30.0;
 /// A grid boundary; the clock sits at `T0 + k·INTERVAL + PARKED`.
 const T0: f64 = 30_000.0;
 const PARKED: f64 = INTERVAL - 0.01;
-
-struct OnePod;
-
-#[async_trait]
-impl ClusterSource for OnePod {
-    async fn snapshot(&self, _at: Seconds) -> Result<ClusterSnapshot, ClusterError> {
-        Ok(ClusterSnapshot {
-            pods: vec![PodFacts::new("ml", "p").phase(Phase::Training).node("n1")],
-            ..Default::default()
-        })
-    }
-}
 
 /// A counter growing 100 J per interval.
 struct Counter;

@@ -10,7 +10,7 @@
 
 use super::context::Context;
 use super::flow::Accumulator;
-use crate::state::{Booked, LedgerState, PodAccount, RollupKey, TotalsKey};
+use crate::state::{LedgerState, PodAccount, RollupKey, Tally, TotalsKey};
 use jobcarbon_core::{Phase, PodKey, Seconds, Terms, WorkloadRef};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -19,7 +19,7 @@ type Labels<'a> = (&'a str, Phase, Option<&'a str>);
 /// Adds the interval's pod energy and terms to the totals, by the labels the accounts stage
 /// books them under. Runs before it (a pod rolled up in this interval is still known).
 pub(super) fn add(ctx: &Context<'_>, acc: &mut Accumulator) {
-    let mut interval: BTreeMap<Labels<'_>, Booked> = BTreeMap::new();
+    let mut interval: BTreeMap<Labels<'_>, Tally> = BTreeMap::new();
     let keys: BTreeSet<&PodKey> = acc.energy.keys().chain(acc.own.keys()).collect();
     for key in keys {
         let Some((phase, product)) = ctx.labels(key) else {
