@@ -1,5 +1,5 @@
 //! The metrics of Eilam et al. (HotCarbon '23) §2, as pure functions over unit types.
-//! Each function is one row of DESIGN §2; composition into ASCᵉ lives in [`crate::terms`].
+//! Each function is one row of DESIGN §2; composition into ASCᵉ lives in [`crate::Terms`].
 
 use crate::units::{Grams, GramsPerKwh, GramsPerSecond, Joules, Pue, Seconds, Watts};
 

@@ -250,7 +250,7 @@ impl Lineage {
         Self::with_dependencies(products, Vec::new())
     }
 
-    /// Validate `products` plus extra ordering constraints (see [`Dependency`]).
+    /// Validate `products` plus extra ordering constraints (see `Dependency`).
     pub fn with_dependencies(
         products: Vec<ProductDef>,
         dependencies: Vec<Dependency>,
@@ -272,7 +272,7 @@ impl Lineage {
         })
     }
 
-    /// Every product, in definition order (index = [`ProductId`]).
+    /// Every product, in definition order (index = `ProductId`).
     pub fn products(&self) -> &[ProductDef] {
         &self.products
     }

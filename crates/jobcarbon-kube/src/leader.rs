@@ -145,7 +145,7 @@ impl LeaderElector {
         }
     }
 
-    /// One round: read the Lease, create, renew or take it over as [`decide`] says. `Ok(true)`
+    /// One round: read the Lease, create, renew or take it over as `decide` says. `Ok(true)`
     /// when this candidate holds the Lease afterwards.
     pub async fn try_acquire_or_renew(&self, now: Seconds) -> Result<bool, LeaderError> {
         let Some(mut lease) = self

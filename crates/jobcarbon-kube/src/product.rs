@@ -138,7 +138,7 @@ pub struct RetrainingSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InferenceRequests {
-    /// One of [`REQUEST_PRESETS`].
+    /// One of `REQUEST_PRESETS`.
     Preset(String),
     /// A user PromQL expression giving request counters.
     Promql(String),

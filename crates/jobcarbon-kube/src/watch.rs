@@ -288,7 +288,7 @@ impl ClusterState {
     }
 
     /// Wait until pods and nodes have been listed once (products may be absent), and Jobs
-    /// for up to [`JOBS_READY_WAIT`]: a CronJob pod first booked before its Job is known
+    /// for up to `JOBS_READY_WAIT` (15 s): a CronJob pod first booked before its Job is known
     /// would stay under `Job/<name>`. A cluster that denies Job listing does not block.
     pub async fn wait_until_ready(&self) {
         // Errors here mean the writer was dropped, i.e. the driver stopped: nothing to wait for.

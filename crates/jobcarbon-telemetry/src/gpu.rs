@@ -77,7 +77,7 @@ pub struct GpuReadout {
 pub trait GpuBackend: Send + Sync {
     /// Human description for logs (`NVML 570.124.06`, `fake`).
     fn describe(&self) -> String;
-    /// Every GPU; one failing GPU is a [`GpuFault`] beside the others, not an error.
+    /// Every GPU; one failing GPU is a `GpuFault` beside the others, not an error.
     fn sample(&self) -> Result<GpuReadout, GpuError>;
 }
 

@@ -24,7 +24,9 @@ use tokio::task::JoinHandle;
 /// A request the fake answered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IntensityRequest {
+    /// The request path (`/v3/carbon-intensity/latest`, `/login`, …).
     pub path: String,
+    /// The query parameters.
     pub query: BTreeMap<String, String>,
     /// The status it was answered with.
     pub status: u16,

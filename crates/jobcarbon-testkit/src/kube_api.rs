@@ -76,17 +76,21 @@ pub enum WatchEnd {
 /// for a malformed line) and how it ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchScript {
+    /// Raw JSON lines, sent one per line.
     pub lines: Vec<String>,
+    /// What happens after the last line.
     pub end: WatchEnd,
 }
 
 impl WatchScript {
+    /// A response that sends `lines` and closes (the client re-watches).
     pub fn close(lines: Vec<String>) -> Self {
         Self {
             lines,
             end: WatchEnd::Close,
         }
     }
+    /// A response that sends `lines` and stays open and silent.
     pub fn hang(lines: Vec<String>) -> Self {
         Self {
             lines,
@@ -98,9 +102,13 @@ impl WatchScript {
 /// A request the server received.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedRequest {
+    /// HTTP method.
     pub method: String,
+    /// Path, without the query.
     pub path: String,
+    /// Raw query string (see [`RecordedRequest::has_query`]).
     pub query: String,
+    /// The `Content-Type` header (patches say which patch type).
     pub content_type: Option<String>,
     /// The `Accept` header (metadata-only requests ask for `as=PartialObjectMetadata…`).
     pub accept: Option<String>,
@@ -321,7 +329,7 @@ impl Shape {
 }
 
 /// An object as the API server returns it for a metadata-only request.
-pub fn partial_object_metadata(object: &Value) -> Value {
+pub(crate) fn partial_object_metadata(object: &Value) -> Value {
     json!({
         "kind": "PartialObjectMetadata",
         "apiVersion": "meta.k8s.io/v1",
@@ -330,7 +338,7 @@ pub fn partial_object_metadata(object: &Value) -> Value {
 }
 
 /// A list as the API server returns it for a metadata-only list request.
-pub fn partial_object_metadata_list(list: &Value) -> Value {
+pub(crate) fn partial_object_metadata_list(list: &Value) -> Value {
     let items: Vec<Value> = list
         .get("items")
         .and_then(Value::as_array)

@@ -6,17 +6,19 @@
 //! - [`intensity_api`]: a fake Electricity Maps and WattTime API answering their documented
 //!   response shapes.
 
+#![warn(missing_docs)]
+
 pub mod intensity_api;
 pub mod kube_api;
 pub mod prometheus;
 
 /// The repository's fixture folder (`fixtures/`, provenance in `fixtures/PROVENANCE.md`).
-pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures");
 
 /// The fixture folder of the checkout being tested: `cargo test` sets `CARGO_MANIFEST_DIR`
 /// for the test process, which stays right when the shared target dir holds a testkit built
 /// from another worktree of the same workspace ([`FIXTURES`] is where it was compiled).
-pub fn fixtures_dir() -> String {
+fn fixtures_dir() -> String {
     match std::env::var("CARGO_MANIFEST_DIR") {
         Ok(dir) if std::path::Path::new(&format!("{dir}/../../fixtures")).is_dir() => {
             format!("{dir}/../../fixtures")

@@ -90,6 +90,7 @@ pub struct History {
 }
 
 impl History {
+    /// An empty history.
     pub fn new() -> Self {
         Self::default()
     }
@@ -155,6 +156,7 @@ impl History {
         out
     }
 
+    /// Whether no sample was added.
     pub fn is_empty(&self) -> bool {
         self.families.is_empty()
     }
@@ -236,7 +238,7 @@ pub fn exposition_samples(text: &str) -> anyhow::Result<Vec<(String, Labels, f64
 }
 
 /// A sample's labels, in order.
-pub type Labels = Vec<(String, String)>;
+pub(crate) type Labels = Vec<(String, String)>;
 
 /// Parses `name{a="b",…} value [timestamp]` (Prometheus text format).
 fn parse_sample(line: &str) -> anyhow::Result<(String, Labels, f64)> {
@@ -454,6 +456,7 @@ pub struct PromServer {
 }
 
 impl PromServer {
+    /// Settings for a server: history, scrape targets, TLS and auth (see [`PromBuilder`]).
     pub fn builder() -> PromBuilder {
         PromBuilder::default()
     }
@@ -463,6 +466,7 @@ impl PromServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The loopback port it listens on.
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -542,12 +546,6 @@ impl PromServer {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Starts the server again on the same port with the same TSDB.
