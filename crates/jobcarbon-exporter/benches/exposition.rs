@@ -149,7 +149,7 @@ fn benches(c: &mut Criterion) {
     let state = booked();
     let series = state.pods.len() * (Component::ALL.len() + Term::ALL.len() + 1);
     let view = Arc::new(RwLock::new(LedgerView {
-        state: state.clone(),
+        state: state.clone().into(),
         ..Default::default()
     }));
     let mut group = c.benchmark_group(format!("scrape_{series}_series"));
