@@ -31,6 +31,11 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// VmHWM so far, MiB.
+fn peak_mib() -> f64 {
+    status_kib("VmHWM:") as f64 / 1024.0
+}
+
 fn main() {
     // `cargo test --all-targets` runs this too, without `--bench`: measure only under cargo bench.
     if !std::env::args().any(|a| a == "--bench") {
@@ -41,6 +46,10 @@ fn main() {
     // Default series cap first (smaller), then every pod with its own series: peak RSS only grows.
     for cap in [Some(10_000), None] {
         let mut w = world::world(pods);
+        println!(
+            "  world built (100k PodFacts, energy deltas): peak {:.0} MiB",
+            peak_mib()
+        );
         if let Some(cap) = cap {
             w.settings.max_pod_series = cap;
         }
@@ -81,6 +90,7 @@ impl std::fmt::Write for Chunks {
 /// and a scrape from a snapshot.
 fn run(w: &world::World) -> (usize, usize, usize) {
     let mut state = Arc::new(w.booked(1));
+    println!("  first state booked: peak {:.0} MiB", peak_mib());
     let view = Arc::new(RwLock::new(LedgerView::default()));
     let dir = tempfile::tempdir().unwrap();
     let file = CheckpointFile::new(dir.path().join("ledger.ckpt"));

@@ -203,7 +203,7 @@ pub fn write_to<S: Serialize, W: Write>(
     serde_json::to_writer(&mut counted, checkpoint).map_err(|e| write_error(e, path))?;
     let (len, digest) = counted.finish();
     let mut out = out;
-    write!(out, "{MAGIC} {} {len} {digest}\n", checkpoint.version).map_err(|source| {
+    writeln!(out, "{MAGIC} {} {len} {digest}", checkpoint.version).map_err(|source| {
         CheckpointError::Io {
             path: path.to_owned(),
             op: "write temp file",
