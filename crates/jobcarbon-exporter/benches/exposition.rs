@@ -162,7 +162,7 @@ fn benches(c: &mut Criterion) {
     let state = booked();
     // Per-pod series (`exporter.podSeries`), so both encoders write the same series.
     let view = Arc::new(RwLock::new(LedgerView {
-        state: state.clone(),
+        state: state.clone().into(),
         pod_series: true,
         ..Default::default()
     }));

@@ -1,14 +1,19 @@
 //! Ledger memory at 100k pods (target: ≤ 300 MiB): builds the state, books intervals the way
-//! the loop does (state, view copy, checkpoint encoding) and encodes `/metrics`, then reports
-//! the process's peak RSS (VmHWM) from /proc. Not a criterion benchmark: it measures memory.
+//! the loop does (the booked state published to the view as a shared `Arc`, the checkpoint
+//! streamed from a borrow into a file, `/metrics` encoded from a snapshot in 64 KiB chunks),
+//! then reports the process's peak RSS (VmHWM) from /proc. Not a criterion benchmark: it
+//! measures memory.
 //! `cargo bench -p jobcarbon-exporter --bench rss`
 
 // Test and bench code: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use jobcarbon_exporter::{Format, encode_metrics};
-use jobcarbon_ledger::checkpoint::{Checkpoint, encode};
-use jobcarbon_ledger::{LedgerView, ResumeState, book_interval};
+use jobcarbon_exporter::scrape::CHUNK_BYTES;
+use jobcarbon_exporter::{Format, write_metrics};
+use jobcarbon_ledger::checkpoint::{Checkpoint, CheckpointFile};
+use jobcarbon_ledger::requests::RequestBooks;
+use jobcarbon_ledger::{LedgerView, ResumeStateRef, book_interval};
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 #[path = "../../jobcarbon-ledger/benches/world.rs"]
@@ -26,6 +31,11 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// VmHWM so far, MiB.
+fn peak_mib() -> f64 {
+    status_kib("VmHWM:") as f64 / 1024.0
+}
+
 fn main() {
     // `cargo test --all-targets` runs this too, without `--bench`: measure only under cargo bench.
     if !std::env::args().any(|a| a == "--bench") {
@@ -36,6 +46,10 @@ fn main() {
     // Default series cap first (smaller), then every pod with its own series: peak RSS only grows.
     for cap in [Some(10_000), None] {
         let mut w = world::world(pods);
+        println!(
+            "  world built (100k PodFacts, energy deltas): peak {:.0} MiB",
+            peak_mib()
+        );
         if let Some(cap) = cap {
             w.settings.max_pod_series = cap;
         }
@@ -52,32 +66,54 @@ fn main() {
     }
 }
 
-/// Book intervals the way the loop does: the state, the view's copy, the checkpoint's copy
-/// and its bytes, and a scrape.
+/// What the server does with the encoder's output: 64 KiB chunks handed to the connection
+/// (here: counted and dropped).
+#[derive(Default)]
+struct Chunks {
+    buf: String,
+    total: usize,
+}
+
+impl std::fmt::Write for Chunks {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.buf.push_str(s);
+        if self.buf.len() >= CHUNK_BYTES {
+            self.total += self.buf.len();
+            self.buf = String::with_capacity(CHUNK_BYTES + 4096);
+        }
+        Ok(())
+    }
+}
+
+/// Book intervals the way the loop does: the state (the pure interval's new one beside the
+/// old), published to the view by `Arc`, checkpointed from a borrow straight into a file,
+/// and a scrape from a snapshot.
 fn run(w: &world::World) -> (usize, usize, usize) {
-    let mut state = w.booked(1);
+    let mut state = Arc::new(w.booked(1));
+    println!("  first state booked: peak {:.0} MiB", peak_mib());
     let view = Arc::new(RwLock::new(LedgerView::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let file = CheckpointFile::new(dir.path().join("ledger.ckpt"));
+    let (counters, requests) = (BTreeMap::new(), RequestBooks::default());
     let mut checkpoint_bytes = 0;
     let mut metrics_bytes = 0;
     for i in 1..6 {
         let input = w.input(world::STEP * i as f64);
-        state = book_interval(&state, &w.settings, &input).0;
+        state = Arc::new(book_interval(&state, &w.settings, &input).0);
         if let Ok(mut v) = view.write() {
-            v.state = state.clone();
+            v.state = Arc::clone(&state);
         }
-        let resume = ResumeState {
-            ledger: state.clone(),
-            ..ResumeState::default()
+        let resume = ResumeStateRef {
+            ledger: &state,
+            energy_counters: &counters,
+            requests: &requests,
         };
-        let bytes = encode(
-            &Checkpoint::new(input.at, input.at, resume),
-            std::path::Path::new("bench"),
-        )
-        .unwrap_or_default();
-        checkpoint_bytes = bytes.len();
-        metrics_bytes = encode_metrics(&view, Format::OpenMetrics)
-            .map(|s| s.len())
-            .unwrap_or(0);
+        file.save(&Checkpoint::new(input.at, input.at, resume))
+            .unwrap();
+        checkpoint_bytes = std::fs::metadata(file.path()).unwrap().len() as usize;
+        let mut scrape = Chunks::default();
+        write_metrics(&view, Format::OpenMetrics, &mut scrape).unwrap();
+        metrics_bytes = scrape.total + scrape.buf.len();
     }
     (checkpoint_bytes, metrics_bytes, state.pods.len())
 }

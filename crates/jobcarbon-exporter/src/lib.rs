@@ -20,10 +20,11 @@
 pub mod advice;
 pub mod auth;
 mod metrics;
+pub mod scrape;
 mod server;
 mod ui;
 
-pub use metrics::{Format, LedgerCollector, encode_metrics};
+pub use metrics::{Format, LedgerCollector, encode_metrics, encode_snapshot, write_metrics};
 pub use server::{
     HEADER_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_HEADER_BYTES, TlsError, load_tls,
 };
@@ -38,6 +39,7 @@ use jobcarbon_core::{Component, Terms};
 use jobcarbon_ledger::SharedView;
 use jobcarbon_ledger::allocation_prom::PromHistory;
 use jobcarbon_ledger::state::{LedgerState, ProductAccount, RollupAccount, RollupKey};
+use jobcarbon_ledger::view::{shared_state, snapshot};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -152,7 +154,7 @@ impl ServerHandle {
     }
 }
 
-fn unavailable(what: &str) -> Response {
+pub(crate) fn unavailable(what: &str) -> Response {
     (
         StatusCode::INTERNAL_SERVER_ERROR,
         format!("ledger view unavailable: {what}\n"),
@@ -160,11 +162,12 @@ fn unavailable(what: &str) -> Response {
         .into_response()
 }
 
+/// `/metrics`: a snapshot of the view, encoded and streamed without holding its lock.
 async fn metrics_handler(State(view): State<SharedView>, headers: HeaderMap) -> Response {
     let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    match encode_metrics(&view, format) {
-        Ok(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
-        Err(_) => unavailable("encoding failed"),
+    match snapshot(&view) {
+        Some(view) => scrape::metrics_response(view, format).await,
+        None => unavailable("encoding failed"),
     }
 }
 
@@ -406,18 +409,18 @@ pub fn product_json(
 }
 
 async fn workloads(State(view): State<SharedView>) -> Response {
-    let Ok(view) = view.read() else {
+    let Some(state) = shared_state(&view) else {
         return unavailable("lock poisoned");
     };
     axum::Json(serde_json::json!({
-        "workloads": workloads_json(&view.state),
-        "runs": runs_json(&view.state),
+        "workloads": workloads_json(&state),
+        "runs": runs_json(&state),
     }))
     .into_response()
 }
 
 async fn products(State(view): State<SharedView>) -> Response {
-    let Ok(view) = view.read() else {
+    let Some(view) = snapshot(&view) else {
         return unavailable("lock poisoned");
     };
     let products: Vec<ProductJson> = view
@@ -451,7 +454,7 @@ async fn product(State(view): State<SharedView>, Path(name): Path<String>) -> Re
         )
             .into_response();
     }
-    let Ok(view) = view.read() else {
+    let Some(view) = snapshot(&view) else {
         return unavailable("lock poisoned");
     };
     match view.state.products.get(&name) {
@@ -468,7 +471,7 @@ async fn advice_handler(
     State(view): State<SharedView>,
     Query(params): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let Ok(view) = view.read() else {
+    let Some(view) = snapshot(&view) else {
         return unavailable("lock poisoned");
     };
     match advice::advice_json(&view, &params, jobcarbon_ledger::durable::wall_clock_now()) {
@@ -503,7 +506,7 @@ async fn allocation(
             Err(e) => prometheus_failed(&e),
         };
     }
-    let Ok(view) = api.view.read() else {
+    let Some(view) = snapshot(&api.view) else {
         return unavailable("lock poisoned");
     };
     let now = view

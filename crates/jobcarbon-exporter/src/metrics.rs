@@ -5,7 +5,7 @@ use jobcarbon_core::{Component, Phase, Term, Terms, UnallocatedReason, WorkloadR
 use jobcarbon_ledger::DurabilityStatus;
 use jobcarbon_ledger::durable::wall_clock_now;
 use jobcarbon_ledger::state::{ComponentEnergy, TotalsKey};
-use jobcarbon_ledger::view::LedgerView;
+use jobcarbon_ledger::view::{LedgerView, snapshot};
 use jobcarbon_ledger::{LedgerState, SharedView};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
@@ -18,7 +18,8 @@ use std::fmt;
 pub const FORECAST_HORIZONS: [(&str, f64); 4] =
     [("1h", 1.0), ("6h", 6.0), ("12h", 12.0), ("24h", 24.0)];
 
-/// Builds the exposition from the shared ledger view on each scrape.
+/// Builds the exposition from the shared ledger view on each scrape: takes a snapshot under
+/// the read lock and encodes it after releasing the lock.
 #[derive(Debug)]
 pub struct LedgerCollector {
     view: SharedView,
@@ -32,8 +33,18 @@ impl LedgerCollector {
 
 impl Collector for LedgerCollector {
     fn encode(&self, encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let view = self.view.read().map_err(|_| fmt::Error)?;
+        let view = snapshot(&self.view).ok_or(fmt::Error)?;
         encode_view(&view, encoder)
+    }
+}
+
+/// A collector over one snapshot of the view (no lock at all while encoding).
+#[derive(Debug)]
+struct SnapshotCollector(LedgerView);
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        encode_view(&self.0, encoder)
     }
 }
 
@@ -67,27 +78,39 @@ impl Format {
     }
 }
 
-/// The exposition of the view in `format` (OpenMetrics ends with `# EOF`).
+/// The exposition of the view in `format` (OpenMetrics ends with `# EOF`), as one string.
+/// `/metrics` streams the same bytes ([`crate::scrape`]).
 pub fn encode_metrics(view: &SharedView, format: Format) -> Result<String, fmt::Error> {
+    let mut out = String::new();
+    write_metrics(view, format, &mut out)?;
+    Ok(out)
+}
+
+/// The exposition of the view in `format`, written to `out` from a snapshot taken under the
+/// read lock: the lock is released before the first byte is encoded.
+pub fn write_metrics(view: &SharedView, format: Format, out: &mut impl fmt::Write) -> fmt::Result {
+    let view = snapshot(view).ok_or(fmt::Error)?;
+    encode_snapshot(view, format, out)
+}
+
+/// The exposition of a view snapshot in `format`, written to `out`.
+pub fn encode_snapshot(view: LedgerView, format: Format, out: &mut impl fmt::Write) -> fmt::Result {
     // Every series carries the ledger's own identity, so a restart restores exactly its own
     // series from Prometheus whatever the scrape config adds or renames.
-    let identity = view.read().map_err(|_| fmt::Error)?.identity.clone();
-    let mut registry = match identity {
+    let mut registry = match view.identity.clone() {
         Some(id) => Registry::with_labels(std::iter::once((
             std::borrow::Cow::Borrowed(IDENTITY_LABEL),
             std::borrow::Cow::Owned(id),
         ))),
         None => Registry::default(),
     };
-    registry.register_collector(Box::new(LedgerCollector::new(view.clone())));
-    let mut out = String::new();
+    registry.register_collector(Box::new(SnapshotCollector(view)));
     match format {
-        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry)?,
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(out, &registry),
         Format::PrometheusText => {
-            prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?
+            prometheus_client::encoding::prometheus_text::encode(out, &registry)
         }
     }
-    Ok(out)
 }
 
 /// A workload series: a workload (default), or with pod series one pod or the roll-up of a

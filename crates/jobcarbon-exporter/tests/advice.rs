@@ -98,7 +98,7 @@ fn view() -> SharedView {
     let mut ca = RegionStatus::fixed(Pue(1.1), GramsPerKwh(900.0));
     ca.signal = Signal::Marginal;
     let view = LedgerView {
-        state: state(),
+        state: state().into(),
         regions: BTreeMap::from([
             ("de".to_owned(), de),
             (

@@ -520,7 +520,7 @@ async fn a_scraped_ledger_rolling_up_and_resetting_is_counted_once() {
         rolled_up_state(25.0),
         rolled_up_state(4.0),
     ] {
-        view.write().unwrap().state = state;
+        view.write().unwrap().state = state.into();
         // Three scrapes of each state.
         tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
     }

@@ -38,8 +38,9 @@ async fn outage_is_degraded_but_served_with_staleness() {
     let last_booked = Seconds((wall_clock_now().value() / 30.0).floor() * 30.0 - 300.0);
     {
         let mut v = view.write().unwrap();
-        v.state.intervals_booked = 12;
-        v.state.last_booked = Some(last_booked);
+        let state = std::sync::Arc::make_mut(&mut v.state);
+        state.intervals_booked = 12;
+        state.last_booked = Some(last_booked);
         v.durability = DurabilityStatus {
             last_booked: Some(last_booked),
             held_by: vec!["kepler".to_owned()],

@@ -86,8 +86,8 @@ fn booked_view() -> LedgerView {
         state = next;
     }
     let mut view = LedgerView {
-        state,
-        history,
+        state: state.into(),
+        history: history.into(),
         ..Default::default()
     };
     view.regions.insert(

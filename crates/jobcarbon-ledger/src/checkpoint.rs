@@ -15,7 +15,10 @@
 //!
 //! # Durability
 //!
-//! [`CheckpointFile::save`] writes a temp file in the same directory, fsyncs it, moves the
+//! [`CheckpointFile::save`] streams the checkpoint into a temp file in the same directory
+//! (the state is serialised twice from a borrow: once into a hashing counter for the header's
+//! length and SHA-256, once through a `BufWriter` into the file, hashed again and checked;
+//! the checkpoint's bytes are never all in memory), fsyncs it, moves the
 //! current checkpoint to `FILE.prev`, renames the temp file to `FILE` and fsyncs the
 //! directory. A crash at any point leaves either the new checkpoint, or the previous one
 //! (as `FILE` or `FILE.prev`), each complete.
@@ -38,7 +41,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// The format this build writes and the only one it reads.
@@ -135,43 +138,108 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-/// Serialise a checkpoint into the on-disk format. `path` is only used in error messages.
+/// Forwards writes to `inner`, counting and hashing the bytes that pass.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    len: usize,
+}
+
+impl<W> Hashing<W> {
+    fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            len: 0,
+        }
+    }
+
+    /// Bytes written and their SHA-256, hex.
+    fn finish(self) -> (usize, String) {
+        (self.len, hex(&self.hasher.finalize()))
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let written = buf.get(..n).unwrap_or(buf);
+        self.hasher.update(written);
+        self.len += written.len();
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A serde_json error while writing to `path`: the writer's own I/O error, or an encoding one.
+fn write_error(e: serde_json::Error, path: &Path) -> CheckpointError {
+    if e.is_io() {
+        CheckpointError::Io {
+            path: path.to_owned(),
+            op: "write temp file",
+            source: io::Error::from(e),
+        }
+    } else {
+        CheckpointError::Encode {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// Stream a checkpoint in the on-disk format into `out`, holding none of its bytes: the body
+/// is serialised once to learn its length and SHA-256 (the header comes first), then again
+/// into `out`, hashed on the way and checked against the first pass. `path` is only used in
+/// error messages.
+pub fn write_to<S: Serialize, W: Write>(
+    checkpoint: &Checkpoint<S>,
+    path: &Path,
+    out: W,
+) -> Result<(), CheckpointError> {
+    let mut counted = Hashing::new(io::sink());
+    serde_json::to_writer(&mut counted, checkpoint).map_err(|e| write_error(e, path))?;
+    let (len, digest) = counted.finish();
+    let mut out = out;
+    writeln!(out, "{MAGIC} {} {len} {digest}", checkpoint.version).map_err(|source| {
+        CheckpointError::Io {
+            path: path.to_owned(),
+            op: "write temp file",
+            source,
+        }
+    })?;
+    let mut body = Hashing::new(out);
+    serde_json::to_writer(&mut body, checkpoint).map_err(|e| write_error(e, path))?;
+    if body.finish() != (len, digest) {
+        return Err(CheckpointError::Encode {
+            path: path.to_owned(),
+            reason: "the state serialised differently on the second pass".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Serialise a checkpoint into the on-disk format, in memory (tests, tools; the ledger
+/// streams with [`write_to`]). `path` is only used in error messages.
 pub fn encode<S: Serialize>(
     checkpoint: &Checkpoint<S>,
     path: &Path,
 ) -> Result<Vec<u8>, CheckpointError> {
-    let body = serde_json::to_vec(checkpoint).map_err(|e| CheckpointError::Encode {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
-    let digest = hex(&Sha256::digest(&body));
-    let mut out = format!("{MAGIC} {} {} {digest}\n", checkpoint.version, body.len()).into_bytes();
-    out.extend_from_slice(&body);
+    let mut out = Vec::new();
+    write_to(checkpoint, path, &mut out)?;
     Ok(out)
 }
 
-/// Parse and verify the on-disk format. `path` is only used in error messages.
-pub fn decode<S: DeserializeOwned>(
-    bytes: &[u8],
-    path: &Path,
-) -> Result<Checkpoint<S>, CheckpointError> {
+/// The header's body length and checksum, each field checked. `header`: the first line,
+/// without its newline.
+fn parse_header<'h>(header: &'h [u8], path: &Path) -> Result<(usize, &'h str), CheckpointError> {
     let bad = |reason: String| CheckpointError::BadHeader {
         path: path.to_owned(),
         reason,
     };
-    let newline = bytes
-        .iter()
-        .take(MAX_HEADER_LEN)
-        .position(|&b| b == b'\n')
-        .ok_or_else(|| {
-            bad(format!(
-                "no header line in the first {} bytes (file is {} bytes)",
-                MAX_HEADER_LEN.min(bytes.len()),
-                bytes.len()
-            ))
-        })?;
-    let header = std::str::from_utf8(&bytes[..newline])
-        .map_err(|_| bad("header is not UTF-8".to_owned()))?;
+    let header = std::str::from_utf8(header).map_err(|_| bad("header is not UTF-8".to_owned()))?;
     let fields: Vec<&str> = header.split(' ').collect();
     let [magic, version, len, digest] = fields.as_slice() else {
         return Err(bad(format!(
@@ -202,6 +270,31 @@ pub fn decode<S: DeserializeOwned>(
             "checksum {digest:?} is not 64 lowercase hex digits"
         )));
     }
+    Ok((expected_len, *digest))
+}
+
+/// Where the header line ends: the index of its newline.
+fn header_end(bytes: &[u8], file_len: usize, path: &Path) -> Result<usize, CheckpointError> {
+    bytes
+        .iter()
+        .take(MAX_HEADER_LEN)
+        .position(|&b| b == b'\n')
+        .ok_or_else(|| CheckpointError::BadHeader {
+            path: path.to_owned(),
+            reason: format!(
+                "no header line in the first {} bytes (file is {file_len} bytes)",
+                MAX_HEADER_LEN.min(file_len),
+            ),
+        })
+}
+
+/// Parse and verify the on-disk format. `path` is only used in error messages.
+pub fn decode<S: DeserializeOwned>(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<Checkpoint<S>, CheckpointError> {
+    let newline = header_end(bytes, bytes.len(), path)?;
+    let (expected_len, digest) = parse_header(&bytes[..newline], path)?;
     let body = &bytes[newline + 1..];
     if body.len() != expected_len {
         return Err(CheckpointError::Truncated {
@@ -211,10 +304,10 @@ pub fn decode<S: DeserializeOwned>(
         });
     }
     let actual = hex(&Sha256::digest(body));
-    if actual != *digest {
+    if actual != digest {
         return Err(CheckpointError::ChecksumMismatch {
             path: path.to_owned(),
-            expected: (*digest).to_owned(),
+            expected: digest.to_owned(),
             actual,
         });
     }
@@ -312,30 +405,31 @@ impl CheckpointFile {
         }
     }
 
-    /// Write atomically: temp file, fsync, keep the old one as `FILE.prev`, rename, fsync dir.
+    /// Write atomically: temp file (streamed through a `BufWriter`), fsync, keep the old one
+    /// as `FILE.prev`, rename, fsync dir.
     pub fn save<S: Serialize>(&self, checkpoint: &Checkpoint<S>) -> Result<(), CheckpointError> {
-        let bytes = encode(checkpoint, &self.path)?;
         let tmp = self.temp_path();
         let io = |op: &'static str, path: &Path| {
             let path = path.to_owned();
             move |source| CheckpointError::Io { path, op, source }
         };
         {
-            let mut file = OpenOptions::new()
+            let file = OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
                 .open(&tmp)
                 .map_err(io("create temp file", &tmp))?;
-            file.write_all(&bytes)
-                .map_err(io("write temp file", &tmp))?;
+            let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
+            write_to(checkpoint, &tmp, &mut out)?;
+            let file = out
+                .into_inner()
+                .map_err(|e| io("write temp file", &tmp)(e.into_error()))?;
             file.sync_all().map_err(io("fsync temp file", &tmp))?;
         }
         // Only a checkpoint that verifies becomes the previous generation: a bad current file
         // must not push out the last good one.
-        if decode::<serde::de::IgnoredAny>(&fs::read(&self.path).unwrap_or_default(), &self.path)
-            .is_ok()
-        {
+        if verify_file(&self.path).is_ok() {
             fs::rename(&self.path, self.previous_path())
                 .map_err(io("keep previous generation", &self.path))?;
         }
@@ -424,6 +518,51 @@ impl CheckpointFile {
         }
         Ok(moved)
     }
+}
+
+/// Buffer between the serialiser and the temp file.
+const WRITE_BUFFER: usize = 256 * 1024;
+
+/// Whether the file at `path` is a whole checkpoint as [`CheckpointFile::save`] wrote it:
+/// header fields, body length and body SHA-256 all check out. Streams the file (its bytes are
+/// never all in memory); the body's JSON is not parsed again, as the checksum proves it is the
+/// body a save serialised.
+fn verify_file(path: &Path) -> Result<(), CheckpointError> {
+    let io = |op: &'static str| {
+        move |source| CheckpointError::Io {
+            path: path.to_owned(),
+            op,
+            source,
+        }
+    };
+    let file = File::open(path).map_err(io("read"))?;
+    let file_len = file.metadata().map_err(io("read"))?.len() as usize;
+    let mut reader = BufReader::new(file);
+    let mut header = Vec::with_capacity(MAX_HEADER_LEN);
+    (&mut reader)
+        .take(MAX_HEADER_LEN as u64)
+        .read_until(b'\n', &mut header)
+        .map_err(io("read"))?;
+    let newline = header_end(&header, file_len, path)?;
+    let (expected_len, digest) = parse_header(&header[..newline], path)?;
+    let mut body = Hashing::new(io::sink());
+    io::copy(&mut reader, &mut body).map_err(io("read"))?;
+    let (found, actual) = body.finish();
+    if found != expected_len {
+        return Err(CheckpointError::Truncated {
+            path: path.to_owned(),
+            expected: expected_len,
+            found,
+        });
+    }
+    if actual != digest {
+        return Err(CheckpointError::ChecksumMismatch {
+            path: path.to_owned(),
+            expected: digest.to_owned(),
+            actual,
+        });
+    }
+    Ok(())
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {

@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Everything the next interval depends on: booked totals and counter baselines.
+/// Written from a borrow ([`ResumeStateRef`]), read back as this.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResumeState {
     pub ledger: LedgerState,
@@ -37,23 +38,53 @@ pub struct ResumeState {
     pub requests: RequestBooks,
 }
 
+/// [`ResumeState`] borrowed from the ledger: serialised straight into the checkpoint file,
+/// with the same fields in the same order, so its JSON is byte for byte a [`ResumeState`]'s.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ResumeStateRef<'a> {
+    pub ledger: &'a LedgerState,
+    pub energy_counters: &'a BTreeMap<String, CounterTracker>,
+    pub requests: &'a RequestBooks,
+}
+
+impl<'a> From<&'a ResumeState> for ResumeStateRef<'a> {
+    fn from(resume: &'a ResumeState) -> Self {
+        Self {
+            ledger: &resume.ledger,
+            energy_counters: &resume.energy_counters,
+            requests: &resume.requests,
+        }
+    }
+}
+
 impl Ledger {
-    /// What a checkpoint must hold to resume exactly here.
+    /// What a checkpoint must hold to resume exactly here, borrowed (no copy): what
+    /// [`DurableLedger::checkpoint`] writes.
+    pub fn resume_ref(&self) -> ResumeStateRef<'_> {
+        ResumeStateRef {
+            ledger: &self.state,
+            energy_counters: &self.energy_counters,
+            requests: &self.request_books,
+        }
+    }
+
+    /// An owned copy of [`Ledger::resume_ref`] (tests that hand a state to another ledger).
     pub fn resume_state(&self) -> ResumeState {
         ResumeState {
-            ledger: self.state.clone(),
+            ledger: LedgerState::clone(&self.state),
             energy_counters: self.energy_counters.clone(),
             requests: self.request_books.clone(),
         }
     }
 
-    /// Continue from a checkpoint; the restored totals are served at once.
+    /// Continue from a checkpoint; the restored totals are served at once (the view gets the
+    /// ledger's own `Arc`).
     pub fn restore(&mut self, resume: ResumeState) {
-        self.state = resume.ledger;
+        self.state = std::sync::Arc::new(resume.ledger);
         self.energy_counters = resume.energy_counters;
         self.request_books = resume.requests;
         match self.view().write() {
-            Ok(mut view) => view.state = self.state.clone(),
+            Ok(mut view) => view.state = std::sync::Arc::clone(&self.state),
             Err(_) => tracing::error!("ledger view lock poisoned; restored state not served"),
         }
     }
@@ -315,7 +346,7 @@ impl DurableLedger {
     /// interval tries again, and a restart backfills from the last good checkpoint.
     pub fn checkpoint(&mut self) {
         let Some(store) = &self.store else { return };
-        let resume = self.ledger.resume_state();
+        let resume = self.ledger.resume_ref();
         let Some(last_booked) = resume.ledger.last_booked else {
             return;
         };

@@ -34,7 +34,7 @@ pub mod state;
 pub mod view;
 
 pub use config::{Config, ConfigError};
-pub use durable::{DurabilityStatus, DurableLedger, ResumeState};
+pub use durable::{DurabilityStatus, DurableLedger, ResumeState, ResumeStateRef};
 pub use interval::{
     Account, Conditions, IntervalInput, IntervalReport, Stage, StageFlow, book_interval,
     book_interval_traced,

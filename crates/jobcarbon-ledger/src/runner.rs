@@ -6,7 +6,7 @@ use crate::interval::{Conditions, IntervalInput, IntervalReport, book_interval};
 use crate::requests::{RequestBooks, RequestRead};
 use crate::settings::{IntensitySpec, RegionDef, Settings};
 use crate::state::LedgerState;
-use crate::view::{RegionStatus, SharedView, SourceStatus};
+use crate::view::{LineageCache, RegionStatus, SharedView, SourceStatus};
 use async_trait::async_trait;
 use jobcarbon_core::{
     ClusterSnapshot, EnergyOwner, EnergyReading, GramsPerKwh, PodFacts, PodKey, ProductDef, Seconds,
@@ -73,8 +73,11 @@ pub struct Ledger {
     live: BTreeMap<String, (GramsPerKwh, Seconds)>,
     /// Live intensity providers by region (`IntensitySpec::Provider`).
     providers: BTreeMap<String, PolledProvider>,
-    pub(crate) state: LedgerState,
+    /// The booked state; the view publishes this same `Arc` (never a copy).
+    pub(crate) state: Arc<LedgerState>,
     view: SharedView,
+    /// The view's lineage, rebuilt only when the product definitions change.
+    lineage: LineageCache,
     /// The estimated source's pod → node mapping and coefficients, refreshed each interval.
     estimation: Option<Arc<EstimationCell>>,
     /// Nodes a CPU meter (Kepler) reported, and when: never estimated under `energy.cpu: auto`.
@@ -106,8 +109,9 @@ impl Ledger {
             last_snapshot: None,
             live: BTreeMap::new(),
             providers: BTreeMap::new(),
-            state: LedgerState::default(),
+            state: Arc::default(),
             view,
+            lineage: LineageCache::default(),
             estimation: None,
             metered_nodes: BTreeMap::new(),
         }
@@ -151,7 +155,7 @@ impl Ledger {
 
     /// Start from a restored state (checkpoint).
     pub fn with_state(mut self, state: LedgerState) -> Self {
-        self.state = state;
+        self.state = Arc::new(state);
         self
     }
 
@@ -235,7 +239,7 @@ impl Ledger {
         let read = self.read_requests(&snapshot, at, &mut statuses).await;
         let (conditions, regions) = self.resolve_regions(at, &mut statuses).await;
 
-        let lineage = crate::view::lineage_of(&snapshot.products);
+        let lineage = self.lineage.lineage(&snapshot.products);
         let input = IntervalInput {
             at,
             snapshot,
@@ -246,17 +250,18 @@ impl Ledger {
         };
         let (state, report) = book_interval(&self.state, &self.settings, &input);
         let delta = crate::history::interval_delta(&self.state, &state, &report);
-        self.state = state;
+        // Published, not copied: the view gets the same `Arc` (a pointer swap under the lock).
+        self.state = Arc::new(state);
 
         let elapsed = started.elapsed().as_secs_f64();
         match self.view.write() {
             Ok(mut view) => {
-                view.state = self.state.clone();
+                view.state = Arc::clone(&self.state);
                 view.regions = regions;
                 view.default_region = Some(self.settings.default_region.clone());
                 view.sources = statuses;
                 view.interval_seconds.observe(elapsed);
-                view.history.record(&delta);
+                Arc::make_mut(&mut view.history).record(&delta);
                 view.lineage = lineage;
             }
             Err(_) => tracing::error!("ledger view lock poisoned; metrics not updated"),
@@ -382,7 +387,7 @@ impl Ledger {
             .read(
                 metrics.as_ref(),
                 &queries,
-                (snapshot, &self.state),
+                (snapshot, &*self.state),
                 at,
                 self.settings.counter_retention,
                 &mut request_statuses,

@@ -13,9 +13,13 @@ pub type SharedView = Arc<RwLock<LedgerView>>;
 /// Upper bounds (seconds) of the interval-duration histogram.
 pub const INTERVAL_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
+/// Cheap to clone: the state, the lineage and the history are shared (`Arc`), so a reader
+/// takes a [`snapshot`] under the read lock and works on it after releasing the lock.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct LedgerView {
-    pub state: LedgerState,
+    /// The booked state, as the ledger published it (the ledger keeps the same `Arc`).
+    #[serde(serialize_with = "shared")]
+    pub state: Arc<LedgerState>,
     pub regions: BTreeMap<String, RegionStatus>,
     /// Region of nodes without the region label (the advice's home region).
     pub default_region: Option<String>,
@@ -35,16 +39,38 @@ pub struct LedgerView {
     pub requests: BTreeMap<String, crate::requests::RequestStatus>,
     /// Each product's parents (models it derives from, datasets it was trained on), as the
     /// cluster declares them now: the lineage graph of the web view.
-    pub lineage: BTreeMap<String, Vec<ParentEdge>>,
-    /// What each interval booked, in bounded buckets, for `/api/v1/allocation`.
+    #[serde(serialize_with = "shared")]
+    pub lineage: Arc<Lineage>,
+    /// What each interval booked, in bounded buckets, for `/api/v1/allocation` (copied on
+    /// write only while a reader holds a snapshot).
     #[serde(skip)]
-    pub history: crate::history::AllocationHistory,
+    pub history: Arc<crate::history::AllocationHistory>,
 }
+
+/// Each product's parents, by product.
+pub type Lineage = BTreeMap<String, Vec<ParentEdge>>;
 
 impl LedgerView {
     pub fn shared() -> SharedView {
         Arc::new(RwLock::new(Self::default()))
     }
+}
+
+/// A copy of the view that shares the large parts (state, lineage, history) with it: taken
+/// under the read lock, used after releasing it, so a reader never holds the lock while it
+/// encodes or serialises. `None`: the lock is poisoned.
+pub fn snapshot(view: &SharedView) -> Option<LedgerView> {
+    view.read().ok().map(|v| v.clone())
+}
+
+/// The booked state as published (an `Arc` clone taken under the read lock). `None`: the
+/// lock is poisoned.
+pub fn shared_state(view: &SharedView) -> Option<Arc<LedgerState>> {
+    view.read().ok().map(|v| Arc::clone(&v.state))
+}
+
+fn shared<T: Serialize, S: serde::Serializer>(value: &Arc<T>, s: S) -> Result<S::Ok, S::Error> {
+    T::serialize(value, s)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -133,7 +159,7 @@ pub struct ParentEdge {
 }
 
 /// The lineage of `products`, by product.
-pub fn lineage_of(products: &[jobcarbon_core::ProductDef]) -> BTreeMap<String, Vec<ParentEdge>> {
+pub fn lineage_of(products: &[jobcarbon_core::ProductDef]) -> Lineage {
     products
         .iter()
         .map(|def| {
@@ -151,4 +177,55 @@ pub fn lineage_of(products: &[jobcarbon_core::ProductDef]) -> BTreeMap<String, V
             (def.name.clone(), parents)
         })
         .collect()
+}
+
+/// The lineage of the last product definitions seen, rebuilt only when they change (the
+/// ledger publishes the same `Arc` every interval until then).
+#[derive(Debug, Default)]
+pub struct LineageCache {
+    products: Vec<jobcarbon_core::ProductDef>,
+    lineage: Arc<Lineage>,
+}
+
+impl LineageCache {
+    /// The lineage of `products`: the cached one when they are the ones seen last.
+    pub fn lineage(&mut self, products: &[jobcarbon_core::ProductDef]) -> Arc<Lineage> {
+        if self.products.as_slice() != products {
+            self.lineage = Arc::new(lineage_of(products));
+            self.products = products.to_vec();
+        }
+        Arc::clone(&self.lineage)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jobcarbon_core::{LineageEdge, ProductDef, ProductType, Seconds};
+
+    fn product(name: &str, parent: Option<&str>) -> ProductDef {
+        let mut def = ProductDef::new(name, ProductType::Model, Seconds(86_400.0));
+        def.derived_from = parent
+            .map(|p| LineageEdge {
+                product: p.to_owned(),
+                weight: 1.0,
+            })
+            .into_iter()
+            .collect();
+        def
+    }
+
+    #[test]
+    fn lineage_is_rebuilt_only_when_products_change() {
+        let mut cache = LineageCache::default();
+        let v1 = vec![product("base", None), product("chat", Some("base"))];
+        let first = cache.lineage(&v1);
+        assert_eq!(*first, lineage_of(&v1));
+        assert!(Arc::ptr_eq(&first, &cache.lineage(&v1.clone())));
+        let v2 = vec![product("base", None), product("chat", None)];
+        let changed = cache.lineage(&v2);
+        assert!(!Arc::ptr_eq(&first, &changed));
+        assert_eq!(*changed, lineage_of(&v2));
+        assert!(changed["chat"].is_empty());
+    }
 }

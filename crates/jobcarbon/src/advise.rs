@@ -110,7 +110,7 @@ async fn view_of(config: &Config, now: Seconds) -> anyhow::Result<LedgerView> {
             .load::<ResumeState>()
             .map_err(|e| anyhow::anyhow!("state.file: {e}"))?
     {
-        view.state = restored.checkpoint.state.ledger;
+        view.state = restored.checkpoint.state.ledger.into();
     }
     let providers = sources::intensity_providers(config)
         .map_err(|(region, e)| anyhow::anyhow!("regions.{region}.intensity: {e}"))?;
