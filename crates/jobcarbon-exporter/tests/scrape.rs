@@ -100,7 +100,7 @@ impl std::fmt::Write for LockProbe {
 
 #[test]
 fn the_view_lock_is_free_while_a_scrape_encodes() {
-    let view = shared(booked(50));
+    let view = shared(booked(200));
     let mut probe = LockProbe {
         view: view.clone(),
         text: String::new(),
@@ -145,7 +145,7 @@ async fn frames(response: axum::response::Response) -> Vec<Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_streamed_in_chunks_with_the_encoded_bytes() {
-    let view = shared(booked(400));
+    let view = shared(booked(1600));
     for (accept, format) in [
         (
             Some("application/openmetrics-text; version=1.0.0"),
@@ -172,7 +172,7 @@ async fn metrics_are_streamed_in_chunks_with_the_encoded_bytes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn booking_publishes_while_a_scrape_is_being_streamed() {
-    let view = shared(booked(400));
+    let view = shared(booked(1600));
     let before = encode_metrics(&view, Format::OpenMetrics).unwrap();
     let response = get_metrics(&view, Some("application/openmetrics-text")).await;
     // The encoder is blocked on the body (nobody reads it yet), mid-exposition: the ledger
