@@ -80,7 +80,9 @@ impl Ledger {
     /// Continue from a checkpoint; the restored totals are served at once (the view gets the
     /// ledger's own `Arc`).
     pub fn restore(&mut self, resume: ResumeState) {
-        self.state = std::sync::Arc::new(resume.ledger);
+        let mut ledger = resume.ledger;
+        ledger.backfill_totals();
+        self.state = std::sync::Arc::new(ledger);
         self.energy_counters = resume.energy_counters;
         self.request_books = resume.requests;
         match self.view().write() {

@@ -434,7 +434,7 @@ fn restore_totals(exported: &Exported, state: &mut LedgerState, skipped: &mut Ve
             _ => skipped.push(describe(TOTAL_CARBON, s)),
         }
     }
-    let workloads = workload_totals(state);
+    let workloads = state.totals_from_workloads();
     if energy.is_empty() && carbon.is_empty() {
         state.totals = workloads;
         return;
@@ -452,33 +452,6 @@ fn restore_totals(exported: &Exported, state: &mut LedgerState, skipped: &mut Ve
     }
     state.retired.workloads = largest(family(exported, RETIRED)) as u64;
     state.retired.books = retired_books(&state.totals, &workloads);
-}
-
-/// The restored pods' and roll-ups' books by the totals' labels.
-fn workload_totals(state: &LedgerState) -> BTreeMap<TotalsKey, Tally> {
-    let mut totals: BTreeMap<TotalsKey, Tally> = BTreeMap::new();
-    let pods = state
-        .pods
-        .iter()
-        .map(|(k, a)| (&k.namespace, a.phase, &a.product, &a.energy, a.carbon));
-    let rollups = state.rolled_up.iter().map(|(k, r)| {
-        (
-            &k.workload.namespace,
-            k.phase,
-            &k.product,
-            &r.energy,
-            r.carbon,
-        )
-    });
-    for (namespace, phase, product, energy, carbon) in pods.chain(rollups) {
-        let key = TotalsKey {
-            namespace: namespace.clone(),
-            phase,
-            product: product.clone(),
-        };
-        totals.entry(key).or_default().add(Some(energy), carbon);
-    }
-    totals
 }
 
 /// Totals minus what the workloads hold, by component and term (never below zero).

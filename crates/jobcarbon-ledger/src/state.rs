@@ -180,6 +180,36 @@ impl LedgerState {
             .sum()
     }
 
+    /// The pod accounts' and roll-ups' books by the totals family's labels.
+    pub fn totals_from_workloads(&self) -> BTreeMap<TotalsKey, Tally> {
+        let mut totals: BTreeMap<TotalsKey, Tally> = BTreeMap::new();
+        let pods = self
+            .pods
+            .iter()
+            .map(|(k, a)| (&k.namespace, a.phase, &a.product, &a.energy, a.carbon));
+        let rollups = self.rolled_up.iter().map(|(k, r)| {
+            let namespace = &k.workload.namespace;
+            (namespace, k.phase, &k.product, &r.energy, r.carbon)
+        });
+        for (namespace, phase, product, energy, carbon) in pods.chain(rollups) {
+            let key = TotalsKey {
+                namespace: namespace.clone(),
+                phase,
+                product: product.clone(),
+            };
+            totals.entry(key).or_default().add(Some(energy), carbon);
+        }
+        totals
+    }
+
+    /// A state from before the totals family (an older checkpoint) gets its totals from its
+    /// workloads, so the family starts where the workload series were.
+    pub fn backfill_totals(&mut self) {
+        if self.totals.is_empty() && self.retired.workloads == 0 {
+            self.totals = self.totals_from_workloads();
+        }
+    }
+
     /// Carbon of the totals family.
     pub fn totals_carbon(&self) -> Grams {
         self.totals.values().map(|b| b.carbon.asce()).sum()
