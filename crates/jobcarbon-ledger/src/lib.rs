@@ -31,7 +31,7 @@ pub use config::{Config, ConfigError};
 pub use durable::{DurabilityStatus, DurableLedger, ResumeState};
 pub use interval::{
     Account, Conditions, IntervalInput, IntervalReport, Stage, StageFlow, book_interval,
-    book_interval_traced,
+    book_interval_in_place, book_interval_traced,
 };
 pub use runner::{ClusterError, ClusterSource, EnergyOutage, Ledger, Sources};
 pub use settings::{IdlePolicy, PlatformSplit, Settings};

@@ -37,10 +37,9 @@ use crate::settings::Settings;
 use crate::state::{LedgerState, RollupAccount};
 use context::Context;
 use flow::Accumulator;
-use jobcarbon_core::allocation::{Books, Split};
+use jobcarbon_core::allocation::Books;
 use jobcarbon_core::{
     ClusterSnapshot, EnergyDelta, Grams, GramsPerKwh, Joules, PodKey, Pue, Seconds, Terms,
-    UnallocatedReason,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -106,8 +105,19 @@ pub fn book_interval(
     settings: &Settings,
     input: &IntervalInput,
 ) -> (LedgerState, IntervalReport) {
-    let (next, report, _) = book(state, settings, input, cfg!(debug_assertions));
+    let mut next = state.clone();
+    let (report, _) = book(&mut next, settings, input, cfg!(debug_assertions));
     (next, report)
+}
+
+/// [`book_interval`] on the state itself: `state` becomes the next state, with no copy of it.
+/// The same numbers as [`book_interval`] (which is this on a copy).
+pub fn book_interval_in_place(
+    state: &mut LedgerState,
+    settings: &Settings,
+    input: &IntervalInput,
+) -> IntervalReport {
+    book(state, settings, input, cfg!(debug_assertions)).0
 }
 
 /// [`book_interval`], also returning each stage's balance of what entered and left it, in
@@ -117,18 +127,21 @@ pub fn book_interval_traced(
     settings: &Settings,
     input: &IntervalInput,
 ) -> (LedgerState, IntervalReport, Vec<StageFlow>) {
-    book(state, settings, input, true)
+    let mut next = state.clone();
+    let (report, flows) = book(&mut next, settings, input, true);
+    (next, report, flows)
 }
 
-/// The stages, in order, over one context and one accumulator.
+/// The stages, in order, over one context and one accumulator: `state` (the previous state)
+/// becomes the next.
 fn book(
-    state: &LedgerState,
+    state: &mut LedgerState,
     settings: &Settings,
     input: &IntervalInput,
     trace: bool,
-) -> (LedgerState, IntervalReport, Vec<StageFlow>) {
+) -> (IntervalReport, Vec<StageFlow>) {
     let ctx = Context::new(state, settings, input);
-    let mut acc = Accumulator::new(state.clone(), trace);
+    let mut acc = Accumulator::new(state, ctx.pods.len(), trace);
     let mut measured = energy::measure(&ctx, &mut acc);
     let idle = energy::share_idle(&ctx, &mut acc, &mut measured);
     energy::operational(&ctx, &mut acc, &measured, idle);
@@ -138,47 +151,30 @@ fn book(
     products::inference(&ctx, &mut acc);
     products::request_windows(&ctx, &mut acc);
     pods::accounts(&ctx, &mut acc);
+    let pods = &ctx.pods;
     let report = IntervalReport {
         at: input.at,
         duration: ctx.duration,
-        emissions: acc.emissions,
-        transfers: acc.transfers,
-        pod_terms: acc.own,
+        pod_terms: acc
+            .own
+            .iter()
+            .enumerate()
+            .filter_map(|(id, t)| Some((pods.key(id).clone(), (*t)?)))
+            .collect(),
         pod_energy: acc
             .energy
             .iter()
-            .map(|(k, e)| (k.clone(), e.values().copied().sum()))
+            .enumerate()
+            .filter(|(_, e)| !e.is_empty())
+            .map(|(id, e)| (pods.key(id).clone(), e.total()))
             .collect(),
+        emissions: acc.emissions.into_books(pods),
+        transfers: acc.transfers.into_books(pods),
         epc_deposits: acc.epc_deposits,
         pool_deposits: acc.pool_deposits,
         pool_drains: acc.pool_drains,
     };
-    (acc.next, report, acc.flows)
-}
-
-fn to(account: Account, grams: Grams) -> Split<Account, Grams> {
-    Split {
-        shares: vec![(account, grams)],
-        unallocated: None,
-    }
-}
-
-fn unallocated(reason: UnallocatedReason, grams: Grams) -> Split<Account, Grams> {
-    Split {
-        shares: Vec::new(),
-        unallocated: Some((reason, grams)),
-    }
-}
-
-fn accounts(split: Split<PodKey, Grams>) -> Split<Account, Grams> {
-    Split {
-        shares: split
-            .shares
-            .into_iter()
-            .map(|(k, g)| (Account::Pod(k), g))
-            .collect(),
-        unallocated: split.unallocated,
-    }
+    (report, acc.flows)
 }
 
 /// Sum of a roll-up account and helpers used by the exporter and tests.
