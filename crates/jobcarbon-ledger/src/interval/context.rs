@@ -12,6 +12,7 @@ use jobcarbon_core::{
 };
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use super::flow::PodEnergy;
@@ -41,7 +42,7 @@ pub(super) struct Context<'a> {
     pub products: BTreeMap<&'a str, &'a ProductDef>,
     /// Running pods by node, indexed once: a scan of every pod per node is quadratic at
     /// cluster scale.
-    running_by_node: BTreeMap<&'a str, Vec<Running<'a>>>,
+    running_by_node: FxHashMap<&'a str, Vec<Running<'a>>>,
     /// Non-platform pods running now: the recipients of platform taxes and inference shares.
     pub jobs: Vec<Running<'a>>,
 }
@@ -75,12 +76,16 @@ pub(super) struct PodIndex<'a> {
     state_only: FxHashMap<PodKey, PodId>,
 }
 
+/// A pod the previous state knows (an account, or a pod over the series cap), with its place
+/// in the snapshot.
+type StatePod<'p> = (&'p PodKey, Option<&'p PodAccount>, Option<usize>);
+
 impl<'a> PodIndex<'a> {
     fn new(
         prev: &LedgerState,
         settings: &Settings,
         pods: &'a [PodFacts],
-        products: &BTreeMap<&'a str, &'a ProductDef>,
+        products: &'a [ProductDef],
     ) -> Self {
         let mut index = Self {
             keys: Vec::with_capacity(prev.pods.len().max(pods.len())),
@@ -96,36 +101,33 @@ impl<'a> PodIndex<'a> {
                 duplicated.push(earlier);
             }
         }
+        let state = state_pods(prev, &index.in_snapshot);
         // New pods (not in the state) are the only ones to sort: the state's maps are ordered.
         let mut known = vec![false; pods.len()];
-        for key in prev.pods.keys().chain(prev.overflow.keys()) {
-            if let Some(i) = index.in_snapshot.get(key) {
-                known[*i] = true;
-            }
+        for i in state.iter().filter_map(|(_, _, i)| *i) {
+            known[i] = true;
         }
-        let mut new: Vec<&'a PodFacts> = index
+        let mut new: Vec<usize> = index
             .in_snapshot
             .values()
-            .filter(|i| !known[**i])
-            .map(|i| &pods[*i])
+            .copied()
+            .filter(|i| !known[*i])
             .collect();
-        new.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        let mut new = new.into_iter().map(|p| &p.key).peekable();
-        let mut accounts = prev.pods.iter().peekable();
-        let mut overflow = prev.overflow.keys().peekable();
-        loop {
-            let heads = [
-                new.peek().copied(),
-                accounts.peek().map(|(k, _)| *k),
-                overflow.peek().copied(),
-            ];
-            let Some(key) = heads.into_iter().flatten().min() else {
-                break;
-            };
-            let _ = new.next_if(|k| *k == key);
-            let account = accounts.next_if(|(k, _)| *k == key).map(|(_, a)| a);
-            let _ = overflow.next_if(|k| *k == key);
-            index.push(key, pods, account, settings, products);
+        new.sort_unstable_by(|a, b| pods[*a].key.cmp(&pods[*b].key));
+        // A pod's product label resolved to one of the snapshot's products.
+        let products: FxHashMap<&'a str, &'a str> = products
+            .iter()
+            .map(|p| (p.name.as_str(), p.name.as_str()))
+            .collect();
+        let mut new = new.into_iter().peekable();
+        for (key, account, snap) in state {
+            while let Some(i) = new.next_if(|i| pods[*i].key < *key) {
+                index.push(&pods[i].key, pods, Some(i), None, settings, &products);
+            }
+            index.push(key, pods, snap, account, settings, &products);
+        }
+        for i in new {
+            index.push(&pods[i].key, pods, Some(i), None, settings, &products);
         }
         for earlier in duplicated {
             if let Some(last) = index.in_snapshot.get(&pods[earlier].key) {
@@ -142,14 +144,15 @@ impl<'a> PodIndex<'a> {
         &mut self,
         key: &PodKey,
         pods: &'a [PodFacts],
+        snap: Option<usize>,
         account: Option<&PodAccount>,
         settings: &Settings,
-        products: &BTreeMap<&'a str, &'a ProductDef>,
+        products: &FxHashMap<&'a str, &'a str>,
     ) {
         let id = self.keys.len();
-        let facts = self.in_snapshot.get(key).map(|i| {
-            self.snapshot_ids[*i] = id;
-            &pods[*i]
+        let facts = snap.map(|i| {
+            self.snapshot_ids[i] = id;
+            &pods[i]
         });
         let (platform, phase, product, run) = match (facts, account) {
             (Some(f), a) => (
@@ -165,7 +168,7 @@ impl<'a> PodIndex<'a> {
             facts,
             platform,
             phase,
-            product: product.and_then(|p| products.get_key_value(p).map(|(name, _)| *name)),
+            product: product.and_then(|p| products.get(p).copied()),
             account: account.is_some(),
             run,
             duplicated: false,
@@ -208,10 +211,14 @@ impl<'a> PodIndex<'a> {
     /// The id of `key`, searched forwards from `*cursor` (which moves to it): for walking an
     /// ordered map of pods alongside the ids.
     pub fn seek(&self, cursor: &mut PodId, key: &PodKey) -> Option<PodId> {
-        while *cursor < self.keys.len() && self.keys[*cursor].as_ref() < key {
-            *cursor += 1;
+        while let Some(at) = self.keys.get(*cursor) {
+            match at.as_ref().cmp(key) {
+                Ordering::Less => *cursor += 1,
+                Ordering::Equal => return Some(*cursor),
+                Ordering::Greater => return None,
+            }
         }
-        (*cursor < self.keys.len() && self.keys[*cursor].as_ref() == key).then_some(*cursor)
+        None
     }
 }
 
@@ -227,8 +234,8 @@ impl<'a> Context<'a> {
             .iter()
             .map(|p| (p.name.as_str(), p))
             .collect();
-        let pods = PodIndex::new(prev, settings, &snapshot.pods, &products);
-        let mut running_by_node: BTreeMap<&str, Vec<Running<'a>>> = BTreeMap::new();
+        let pods = PodIndex::new(prev, settings, &snapshot.pods, &snapshot.products);
+        let mut running_by_node: FxHashMap<&str, Vec<Running<'a>>> = FxHashMap::default();
         let mut jobs = Vec::new();
         for (i, p) in snapshot.pods.iter().enumerate().filter(|(_, p)| p.running) {
             let id = pods.snapshot_id(i);
@@ -286,6 +293,23 @@ impl<'a> Context<'a> {
     }
 }
 
+/// The state's accounts and pods over the series cap in key order, each with the index of its
+/// (last) listing in the snapshot.
+fn state_pods<'p>(prev: &'p LedgerState, in_snapshot: &FxHashMap<&PodKey, usize>) -> Vec<StatePod<'p>> {
+    let mut state = Vec::with_capacity(prev.pods.len() + prev.overflow.len());
+    let mut overflow = prev.overflow.keys().peekable();
+    for (key, account) in &prev.pods {
+        while let Some(o) = overflow.next_if(|o| *o < key) {
+            state.push((o, None, in_snapshot.get(o).copied()));
+        }
+        // A pod both in the accounts and over the cap (only a hand-edited state) is one pod.
+        let _ = overflow.next_if(|o| *o == key);
+        state.push((key, Some(account), in_snapshot.get(key).copied()));
+    }
+    state.extend(overflow.map(|o| (o, None, in_snapshot.get(o).copied())));
+    state
+}
+
 /// PUE and intensity of `region` (the default region when it has none or it is unknown).
 fn region_conditions(settings: &Settings, input: &IntervalInput, region: Option<&str>) -> Conditions {
     let region = region
@@ -312,22 +336,31 @@ pub(super) fn job_weights(
     split: PlatformSplit,
     energy: &[PodEnergy],
 ) -> Vec<(PodId, f64)> {
-    // Counts are whole numbers: their sum is exact in any order.
-    let mut pods_per_workload: FxHashMap<&WorkloadRef, f64> = FxHashMap::default();
-    if split == PlatformSplit::Equal {
-        for (_, p) in pods {
-            *pods_per_workload.entry(&p.workload).or_insert(0.0) += 1.0;
+    match split {
+        PlatformSplit::Equal => {
+            // Counts are whole numbers: their sum is exact in any order. One lookup a pod.
+            let mut slots: FxHashMap<&WorkloadRef, usize> = FxHashMap::default();
+            let mut counts: Vec<f64> = Vec::new();
+            let slot_of: Vec<usize> = pods
+                .iter()
+                .map(|(_, p)| {
+                    let fresh = counts.len();
+                    let slot = *slots.entry(&p.workload).or_insert(fresh);
+                    if slot == fresh {
+                        counts.push(0.0);
+                    }
+                    counts[slot] += 1.0;
+                    slot
+                })
+                .collect();
+            pods.iter()
+                .zip(slot_of)
+                .map(|((id, _), slot)| (*id, 1.0 / counts[slot]))
+                .collect()
         }
+        PlatformSplit::ByEnergy => pods
+            .iter()
+            .map(|(id, _)| (*id, energy[*id].total().value()))
+            .collect(),
     }
-    pods.iter()
-        .map(|(id, p)| {
-            let w = match split {
-                PlatformSplit::Equal => pods_per_workload
-                    .get(&p.workload)
-                    .map_or(0.0, |n| 1.0 / n),
-                PlatformSplit::ByEnergy => energy[*id].total().value(),
-            };
-            (*id, w)
-        })
-        .collect()
 }

@@ -66,6 +66,7 @@ fn pod_energy_total(acc: &Accumulator) -> Joules {
 /// node active energy the node's pods do not account for is non-pod work.
 pub(super) fn measure<'a>(ctx: &Context<'a>, acc: &mut Accumulator) -> Measured<'a> {
     let mut m = Measured {
+        lines: Vec::with_capacity(ctx.input.energy.len()),
         any_node_active: ctx
             .input
             .energy

@@ -217,16 +217,18 @@ impl PodBooks {
 
     /// The books by [`Account`], pods by key.
     pub fn into_books(self, pods: &PodIndex<'_>) -> Books<Account> {
-        let allocated = self
-            .pods
-            .into_iter()
-            .enumerate()
-            .filter_map(|(id, g)| Some((Account::Pod(pods.key(id).clone()), g?)))
-            .chain(self.platform.map(|g| (Account::Platform, g)))
-            .collect();
+        let mut allocated = Vec::with_capacity(self.pods.iter().flatten().count() + 1);
+        allocated.extend(
+            self.pods
+                .into_iter()
+                .enumerate()
+                .filter_map(|(id, g)| Some((Account::Pod(pods.key(id).clone()), g?))),
+        );
+        allocated.extend(self.platform.map(|g| (Account::Platform, g)));
         Books {
             input: self.input,
-            allocated,
+            // In key order already: the map is built without a search.
+            allocated: allocated.into_iter().collect(),
             unallocated: self.unallocated,
         }
     }

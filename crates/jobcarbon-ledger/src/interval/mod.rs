@@ -18,11 +18,19 @@
 //! product EPCs and re-training pools onto jobs).
 //!
 //! Each step is a named stage ([`Stage`]), a function over a read-only context (settings,
-//! previous state, input, duration) and an accumulator (the next state and the books), one
+//! what is needed of the previous state, input, duration) and an accumulator (the next state and the books), one
 //! file per concern: `energy` (measure, share idle, operational), `taxes` (embodied, platform),
 //! `products` (deposits, inference, request windows) and `pods` (accounts). Each stage
 //! balances what entered it against what left it ([`StageFlow`]); debug builds assert that
 //! nothing was lost, and [`book_interval_traced`] returns the balances.
+//!
+//! Speed (docs/performance.md, "ledger scale"): the context gives every pod it knows a dense
+//! id in `PodKey` order, once per interval; the accumulator's per-pod books are `Vec`s by id
+//! (energy as a fixed array by component), so a stage never searches or clones a key, and
+//! visiting ids in order adds in the same order as the ordered maps did (the same numbers, bit
+//! for bit). The accounts stage walks the state's ordered maps alongside the ids. Keys are
+//! cloned only into the report. [`book_interval_in_place`] books into the state itself;
+//! [`book_interval`] is that on a copy.
 
 mod context;
 mod energy;
@@ -155,19 +163,21 @@ fn book(
     let report = IntervalReport {
         at: input.at,
         duration: ctx.duration,
-        pod_terms: acc
-            .own
-            .iter()
-            .enumerate()
-            .filter_map(|(id, t)| Some((pods.key(id).clone(), (*t)?)))
-            .collect(),
-        pod_energy: acc
-            .energy
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| !e.is_empty())
-            .map(|(id, e)| (pods.key(id).clone(), e.total()))
-            .collect(),
+        pod_terms: by_key(
+            acc.own.iter().flatten().count(),
+            acc.own
+                .iter()
+                .enumerate()
+                .filter_map(|(id, t)| Some((pods.key(id).clone(), (*t)?))),
+        ),
+        pod_energy: by_key(
+            acc.energy.iter().filter(|e| !e.is_empty()).count(),
+            acc.energy
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| !e.is_empty())
+                .map(|(id, e)| (pods.key(id).clone(), e.total())),
+        ),
         emissions: acc.emissions.into_books(pods),
         transfers: acc.transfers.into_books(pods),
         epc_deposits: acc.epc_deposits,
@@ -175,6 +185,13 @@ fn book(
         pool_drains: acc.pool_drains,
     };
     (report, acc.flows)
+}
+
+/// A map from `len` entries already in key order (collected once, then built without search).
+fn by_key<V>(len: usize, entries: impl Iterator<Item = (PodKey, V)>) -> BTreeMap<PodKey, V> {
+    let mut all = Vec::with_capacity(len);
+    all.extend(entries);
+    all.into_iter().collect()
 }
 
 /// Sum of a roll-up account and helpers used by the exporter and tests.
