@@ -35,6 +35,9 @@ fn in_place_books_what_the_pure_function_books() {
         assert_eq!(in_place, next, "interval {i}");
         pure = next;
     }
-    assert!(pure.series_dropped > 0, "some pods went over the series cap");
+    assert!(
+        pure.series_dropped > 0,
+        "some pods went over the series cap"
+    );
     assert!(!pure.rolled_up.is_empty(), "finished pods were rolled up");
 }

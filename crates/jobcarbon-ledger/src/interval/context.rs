@@ -254,7 +254,12 @@ impl<'a> Context<'a> {
         let default_conditions = region_conditions(settings, input, None);
         let node_conditions = nodes
             .iter()
-            .map(|(name, n)| (*name, region_conditions(settings, input, n.region.as_deref())))
+            .map(|(name, n)| {
+                (
+                    *name,
+                    region_conditions(settings, input, n.region.as_deref()),
+                )
+            })
             .collect();
         Self {
             settings,
@@ -295,7 +300,10 @@ impl<'a> Context<'a> {
 
 /// The state's accounts and pods over the series cap in key order, each with the index of its
 /// (last) listing in the snapshot.
-fn state_pods<'p>(prev: &'p LedgerState, in_snapshot: &FxHashMap<&PodKey, usize>) -> Vec<StatePod<'p>> {
+fn state_pods<'p>(
+    prev: &'p LedgerState,
+    in_snapshot: &FxHashMap<&PodKey, usize>,
+) -> Vec<StatePod<'p>> {
     let mut state = Vec::with_capacity(prev.pods.len() + prev.overflow.len());
     let mut overflow = prev.overflow.keys().peekable();
     for (key, account) in &prev.pods {
@@ -311,18 +319,18 @@ fn state_pods<'p>(prev: &'p LedgerState, in_snapshot: &FxHashMap<&PodKey, usize>
 }
 
 /// PUE and intensity of `region` (the default region when it has none or it is unknown).
-fn region_conditions(settings: &Settings, input: &IntervalInput, region: Option<&str>) -> Conditions {
+fn region_conditions(
+    settings: &Settings,
+    input: &IntervalInput,
+    region: Option<&str>,
+) -> Conditions {
     let region = region
         .filter(|r| input.conditions.contains_key(*r))
         .unwrap_or(settings.default_region.as_str());
-    input
-        .conditions
-        .get(region)
-        .copied()
-        .unwrap_or(Conditions {
-            pue: Pue(1.0),
-            intensity: LIVE_INTENSITY_FALLBACK,
-        })
+    input.conditions.get(region).copied().unwrap_or(Conditions {
+        pue: Pue(1.0),
+        intensity: LIVE_INTENSITY_FALLBACK,
+    })
 }
 
 pub(super) fn grams_of(energy: Joules, c: Conditions) -> Grams {

@@ -59,7 +59,11 @@ fn total<'k, K: 'k>(map: impl IntoIterator<Item = (K, &'k Joules)>) -> Joules {
 }
 
 fn pod_energy_total(acc: &Accumulator) -> Joules {
-    acc.energy.iter().flat_map(|e| e.iter()).map(|(_, j)| j).sum()
+    acc.energy
+        .iter()
+        .flat_map(|e| e.iter())
+        .map(|(_, j)| j)
+        .sum()
 }
 
 /// Stage 1. Each energy line to its pod, non-pod work, node idle, unmapped GPUs or node active;

@@ -107,7 +107,10 @@ fn apply_pods(ctx: &Context<'_>, acc: &mut Accumulator) {
     for id in expired {
         if let Some(account) = acc.next.pods.remove(pods.key(id)) {
             let rollup = acc.next.rolled_up.entry(account.rollup_key()).or_default();
-            add_energy(&mut rollup.energy, account.energy.iter().map(|(c, j)| (*c, *j)));
+            add_energy(
+                &mut rollup.energy,
+                account.energy.iter().map(|(c, j)| (*c, *j)),
+            );
             rollup.carbon += account.carbon;
             rollup.pods += 1;
             rollup.estimated.extend(account.estimated.iter().copied());

@@ -70,8 +70,7 @@ pub(super) fn platform(ctx: &Context<'_>, acc: &mut Accumulator) {
         Term::PlatformOperational,
     );
     if platform.lifetime.value() > 0.0 {
-        let share =
-            amortized_product_share(ctx.platform_epc, platform.lifetime, ctx.duration, 1.0);
+        let share = amortized_product_share(ctx.platform_epc, platform.lifetime, ctx.duration, 1.0);
         spread(
             own,
             &mut acc.emissions,
