@@ -18,7 +18,9 @@ use jobcarbon_ledger::settings::{IdlePolicy, PlatformSplit};
 use jobcarbon_ledger::{LedgerState, book_interval};
 use std::fmt::Write;
 
-fn run(variant: usize) -> String {
+/// The 2,000-pod world of `variant`: its settings, runs, stopped pods, estimated energy and
+/// one line of every other energy owner.
+fn varied_world(variant: usize) -> world::World {
     let mut w = world::world(2000);
     match variant {
         1 => {
@@ -89,6 +91,11 @@ fn run(variant: usize) -> String {
         energy: Joules(100.0),
         estimated: true,
     });
+    w
+}
+
+fn run(variant: usize) -> String {
+    let w = varied_world(variant);
     let mut out = String::new();
     let mut state = LedgerState::default();
     for i in 0..8 {
