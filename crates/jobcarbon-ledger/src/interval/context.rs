@@ -3,6 +3,7 @@
 //! interval. The context borrows nothing of the previous state, so the next state can be booked
 //! in place ([`super::book_interval_in_place`]).
 
+use super::flow::PodEnergy;
 use super::{Conditions, IntervalInput};
 use crate::config::LIVE_INTENSITY_FALLBACK;
 use crate::settings::{PlatformSplit, Settings};
@@ -14,8 +15,6 @@ use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
-
-use super::flow::PodEnergy;
 
 /// A pod's dense id within one interval: its rank in `PodKey` order among every pod the
 /// snapshot or the previous state knows. Per-pod books are `Vec`s indexed by id, and visiting
