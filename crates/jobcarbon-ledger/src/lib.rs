@@ -37,7 +37,7 @@ pub use config::{Config, ConfigError};
 pub use durable::{DurabilityStatus, DurableLedger, ResumeState, ResumeStateRef};
 pub use interval::{
     Account, Conditions, IntervalInput, IntervalReport, Stage, StageFlow, book_interval,
-    book_interval_traced,
+    book_interval_in_place, book_interval_traced,
 };
 pub use runner::{ClusterError, ClusterSource, EnergyOutage, Ledger, Sources};
 pub use schedule::{AfterBooking, Booked, RestoreError, RestoreHook, Schedule};

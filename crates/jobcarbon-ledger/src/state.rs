@@ -66,6 +66,11 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Adds `joules` of `component`.
+    pub fn add_energy(&mut self, component: Component, joules: Joules) {
+        *self.energy.entry(component).or_insert(Joules::ZERO) += joules;
+    }
+
     /// Adds `energy` and `carbon` to these books.
     pub fn add(&mut self, energy: Option<&ComponentEnergy>, carbon: Terms) {
         for (c, j) in energy.into_iter().flatten() {

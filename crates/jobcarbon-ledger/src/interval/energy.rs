@@ -4,20 +4,18 @@
 //! Measure and share idle move joules only; operational turns them into grams in the order
 //! they were measured, so each gram is the product of exactly the energy line it came from.
 
-use super::context::{Context, grams_of};
-use super::flow::{Accumulator, Flow, Stage, StageFlow};
-use super::{Account, to, unallocated};
+use super::context::{Context, PodId, grams_of};
+use super::flow::{Accumulator, Flow, Stage, StageFlow, slot};
 use crate::settings::IdlePolicy;
 use jobcarbon_core::allocation::{Split, split_weighted};
-use jobcarbon_core::{
-    Component, EnergyDelta, EnergyOwner, Joules, PodKey, Term, UnallocatedReason,
-};
+use jobcarbon_core::{Component, EnergyDelta, EnergyOwner, Joules, Term, UnallocatedReason};
+use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Where an energy line's carbon goes.
 #[derive(Debug, Clone, Copy)]
-enum Dest<'a> {
-    Pod(&'a PodKey),
+enum Dest {
+    Pod(PodId),
     Unallocated(UnallocatedReason),
 }
 
@@ -26,7 +24,7 @@ enum Dest<'a> {
 struct Line<'a> {
     node: &'a str,
     joules: Joules,
-    dest: Dest<'a>,
+    dest: Dest,
 }
 
 /// The measure stage's classification of the interval's energy.
@@ -35,21 +33,25 @@ pub(super) struct Measured<'a> {
     /// Pods' and non-pod energy to book, in the order it was measured.
     lines: Vec<Line<'a>>,
     idle: BTreeMap<&'a str, Joules>,
-    energy_on_node: BTreeMap<&'a str, BTreeMap<PodKey, Joules>>,
+    /// Pods' energy lines by node, in measured order (kept for the by-energy idle policy).
+    energy_on_node: FxHashMap<&'a str, Vec<(PodId, Joules)>>,
     /// GPU lines naming no pod, by node and GPU.
     unmapped_gpu: BTreeMap<&'a str, BTreeMap<&'a str, Joules>>,
     estimated_idle_nodes: BTreeSet<&'a str>,
     /// Kepler ≥ 0.10 node active energy, by node and component.
     node_active: BTreeMap<(&'a str, Component), Joules>,
-    /// Σ of the pods' energy lines, by node and component.
-    pods_on_node: BTreeMap<(&'a str, Component), Joules>,
+    /// Σ of the pods' energy lines, by node and component (when some node reports active
+    /// energy).
+    pods_on_node: FxHashMap<(&'a str, Component), Joules>,
+    /// Whether any line is a node's active energy.
+    any_node_active: bool,
 }
 
 /// One node's idle energy and how the idle policy split it.
 pub(super) struct IdleShare<'a> {
     node: &'a str,
     joules: Joules,
-    split: Split<PodKey, Joules>,
+    split: Split<PodId, Joules>,
 }
 
 fn total<'k, K: 'k>(map: impl IntoIterator<Item = (K, &'k Joules)>) -> Joules {
@@ -57,13 +59,25 @@ fn total<'k, K: 'k>(map: impl IntoIterator<Item = (K, &'k Joules)>) -> Joules {
 }
 
 fn pod_energy_total(acc: &Accumulator) -> Joules {
-    acc.energy.values().flat_map(|e| e.values()).sum()
+    acc.energy
+        .iter()
+        .flat_map(|e| e.iter())
+        .map(|(_, j)| j)
+        .sum()
 }
 
 /// Stage 1. Each energy line to its pod, non-pod work, node idle, unmapped GPUs or node active;
 /// node active energy the node's pods do not account for is non-pod work.
 pub(super) fn measure<'a>(ctx: &Context<'a>, acc: &mut Accumulator) -> Measured<'a> {
-    let mut m = Measured::default();
+    let mut m = Measured {
+        lines: Vec::with_capacity(ctx.input.energy.len()),
+        any_node_active: ctx
+            .input
+            .energy
+            .iter()
+            .any(|d| matches!(d.owner, EnergyOwner::NodeActive)),
+        ..Measured::default()
+    };
     let mut entered = Joules::ZERO;
     for delta in &ctx.input.energy {
         let joules = delta.energy.non_negative();
@@ -121,29 +135,13 @@ fn classify<'a>(
         acc.gpu_energy.measured += joules;
     }
     let dest = match &delta.owner {
-        EnergyOwner::Pod { key, .. } if ctx.info(key).is_some() => {
-            if delta.estimated {
-                acc.estimated
-                    .entry(key.clone())
-                    .or_default()
-                    .insert(delta.component);
+        EnergyOwner::Pod { key, .. } => match ctx.pods.id(key) {
+            Some(id) => {
+                book_pod_line(ctx, acc, m, delta, id, joules);
+                Dest::Pod(id)
             }
-            *acc.energy
-                .entry(key.clone())
-                .or_default()
-                .entry(delta.component)
-                .or_insert(Joules::ZERO) += joules;
-            *m.energy_on_node
-                .entry(node)
-                .or_default()
-                .entry(key.clone())
-                .or_insert(Joules::ZERO) += joules;
-            *m.pods_on_node
-                .entry((node, delta.component))
-                .or_insert(Joules::ZERO) += joules;
-            Dest::Pod(key)
-        }
-        EnergyOwner::Pod { .. } => Dest::Unallocated(UnallocatedReason::UnknownPod),
+            None => Dest::Unallocated(UnallocatedReason::UnknownPod),
+        },
         EnergyOwner::NodeSystem => Dest::Unallocated(UnallocatedReason::SystemProcesses),
         EnergyOwner::NodeIdle => {
             if delta.estimated {
@@ -170,11 +168,39 @@ fn classify<'a>(
     m.lines.push(Line { node, joules, dest });
 }
 
+/// A known pod's energy line: into its energy, and the node's sums the later stages need.
+fn book_pod_line<'a>(
+    ctx: &Context<'a>,
+    acc: &mut Accumulator,
+    m: &mut Measured<'a>,
+    delta: &'a EnergyDelta,
+    id: PodId,
+    joules: Joules,
+) {
+    let node = delta.node.as_str();
+    if delta.estimated {
+        acc.estimated[id] |= 1 << slot(delta.component);
+    }
+    acc.energy[id].add(delta.component, joules);
+    if matches!(ctx.settings.node_idle, IdlePolicy::ByEnergy) {
+        m.energy_on_node.entry(node).or_default().push((id, joules));
+    }
+    if m.any_node_active {
+        *m.pods_on_node
+            .entry((node, delta.component))
+            .or_insert(Joules::ZERO) += joules;
+    }
+}
+
 /// The part of a node's unmapped GPU lines that is idle: as many of them as the node has GPUs
 /// no running pod requests (all of them when no running pod holds a GPU); the rest is some
 /// pod's energy that the exporter did not map (`gpu_unmapped`).
 fn idle_fraction(ctx: &Context<'_>, name: &str, unmapped: usize) -> f64 {
-    let held: f64 = ctx.running_on(name).iter().map(|p| p.gpus.max(0.0)).sum();
+    let held: f64 = ctx
+        .running_on(name)
+        .iter()
+        .map(|(_, p)| p.gpus.max(0.0))
+        .sum();
     if held <= 0.0 || unmapped == 0 {
         return 1.0;
     }
@@ -214,18 +240,12 @@ pub(super) fn share_idle<'a>(
     for (node, idle_joules) in &m.idle {
         let recipients = idle_recipients(ctx, m, node);
         let split = split_weighted(*idle_joules, recipients, UnallocatedReason::NodeIdle);
-        for (key, joules) in &split.shares {
-            if m.estimated_idle_nodes.contains(node) {
-                acc.estimated
-                    .entry(key.clone())
-                    .or_default()
-                    .insert(Component::IdleShare);
+        let estimated = m.estimated_idle_nodes.contains(node);
+        for (id, joules) in &split.shares {
+            if estimated {
+                acc.estimated[*id] |= 1 << slot(Component::IdleShare);
             }
-            *acc.energy
-                .entry(key.clone())
-                .or_default()
-                .entry(Component::IdleShare)
-                .or_insert(Joules::ZERO) += *joules;
+            acc.energy[*id].add(Component::IdleShare, *joules);
         }
         shares.push(IdleShare {
             node,
@@ -247,26 +267,45 @@ pub(super) fn share_idle<'a>(
 }
 
 /// Who shares `node`'s idle energy, with what weight.
-fn idle_recipients(ctx: &Context<'_>, m: &Measured<'_>, node: &str) -> Vec<(PodKey, f64)> {
+fn idle_recipients(ctx: &Context<'_>, m: &Measured<'_>, node: &str) -> Vec<(PodId, f64)> {
     match ctx.settings.node_idle {
         IdlePolicy::Unallocated => Vec::new(),
         IdlePolicy::Even => ctx
             .running_on(node)
             .iter()
-            .map(|p| (p.key.clone(), 1.0))
+            .map(|(id, _)| (*id, 1.0))
             .collect(),
-        IdlePolicy::ByEnergy => {
-            let mut weights: BTreeMap<PodKey, f64> = ctx
-                .running_on(node)
-                .iter()
-                .map(|p| (p.key.clone(), 0.0))
-                .collect();
-            for (key, j) in m.energy_on_node.get(node).into_iter().flatten() {
-                *weights.entry(key.clone()).or_insert(0.0) += j.value();
+        IdlePolicy::ByEnergy => by_energy(ctx, m, node),
+    }
+}
+
+/// The node's running pods and the pods with energy on it, in pod order, each weighted by its
+/// energy on the node (each pod's lines summed in measured order, then added to 0).
+fn by_energy(ctx: &Context<'_>, m: &Measured<'_>, node: &str) -> Vec<(PodId, f64)> {
+    let mut lines: Vec<(PodId, Joules)> = ctx
+        .running_on(node)
+        .iter()
+        .map(|(id, _)| (*id, Joules::ZERO))
+        .collect();
+    let running = lines.len();
+    lines.extend(m.energy_on_node.get(node).into_iter().flatten().copied());
+    // Stable: a pod's lines keep their measured order (running pods' zeros come first).
+    lines.sort_by_key(|(id, _)| *id);
+    let mut weights: Vec<(PodId, f64)> = Vec::with_capacity(running);
+    let mut pod: Option<(PodId, Joules)> = None;
+    for (id, joules) in lines {
+        match &mut pod {
+            Some((current, sum)) if *current == id => *sum += joules,
+            _ => {
+                if let Some((done, sum)) = pod.take() {
+                    weights.push((done, 0.0 + sum.value()));
+                }
+                pod = Some((id, Joules::ZERO + joules));
             }
-            weights.into_iter().collect()
         }
     }
+    weights.extend(pod.map(|(id, sum)| (id, 0.0 + sum.value())));
+    weights
 }
 
 /// Stage 3. Operational carbon of every energy line and idle share, with each node's region
@@ -281,12 +320,11 @@ pub(super) fn operational(
     for line in &m.lines {
         let grams = ctx.grams_on(line.joules, line.node);
         match line.dest {
-            Dest::Pod(key) => {
-                acc.own.entry(key.clone()).or_default()[Term::Operational] += grams;
-                acc.emissions
-                    .book(grams, to(Account::Pod(key.clone()), grams));
+            Dest::Pod(id) => {
+                acc.own_mut(id)[Term::Operational] += grams;
+                acc.emissions.book_pod(id, grams);
             }
-            Dest::Unallocated(reason) => acc.emissions.book(grams, unallocated(reason, grams)),
+            Dest::Unallocated(reason) => acc.emissions.book_unallocated(reason, grams),
         }
     }
     for share in idle {
@@ -296,10 +334,10 @@ pub(super) fn operational(
             shares: Vec::with_capacity(share.split.shares.len()),
             unallocated: share.split.unallocated.map(|(r, j)| (r, grams_of(j, c))),
         };
-        for (key, joules) in share.split.shares {
+        for (id, joules) in share.split.shares {
             let grams = grams_of(joules, c);
-            acc.own.entry(key.clone()).or_default()[Term::Operational] += grams;
-            grams_split.shares.push((Account::Pod(key), grams));
+            acc.own_mut(id)[Term::Operational] += grams;
+            grams_split.shares.push((id, grams));
         }
         acc.emissions.book(whole, grams_split);
     }

@@ -2,12 +2,13 @@
 //! each stage (checked in debug builds, returned by [`super::book_interval_traced`]).
 
 use super::Account;
+use super::context::{PodId, PodIndex};
 use crate::state::{GpuEnergy, LedgerState};
-use jobcarbon_core::allocation::Books;
+use jobcarbon_core::allocation::{Books, Split};
 use jobcarbon_core::units::Quantity;
-use jobcarbon_core::{Component, Grams, Joules, PodKey, Terms};
+use jobcarbon_core::{Component, Grams, Joules, Terms, UnallocatedReason};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// Relative tolerance of a stage's balance: f64 sums of many shares differ from the whole in
 /// the last bits, never more.
@@ -112,18 +113,140 @@ impl StageFlow {
     }
 }
 
-/// Everything the stages book: the next state and the interval's books.
-pub(super) struct Accumulator {
-    pub next: LedgerState,
+/// A pod's energy in the interval by component. `booked` marks the components an energy line
+/// or idle share reached (even with 0 J), as the keys of a map would: only those reach the
+/// pod's account.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct PodEnergy {
+    joules: [Joules; 5],
+    booked: u8,
+}
+
+/// A component's place in [`PodEnergy`] and in a set of components (`Component::ALL` order,
+/// which is the components' order).
+pub(super) fn slot(component: Component) -> usize {
+    match component {
+        Component::Cpu => 0,
+        Component::Dram => 1,
+        Component::Gpu => 2,
+        Component::Other => 3,
+        Component::IdleShare => 4,
+    }
+}
+
+/// Components as a bit set (bit [`slot`]), in order.
+pub(super) fn components(set: u8) -> impl Iterator<Item = Component> {
+    Component::ALL
+        .into_iter()
+        .filter(move |c| set & (1 << slot(*c)) != 0)
+}
+
+impl PodEnergy {
+    pub fn add(&mut self, component: Component, joules: Joules) {
+        let s = slot(component);
+        self.joules[s] += joules;
+        self.booked |= 1 << s;
+    }
+    pub fn is_empty(&self) -> bool {
+        self.booked == 0
+    }
+    /// The booked components with their energy, in component order.
+    pub fn iter(&self) -> impl Iterator<Item = (Component, Joules)> + '_ {
+        components(self.booked).map(|c| (c, self.joules[slot(c)]))
+    }
+    pub fn total(&self) -> Joules {
+        self.iter().map(|(_, j)| j).sum()
+    }
+}
+
+/// [`Books`] of one interval with pods by id; [`PodBooks::into_books`] gives the report's.
+#[derive(Debug, Default)]
+pub(super) struct PodBooks {
+    pub input: Grams,
+    pods: Vec<Option<Grams>>,
+    /// The platform account (platform pods' own carbon, passed on to jobs).
+    pub platform: Option<Grams>,
+    pub unallocated: BTreeMap<UnallocatedReason, Grams>,
+}
+
+impl PodBooks {
+    fn new(pods: usize) -> Self {
+        Self {
+            pods: vec![None; pods],
+            ..Self::default()
+        }
+    }
+
+    /// Records `whole` as input and books its split over pods.
+    pub fn book(&mut self, whole: Grams, split: Split<PodId, Grams>) {
+        self.input += whole;
+        for (id, grams) in split.shares {
+            *self.pods[id].get_or_insert(Grams::ZERO) += grams;
+        }
+        if let Some((reason, grams)) = split.unallocated {
+            self.book_unallocated_part(reason, grams);
+        }
+    }
+
+    /// `grams` of new input, all to one pod.
+    pub fn book_pod(&mut self, id: PodId, grams: Grams) {
+        self.input += grams;
+        *self.pods[id].get_or_insert(Grams::ZERO) += grams;
+    }
+
+    /// `grams` of new input, unallocated for `reason`.
+    pub fn book_unallocated(&mut self, reason: UnallocatedReason, grams: Grams) {
+        self.input += grams;
+        self.book_unallocated_part(reason, grams);
+    }
+
+    fn book_unallocated_part(&mut self, reason: UnallocatedReason, grams: Grams) {
+        *self.unallocated.entry(reason).or_insert(Grams::ZERO) += grams;
+    }
+
+    /// Moves what a pod was allocated to the platform account.
+    pub fn move_to_platform(&mut self, id: PodId) {
+        if let Some(grams) = self.pods[id].take() {
+            *self.platform.get_or_insert(Grams::ZERO) += grams;
+        }
+    }
+
+    pub fn unallocated_total(&self) -> Grams {
+        self.unallocated.values().sum()
+    }
+
+    /// The books by [`Account`], pods by key.
+    pub fn into_books(self, pods: &PodIndex<'_>) -> Books<Account> {
+        let mut allocated = Vec::with_capacity(self.pods.iter().flatten().count() + 1);
+        allocated.extend(
+            self.pods
+                .into_iter()
+                .enumerate()
+                .filter_map(|(id, g)| Some((Account::Pod(pods.key(id).clone()), g?))),
+        );
+        allocated.extend(self.platform.map(|g| (Account::Platform, g)));
+        Books {
+            input: self.input,
+            // In key order already: the map is built without a search.
+            allocated: allocated.into_iter().collect(),
+            unallocated: self.unallocated,
+        }
+    }
+}
+
+/// Everything the stages book: the next state and the interval's books, pods by id.
+pub(super) struct Accumulator<'s> {
+    pub next: &'s mut LedgerState,
     /// New carbon of the interval.
-    pub emissions: Books<Account>,
+    pub emissions: PodBooks,
     /// Carbon moved from the platform, product EPCs and re-training pools onto jobs.
-    pub transfers: Books<Account>,
-    pub energy: BTreeMap<PodKey, BTreeMap<Component, Joules>>,
+    pub transfers: PodBooks,
+    pub energy: Vec<PodEnergy>,
     /// Each pod's carbon in this interval.
-    pub own: BTreeMap<PodKey, Terms>,
+    pub own: Vec<Option<Terms>>,
     pub gpu_energy: GpuEnergy,
-    pub estimated: BTreeMap<PodKey, BTreeSet<Component>>,
+    /// Components whose energy was estimated, per pod (a bit set by [`slot`]).
+    pub estimated: Vec<u8>,
     pub epc_deposits: BTreeMap<String, Grams>,
     pub pool_deposits: BTreeMap<String, Grams>,
     pub pool_drains: BTreeMap<String, Grams>,
@@ -132,22 +255,28 @@ pub(super) struct Accumulator {
     pub flows: Vec<StageFlow>,
 }
 
-impl Accumulator {
-    pub fn new(next: LedgerState, trace: bool) -> Self {
+impl<'s> Accumulator<'s> {
+    /// Books into `next` (the previous state, updated in place) for `pods` pods.
+    pub fn new(next: &'s mut LedgerState, pods: usize, trace: bool) -> Self {
         Self {
             next,
-            emissions: Books::default(),
-            transfers: Books::default(),
-            energy: BTreeMap::new(),
-            own: BTreeMap::new(),
+            emissions: PodBooks::new(pods),
+            transfers: PodBooks::new(pods),
+            energy: vec![PodEnergy::default(); pods],
+            own: vec![None; pods],
             gpu_energy: GpuEnergy::default(),
-            estimated: BTreeMap::new(),
+            estimated: vec![0; pods],
             epc_deposits: BTreeMap::new(),
             pool_deposits: BTreeMap::new(),
             pool_drains: BTreeMap::new(),
             trace,
             flows: Vec::new(),
         }
+    }
+
+    /// The pod's terms of the interval, opened at zero.
+    pub fn own_mut(&mut self, id: PodId) -> &mut Terms {
+        self.own[id].get_or_insert(Terms::ZERO)
     }
 
     /// Records a stage's balance and, in debug builds, checks that nothing was lost.
@@ -172,19 +301,9 @@ impl Accumulator {
     pub fn carbon_totals(&self) -> CarbonTotals {
         CarbonTotals {
             input: self.emissions.input + self.transfers.input,
-            pods: self.own.values().map(Terms::asce).sum(),
-            platform: self
-                .emissions
-                .allocated
-                .get(&Account::Platform)
-                .copied()
-                .unwrap_or(Grams::ZERO)
-                + self
-                    .transfers
-                    .allocated
-                    .get(&Account::Platform)
-                    .copied()
-                    .unwrap_or(Grams::ZERO),
+            pods: self.own.iter().flatten().map(Terms::asce).sum(),
+            platform: self.emissions.platform.unwrap_or(Grams::ZERO)
+                + self.transfers.platform.unwrap_or(Grams::ZERO),
             unallocated: self.emissions.unallocated_total() + self.transfers.unallocated_total(),
         }
     }
@@ -237,7 +356,8 @@ mod tests {
     #[cfg(debug_assertions)]
     #[should_panic(expected = "lost carbon or energy")]
     fn debug_builds_refuse_an_unbalanced_stage() {
-        let mut acc = Accumulator::new(LedgerState::default(), true);
+        let mut state = LedgerState::default();
+        let mut acc = Accumulator::new(&mut state, 0, true);
         acc.record(StageFlow::carbon(
             Stage::Platform,
             Flow::new(Grams(2.0), Grams(1.0), 0.0),

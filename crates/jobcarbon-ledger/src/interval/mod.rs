@@ -20,11 +20,19 @@
 //! product EPCs and re-training pools onto jobs).
 //!
 //! Each step is a named stage ([`Stage`]), a function over a read-only context (settings,
-//! previous state, input, duration) and an accumulator (the next state and the books), one
+//! what is needed of the previous state, input, duration) and an accumulator (the next state and the books), one
 //! file per concern: `energy` (measure, share idle, operational), `taxes` (embodied, platform),
 //! `products` (deposits, inference, request windows) and `pods` (accounts). Each stage
 //! balances what entered it against what left it ([`StageFlow`]); debug builds assert that
 //! nothing was lost, and [`book_interval_traced`] returns the balances.
+//!
+//! Speed (docs/performance.md, "ledger scale"): the context gives every pod it knows a dense
+//! id in `PodKey` order, once per interval; the accumulator's per-pod books are `Vec`s by id
+//! (energy as a fixed array by component), so a stage never searches or clones a key, and
+//! visiting ids in order adds in the same order as the ordered maps did (the same numbers, bit
+//! for bit). The accounts stage walks the state's ordered maps alongside the ids. Keys are
+//! cloned only into the report. [`book_interval_in_place`] books into the state itself;
+//! [`book_interval`] is that on a copy.
 
 mod context;
 mod energy;
@@ -40,10 +48,9 @@ use crate::settings::Settings;
 use crate::state::{LedgerState, RollupAccount};
 use context::Context;
 use flow::Accumulator;
-use jobcarbon_core::allocation::{Books, Split};
+use jobcarbon_core::allocation::Books;
 use jobcarbon_core::{
     ClusterSnapshot, EnergyDelta, Grams, GramsPerKwh, Joules, PodKey, Pue, Seconds, Terms,
-    UnallocatedReason,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -109,8 +116,19 @@ pub fn book_interval(
     settings: &Settings,
     input: &IntervalInput,
 ) -> (LedgerState, IntervalReport) {
-    let (next, report, _) = book(state, settings, input, cfg!(debug_assertions));
+    let mut next = state.clone();
+    let (report, _) = book(&mut next, settings, input, cfg!(debug_assertions));
     (next, report)
+}
+
+/// [`book_interval`] on the state itself: `state` becomes the next state, with no copy of it.
+/// The same numbers as [`book_interval`] (which is this on a copy).
+pub fn book_interval_in_place(
+    state: &mut LedgerState,
+    settings: &Settings,
+    input: &IntervalInput,
+) -> IntervalReport {
+    book(state, settings, input, cfg!(debug_assertions)).0
 }
 
 /// [`book_interval`], also returning each stage's balance of what entered and left it, in
@@ -120,18 +138,21 @@ pub fn book_interval_traced(
     settings: &Settings,
     input: &IntervalInput,
 ) -> (LedgerState, IntervalReport, Vec<StageFlow>) {
-    book(state, settings, input, true)
+    let mut next = state.clone();
+    let (report, flows) = book(&mut next, settings, input, true);
+    (next, report, flows)
 }
 
-/// The stages, in order, over one context and one accumulator.
+/// The stages, in order, over one context and one accumulator: `state` (the previous state)
+/// becomes the next.
 fn book(
-    state: &LedgerState,
+    state: &mut LedgerState,
     settings: &Settings,
     input: &IntervalInput,
     trace: bool,
-) -> (LedgerState, IntervalReport, Vec<StageFlow>) {
+) -> (IntervalReport, Vec<StageFlow>) {
     let ctx = Context::new(state, settings, input);
-    let mut acc = Accumulator::new(state.clone(), trace);
+    let mut acc = Accumulator::new(state, ctx.pods.len(), trace);
     let mut measured = energy::measure(&ctx, &mut acc);
     let idle = energy::share_idle(&ctx, &mut acc, &mut measured);
     energy::operational(&ctx, &mut acc, &measured, idle);
@@ -142,48 +163,40 @@ fn book(
     products::request_windows(&ctx, &mut acc);
     totals::add(&ctx, &mut acc);
     pods::accounts(&ctx, &mut acc);
-    totals::retire_finished_workloads(&mut acc.next, input.at);
+    totals::retire_finished_workloads(acc.next, input.at);
+    let pods = &ctx.pods;
     let report = IntervalReport {
         at: input.at,
         duration: ctx.duration,
-        emissions: acc.emissions,
-        transfers: acc.transfers,
-        pod_terms: acc.own,
-        pod_energy: acc
-            .energy
-            .iter()
-            .map(|(k, e)| (k.clone(), e.values().copied().sum()))
-            .collect(),
+        pod_terms: by_key(
+            acc.own.iter().flatten().count(),
+            acc.own
+                .iter()
+                .enumerate()
+                .filter_map(|(id, t)| Some((pods.key(id).clone(), (*t)?))),
+        ),
+        pod_energy: by_key(
+            acc.energy.iter().filter(|e| !e.is_empty()).count(),
+            acc.energy
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| !e.is_empty())
+                .map(|(id, e)| (pods.key(id).clone(), e.total())),
+        ),
+        emissions: acc.emissions.into_books(pods),
+        transfers: acc.transfers.into_books(pods),
         epc_deposits: acc.epc_deposits,
         pool_deposits: acc.pool_deposits,
         pool_drains: acc.pool_drains,
     };
-    (acc.next, report, acc.flows)
+    (report, acc.flows)
 }
 
-fn to(account: Account, grams: Grams) -> Split<Account, Grams> {
-    Split {
-        shares: vec![(account, grams)],
-        unallocated: None,
-    }
-}
-
-fn unallocated(reason: UnallocatedReason, grams: Grams) -> Split<Account, Grams> {
-    Split {
-        shares: Vec::new(),
-        unallocated: Some((reason, grams)),
-    }
-}
-
-fn accounts(split: Split<PodKey, Grams>) -> Split<Account, Grams> {
-    Split {
-        shares: split
-            .shares
-            .into_iter()
-            .map(|(k, g)| (Account::Pod(k), g))
-            .collect(),
-        unallocated: split.unallocated,
-    }
+/// A map from `len` entries already in key order (collected once, then built without search).
+fn by_key<V>(len: usize, entries: impl Iterator<Item = (PodKey, V)>) -> BTreeMap<PodKey, V> {
+    let mut all = Vec::with_capacity(len);
+    all.extend(entries);
+    all.into_iter().collect()
 }
 
 /// Sum of a roll-up account and helpers used by the exporter and tests.

@@ -2,18 +2,33 @@
 //! pool), inference (model EPC shares and the drained pool onto serving jobs) and request
 //! windows (inference carbon per request).
 
-use super::context::{Context, job_weights};
+use super::DEFAULT_AMORTIZE_OVER;
+use super::context::{Context, Running, job_weights};
 use super::flow::{Accumulator, Flow, Stage, StageFlow};
-use super::{DEFAULT_AMORTIZE_OVER, accounts};
 use crate::epc::product_epcs;
 use crate::settings::PlatformSplit;
 use crate::state::{ProductAccount, WindowEntry};
 use jobcarbon_core::allocation::split_weighted;
 use jobcarbon_core::formulas::amortized_product_share;
 use jobcarbon_core::{
-    Grams, Phase, PodFacts, ProductDef, ProductType, RetrainingPolicy, Term, UnallocatedReason,
+    Grams, Phase, ProductDef, ProductType, RetrainingPolicy, Term, Terms, UnallocatedReason,
 };
 use std::collections::BTreeMap;
+
+/// The pods with terms this interval, by id (pod order).
+fn own_terms(own: &[Option<Terms>]) -> impl Iterator<Item = (usize, &Terms)> {
+    own.iter()
+        .enumerate()
+        .filter_map(|(id, t)| Some((id, t.as_ref()?)))
+}
+
+/// A map by product name with its names owned.
+fn owned(by_product: BTreeMap<&str, Grams>) -> BTreeMap<String, Grams> {
+    by_product
+        .into_iter()
+        .map(|(name, grams)| (name.to_owned(), grams))
+        .collect()
+}
 
 fn sum_products(acc: &Accumulator, part: impl Fn(&ProductAccount) -> Grams) -> Grams {
     acc.next.products.values().map(part).sum()
@@ -33,21 +48,24 @@ pub(super) fn deposits(ctx: &Context<'_>, acc: &mut Accumulator) {
     let stocks = |acc: &Accumulator| sum_products(acc, |a| a.measured + a.pool.deposited);
     let before = acc.trace.then(|| stocks(acc));
     let mut capitalised = Grams::ZERO;
-    for (key, terms) in &acc.own {
-        let Some(i) = ctx.info(key) else { continue };
-        let Some(product) = ctx.product_of(&i) else {
+    let (mut epc, mut pool) = (BTreeMap::new(), BTreeMap::new());
+    for (id, terms) in own_terms(&acc.own) {
+        let i = ctx.pods.info(id);
+        let Some(product) = i.product else {
             continue;
         };
-        let into = if i.phase().builds_product() {
-            &mut acc.epc_deposits
-        } else if i.phase() == Phase::Retraining {
-            &mut acc.pool_deposits
+        let into = if i.phase.builds_product() {
+            &mut epc
+        } else if i.phase == Phase::Retraining {
+            &mut pool
         } else {
             continue;
         };
-        *into.entry(product.to_owned()).or_insert(Grams::ZERO) += terms.asce();
+        *into.entry(product).or_insert(Grams::ZERO) += terms.asce();
         capitalised += terms.asce();
     }
+    acc.epc_deposits = owned(epc);
+    acc.pool_deposits = owned(pool);
     for (product, grams) in &acc.epc_deposits {
         if let Some(account) = acc.next.products.get_mut(product) {
             account.measured += *grams;
@@ -93,15 +111,15 @@ fn refresh_epcs(ctx: &Context<'_>, acc: &mut Accumulator) {
 /// `no_inference`), and its re-training pool drained into the same jobs (`retraining`).
 pub(super) fn inference(ctx: &Context<'_>, acc: &mut Accumulator) {
     let before = acc.trace.then(|| acc.carbon_totals());
-    let mut serving_by_model: BTreeMap<&str, Vec<&PodFacts>> = BTreeMap::new();
-    for p in ctx
+    let mut serving_by_model: BTreeMap<&str, Vec<Running<'_>>> = BTreeMap::new();
+    for (id, p) in ctx
         .jobs
         .iter()
         .copied()
-        .filter(|p| p.phase == Phase::Inference)
+        .filter(|(_, p)| p.phase == Phase::Inference)
     {
         if let Some(product) = p.product.as_deref() {
-            serving_by_model.entry(product).or_default().push(p);
+            serving_by_model.entry(product).or_default().push((id, p));
         }
     }
     for def in ctx
@@ -120,7 +138,12 @@ pub(super) fn inference(ctx: &Context<'_>, acc: &mut Accumulator) {
 }
 
 /// Books one model's EPC share and drained re-training onto the pods serving it.
-fn serve_model(ctx: &Context<'_>, acc: &mut Accumulator, def: &ProductDef, serving: &[&PodFacts]) {
+fn serve_model(
+    ctx: &Context<'_>,
+    acc: &mut Accumulator,
+    def: &ProductDef,
+    serving: &[Running<'_>],
+) {
     let duration = ctx.duration;
     let weights = job_weights(serving, PlatformSplit::Equal, &acc.energy);
     let Some(account) = acc.next.products.get_mut(&def.name) else {
@@ -131,13 +154,13 @@ fn serve_model(ctx: &Context<'_>, acc: &mut Accumulator, def: &ProductDef, servi
         if whole != Grams::ZERO {
             let split = split_weighted(
                 whole,
-                weights.iter().cloned(),
+                weights.iter().copied(),
                 UnallocatedReason::NoInference,
             );
-            for (key, grams) in &split.shares {
-                acc.own.entry(key.clone()).or_default()[Term::ModelEpc] += *grams;
+            for (id, grams) in &split.shares {
+                acc.own[*id].get_or_insert(Terms::ZERO)[Term::ModelEpc] += *grams;
             }
-            acc.transfers.book(whole, accounts(split));
+            acc.transfers.book(whole, split);
         }
     }
     if !serving.is_empty() && duration.value() > 0.0 {
@@ -145,13 +168,13 @@ fn serve_model(ctx: &Context<'_>, acc: &mut Accumulator, def: &ProductDef, servi
         if drained != Grams::ZERO {
             let split = split_weighted(
                 drained,
-                weights.iter().cloned(),
+                weights.iter().copied(),
                 UnallocatedReason::NoInference,
             );
-            for (key, grams) in &split.shares {
-                acc.own.entry(key.clone()).or_default()[Term::Retraining] += *grams;
+            for (id, grams) in &split.shares {
+                acc.own[*id].get_or_insert(Terms::ZERO)[Term::Retraining] += *grams;
             }
-            acc.transfers.book(drained, accounts(split));
+            acc.transfers.book(drained, split);
             acc.pool_drains.insert(def.name.clone(), drained);
         }
     }
@@ -160,15 +183,13 @@ fn serve_model(ctx: &Context<'_>, acc: &mut Accumulator, def: &ProductDef, servi
 /// Stage 8. Inference pods' ASCᵉ into each product's totals, and (when its requests were
 /// read) into the sliding window behind the per-request figure.
 pub(super) fn request_windows(ctx: &Context<'_>, acc: &mut Accumulator) {
-    let mut inference_grams: BTreeMap<String, Grams> = BTreeMap::new();
-    for (key, terms) in &acc.own {
-        if let Some(i) = ctx.info(key)
-            && i.phase() == Phase::Inference
-            && let Some(product) = ctx.product_of(&i)
+    let mut inference_grams: BTreeMap<&str, Grams> = BTreeMap::new();
+    for (id, terms) in own_terms(&acc.own) {
+        let i = ctx.pods.info(id);
+        if i.phase == Phase::Inference
+            && let Some(product) = i.product
         {
-            *inference_grams
-                .entry(product.to_owned())
-                .or_insert(Grams::ZERO) += terms.asce();
+            *inference_grams.entry(product).or_insert(Grams::ZERO) += terms.asce();
         }
     }
     let totals = |acc: &Accumulator| sum_products(acc, |a| a.inference_grams_total);
@@ -176,7 +197,10 @@ pub(super) fn request_windows(ctx: &Context<'_>, acc: &mut Accumulator) {
     let (at, input) = (ctx.input.at, ctx.input);
     let window_start = at - ctx.settings.inference_window;
     for (name, account) in &mut acc.next.products {
-        let grams = inference_grams.get(name).copied().unwrap_or(Grams::ZERO);
+        let grams = inference_grams
+            .get(name.as_str())
+            .copied()
+            .unwrap_or(Grams::ZERO);
         let requests = input
             .requests
             .get(name)

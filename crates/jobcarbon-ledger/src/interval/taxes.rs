@@ -1,13 +1,13 @@
 //! The tax stages: embodied (nodes' hardware by reserved share) and platform (platform pods'
 //! carbon, the declared overhead and the platform EPC over the jobs running now).
 
-use super::context::{Context, job_weights};
-use super::flow::{Accumulator, Stage};
-use super::{Account, accounts};
-use jobcarbon_core::allocation::{Books, split_by_fraction, split_weighted};
+use super::context::{Context, PodId, job_weights};
+use super::flow::{Accumulator, PodBooks, Stage};
+use crate::settings::Settings;
+use crate::state::LedgerState;
+use jobcarbon_core::allocation::{split_by_fraction, split_weighted};
 use jobcarbon_core::formulas::{amortized_product_share, embodied_system_share};
-use jobcarbon_core::{Grams, PodKey, ProductType, Term, Terms, UnallocatedReason};
-use std::collections::BTreeMap;
+use jobcarbon_core::{Grams, ProductType, Term, Terms, UnallocatedReason};
 
 /// Stage 4. The reserved share of each node's embodied carbon for the interval
 /// (`embodied_system`); the unreserved rest is `unreserved_capacity`.
@@ -27,13 +27,13 @@ pub(super) fn embodied(ctx: &Context<'_>, acc: &mut Accumulator) {
                 whole,
                 ctx.running_on(&node.name)
                     .iter()
-                    .map(|p| (p.key.clone(), p.reserved_share)),
+                    .map(|(id, p)| (*id, p.reserved_share)),
                 UnallocatedReason::UnreservedCapacity,
             );
-            for (key, grams) in &split.shares {
-                acc.own.entry(key.clone()).or_default()[Term::EmbodiedSystem] += *grams;
+            for (id, grams) in &split.shares {
+                acc.own_mut(*id)[Term::EmbodiedSystem] += *grams;
             }
-            acc.emissions.book(whole, accounts(split));
+            acc.emissions.book(whole, split);
         }
     }
     acc.close_carbon(Stage::Embodied, before);
@@ -70,8 +70,7 @@ pub(super) fn platform(ctx: &Context<'_>, acc: &mut Accumulator) {
         Term::PlatformOperational,
     );
     if platform.lifetime.value() > 0.0 {
-        let share =
-            amortized_product_share(platform_epc(ctx), platform.lifetime, ctx.duration, 1.0);
+        let share = amortized_product_share(ctx.platform_epc, platform.lifetime, ctx.duration, 1.0);
         spread(
             own,
             &mut acc.emissions,
@@ -85,11 +84,10 @@ pub(super) fn platform(ctx: &Context<'_>, acc: &mut Accumulator) {
 
 /// The platform's EPC: declared, or (`platform.product`) the EPC booked so far for the
 /// `type: platform` product that built it.
-fn platform_epc(ctx: &Context<'_>) -> Grams {
-    let platform = &ctx.settings.platform;
+pub(super) fn platform_epc(settings: &Settings, prev: &LedgerState) -> Grams {
+    let platform = &settings.platform;
     match &platform.product {
-        Some(name) => ctx
-            .prev
+        Some(name) => prev
             .products
             .get(name)
             .filter(|p| p.kind == ProductType::Platform)
@@ -102,21 +100,12 @@ fn platform_epc(ctx: &Context<'_>) -> Grams {
 /// pod, they belong to the platform. Returns the platform pods' carbon.
 fn take_platform_pods(ctx: &Context<'_>, acc: &mut Accumulator) -> Terms {
     let mut carbon = Terms::ZERO;
-    let keys: Vec<PodKey> = acc
-        .own
-        .keys()
-        .filter(|k| ctx.is_platform(k))
-        .cloned()
-        .collect();
-    for key in keys {
-        if let Some(t) = acc.own.remove(&key) {
+    for (id, own) in acc.own.iter_mut().enumerate() {
+        if ctx.pods.info(id).platform
+            && let Some(t) = own.take()
+        {
             carbon += t;
-            if let Some(g) = acc.emissions.allocated.remove(&Account::Pod(key)) {
-                *acc.emissions
-                    .allocated
-                    .entry(Account::Platform)
-                    .or_insert(Grams::ZERO) += g;
-            }
+            acc.emissions.move_to_platform(id);
         }
     }
     carbon
@@ -124,9 +113,9 @@ fn take_platform_pods(ctx: &Context<'_>, acc: &mut Accumulator) -> Terms {
 
 /// Splits `whole` over the jobs by `weights` as `term`, booked in `books`.
 fn spread(
-    own: &mut BTreeMap<PodKey, Terms>,
-    books: &mut Books<Account>,
-    weights: &[(PodKey, f64)],
+    own: &mut [Option<Terms>],
+    books: &mut PodBooks,
+    weights: &[(PodId, f64)],
     whole: Grams,
     term: Term,
 ) {
@@ -135,11 +124,11 @@ fn spread(
     }
     let split = split_weighted(
         whole,
-        weights.iter().cloned(),
+        weights.iter().copied(),
         UnallocatedReason::NoConcurrentJobs,
     );
-    for (key, grams) in &split.shares {
-        own.entry(key.clone()).or_default()[term] += *grams;
+    for (id, grams) in &split.shares {
+        own[*id].get_or_insert(Terms::ZERO)[term] += *grams;
     }
-    books.book(whole, accounts(split));
+    books.book(whole, split);
 }

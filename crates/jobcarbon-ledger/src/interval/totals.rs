@@ -12,37 +12,69 @@ use super::context::Context;
 use super::flow::Accumulator;
 use crate::state::{LedgerState, PodAccount, RollupKey, Tally, TotalsKey};
 use jobcarbon_core::{Phase, PodKey, Seconds, Terms, WorkloadRef};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 type Labels<'a> = (&'a str, Phase, Option<&'a str>);
 
 /// Adds the interval's pod energy and terms to the totals, by the labels the accounts stage
-/// books them under. Runs before it (a pod rolled up in this interval is still known).
-pub(super) fn add(ctx: &Context<'_>, acc: &mut Accumulator) {
-    let mut interval: BTreeMap<Labels<'_>, Tally> = BTreeMap::new();
-    let keys: BTreeSet<&PodKey> = acc.energy.keys().chain(acc.own.keys()).collect();
-    for key in keys {
-        let Some((phase, product)) = ctx.labels(key) else {
+/// books them under: the snapshot's, else the pod's account's, else its roll-up's (a pod over
+/// the series cap). Runs before that stage (a pod rolled up in this interval is still known).
+pub(super) fn add(ctx: &Context<'_>, acc: &mut Accumulator<'_>) {
+    let mut listed: BTreeMap<Labels<'_>, Tally> = BTreeMap::new();
+    let mut known: BTreeMap<TotalsKey, Tally> = BTreeMap::new();
+    for id in 0..ctx.pods.len() {
+        let (energy, terms) = (&acc.energy[id], acc.own[id]);
+        if energy.is_empty() && terms.is_none() {
             continue;
+        }
+        let key = ctx.pods.key(id);
+        let tally = match ctx.pods.info(id).facts {
+            Some(f) => listed
+                .entry((key.namespace.as_str(), f.phase, f.product.as_deref()))
+                .or_default(),
+            None => match state_labels(acc.next, key) {
+                Some(labels) => known.entry(labels).or_default(),
+                None => continue,
+            },
         };
-        let terms = acc.own.get(key).copied().unwrap_or(Terms::ZERO);
-        interval
-            .entry((key.namespace.as_str(), phase, product))
-            .or_default()
-            .add(acc.energy.get(key), terms);
+        for (c, j) in energy.iter() {
+            tally.add_energy(c, j);
+        }
+        tally.carbon += terms.unwrap_or(Terms::ZERO);
     }
-    for ((namespace, phase, product), booked) in interval {
-        let key = TotalsKey {
-            namespace: namespace.to_owned(),
-            phase,
-            product: product.map(str::to_owned),
-        };
+    let listed = listed
+        .into_iter()
+        .map(|((namespace, phase, product), tally)| {
+            let key = TotalsKey {
+                namespace: namespace.to_owned(),
+                phase,
+                product: product.map(str::to_owned),
+            };
+            (key, tally)
+        });
+    for (key, tally) in listed.chain(known) {
         acc.next
             .totals
             .entry(key)
             .or_default()
-            .add(Some(&booked.energy), booked.carbon);
+            .add(Some(&tally.energy), tally.carbon);
     }
+}
+
+/// The labels of a pod the snapshot does not list: its account's, or its roll-up's.
+fn state_labels(state: &LedgerState, key: &PodKey) -> Option<TotalsKey> {
+    let (phase, product) = match state.pods.get(key) {
+        Some(a) => (a.phase, a.product.clone()),
+        None => {
+            let rollup = &state.overflow.get(key)?.rollup;
+            (rollup.phase, rollup.product.clone())
+        }
+    };
+    Some(TotalsKey {
+        namespace: key.namespace.clone(),
+        phase,
+        product,
+    })
 }
 
 /// Moves the roll-ups of workloads with no pod left into [`LedgerState::retired`]. A pod keeps
