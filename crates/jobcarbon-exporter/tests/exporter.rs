@@ -196,19 +196,27 @@ fn exposition_has_the_design_names_and_asce_is_the_sum_of_terms() {
         .map(|(_, _, v)| *v)
         .unwrap();
     assert!((operational - 6e5 * 1.2 * 400.0 / 3.6e6).abs() < 1e-9);
+}
 
-    // The totals family holds what the workload series hold, by namespace, phase and term.
-    let total: f64 = samples
-        .iter()
-        .filter(|(n, _, _)| n == "jobcarbon_carbon_grams_total")
-        .map(|(_, _, v)| v)
-        .sum();
-    let workloads: f64 = asce.values().sum();
+#[test]
+fn the_totals_family_holds_the_workloads_and_no_series_is_only_zero() {
+    let shared = std::sync::Arc::new(std::sync::RwLock::new(booked_view()));
+    let samples = samples(&encode_metrics(&shared, Format::OpenMetrics).unwrap());
+    let sum = |family: &str| -> f64 {
+        samples
+            .iter()
+            .filter(|(n, _, _)| n == family)
+            .map(|(_, _, v)| v)
+            .sum()
+    };
+    // By namespace, phase, product and term: the same grams as the workload series.
+    let total = sum("jobcarbon_carbon_grams_total");
+    let workloads = sum("jobcarbon_workload_asce_grams_total");
+    assert!(total > 0.0);
     assert!(
         (total - workloads).abs() <= 1e-9 * total,
         "{total} vs {workloads}"
     );
-    // Never a series that has only ever been zero.
     for (name, labels, value) in &samples {
         if name.starts_with("jobcarbon_workload_") || name == "jobcarbon_carbon_grams_total" {
             assert!(*value > 0.0, "{name}{labels:?} is zero");
