@@ -673,6 +673,39 @@ mod tests {
         assert!(decode_instant_answer(b"{", &[]).is_err());
     }
 
+    /// The one-pass decoder reads answers exactly as the client library's types did.
+    #[test]
+    fn one_pass_decode_matches_the_library() {
+        #[derive(serde::Deserialize)]
+        struct Library {
+            data: prometheus_http_query::response::PromqlResult,
+        }
+        let vector = r#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"a":"1","prometheus_replica":"x"},"value":[10.5,"NaN"]},
+            {"metric":{"a":"1","prometheus_replica":"y"},"value":[10.5,"+Inf"]},
+            {"metric":{"a":"2","exported_pod":"p"},"value":[11,"-Inf"]},
+            {"metric":{"a":"3"},"value":[11,"1e3"]}]},"stats":{"ignored":true}}"#;
+        let bodies = [
+            jobcarbon_testkit::fixture("prometheus/api-query-vector-dcgm-power-exported-labels.json"),
+            jobcarbon_testkit::fixture("prometheus/api-query-vector-up-docs.json"),
+            vector.to_owned(),
+            r#"{"status":"success","data":{"resultType":"scalar","result":[1.5,"2"]}}"#.to_owned(),
+        ];
+        for body in bodies {
+            let library: Library = serde_json::from_str(&body).unwrap();
+            let (data, _) = library.data.into_inner();
+            for replicas in [vec![], default_replica_labels()] {
+                let ours = decode_instant_answer(body.as_bytes(), &replicas).unwrap();
+                assert!(!ours.is_empty());
+                let theirs = instant_samples(data.clone(), &replicas).unwrap();
+                // Debug form: NaN values compare equal.
+                assert_eq!(format!("{ours:?}"), format!("{theirs:?}"));
+            }
+        }
+        let not_a_float = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"x"]}]}}"#;
+        assert!(decode_instant_answer(not_a_float.as_bytes(), &[]).unwrap_err().contains("quoted"));
+    }
+
     #[test]
     fn preset_promql_escapes_and_validates() {
         let mut m = BTreeMap::new();
