@@ -59,7 +59,12 @@ fn pod_series(names: &[String], i: usize) -> Value {
             "pod_name" => format!("train-{pod}-7x9kq"),
             "pod_namespace" => format!("ml-{}", pod % 50),
             "state" => "running".to_owned(),
-            "zone" => if i % 2 == 0 { "package" } else { "dram" }.to_owned(),
+            "zone" => if i.is_multiple_of(2) {
+                "package"
+            } else {
+                "dram"
+            }
+            .to_owned(),
             other => format!("{other}-value"),
         };
         metric.insert(name.clone(), Value::String(value));
@@ -71,10 +76,16 @@ fn pod_series(names: &[String], i: usize) -> Value {
 
 fn node_series(node: usize, kind: &str, zone: &str) -> Value {
     let mut metric = Map::new();
-    metric.insert("__name__".into(), format!("kepler_node_cpu_{kind}_joules_total").into());
+    metric.insert(
+        "__name__".into(),
+        format!("kepler_node_cpu_{kind}_joules_total").into(),
+    );
     metric.insert("node_name".into(), format!("node-{node}").into());
     metric.insert("zone".into(), zone.into());
-    metric.insert("path".into(), format!("/sys/class/powercap/intel-rapl:0/{zone}").into());
+    metric.insert(
+        "path".into(),
+        format!("/sys/class/powercap/intel-rapl:0/{zone}").into(),
+    );
     scrape_labels(&mut metric, node);
     json!({ "metric": metric, "value": [1_718_097_012.402, "123456.789"] })
 }

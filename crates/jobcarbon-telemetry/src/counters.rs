@@ -533,7 +533,8 @@ mod reference {
                 groups.entry(r.series.as_str()).or_default().push(r);
             }
             let previous_at = self.previous_at;
-            let mut booked: BTreeMap<(String, EnergyOwner, Component, bool), Joules> = BTreeMap::new();
+            let mut booked: BTreeMap<(String, EnergyOwner, Component, bool), Joules> =
+                BTreeMap::new();
             let mut latest = previous_at;
             for (series, group) in groups {
                 // A shared counter reports one value; take the largest in case of jitter.
@@ -542,7 +543,8 @@ mod reference {
                     .map(|r| r.cumulative)
                     .fold(Joules::ZERO, Joules::max);
                 let at = group.iter().map(|r| r.at).fold(Seconds::ZERO, Seconds::max);
-                let Some(delta) = self.step(series, value, at, previous_at, &group, started, &mut out)
+                let Some(delta) =
+                    self.step(series, value, at, previous_at, &group, started, &mut out)
                 else {
                     continue;
                 };
@@ -888,7 +890,14 @@ mod tests {
             1 => -10.0f64..0.0,
         ];
         proptest::collection::vec(
-            (0usize..6, 0usize..5, 0usize..3, 0usize..3, value, any::<bool>()),
+            (
+                0usize..6,
+                0usize..5,
+                0usize..3,
+                0usize..3,
+                value,
+                any::<bool>(),
+            ),
             0..12,
         )
     }
@@ -904,7 +913,7 @@ mod tests {
                         container: "c".into(),
                     },
                 };
-                let component = if series % 2 == 0 {
+                let component = if series.is_multiple_of(2) {
                     Component::Cpu
                 } else {
                     Component::Gpu

@@ -360,16 +360,20 @@ impl PromClient {
             return instant_samples(data, &self.config.replica_labels)
                 .map_err(|reason| self.query_error(source_name, promql, reason.into()));
         }
-        let body = response.bytes().await.map_err(|e| SourceError::BadResponse {
-            source_name: source_name.into(),
-            url: self.config.redacted_url(),
-            reason: self.scrub(&format!("failed to read the response: {}", error_chain(&e))),
-        })?;
-        let answer: Answer = serde_json::from_slice(&body).map_err(|e| SourceError::BadResponse {
-            source_name: source_name.into(),
-            url: self.config.redacted_url(),
-            reason: format!("failed to parse JSON response from server: {e}"),
-        })?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| SourceError::BadResponse {
+                source_name: source_name.into(),
+                url: self.config.redacted_url(),
+                reason: self.scrub(&format!("failed to read the response: {}", error_chain(&e))),
+            })?;
+        let answer: Answer =
+            serde_json::from_slice(&body).map_err(|e| SourceError::BadResponse {
+                source_name: source_name.into(),
+                url: self.config.redacted_url(),
+                reason: format!("failed to parse JSON response from server: {e}"),
+            })?;
         match answer {
             Answer {
                 status,
@@ -686,7 +690,9 @@ mod tests {
             {"metric":{"a":"2","exported_pod":"p"},"value":[11,"-Inf"]},
             {"metric":{"a":"3"},"value":[11,"1e3"]}]},"stats":{"ignored":true}}"#;
         let bodies = [
-            jobcarbon_testkit::fixture("prometheus/api-query-vector-dcgm-power-exported-labels.json"),
+            jobcarbon_testkit::fixture(
+                "prometheus/api-query-vector-dcgm-power-exported-labels.json",
+            ),
             jobcarbon_testkit::fixture("prometheus/api-query-vector-up-docs.json"),
             vector.to_owned(),
             r#"{"status":"success","data":{"resultType":"scalar","result":[1.5,"2"]}}"#.to_owned(),
@@ -703,7 +709,11 @@ mod tests {
             }
         }
         let not_a_float = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"x"]}]}}"#;
-        assert!(decode_instant_answer(not_a_float.as_bytes(), &[]).unwrap_err().contains("quoted"));
+        assert!(
+            decode_instant_answer(not_a_float.as_bytes(), &[])
+                .unwrap_err()
+                .contains("quoted")
+        );
     }
 
     #[test]
