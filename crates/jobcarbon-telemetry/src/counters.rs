@@ -17,14 +17,17 @@
 //!   weight, and a slot's part equally over its readings, so it is counted once.
 //! - Energy is never negative; non-finite or negative samples are rejected, not booked.
 //!
-//! The tracker is `Serialize`/`Deserialize` so the ledger can checkpoint it.
+//! The tracker is `Serialize`/`Deserialize` so the ledger can checkpoint it. It remembers
+//! each series under one shared `Arc<str>` (cloning a tracker copies no identity strings)
+//! and serialises them as a map sorted by identity, the form checkpoints have always had.
 
 use jobcarbon_core::allocation::{split_equal, split_weighted};
 use jobcarbon_core::{
     Component, EnergyDelta, EnergyOwner, EnergyReading, Joules, PodKey, Seconds, UnallocatedReason,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// A decrease smaller than this fraction of the previous value is jitter, not a reset.
 pub const JITTER: f64 = 0.01;
@@ -94,7 +97,8 @@ impl Observed {
 pub struct CounterTracker {
     first_sight: FirstSight,
     wrap_rules: Vec<WrapRule>,
-    last: BTreeMap<String, LastSample>,
+    #[serde(with = "series_map")]
+    last: HashMap<Arc<str>, LastSample>,
     observations: u64,
     /// The latest sample time of the previous observation.
     #[serde(default)]
@@ -164,48 +168,30 @@ impl CounterTracker {
         started: &dyn Fn(&EnergyReading, Seconds) -> bool,
     ) -> Observed {
         let mut out = Observed::default();
-        let mut groups: BTreeMap<&str, Vec<&EnergyReading>> = BTreeMap::new();
-        for r in readings {
-            if !r.cumulative.value().is_finite() || r.cumulative.value() < 0.0 {
-                out.rejected
-                    .push((r.series.clone(), Rejection::InvalidValue));
-                continue;
-            }
-            groups.entry(r.series.as_str()).or_default().push(r);
-        }
+        let by_series = valid_by_series(readings, &mut out.rejected);
         let previous_at = self.previous_at;
-        let mut booked: BTreeMap<(String, EnergyOwner, Component, bool), Joules> = BTreeMap::new();
+        let mut booked: Vec<Booking<'_>> = Vec::with_capacity(by_series.len());
         let mut latest = previous_at;
-        for (series, group) in groups {
+        for group in by_series.chunk_by(|a, b| a.series == b.series) {
+            let series = group[0].series.as_str();
             // A shared counter reports one value; take the largest in case of jitter.
             let value = group
                 .iter()
                 .map(|r| r.cumulative)
                 .fold(Joules::ZERO, Joules::max);
             let at = group.iter().map(|r| r.at).fold(Seconds::ZERO, Seconds::max);
-            let Some(delta) = self.step(series, value, at, previous_at, &group, started, &mut out)
+            let Some(delta) = self.step(series, value, at, previous_at, group, started, &mut out)
             else {
                 continue;
             };
             latest = Some(latest.map_or(at, |l| l.max(at)));
             if delta > Joules::ZERO {
-                book_shared(delta, &group, &mut booked);
+                book_shared(delta, group, &mut booked);
             }
         }
         self.observations += 1;
         self.previous_at = latest;
-        out.deltas = booked
-            .into_iter()
-            .map(
-                |((node, owner, component, estimated), energy)| EnergyDelta {
-                    node,
-                    owner,
-                    component,
-                    energy,
-                    estimated,
-                },
-            )
-            .collect();
+        out.deltas = merged(booked);
         out
     }
 
@@ -221,14 +207,18 @@ impl CounterTracker {
         started: &dyn Fn(&EnergyReading, Seconds) -> bool,
         out: &mut Observed,
     ) -> Option<Joules> {
-        let previous = self.last.get(series).map(|p| (p.cumulative.value(), p.at));
-        let book_first_sight = match self.first_sight {
-            FirstSight::BookAll => true,
-            FirstSight::Baseline => {
-                previous_at.is_some_and(|since| group.iter().all(|r| started(r, since)))
-            }
-        };
         let wrap = self.wrap_maximum(series).map(Joules::value);
+        let first_sight = self.first_sight;
+        let slot = self.last.get_mut(series);
+        let previous = slot.as_ref().map(|p| (p.cumulative.value(), p.at));
+        // Only a first sight asks the caller for proof (`counter_step` ignores it otherwise).
+        let book_first_sight = previous.is_none()
+            && match first_sight {
+                FirstSight::BookAll => true,
+                FirstSight::Baseline => {
+                    previous_at.is_some_and(|since| group.iter().all(|r| started(r, since)))
+                }
+            };
         let step = counter_step(previous, value.value(), at, book_first_sight, wrap);
         match step.kind {
             StepKind::OutOfOrder => {
@@ -241,13 +231,16 @@ impl CounterTracker {
             StepKind::Wrap => out.wraps.push(series.to_owned()),
             StepKind::Increase | StepKind::Jitter => {}
         }
-        self.last.insert(
-            series.to_owned(),
-            LastSample {
-                cumulative: Joules(step.baseline),
-                at,
-            },
-        );
+        let sample = LastSample {
+            cumulative: Joules(step.baseline),
+            at,
+        };
+        match slot {
+            Some(kept) => *kept = sample,
+            None => {
+                self.last.insert(Arc::from(series), sample);
+            }
+        }
         Some(Joules(step.delta).non_negative())
     }
 }
@@ -376,13 +369,66 @@ impl CountTracker {
     }
 }
 
+/// Who one part of a delta goes to: node, owner, component, estimated (borrowed from the
+/// reading; owned only once per delta in [`merged`]).
+type DeltaKey<'a> = (&'a str, &'a EnergyOwner, Component, bool);
+
+/// One part of a delta, in booking order.
+type Booking<'a> = (DeltaKey<'a>, Joules);
+
+/// The valid readings in series order (a stable sort: a shared series' readings keep their
+/// order); invalid ones are rejected, in input order.
+fn valid_by_series<'a>(
+    readings: &'a [EnergyReading],
+    rejected: &mut Vec<(String, Rejection)>,
+) -> Vec<&'a EnergyReading> {
+    let mut valid = Vec::with_capacity(readings.len());
+    for r in readings {
+        if !r.cumulative.value().is_finite() || r.cumulative.value() < 0.0 {
+            rejected.push((r.series.clone(), Rejection::InvalidValue));
+        } else {
+            valid.push(r);
+        }
+    }
+    valid.sort_by(|a, b| a.series.cmp(&b.series));
+    valid
+}
+
+/// One delta per key, keys ascending; parts of the same key summed in booking order (the
+/// same sums, bit for bit, as adding them up in a map as they come).
+fn merged(mut booked: Vec<Booking<'_>>) -> Vec<EnergyDelta> {
+    booked.sort_by(|a, b| a.0.cmp(&b.0));
+    booked
+        .chunk_by(|a, b| a.0 == b.0)
+        .map(|parts| {
+            let ((node, owner, component, estimated), _) = parts[0];
+            EnergyDelta {
+                node: node.to_owned(),
+                owner: owner.clone(),
+                component,
+                energy: parts.iter().fold(Joules::ZERO, |sum, (_, e)| sum + *e),
+                estimated,
+            }
+        })
+        .collect()
+}
+
+fn key_of(reading: &EnergyReading) -> DeltaKey<'_> {
+    (
+        reading.node.as_str(),
+        &reading.owner,
+        reading.component,
+        reading.estimated,
+    )
+}
+
 /// Splits one shared counter's delta over its readings: slots by weight, then each slot's
-/// part equally over the slot's readings.
-fn book_shared(
-    delta: Joules,
-    group: &[&EnergyReading],
-    booked: &mut BTreeMap<(String, EnergyOwner, Component, bool), Joules>,
-) {
+/// part equally over the slot's readings. A lone reading takes the whole delta.
+fn book_shared<'a>(delta: Joules, group: &[&'a EnergyReading], booked: &mut Vec<Booking<'a>>) {
+    if let [only] = group {
+        booked.push((key_of(only), delta.non_negative()));
+        return;
+    }
     let mut slots: BTreeMap<&str, (f64, Vec<&EnergyReading>)> = BTreeMap::new();
     for r in group {
         let slot = slots
@@ -405,15 +451,37 @@ fn book_shared(
         };
         let split = split_equal(part, readings.iter().copied(), UnallocatedReason::Rounding);
         for (reading, share) in split.shares {
-            *booked
-                .entry((
-                    reading.node.clone(),
-                    reading.owner.clone(),
-                    reading.component,
-                    reading.estimated,
-                ))
-                .or_insert(Joules::ZERO) += share.non_negative();
+            booked.push((key_of(reading), share.non_negative()));
         }
+    }
+}
+
+/// The checkpoint form of the remembered series: a map sorted by identity (as the
+/// `BTreeMap<String, _>` it used to be, byte for byte in JSON).
+mod series_map {
+    use super::LastSample;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    pub(super) fn serialize<S: Serializer>(
+        last: &HashMap<Arc<str>, LastSample>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut sorted: Vec<(&str, &LastSample)> =
+            last.iter().map(|(series, s)| (&**series, s)).collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        serializer.collect_map(sorted)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<HashMap<Arc<str>, LastSample>, D::Error> {
+        let last = HashMap::<String, LastSample>::deserialize(deserializer)?;
+        Ok(last
+            .into_iter()
+            .map(|(series, s)| (Arc::from(series), s))
+            .collect())
     }
 }
 
@@ -421,6 +489,170 @@ fn book_shared(
 /// and the previous value was within range; otherwise it is a reset (restart at 0).
 fn is_wrap(previous: Joules, new: Joules, maximum: Joules) -> bool {
     previous <= maximum && (maximum - previous) + new < maximum * 0.5
+}
+
+/// The tracker as it was before series were interned (`BTreeMap<String, _>`, a map entry per
+/// owner key): the reference the interned tracker must match exactly, and the checkpoint
+/// form older ledgers wrote.
+#[cfg(test)]
+mod reference {
+    #![allow(clippy::too_many_lines)]
+    use super::*;
+
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    pub struct OldTracker {
+        pub first_sight: FirstSight,
+        pub wrap_rules: Vec<WrapRule>,
+        pub last: BTreeMap<String, LastSample>,
+        pub observations: u64,
+        #[serde(default)]
+        pub previous_at: Option<Seconds>,
+    }
+
+    impl OldTracker {
+        fn wrap_maximum(&self, series: &str) -> Option<Joules> {
+            self.wrap_rules
+                .iter()
+                .find(|r| series.starts_with(&r.series_prefix))
+                .map(|r| r.maximum)
+        }
+
+        pub fn observe_since(
+            &mut self,
+            readings: &[EnergyReading],
+            started: &dyn Fn(&EnergyReading, Seconds) -> bool,
+        ) -> Observed {
+            let mut out = Observed::default();
+            let mut groups: BTreeMap<&str, Vec<&EnergyReading>> = BTreeMap::new();
+            for r in readings {
+                if !r.cumulative.value().is_finite() || r.cumulative.value() < 0.0 {
+                    out.rejected
+                        .push((r.series.clone(), Rejection::InvalidValue));
+                    continue;
+                }
+                groups.entry(r.series.as_str()).or_default().push(r);
+            }
+            let previous_at = self.previous_at;
+            let mut booked: BTreeMap<(String, EnergyOwner, Component, bool), Joules> =
+                BTreeMap::new();
+            let mut latest = previous_at;
+            for (series, group) in groups {
+                // A shared counter reports one value; take the largest in case of jitter.
+                let value = group
+                    .iter()
+                    .map(|r| r.cumulative)
+                    .fold(Joules::ZERO, Joules::max);
+                let at = group.iter().map(|r| r.at).fold(Seconds::ZERO, Seconds::max);
+                let Some(delta) =
+                    self.step(series, value, at, previous_at, &group, started, &mut out)
+                else {
+                    continue;
+                };
+                latest = Some(latest.map_or(at, |l| l.max(at)));
+                if delta > Joules::ZERO {
+                    book_shared(delta, &group, &mut booked);
+                }
+            }
+            self.observations += 1;
+            self.previous_at = latest;
+            out.deltas = booked
+                .into_iter()
+                .map(
+                    |((node, owner, component, estimated), energy)| EnergyDelta {
+                        node,
+                        owner,
+                        component,
+                        energy,
+                        estimated,
+                    },
+                )
+                .collect();
+            out
+        }
+
+        /// One series' delta under the counter rule; `None` when the reading is rejected.
+        #[allow(clippy::too_many_arguments)]
+        fn step(
+            &mut self,
+            series: &str,
+            value: Joules,
+            at: Seconds,
+            previous_at: Option<Seconds>,
+            group: &[&EnergyReading],
+            started: &dyn Fn(&EnergyReading, Seconds) -> bool,
+            out: &mut Observed,
+        ) -> Option<Joules> {
+            let previous = self.last.get(series).map(|p| (p.cumulative.value(), p.at));
+            let book_first_sight = match self.first_sight {
+                FirstSight::BookAll => true,
+                FirstSight::Baseline => {
+                    previous_at.is_some_and(|since| group.iter().all(|r| started(r, since)))
+                }
+            };
+            let wrap = self.wrap_maximum(series).map(Joules::value);
+            let step = counter_step(previous, value.value(), at, book_first_sight, wrap);
+            match step.kind {
+                StepKind::OutOfOrder => {
+                    out.rejected
+                        .push((series.to_owned(), Rejection::OutOfOrder));
+                    return None;
+                }
+                StepKind::FirstSight => out.new_series.push(series.to_owned()),
+                StepKind::Reset => out.resets.push(series.to_owned()),
+                StepKind::Wrap => out.wraps.push(series.to_owned()),
+                StepKind::Increase | StepKind::Jitter => {}
+            }
+            self.last.insert(
+                series.to_owned(),
+                LastSample {
+                    cumulative: Joules(step.baseline),
+                    at,
+                },
+            );
+            Some(Joules(step.delta).non_negative())
+        }
+    }
+
+    /// Splits one shared counter's delta over its readings: slots by weight, then each slot's
+    /// part equally over the slot's readings.
+    fn book_shared(
+        delta: Joules,
+        group: &[&EnergyReading],
+        booked: &mut BTreeMap<(String, EnergyOwner, Component, bool), Joules>,
+    ) {
+        let mut slots: BTreeMap<&str, (f64, Vec<&EnergyReading>)> = BTreeMap::new();
+        for r in group {
+            let slot = slots
+                .entry(r.share.slot.as_str())
+                .or_insert((0.0, Vec::new()));
+            let weight = if r.share.weight.is_finite() {
+                r.share.weight.max(0.0)
+            } else {
+                0.0
+            };
+            slot.0 = slot.0.max(weight);
+            slot.1.push(r);
+        }
+        // All weights zero: split_weighted shares equally rather than losing the energy.
+        let weights = slots.iter().map(|(slot, (w, _))| (*slot, *w));
+        let parts = split_weighted(delta, weights, UnallocatedReason::Rounding).shares;
+        for (slot, part) in parts {
+            let Some((_, readings)) = slots.get(slot) else {
+                continue;
+            };
+            let split = split_equal(part, readings.iter().copied(), UnallocatedReason::Rounding);
+            for (reading, share) in split.shares {
+                *booked
+                    .entry((
+                        reading.node.clone(),
+                        reading.owner.clone(),
+                        reading.component,
+                        reading.estimated,
+                    ))
+                    .or_insert(Joules::ZERO) += share.non_negative();
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -621,6 +853,118 @@ mod tests {
         let mut back: CounterTracker = serde_json::from_str(&json).unwrap();
         assert_eq!(back, t);
         assert_eq!(total(&back.observe(&[reading("s", "p", 12.0, 30.0)])), 2.0);
+    }
+
+    /// A checkpoint as the tracker wrote it before series were interned.
+    const PRE_INTERNING: &str = r#"{"first_sight":"baseline","wrap_rules":[{"series_prefix":"rapl/","maximum":1000.0}],"last":{"gpu0":{"cumulative":700.0,"at":30.0},"rapl/pkg":{"cumulative":990.0,"at":30.0}},"observations":2,"previous_at":30.0}"#;
+
+    #[test]
+    fn pre_interning_checkpoint_loads_and_is_written_back_byte_identical() {
+        // The literal is what the old definition writes.
+        let old: reference::OldTracker = serde_json::from_str(PRE_INTERNING).unwrap();
+        assert_eq!(serde_json::to_string(&old).unwrap(), PRE_INTERNING);
+        let mut t: CounterTracker = serde_json::from_str(PRE_INTERNING).unwrap();
+        assert_eq!(serde_json::to_string(&t).unwrap(), PRE_INTERNING);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.last_value("gpu0"), Some(Joules(700.0)));
+        // It goes on from the checkpoint: the stored wrap rule and baselines apply.
+        let obs = t.observe(&[
+            reading("rapl/pkg", "p", 15.0, 60.0),
+            reading("gpu0", "q", 750.0, 60.0),
+        ]);
+        assert_eq!(obs.wraps, vec!["rapl/pkg".to_owned()]);
+        assert_eq!(total(&obs), 25.0 + 50.0);
+        // A clone shares the identities and still compares and serialises equal.
+        assert_eq!(
+            serde_json::to_string(&t.clone()).unwrap(),
+            serde_json::to_string(&t).unwrap()
+        );
+    }
+
+    type RawReading = (usize, usize, usize, usize, f64, bool);
+
+    fn arb_batch() -> impl Strategy<Value = Vec<RawReading>> {
+        let value = prop_oneof![
+            6 => 0.0f64..1e4,
+            1 => Just(f64::NAN),
+            1 => -10.0f64..0.0,
+        ];
+        proptest::collection::vec(
+            (
+                0usize..6,
+                0usize..5,
+                0usize..3,
+                0usize..3,
+                value,
+                any::<bool>(),
+            ),
+            0..12,
+        )
+    }
+
+    fn raw_readings(batch: &[RawReading], at: f64) -> Vec<EnergyReading> {
+        batch
+            .iter()
+            .map(|&(series, pod, node, slot, value, estimated)| {
+                let owner = match pod {
+                    4 => EnergyOwner::NodeIdle,
+                    _ => EnergyOwner::Pod {
+                        key: PodKey::new("ns", format!("p{pod}")),
+                        container: "c".into(),
+                    },
+                };
+                let component = if series.is_multiple_of(2) {
+                    Component::Cpu
+                } else {
+                    Component::Gpu
+                };
+                let mut r = EnergyReading::new(
+                    format!("s{series}"),
+                    format!("n{node}"),
+                    owner,
+                    component,
+                    Joules(value),
+                    Seconds(at),
+                )
+                .with_share(format!("slot{slot}"), slot as f64);
+                r.estimated = estimated;
+                r
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// The interned tracker books exactly what the `BTreeMap` one did: the same deltas
+        /// in the same order (bit for bit), the same series lists, the same checkpoint.
+        #[test]
+        fn interned_tracker_matches_the_reference_exactly(
+            batches in proptest::collection::vec((arb_batch(), -40.0f64..60.0), 1..8),
+            book_all in any::<bool>(),
+        ) {
+            let first = if book_all { FirstSight::BookAll } else { FirstSight::Baseline };
+            let mut new = CounterTracker::new(first).with_wrap("s1", Joules(5e3));
+            let mut old = reference::OldTracker {
+                first_sight: first,
+                wrap_rules: new.wrap_rules.clone(),
+                ..Default::default()
+            };
+            let started = |r: &EnergyReading, _: Seconds| {
+                matches!(&r.owner, EnergyOwner::Pod { key, .. } if key.pod != "p1")
+            };
+            let mut at = 0.0;
+            for (batch, step) in batches {
+                at += step;
+                let readings = raw_readings(&batch, at);
+                prop_assert_eq!(
+                    new.observe_since(&readings, &started),
+                    old.observe_since(&readings, &started)
+                );
+                prop_assert_eq!(
+                    serde_json::to_string(&new).unwrap(),
+                    serde_json::to_string(&old).unwrap()
+                );
+            }
+        }
     }
 
     proptest! {

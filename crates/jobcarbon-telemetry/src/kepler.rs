@@ -380,20 +380,27 @@ fn legacy_container(
 /// v2 (≥ 0.10) samples → readings, one per pod and selected zone (plus GPU when Kepler is
 /// the GPU source), node idle, and node active.
 pub fn v2_readings(samples: &[PromSample], config: &KeplerConfig) -> Vec<EnergyReading> {
-    // Keyed by series so a pod seen both running and terminated is one counter (largest wins).
-    let mut by_series: BTreeMap<String, EnergyReading> = BTreeMap::new();
-    for s in samples.iter().filter(|s| s.value.is_finite()) {
-        let Some(reading) = v2_reading(s, config) else {
-            continue;
-        };
-        match by_series.get(&reading.series) {
-            Some(existing) if existing.cumulative >= reading.cumulative => {}
-            _ => {
-                by_series.insert(reading.series.clone(), reading);
+    // One reading per series, so a pod seen both running and terminated is one counter
+    // (largest wins, the first of equals), in series order. Sorted stably in place: no
+    // series identity is copied.
+    let mut readings: Vec<EnergyReading> = samples
+        .iter()
+        .filter(|s| s.value.is_finite())
+        .filter_map(|s| v2_reading(s, config))
+        .collect();
+    readings.sort_by(|a, b| a.series.cmp(&b.series));
+    let mut by_series: Vec<EnergyReading> = Vec::with_capacity(readings.len());
+    for reading in readings {
+        match by_series.last_mut() {
+            Some(existing) if existing.series == reading.series => {
+                if existing.cumulative < reading.cumulative {
+                    *existing = reading;
+                }
             }
+            _ => by_series.push(reading),
         }
     }
-    by_series.into_values().collect()
+    by_series
 }
 
 fn v2_reading(s: &PromSample, config: &KeplerConfig) -> Option<EnergyReading> {

@@ -14,24 +14,53 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Drops replica labels and keeps one line per remaining label set (the largest value: the
-/// later scrape of a counter).
-fn without_replicas(samples: Vec<PromSample>, replica_labels: &[String]) -> Vec<PromSample> {
+/// later scrape of a counter), lines ordered by label set. Sorted in place (stable, so lines
+/// with the same labels are weighed in answer order), no label set copied.
+fn without_replicas(mut samples: Vec<PromSample>, replica_labels: &[String]) -> Vec<PromSample> {
     if replica_labels.is_empty() {
         return samples;
     }
-    let mut lines: BTreeMap<BTreeMap<String, String>, PromSample> = BTreeMap::new();
-    for mut s in samples {
+    for s in &mut samples {
         for l in replica_labels {
             s.labels.remove(l);
         }
-        match lines.get(&s.labels) {
-            Some(kept) if kept.value >= s.value || s.value.is_nan() => {}
-            _ => {
-                lines.insert(s.labels.clone(), s);
+    }
+    samples.sort_by(|a, b| a.labels.cmp(&b.labels));
+    let mut lines: Vec<PromSample> = Vec::with_capacity(samples.len());
+    for s in samples {
+        match lines.last_mut() {
+            Some(kept) if kept.labels == s.labels => {
+                if !(kept.value >= s.value || s.value.is_nan()) {
+                    *kept = s;
+                }
             }
+            _ => lines.push(s),
         }
     }
-    lines.into_values().collect()
+    lines
+}
+
+/// `labels[exported_<name>]`, else `labels[name]`; empty values are absent. Looked up without
+/// allocating (this runs for several labels of every sample of every answer).
+fn exported_or_plain<'a>(labels: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> {
+    const PREFIX: &[u8] = b"exported_";
+    let mut buf = [0u8; 64];
+    let long;
+    let exported = if PREFIX.len() + name.len() <= buf.len() {
+        let len = PREFIX.len() + name.len();
+        buf[..PREFIX.len()].copy_from_slice(PREFIX);
+        buf[PREFIX.len()..len].copy_from_slice(name.as_bytes());
+        // Two `str`s back to back are UTF-8.
+        std::str::from_utf8(&buf[..len]).unwrap_or_default()
+    } else {
+        long = format!("exported_{name}");
+        long.as_str()
+    };
+    labels
+        .get(exported)
+        .or_else(|| labels.get(name))
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
 }
 
 /// An instant query's `data` as samples: the vector's lines without replica labels (folded),
@@ -70,21 +99,96 @@ pub fn decode_instant_answer(
     body: &[u8],
     replica_labels: &[String],
 ) -> Result<Vec<PromSample>, String> {
-    #[derive(serde::Deserialize)]
-    struct Answer {
-        status: String,
-        data: Option<prometheus_http_query::response::PromqlResult>,
-        error: Option<String>,
+    match serde_json::from_slice::<Answer>(body).map_err(|e| e.to_string())? {
+        Answer {
+            status,
+            data: Some(data),
+            ..
+        } if status == "success" => data.into_samples(replica_labels).map_err(str::to_owned),
+        answer => Err(answer.error_reason()),
     }
-    let answer: Answer = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    match (answer.status.as_str(), answer.data) {
-        ("success", Some(result)) => {
-            let (data, _) = result.into_inner();
-            instant_samples(data, replica_labels).map_err(str::to_owned)
+}
+
+/// An `/api/v1/query` answer, decoded in one pass straight into what [`PromSample`] holds (the
+/// client library's own types buffer the whole body twice and build a `HashMap` per line).
+/// `stats`, `warnings` and `infos` are ignored; a line without `value` (a native histogram) or
+/// a non-numeric value fails the answer, as with the library.
+#[derive(serde::Deserialize)]
+struct Answer {
+    status: String,
+    data: Option<AnswerData>,
+    error: Option<String>,
+}
+
+impl Answer {
+    /// Why an answer is not a success: Prometheus' `error`, or its status.
+    fn error_reason(self) -> String {
+        self.error
+            .unwrap_or_else(|| format!("status {}", self.status))
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
+enum AnswerData {
+    Vector(Vec<AnswerLine>),
+    Scalar(AnswerPoint),
+    Matrix(serde::de::IgnoredAny),
+}
+
+impl AnswerData {
+    /// The vector's lines without replica labels (folded), or the scalar.
+    fn into_samples(self, replica_labels: &[String]) -> Result<Vec<PromSample>, &'static str> {
+        match self {
+            AnswerData::Vector(lines) => Ok(without_replicas(
+                lines
+                    .into_iter()
+                    .map(|l| PromSample {
+                        labels: l.metric,
+                        value: l.value.1.0,
+                        at: Seconds(l.value.0),
+                    })
+                    .collect(),
+                replica_labels,
+            )),
+            AnswerData::Scalar(point) => Ok(vec![PromSample {
+                labels: BTreeMap::new(),
+                value: point.1.0,
+                at: Seconds(point.0),
+            }]),
+            AnswerData::Matrix(_) => Err("expected an instant vector, got a range vector"),
         }
-        _ => Err(answer
-            .error
-            .unwrap_or_else(|| format!("status {}", answer.status))),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct AnswerLine {
+    metric: BTreeMap<String, String>,
+    value: AnswerPoint,
+}
+
+/// `[time, "value"]`.
+#[derive(serde::Deserialize)]
+struct AnswerPoint(f64, QuotedFloat);
+
+/// A float inside a JSON string (`"1.5"`, `"NaN"`, `"+Inf"`), as Prometheus writes values.
+struct QuotedFloat(f64);
+
+impl<'de> serde::Deserialize<'de> for QuotedFloat {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = QuotedFloat;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a float value inside a quoted JSON string")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<QuotedFloat, E> {
+                text.parse()
+                    .map(QuotedFloat)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Str(text), &self))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
     }
 }
 
@@ -130,11 +234,7 @@ pub struct PromSeries {
 impl PromSeries {
     /// The label's value, preferring `exported_<name>` (as [`PromSample::label`]).
     pub fn label(&self, name: &str) -> Option<&str> {
-        self.labels
-            .get(&format!("exported_{name}"))
-            .or_else(|| self.labels.get(name))
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        exported_or_plain(&self.labels, name)
     }
 }
 
@@ -166,11 +266,7 @@ impl PromSample {
     /// without `honor_labels`, the exporter's own `pod`/`namespace`/`container` are renamed
     /// `exported_*` and the unprefixed ones name the exporter's pod.
     pub fn label(&self, name: &str) -> Option<&str> {
-        self.labels
-            .get(&format!("exported_{name}"))
-            .or_else(|| self.labels.get(name))
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        exported_or_plain(&self.labels, name)
     }
 
     /// The first of `names` present (via [`PromSample::label`]).
@@ -243,16 +339,59 @@ impl PromClient {
         for (name, value) in headers {
             query = query.header(name, value);
         }
-        let result = query
-            .get()
+        let again = query.clone();
+        let response = query
+            .get_raw()
             .await
             .map_err(|e| self.map_error(source_name, promql, e))?;
-        let (data, _) = result.into_inner();
-        instant_samples(data, &self.config.replica_labels).map_err(|reason| SourceError::Query {
+        let is_json = response
+            .headers()
+            .get(prometheus_http_query::reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("application/json"));
+        if !response.status().is_success() || !is_json {
+            // An error answer (rare): asked again through the library, so errors read as
+            // they always have.
+            let result = again
+                .get()
+                .await
+                .map_err(|e| self.map_error(source_name, promql, e))?;
+            let (data, _) = result.into_inner();
+            return instant_samples(data, &self.config.replica_labels)
+                .map_err(|reason| self.query_error(source_name, promql, reason.into()));
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| SourceError::BadResponse {
+                source_name: source_name.into(),
+                url: self.config.redacted_url(),
+                reason: self.scrub(&format!("failed to read the response: {}", error_chain(&e))),
+            })?;
+        let answer: Answer =
+            serde_json::from_slice(&body).map_err(|e| SourceError::BadResponse {
+                source_name: source_name.into(),
+                url: self.config.redacted_url(),
+                reason: format!("failed to parse JSON response from server: {e}"),
+            })?;
+        match answer {
+            Answer {
+                status,
+                data: Some(data),
+                ..
+            } if status == "success" => data
+                .into_samples(&self.config.replica_labels)
+                .map_err(|reason| self.query_error(source_name, promql, reason.into())),
+            answer => Err(self.query_error(source_name, promql, answer.error_reason())),
+        }
+    }
+
+    fn query_error(&self, source_name: &str, promql: &str, reason: String) -> SourceError {
+        SourceError::Query {
             source_name: source_name.into(),
             query: promql.into(),
-            reason: reason.into(),
-        })
+            reason,
+        }
     }
 
     /// The labels an undeduplicated HA pair adds (dropped from every answer).
@@ -536,6 +675,45 @@ mod tests {
                 .contains("range vector")
         );
         assert!(decode_instant_answer(b"{", &[]).is_err());
+    }
+
+    /// The one-pass decoder reads answers exactly as the client library's types did.
+    #[test]
+    fn one_pass_decode_matches_the_library() {
+        #[derive(serde::Deserialize)]
+        struct Library {
+            data: prometheus_http_query::response::PromqlResult,
+        }
+        let vector = r#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"a":"1","prometheus_replica":"x"},"value":[10.5,"NaN"]},
+            {"metric":{"a":"1","prometheus_replica":"y"},"value":[10.5,"+Inf"]},
+            {"metric":{"a":"2","exported_pod":"p"},"value":[11,"-Inf"]},
+            {"metric":{"a":"3"},"value":[11,"1e3"]}]},"stats":{"ignored":true}}"#;
+        let bodies = [
+            jobcarbon_testkit::fixture(
+                "prometheus/api-query-vector-dcgm-power-exported-labels.json",
+            ),
+            jobcarbon_testkit::fixture("prometheus/api-query-vector-up-docs.json"),
+            vector.to_owned(),
+            r#"{"status":"success","data":{"resultType":"scalar","result":[1.5,"2"]}}"#.to_owned(),
+        ];
+        for body in bodies {
+            let library: Library = serde_json::from_str(&body).unwrap();
+            let (data, _) = library.data.into_inner();
+            for replicas in [vec![], default_replica_labels()] {
+                let ours = decode_instant_answer(body.as_bytes(), &replicas).unwrap();
+                assert!(!ours.is_empty());
+                let theirs = instant_samples(data.clone(), &replicas).unwrap();
+                // Debug form: NaN values compare equal.
+                assert_eq!(format!("{ours:?}"), format!("{theirs:?}"));
+            }
+        }
+        let not_a_float = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"x"]}]}}"#;
+        assert!(
+            decode_instant_answer(not_a_float.as_bytes(), &[])
+                .unwrap_err()
+                .contains("quoted")
+        );
     }
 
     #[test]
