@@ -20,6 +20,7 @@ pub mod quantity;
 pub mod scenario;
 pub mod terms;
 pub mod units;
+pub mod yaml;
 
 pub use domain::{Component, Phase, ProductType, Term, UnallocatedReason, WorkloadRef};
 pub use observation::{
