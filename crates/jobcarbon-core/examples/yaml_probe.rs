@@ -34,7 +34,7 @@ fn main() {
     if on("events") {
         time("granit-parser events only", || {
             let mut n = 0usize;
-            for e in granit_parser::Parser::new_from_str(&yaml) {
+            for e in serde_saphyr::granit_parser::Parser::new_from_str(&yaml) {
                 e.unwrap();
                 n += 1;
             }
