@@ -53,6 +53,18 @@ fn bench(c: &mut Criterion) {
                 })
             },
         );
+        // The same through serde-saphyr alone (what `parse_yaml` was before the fast path).
+        group.bench_with_input(
+            BenchmarkId::new("parse_serde_saphyr_and_evaluate", &id),
+            &yaml,
+            |b, yaml| {
+                b.iter(|| {
+                    let doc: ScenarioDoc =
+                        jobcarbon_core::yaml::from_str_serde_saphyr(yaml).unwrap();
+                    black_box(doc.evaluate("bench").unwrap())
+                })
+            },
+        );
         group.bench_with_input(
             BenchmarkId::new("parse_and_evaluate", &id),
             &yaml,

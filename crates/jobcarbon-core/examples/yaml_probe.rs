@@ -18,7 +18,10 @@ fn time<T>(what: &str, f: impl FnOnce() -> T) -> T {
 }
 
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().unwrap()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().unwrap())
+        .collect();
     let jobs = args.first().copied().unwrap_or(100_000);
     let products = args.get(1).copied().unwrap_or(10_000);
     let yaml = scenario_gen::scenario_yaml(products, jobs);
@@ -54,7 +57,10 @@ fn main() {
     }
     let variants: Vec<(&str, serde_saphyr::Options)> = vec![
         ("no budget", serde_saphyr::options! { budget: None }),
-        ("no budget, no comments", serde_saphyr::options! { budget: None, emit_comments: false }),
+        (
+            "no budget, no comments",
+            serde_saphyr::options! { budget: None, emit_comments: false },
+        ),
         (
             "no budget, no comments, dup keys pass-through",
             serde_saphyr::options! {

@@ -790,9 +790,8 @@ impl Config {
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
         // The shared YAML reader: the path of the failing field, and serde-saphyr's error
         // with line and column.
-        let config = jobcarbon_core::yaml::from_str::<Config>(text).map_err(|e| {
-            syntax_error(file, e.path.unwrap_or_else(|| ".".to_owned()), e.error)
-        })?;
+        let config = jobcarbon_core::yaml::from_str::<Config>(text)
+            .map_err(|e| syntax_error(file, e.path.unwrap_or_else(|| ".".to_owned()), *e.error))?;
         config.validate(file)?;
         Ok(config)
     }

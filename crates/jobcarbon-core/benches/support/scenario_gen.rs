@@ -97,4 +97,3 @@ pub fn scenario_yaml(products: usize, jobs: usize) -> String {
     }
     y
 }
-

@@ -9,11 +9,11 @@
 //! rejects it and locates the error exactly as before. So on success it must produce exactly
 //! what serde-saphyr would, and it stays conservative to that end.
 
-use serde_saphyr::granit_parser::{self, Event, Parser, ScalarStyle, StrInput};
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, EnumAccess, IntoDeserializer, MapAccess, SeqAccess,
     VariantAccess, Visitor,
 };
+use serde_saphyr::granit_parser::{self, Event, Parser, ScalarStyle, StrInput};
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
@@ -103,11 +103,15 @@ fn classify(s: &str) -> Plain {
 fn numeric(s: &str, unsigned: &str) -> Plain {
     let bytes = unsigned.as_bytes();
     // Radix prefixes, underscores and sexagesimal colons are YAML 1.1 number spellings.
-    if s.contains(['_', ':']) || (bytes[0] == b'0' && bytes.get(1).is_some_and(u8::is_ascii_alphabetic))
+    if s.contains(['_', ':'])
+        || (bytes[0] == b'0' && bytes.get(1).is_some_and(u8::is_ascii_alphabetic))
     {
         return Plain::Unsure;
     }
-    if !s.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) {
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
+    {
         // A letter that no number has (`700W`, `5m`, `1d`): text, as serde-saphyr reads it.
         return Plain::Text;
     }
@@ -619,9 +623,34 @@ mod tests {
     #[test]
     fn yaml_1_1_and_odd_spellings_are_left_to_serde_saphyr() {
         for text in [
-            "yes", "No", "ON", "off", "y", "N", "True", "FALSE", "+5", ".5", "5.", "-.inf",
-            ".NaN", "inf", "nan", "-Infinity", "0x1F", "0o17", "0b101", "010", "1_000", "1:30",
-            "2026-12-01", "1e", "1.2.3", "99999999999999999999", "1e999", "-",
+            "yes",
+            "No",
+            "ON",
+            "off",
+            "y",
+            "N",
+            "True",
+            "FALSE",
+            "+5",
+            ".5",
+            "5.",
+            "-.inf",
+            ".NaN",
+            "inf",
+            "nan",
+            "-Infinity",
+            "0x1F",
+            "0o17",
+            "0b101",
+            "010",
+            "1_000",
+            "1:30",
+            "2026-12-01",
+            "1e",
+            "1.2.3",
+            "99999999999999999999",
+            "1e999",
+            "-",
         ] {
             assert_eq!(classify(text), Plain::Unsure, "{text:?}");
         }

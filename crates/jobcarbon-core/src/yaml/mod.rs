@@ -17,8 +17,8 @@ pub struct YamlError {
     /// `serde_path_to_error`'s path (`jobs[2].region`, `.` at the top, `?` segments where a
     /// key had not been read yet); `None` if the error came before any value.
     pub path: Option<String>,
-    /// The parser's error: message and, where known, location.
-    pub error: serde_saphyr::Error,
+    /// The parser's error: message and, where known, location (boxed: it is large).
+    pub error: Box<serde_saphyr::Error>,
 }
 
 /// Parse `text` as `T`.
@@ -46,7 +46,10 @@ pub fn from_str_serde_saphyr<T: DeserializeOwned>(text: &str) -> Result<T, YamlE
             e.into_inner()
         })
     })
-    .map_err(|error| YamlError { path, error })
+    .map_err(|error| YamlError {
+        path,
+        error: Box::new(error),
+    })
 }
 
 #[cfg(test)]

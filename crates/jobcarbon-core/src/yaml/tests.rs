@@ -62,7 +62,10 @@ fn everything_else_is_left_to_serde_saphyr() {
         "big: 99999999999999999999\n",
         "huge: 1e999\n",
     ] {
-        assert!(!agrees(text, text), "{text:?} should be left to serde-saphyr");
+        assert!(
+            !agrees(text, text),
+            "{text:?} should be left to serde-saphyr"
+        );
     }
     let deep = format!("{}1{}", "[".repeat(60), "]".repeat(60));
     assert!(!agrees("60 levels", &deep));
@@ -121,7 +124,10 @@ fn repo_yaml_files() -> Vec<PathBuf> {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
             if path.is_dir() {
-                if !matches!(name.as_str(), "target" | ".git" | "templates" | "node_modules") {
+                if !matches!(
+                    name.as_str(),
+                    "target" | ".git" | "templates" | "node_modules"
+                ) {
                     walk(&path, out);
                 }
             } else if name.ends_with(".yaml") || name.ends_with(".yml") {
@@ -146,7 +152,11 @@ fn every_yaml_file_in_the_repository_reads_alike() {
         };
         fast += usize::from(agrees(&file.display().to_string(), &text));
     }
-    assert!(fast * 2 > files.len(), "{fast} of {} took the fast path", files.len());
+    assert!(
+        fast * 2 > files.len(),
+        "{fast} of {} took the fast path",
+        files.len()
+    );
 }
 
 #[test]
@@ -155,6 +165,10 @@ fn example_scenarios_take_the_fast_path_into_the_same_document() {
         let text = std::fs::read_to_string(repo_root().join(name)).unwrap_or_default();
         let fast = fast::try_from_str::<ScenarioDoc>(&text);
         assert!(fast.is_some(), "{name}");
-        assert_eq!(fast, from_str_serde_saphyr::<ScenarioDoc>(&text).ok(), "{name}");
+        assert_eq!(
+            fast,
+            from_str_serde_saphyr::<ScenarioDoc>(&text).ok(),
+            "{name}"
+        );
     }
 }
