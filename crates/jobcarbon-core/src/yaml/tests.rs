@@ -172,3 +172,52 @@ fn example_scenarios_take_the_fast_path_into_the_same_document() {
         );
     }
 }
+
+mod generated {
+    use super::agrees;
+    use proptest::prelude::*;
+
+    /// Scalars near the edges of YAML's typing: numbers, bools, nulls and text that looks like
+    /// them, plus random text over the characters those spellings use.
+    fn scalar() -> impl Strategy<Value = String> {
+        let tricky = prop::sample::select(vec![
+            "0", "-0", "00", "07", "1", "-1", "+1", "1.5", "-1.5", "1.", ".5", "1e3", "1E-3",
+            "1e", "0x1F", "0o7", "0b1", "1_0", "1:2", ".inf", "-.inf", ".nan", "inf", "nan",
+            "true", "false", "True", "yes", "no", "on", "off", "y", "n", "~", "null", "Null",
+            "NULL", "", "700W", "5m", "1d", "10.3t", "120g/h", "-3y", "2 kg", "a b", "x",
+            "'q'", "\"1\"", "\"\"", "''", "2026-12-01", "18446744073709551616", "1e999",
+        ])
+        .prop_map(str::to_owned);
+        let random = "[0-9a-zA-Z.+_:~ -]{0,6}";
+        prop_oneof![tricky, random]
+    }
+
+    fn document() -> impl Strategy<Value = (String, String)> {
+        (
+            prop::collection::vec(("[a-z]{1,3}", scalar()), 0..6),
+            prop::collection::vec(scalar(), 0..6),
+        )
+            .prop_map(|(pairs, items)| {
+                let mut block = String::new();
+                let mut flow = Vec::new();
+                for (key, value) in &pairs {
+                    block.push_str(&format!("{key}: {value}\n"));
+                    flow.push(format!("{key}: {value}"));
+                }
+                block.push_str(&format!("list: [{}]\n", items.join(", ")));
+                let flow = format!("{{{}, list: [{}]}}", flow.join(", "), items.join(", "));
+                (block, flow)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Wherever the fast path answers, it answers as serde-saphyr does.
+        #[test]
+        fn the_fast_path_never_disagrees((block, flow) in document()) {
+            agrees(&block, &block);
+            agrees(&flow, &flow);
+        }
+    }
+}
