@@ -22,6 +22,7 @@ pub mod quantity;
 pub mod scenario;
 mod terms;
 pub mod units;
+pub mod yaml;
 
 pub use advice::{AdviceError, AdviceQuery, RegionForecast, Window, advise};
 pub use domain::{Component, Phase, ProductType, Term, UnallocatedReason, WorkloadRef};

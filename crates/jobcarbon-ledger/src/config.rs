@@ -788,21 +788,10 @@ impl Config {
 
     /// Parse and validate YAML text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
-        // serde_path_to_error names the path; serde-saphyr's own error carries line and column.
-        let mut failed_at: Option<String> = None;
-        let parsed = serde_saphyr::with_deserializer_from_str(text, |de| {
-            serde_path_to_error::deserialize::<_, Config>(de).map_err(|err| {
-                failed_at = Some(err.path().to_string());
-                err.into_inner()
-            })
-        });
-        let config = parsed.map_err(|err| {
-            syntax_error(
-                file,
-                failed_at.take().unwrap_or_else(|| ".".to_owned()),
-                err,
-            )
-        })?;
+        // The shared YAML reader: the path of the failing field, and serde-saphyr's error
+        // with line and column.
+        let config = jobcarbon_core::yaml::from_str::<Config>(text)
+            .map_err(|e| syntax_error(file, e.path.unwrap_or_else(|| ".".to_owned()), *e.error))?;
         config.validate(file)?;
         Ok(config)
     }

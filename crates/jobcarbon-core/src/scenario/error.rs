@@ -107,24 +107,10 @@ impl ScenarioError {
     }
 }
 
-/// Parse YAML into `T`, with the document path and line/column of any error.
+/// Parse YAML into `T`, with the document path and line/column of any error
+/// ([`crate::yaml::from_str`]: the fast path for plain documents, serde-saphyr otherwise).
 pub fn parse_yaml<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, ScenarioError> {
-    let mut path = None;
-    // The default budget (250k nodes) stops near 20k jobs. The text is already in memory, so
-    // allow as many nodes as it has bytes; alias expansion keeps its own default limits.
-    let options = serde_saphyr::options! {
-        budget: serde_saphyr::budget! {
-            max_nodes: text.len().max(250_000),
-            max_events: text.len().saturating_mul(4).max(1_000_000),
-        },
-    };
-    let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            path = Some(e.path().to_string());
-            e.into_inner()
-        })
-    });
-    result.map_err(|e| {
+    crate::yaml::from_str(text).map_err(|crate::yaml::YamlError { path, error: e }| {
         let line_column = e.location().map(|l| (l.line(), l.column()));
         // Syntax errors leave `?` where the parser had not yet read a key.
         let path = path
