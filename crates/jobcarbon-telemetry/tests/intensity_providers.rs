@@ -16,6 +16,18 @@ use std::time::Duration;
 
 const LB: f64 = 0.453_592_37;
 
+/// Now, at least 10 s before the next 5-minute boundary: the fake answers "latest" by its own
+/// clock, so a test that crossed a boundary would read the next point.
+async fn clear_of_a_five_minute_boundary() -> i64 {
+    let now = unix_now();
+    let left = 300 - now.rem_euclid(300);
+    if left >= 10 {
+        return now;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(left.unsigned_abs() + 1)).await;
+    unix_now()
+}
+
 async fn api(now: i64) -> FakeIntensityApi {
     let api = FakeIntensityApi::start().await.unwrap();
     let hour = now - now.rem_euclid(3600);
@@ -65,7 +77,7 @@ fn wt(api: &FakeIntensityApi, dir: &Path) -> WattTime {
 
 #[tokio::test]
 async fn electricity_maps_latest_forecast_and_history() {
-    let now = unix_now();
+    let now = clear_of_a_five_minute_boundary().await;
     let api = api(now).await;
     let dir = tempfile::tempdir().unwrap();
     let client = em(&api, write(dir.path(), "token", "em-secret\n"));
@@ -97,7 +109,7 @@ async fn electricity_maps_latest_forecast_and_history() {
 
 #[tokio::test]
 async fn watttime_logs_in_and_converts_pounds_per_megawatt_hour() {
-    let now = unix_now();
+    let now = clear_of_a_five_minute_boundary().await;
     let api = api(now).await;
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "user", "jobcarbon");
@@ -125,7 +137,7 @@ async fn watttime_logs_in_and_converts_pounds_per_megawatt_hour() {
 
 #[tokio::test]
 async fn refused_credentials_name_the_file_never_the_secret() {
-    let now = unix_now();
+    let now = clear_of_a_five_minute_boundary().await;
     let api = api(now).await;
     let dir = tempfile::tempdir().unwrap();
     let token = write(dir.path(), "token", "wrong-token-value");
@@ -165,7 +177,7 @@ async fn refused_credentials_name_the_file_never_the_secret() {
 
 #[tokio::test]
 async fn rate_limits_back_off_as_long_as_asked_and_polls_are_cached() {
-    let now = unix_now();
+    let now = clear_of_a_five_minute_boundary().await;
     let api = api(now).await;
     let dir = tempfile::tempdir().unwrap();
     let client = em(&api, write(dir.path(), "token", "em-secret"));
