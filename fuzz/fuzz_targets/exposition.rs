@@ -92,7 +92,7 @@ fuzz_target!(|names: (String, String, String, String)| {
         };
         state = book_interval(&state, &settings, &input).0;
     }
-    let view = LedgerView { state, ..LedgerView::default() };
+    let view = LedgerView { state: std::sync::Arc::new(state), ..LedgerView::default() };
     let shared = std::sync::Arc::new(std::sync::RwLock::new(view));
     let text = encode_metrics(&shared, Format::PrometheusText).expect("exposition encodes");
     for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {

@@ -8,10 +8,10 @@
 // Test and bench code: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use jobcarbon_exporter::scrape::CHUNK_BYTES;
+use jobcarbon_exporter::CHUNK_BYTES;
 use jobcarbon_exporter::{Format, write_metrics};
+use jobcarbon_ledger::RequestBooks;
 use jobcarbon_ledger::checkpoint::{Checkpoint, CheckpointFile};
-use jobcarbon_ledger::requests::RequestBooks;
 use jobcarbon_ledger::{LedgerView, ResumeStateRef, book_interval};
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};

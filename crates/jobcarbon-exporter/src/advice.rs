@@ -17,7 +17,9 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
 #[error("{parameter}: {error}")]
 pub struct BadParameter {
+    /// What is wrong with the value.
     pub error: String,
+    /// The query parameter at fault (`product`, `duration`, ...).
     pub parameter: String,
 }
 
@@ -31,48 +33,71 @@ fn bad(parameter: &str, error: impl Into<String>) -> BadParameter {
 /// Where the run's energy came from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EnergyBasis {
+    /// Energy of one run, J.
     pub energy_j: f64,
+    /// The same energy, kWh.
     pub energy_kwh: f64,
     /// `parameter` (energy=) or `retraining_runs` (the mean of the runs booked).
     pub source: &'static str,
+    /// Re-training runs the mean is taken over (0 when `energy=` was given).
     pub runs: usize,
 }
 
 /// One window in the answer, with RFC 3339 times.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WindowJson {
+    /// Region the run would start in.
     pub region: String,
+    /// Start, RFC 3339 UTC.
     pub start: String,
+    /// End (start + duration), RFC 3339 UTC.
     pub end: String,
+    /// Start, seconds since the Unix epoch.
     pub start_unix: f64,
+    /// Mean forecast grid intensity over the window, gCO2e/kWh.
     pub mean_intensity_g_per_kwh: f64,
+    /// Operational carbon of the run in this window, gCO2e.
     pub grams: f64,
 }
 
+/// One point of a region's forecast.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ForecastPointJson {
+    /// When the value applies from, RFC 3339 UTC.
     pub at: String,
+    /// Forecast grid intensity, gCO2e/kWh.
     pub g_per_kwh: f64,
 }
 
+/// The answer of `/api/v1/advice` and `jobcarbon advise`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AdviceJson {
+    /// The product whose re-training run is planned.
     pub product: String,
+    /// Length of the run, s.
     pub duration_s: f64,
+    /// How far ahead the start may be put off, s.
     pub within_s: f64,
+    /// Intensity signal of the forecasts (`average` or `marginal`).
     pub signal: &'static str,
+    /// The run's energy and where it came from.
     pub energy: EnergyBasis,
+    /// The least-carbon start over every region.
     pub best: WindowJson,
+    /// Starting now in the first region, for comparison.
     pub now: WindowJson,
+    /// `now.grams − best.grams`, gCO2e.
     pub saving_g: f64,
+    /// The saving as a percentage of `now.grams`.
     pub saving_percent: f64,
+    /// The best start in each region.
     pub by_region: Vec<WindowJson>,
     /// The forecast used per region over the planning span (`flat` regions hold one value).
     pub forecast: BTreeMap<String, Vec<ForecastPointJson>>,
 }
 
 /// RFC 3339 UTC, whole seconds.
-pub fn rfc3339(at: Seconds) -> String {
+pub(crate) fn rfc3339(at: Seconds) -> String {
     jiff::Timestamp::from_second(at.value().floor() as i64)
         .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
         .to_string()
@@ -91,7 +116,7 @@ fn window_json(w: &Window) -> WindowJson {
 
 /// Energy of each re-training run (workload) of `product` the ledger holds: its pods and
 /// the roll-ups of its finished pods.
-pub fn retraining_runs(state: &LedgerState, product: &str) -> Vec<Joules> {
+pub(crate) fn retraining_runs(state: &LedgerState, product: &str) -> Vec<Joules> {
     let mut runs: BTreeMap<&WorkloadRef, Joules> = BTreeMap::new();
     for account in state.pods.values() {
         if account.phase == Phase::Retraining && account.product.as_deref() == Some(product) {

@@ -1,6 +1,6 @@
 //! jobcarbon-exporter: the HTTP surface of the ledger.
 //!
-//! - `/metrics`: OpenMetrics (or Prometheus text, by `Accept`) built by a prometheus-client [`Collector`] from the ledger
+//! - `/metrics`: OpenMetrics (or Prometheus text, by `Accept`) built by a prometheus-client `Collector` from the ledger
 //!   view at scrape time (finished pods vanish without bookkeeping), names of DESIGN §8;
 //! - `/api/v1/workloads`, `/api/v1/products`, `/api/v1/products/{name}`: JSON;
 //! - `/api/v1/advice`: the least-carbon start and region for a product's next re-training
@@ -14,20 +14,21 @@
 //!   replica is a leader-election standby; booking held by an outage: `503 degraded: …`).
 //!
 //! With [`ServeOptions::auth`] every path but `/healthz` and `/readyz` needs a bearer token
-//! that the Kubernetes API accepts and RBAC lets `get` the path ([`auth`]); with
+//! that the Kubernetes API accepts and RBAC lets `get` the path (TokenReview, then SubjectAccessReview); with
 //! [`ServeOptions::tls`] it is served over TLS.
 
+#![warn(missing_docs)]
+
 pub mod advice;
-pub mod auth;
+mod auth;
 mod metrics;
-pub mod scrape;
+mod scrape;
 mod server;
 mod ui;
 
-pub use metrics::{Format, LedgerCollector, encode_metrics, encode_snapshot, write_metrics};
-pub use server::{
-    HEADER_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_HEADER_BYTES, TlsError, load_tls,
-};
+pub use metrics::{Format, encode_metrics, write_metrics};
+pub use scrape::CHUNK_BYTES;
+pub use server::{HEADER_TIMEOUT, MAX_HEADER_BYTES, load_tls};
 
 use axum::Router;
 use axum::extract::FromRef;
@@ -50,9 +51,9 @@ pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; char
 /// What the handlers share: the ledger view and, when a Prometheus is configured, the
 /// ledger's history in it (`/api/v1/allocation` answers from it then).
 #[derive(Clone)]
-pub struct Api {
-    pub view: SharedView,
-    pub history: Option<Arc<PromHistory>>,
+struct Api {
+    view: SharedView,
+    history: Option<Arc<PromHistory>>,
 }
 
 impl FromRef<Api> for SharedView {
@@ -97,18 +98,9 @@ pub struct ServeOptions {
     pub history: Option<PromHistory>,
 }
 
-/// Serve `router(view)` on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    view: SharedView,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    serve_with(listener, view, ServeOptions::default(), shutdown).await
-}
-
 /// Serve `router_with(view, history)` on `listener`, protected as `options` says, until
 /// `shutdown` resolves.
-pub async fn serve_with(
+async fn serve_with(
     listener: tokio::net::TcpListener,
     view: SharedView,
     options: ServeOptions,
@@ -209,7 +201,7 @@ fn ready_detail(view: &jobcarbon_ledger::LedgerView) -> String {
 
 /// One workload series in the JSON API: a pod, or a roll-up of finished pods (`pod: null`).
 #[derive(Debug, Serialize)]
-pub struct WorkloadJson {
+struct WorkloadJson {
     pub namespace: String,
     pub workload: String,
     pub pod: Option<String>,
@@ -238,7 +230,7 @@ pub struct WorkloadJson {
 }
 
 /// `source` of each component: `estimated` for those in `estimated`, else `measured`.
-pub fn energy_source(
+fn energy_source(
     estimated: &std::collections::BTreeSet<Component>,
 ) -> BTreeMap<&'static str, &'static str> {
     Component::ALL
@@ -248,7 +240,7 @@ pub fn energy_source(
 }
 
 /// The `source` label value of one component.
-pub fn source_of(estimated: &std::collections::BTreeSet<Component>, c: Component) -> &'static str {
+fn source_of(estimated: &std::collections::BTreeSet<Component>, c: Component) -> &'static str {
     if estimated.contains(&c) {
         "estimated"
     } else {
@@ -268,7 +260,7 @@ fn energy_json(
 }
 
 /// Every workload series of the state, pods first, then roll-ups.
-pub fn workloads_json(state: &LedgerState) -> Vec<WorkloadJson> {
+fn workloads_json(state: &LedgerState) -> Vec<WorkloadJson> {
     let pods = state.pods.iter().map(|(key, a)| WorkloadJson {
         namespace: key.namespace.clone(),
         workload: a.workload.workload.clone(),
@@ -328,7 +320,7 @@ fn rollup_json(key: &RollupKey, r: &RollupAccount, retired_at: Option<f64>) -> W
 
 /// One run of a workload in the JSON API (the last runs of each CronJob, oldest first).
 #[derive(Debug, Serialize)]
-pub struct RunJson {
+struct RunJson {
     pub namespace: String,
     pub workload: String,
     pub run: String,
@@ -343,7 +335,7 @@ pub struct RunJson {
 }
 
 /// Every run the state keeps, by workload.
-pub fn runs_json(state: &LedgerState) -> Vec<RunJson> {
+fn runs_json(state: &LedgerState) -> Vec<RunJson> {
     state
         .runs
         .iter()
@@ -367,7 +359,7 @@ pub fn runs_json(state: &LedgerState) -> Vec<RunJson> {
 
 /// One product in the JSON API.
 #[derive(Debug, Serialize)]
-pub struct ProductJson {
+struct ProductJson {
     pub name: String,
     #[serde(rename = "type")]
     pub kind: String,
@@ -386,7 +378,7 @@ pub struct ProductJson {
     pub parents: Vec<jobcarbon_ledger::view::ParentEdge>,
 }
 
-pub fn product_json(
+fn product_json(
     name: &str,
     p: &ProductAccount,
     parents: Option<&Vec<jobcarbon_ledger::view::ParentEdge>>,

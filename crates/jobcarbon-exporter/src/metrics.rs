@@ -1,5 +1,5 @@
 //! `/metrics`: every family of DESIGN §8 and the self-metrics, built from the ledger view at
-//! scrape time by a prometheus-client [`Collector`]. Counters get `_total` from the encoder.
+//! scrape time by a prometheus-client [`Collector`] over a snapshot of it. Counters get `_total` from the encoder.
 
 use jobcarbon_core::{Component, Phase, Term, Terms, UnallocatedReason, WorkloadRef};
 use jobcarbon_ledger::DurabilityStatus;
@@ -17,26 +17,6 @@ use std::fmt;
 /// Horizons of `jobcarbon_grid_intensity_forecast_grams_per_kwh`.
 pub const FORECAST_HORIZONS: [(&str, f64); 4] =
     [("1h", 1.0), ("6h", 6.0), ("12h", 12.0), ("24h", 24.0)];
-
-/// Builds the exposition from the shared ledger view on each scrape: takes a snapshot under
-/// the read lock and encodes it after releasing the lock.
-#[derive(Debug)]
-pub struct LedgerCollector {
-    view: SharedView,
-}
-
-impl LedgerCollector {
-    pub fn new(view: SharedView) -> Self {
-        Self { view }
-    }
-}
-
-impl Collector for LedgerCollector {
-    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let view = snapshot(&self.view).ok_or(fmt::Error)?;
-        encode_view(&view, encoder)
-    }
-}
 
 /// A collector over one snapshot of the view (no lock at all while encoding).
 #[derive(Debug)]
@@ -70,6 +50,7 @@ impl Format {
         }
     }
 
+    /// The `Content-Type` of a response in this format.
     pub fn content_type(self) -> &'static str {
         match self {
             Format::OpenMetrics => crate::OPENMETRICS,
@@ -79,7 +60,7 @@ impl Format {
 }
 
 /// The exposition of the view in `format` (OpenMetrics ends with `# EOF`), as one string.
-/// `/metrics` streams the same bytes ([`crate::scrape`]).
+/// `/metrics` streams the same bytes, in chunks of about [`crate::CHUNK_BYTES`].
 pub fn encode_metrics(view: &SharedView, format: Format) -> Result<String, fmt::Error> {
     let mut out = String::new();
     write_metrics(view, format, &mut out)?;

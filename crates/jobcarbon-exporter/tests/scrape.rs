@@ -11,7 +11,7 @@ use jobcarbon_core::{
     ClusterSnapshot, Component, EnergyDelta, EnergyOwner, GramsPerKwh, Joules, Phase, PodFacts,
     Pue, Seconds,
 };
-use jobcarbon_exporter::scrape::CHUNK_BYTES;
+use jobcarbon_exporter::CHUNK_BYTES;
 use jobcarbon_exporter::{Format, OPENMETRICS, encode_metrics, router, write_metrics};
 use jobcarbon_ledger::view::LedgerView;
 use jobcarbon_ledger::{

@@ -7,7 +7,7 @@ use jobcarbon_core::{
     ClusterSnapshot, Component, EnergyDelta, EnergyOwner, Grams, GramsPerKwh, GramsPerSecond,
     Joules, NodeFacts, Phase, PodFacts, PodKey, ProductDef, ProductType, Pue, Seconds,
 };
-use jobcarbon_ledger::settings::SystemDef;
+use jobcarbon_ledger::SystemDef;
 use jobcarbon_ledger::{Conditions, IntervalInput, LedgerState, Settings, book_interval};
 use std::collections::BTreeMap;
 

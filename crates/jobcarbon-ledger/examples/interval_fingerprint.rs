@@ -14,7 +14,7 @@
 mod world;
 
 use jobcarbon_core::{Component, EnergyDelta, EnergyOwner, Joules, PodKey, Seconds};
-use jobcarbon_ledger::settings::{IdlePolicy, PlatformSplit};
+use jobcarbon_ledger::{IdlePolicy, PlatformSplit};
 use jobcarbon_ledger::{LedgerState, book_interval};
 use std::fmt::Write;
 

@@ -12,7 +12,7 @@
 //!   `source="estimated"` changes its series; the key's sum stays continuous through both.
 //! - Its values are raw: Prometheus evaluates a sum at time t over each series' latest sample
 //!   at or before t. They are read at every window and step edge, and on a grid between them
-//!   (`/api/v1/query_range`, at most [`MAX_POINTS`] points; [`MIN_RESOLUTION`] at best).
+//!   (`/api/v1/query_range`, at most `MAX_POINTS` points; `MIN_RESOLUTION` at best).
 //! - The increase between consecutive points is their difference; a decrease is a counter
 //!   reset (the ledger restarted without restoring its state) and the new value is the
 //!   increase since. So a reset costs at most what was booked between the last grid point
@@ -34,16 +34,16 @@ use std::collections::BTreeMap;
 
 /// Grid points per series and query: bounds the answer's size (keys × points), and so how
 /// much a counter reset can lose (at most one grid step of bookings).
-pub const MAX_POINTS: i64 = 1_000;
+pub(crate) const MAX_POINTS: i64 = 1_000;
 /// The finest grid between edges by default, seconds (the usual scrape interval or finer).
-pub const MIN_RESOLUTION: i64 = 15;
+pub(crate) const MIN_RESOLUTION: i64 = 15;
 /// Points the baseline search looks at over the lookback.
 const BASELINE_POINTS: i64 = 1_000;
 const SOURCE_NAME: &str = "allocation";
 
 /// Seconds between grid points: fine enough for the span, and a divisor of the step so every
 /// step edge is a grid point.
-pub fn resolution(span: i64, step: Option<Seconds>, finest: i64) -> i64 {
+pub(crate) fn resolution(span: i64, step: Option<Seconds>, finest: i64) -> i64 {
     let coarsest = finest.max(1).max((span + MAX_POINTS - 1) / MAX_POINTS);
     match step.map(|s| s.value()) {
         Some(s) if s >= 1.0 && s.fract() == 0.0 => {
@@ -58,7 +58,11 @@ pub fn resolution(span: i64, step: Option<Seconds>, finest: i64) -> i64 {
 /// `edges[0]` (`None`: the counter did not exist yet) and its later `points` (times ascending,
 /// all after `edges[0]`): consecutive differences, a decrease being a reset (the new value is
 /// the increase since), each added to the bucket of the later point.
-pub fn bucket_increases(baseline: Option<f64>, points: &[(f64, f64)], edges: &[f64]) -> Vec<f64> {
+pub(crate) fn bucket_increases(
+    baseline: Option<f64>,
+    points: &[(f64, f64)],
+    edges: &[f64],
+) -> Vec<f64> {
     let mut out = vec![0.0; edges.len().saturating_sub(1)];
     let mut previous = baseline.filter(|v| v.is_finite());
     for (t, v) in points {
@@ -187,7 +191,7 @@ impl PromHistory {
         }
     }
 
-    /// The finest grid, seconds (default [`MIN_RESOLUTION`]): the scrape interval, where it is
+    /// The finest grid, seconds (default `MIN_RESOLUTION`): the scrape interval, where it is
     /// shorter, reads every scrape of a short window.
     pub fn with_finest_grid(mut self, seconds: i64) -> Self {
         self.finest = seconds.max(1);

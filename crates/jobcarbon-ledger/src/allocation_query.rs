@@ -13,13 +13,15 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 /// Steps one query may ask for (a `1h` step over a year would be 8760 slices).
-pub const MAX_STEPS: usize = 1000;
+pub(crate) const MAX_STEPS: usize = 1000;
 
 /// A parameter the caller got wrong: answered as 400 `{"error", "parameter"}`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct ParamError {
+    /// The query parameter at fault.
     pub parameter: String,
+    /// What is wrong with it.
     pub message: String,
 }
 
@@ -33,19 +35,25 @@ fn bad(parameter: &str, message: impl Into<String>) -> ParamError {
 /// What a query may aggregate by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Field {
+    /// By namespace.
     Namespace,
+    /// By workload (`Kind/name`).
     Workload,
+    /// By phase (training, inference, ...).
     Phase,
+    /// By software product.
     Product,
 }
 
 impl Field {
+    /// Every field, in label order.
     pub const ALL: [Field; 4] = [
         Field::Namespace,
         Field::Workload,
         Field::Phase,
         Field::Product,
     ];
+    /// The field's name as a query value and JSON key.
     pub const fn as_str(self) -> &'static str {
         match self {
             Field::Namespace => "namespace",
@@ -67,22 +75,29 @@ impl Field {
 /// `json` (default) or `csv`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {
+    /// JSON (the default).
     Json,
+    /// CSV, one row per aggregate and step.
     Csv,
 }
 
 /// A parsed `/api/v1/allocation` request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AllocationQuery {
+    /// Window start, seconds since the Unix epoch.
     pub start: Seconds,
+    /// Window end, seconds since the Unix epoch.
     pub end: Seconds,
+    /// Fields to group by (empty: one total).
     pub aggregate: Vec<Field>,
+    /// Step length for a time series; `None` for one window.
     pub step: Option<Seconds>,
+    /// Answer format.
     pub format: OutputFormat,
 }
 
 /// A positive duration such as `30m`, `24h`, `7d`.
-pub fn parse_duration(text: &str) -> Option<Seconds> {
+pub(crate) fn parse_duration(text: &str) -> Option<Seconds> {
     jobcarbon_core::quantity::parse::<Seconds>(text)
         .ok()
         .filter(|s| s.value() > 0.0 && s.is_finite())
@@ -99,7 +114,7 @@ pub fn parse_instant(text: &str) -> Option<Seconds> {
 }
 
 /// RFC 3339 UTC of an instant (fractional seconds only when there are some).
-pub fn format_instant(at: Seconds) -> String {
+pub(crate) fn format_instant(at: Seconds) -> String {
     let nanos = (at.value() * 1e9).round() as i128;
     jiff::Timestamp::from_nanosecond(nanos)
         .map(|ts| ts.to_string())
@@ -107,7 +122,7 @@ pub fn format_instant(at: Seconds) -> String {
 }
 
 /// `window`: a duration ending at `now`, or `start,end`.
-pub fn parse_window(text: &str, now: Seconds) -> Result<(Seconds, Seconds), ParamError> {
+pub(crate) fn parse_window(text: &str, now: Seconds) -> Result<(Seconds, Seconds), ParamError> {
     let (start, end) = match text.split_once(',') {
         Some((a, b)) => {
             let start = parse_instant(a).ok_or_else(|| {
@@ -228,16 +243,20 @@ pub fn step_windows(start: Seconds, end: Seconds, step: Seconds) -> Vec<(Seconds
 pub struct Item {
     /// Values of the aggregated fields, in query order (`None`: no product).
     pub key: Vec<(Field, Option<String>)>,
+    /// Energy and carbon of the group.
     pub amounts: Amounts,
 }
 
 /// A window's (or a step's) allocation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Slice {
+    /// Slice start, seconds since the Unix epoch.
     pub start: Seconds,
+    /// Slice end, seconds since the Unix epoch.
     pub end: Seconds,
     /// Largest ASCᵉ first.
     pub items: Vec<Item>,
+    /// Carbon no workload was given in the slice, gCO2e, by reason.
     pub unallocated: BTreeMap<UnallocatedReason, Grams>,
 }
 
@@ -251,6 +270,7 @@ impl Slice {
         }
         sum
     }
+    /// All unallocated carbon of the slice, gCO2e.
     pub fn unallocated_total(&self) -> Grams {
         self.unallocated.values().copied().sum()
     }
@@ -266,6 +286,7 @@ pub enum Source {
 }
 
 impl Source {
+    /// The source's name (`x-jobcarbon-source` header, JSON `source`).
     pub const fn as_str(self) -> &'static str {
         match self {
             Source::Memory => "memory",
@@ -277,14 +298,18 @@ impl Source {
 /// The whole window and, with a step, each step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Allocation {
+    /// Where the figures came from (Prometheus or the in-memory history).
     pub source: Source,
+    /// The whole window.
     pub window: Slice,
+    /// The step asked for, if any.
     pub step: Option<Seconds>,
+    /// One slice per step (empty without a step).
     pub steps: Vec<Slice>,
 }
 
 /// The window's edges: its start, then the end of each step (or just its end).
-pub fn edges(query: &AllocationQuery) -> Vec<Seconds> {
+pub(crate) fn edges(query: &AllocationQuery) -> Vec<Seconds> {
     let mut edges = vec![query.start];
     match query.step {
         Some(step) => edges.extend(
@@ -300,7 +325,7 @@ pub fn edges(query: &AllocationQuery) -> Vec<Seconds> {
 /// The answer from what was booked between consecutive [`edges`] (one [`Sums`] per step, or
 /// one for the whole window): the window is their sum. How a source that reads per edge (the
 /// Prometheus one) shares the grouping and rendering with the in-memory history.
-pub fn from_step_sums(query: &AllocationQuery, source: Source, sums: &[Sums]) -> Allocation {
+pub(crate) fn from_step_sums(query: &AllocationQuery, source: Source, sums: &[Sums]) -> Allocation {
     let edges = edges(query);
     let mut whole = Sums::default();
     for s in sums {

@@ -53,16 +53,19 @@ const MAX_HEADER_LEN: usize = 160;
 /// The envelope around the ledger state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint<S> {
+    /// Format version of the file ([`FORMAT_VERSION`] when written by this build).
     pub version: u32,
     /// End of the last interval whose carbon is in `state` (seconds since the Unix epoch):
     /// the backfill after a restart starts here, so no interval is booked twice.
     pub last_booked: Seconds,
     /// Wall-clock time of the write, for operators.
     pub written_at: Seconds,
+    /// The ledger state at `last_booked`.
     pub state: S,
 }
 
 impl<S> Checkpoint<S> {
+    /// A checkpoint of `state` as of `last_booked`, written at `written_at` (format version [`FORMAT_VERSION`]).
     pub fn new(last_booked: Seconds, written_at: Seconds, state: S) -> Self {
         Self {
             version: FORMAT_VERSION,
@@ -77,46 +80,79 @@ impl<S> Checkpoint<S> {
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error("checkpoint {path}: cannot {op}: {source}")]
+    /// The file could not be read, written or renamed.
     Io {
+        /// The file.
         path: PathBuf,
+        /// What was attempted (`read`, `write`, `rename`, ...).
         op: &'static str,
+        /// The I/O error.
         source: std::io::Error,
     },
     #[error("checkpoint {path}: not a jobcarbon checkpoint: {reason}")]
-    BadHeader { path: PathBuf, reason: String },
+    /// The header is not a jobcarbon checkpoint header.
+    BadHeader {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with the header.
+        reason: String,
+    },
     #[error(
         "checkpoint {path}: truncated or padded: header announces {expected} body bytes, file has {found}"
     )]
+    /// The body is shorter than its header says.
     Truncated {
+        /// The file.
         path: PathBuf,
+        /// Body length the header declares, bytes.
         expected: usize,
+        /// Body length found, bytes.
         found: usize,
     },
     #[error(
         "checkpoint {path}: corrupt: body SHA-256 is {actual}, header says {expected} (the file was changed after it was written)"
     )]
+    /// The body does not match the header's checksum.
     ChecksumMismatch {
+        /// The file.
         path: PathBuf,
+        /// Checksum in the header.
         expected: String,
+        /// Checksum of the body as read.
         actual: String,
     },
     #[error("checkpoint {path}: format version {found}, this build reads only version {supported}")]
+    /// Written by a format version this build cannot read.
     VersionMismatch {
+        /// The file.
         path: PathBuf,
+        /// Version in the header.
         found: String,
+        /// The version this build reads.
         supported: u32,
     },
     #[error("checkpoint {path}: body does not decode at {place}: {reason}")]
+    /// The body is not a valid ledger state.
     Payload {
+        /// The file.
         path: PathBuf,
+        /// Where in the body decoding failed.
         place: String,
+        /// The decoder's message.
         reason: String,
     },
     #[error("checkpoint {path}: cannot encode state: {reason}")]
-    Encode { path: PathBuf, reason: String },
+    /// The state could not be encoded.
+    Encode {
+        /// The file it was meant for.
+        path: PathBuf,
+        /// The encoder's message.
+        reason: String,
+    },
 }
 
 impl CheckpointError {
+    /// A short stable name of the error kind (metric label).
     pub fn kind(&self) -> &'static str {
         match self {
             CheckpointError::Io { .. } => "io",
@@ -194,7 +230,7 @@ fn write_error(e: serde_json::Error, path: &Path) -> CheckpointError {
 /// is serialised once to learn its length and SHA-256 (the header comes first), then again
 /// into `out`, hashed on the way and checked against the first pass. `path` is only used in
 /// error messages.
-pub fn write_to<S: Serialize, W: Write>(
+pub(crate) fn write_to<S: Serialize, W: Write>(
     checkpoint: &Checkpoint<S>,
     path: &Path,
     out: W,
@@ -222,7 +258,7 @@ pub fn write_to<S: Serialize, W: Write>(
 }
 
 /// Serialise a checkpoint into the on-disk format, in memory (tests, tools; the ledger
-/// streams with [`write_to`]). `path` is only used in error messages.
+/// streams with `write_to`). `path` is only used in error messages.
 pub fn encode<S: Serialize>(
     checkpoint: &Checkpoint<S>,
     path: &Path,
@@ -336,6 +372,7 @@ pub enum Generation {
     /// `FILE.prev`, because the current file was missing or bad (`None`: missing, the
     /// crash window between the two renames of a save).
     Previous {
+        /// Why the current file was not used (`None`: it was missing).
         current_error: Option<CheckpointError>,
     },
 }
@@ -343,7 +380,9 @@ pub enum Generation {
 /// A verified checkpoint and where it came from.
 #[derive(Debug)]
 pub struct Restored<S> {
+    /// The verified checkpoint.
     pub checkpoint: Checkpoint<S>,
+    /// Which file it came from.
     pub from: Generation,
 }
 
@@ -353,6 +392,7 @@ pub struct Restored<S> {
     "{current}; previous generation: {previous}. Refusing to start from an untrusted checkpoint: repair the file, or restart with --reset-state to move it aside and start an empty ledger"
 )]
 pub struct Untrusted {
+    /// Why the current file was not used.
     pub current: CheckpointError,
     /// `None` when there is no previous generation.
     pub previous: PreviousGeneration,
@@ -361,7 +401,9 @@ pub struct Untrusted {
 /// The state of `FILE.prev` when the current file was bad.
 #[derive(Debug)]
 pub enum PreviousGeneration {
+    /// There is no previous file either.
     Missing(PathBuf),
+    /// The previous file is bad too.
     Bad(CheckpointError),
 }
 
@@ -381,10 +423,12 @@ pub struct CheckpointFile {
 }
 
 impl CheckpointFile {
+    /// The checkpoint at `path` (its previous generation is `path` + `.prev`).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
     }
 
+    /// The current file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }

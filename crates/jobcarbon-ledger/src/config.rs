@@ -67,25 +67,32 @@ fn default_regions() -> BTreeMap<String, RegionConfig> {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Config {
     #[serde(default = "default_interval")]
+    /// Booking interval (`30s`, `1m`).
     pub interval: Q<Seconds>,
     #[serde(default)]
+    /// Where Kepler, DCGM and the other series are read from.
     pub prometheus: Option<PrometheusConfig>,
     #[serde(default)]
+    /// Energy sources and their options.
     pub energy: EnergyConfig,
     /// Extra or overriding generation sources for `{mix: ...}` intensities (gCO2e/kWh).
     #[serde(default)]
     pub sources: BTreeMap<String, f64>,
     #[serde(default = "default_regions")]
+    /// Regions by name: PUE, grid intensity and node selector.
     pub regions: BTreeMap<String, RegionConfig>,
     #[serde(default = "default_region_label")]
+    /// Node label whose value names a node's region.
     pub node_region_label: String,
     #[serde(default = "default_region_name")]
+    /// Region of nodes without that label.
     pub default_region: String,
     /// Embodied hardware by node labels. Absent: one catch-all from the Cloud Carbon Footprint
-    /// coefficients (see [`default_systems`]); `[]` books no embodied carbon.
+    /// coefficients (see `default_systems`); `[]` books no embodied carbon.
     #[serde(default = "default_systems")]
     pub systems: Vec<SystemConfig>,
     #[serde(default)]
+    /// The platform's overhead and embodied cost.
     pub platform: PlatformConfig,
     /// Products for clusters without the CRD: the `SoftwareProduct` spec schema.
     #[serde(default)]
@@ -97,12 +104,16 @@ pub struct Config {
     #[serde(default)]
     pub workloads: WorkloadsConfig,
     #[serde(default)]
+    /// Checkpoint file and grace period.
     pub state: StateConfig,
     #[serde(default)]
+    /// Inference request counters and the per-request window.
     pub inference: InferenceConfig,
     #[serde(default)]
+    /// `/metrics` and API listener options.
     pub exporter: ExporterConfig,
     #[serde(default)]
+    /// Estimated energy for nodes without meters.
     pub estimation: EstimationConfig,
 }
 
@@ -1065,6 +1076,7 @@ impl Config {
         })
     }
 
+    /// The products the config declares (their lineage, declared carbon, re-training policy).
     pub fn product_defs(&self) -> Vec<ProductDef> {
         self.product_validation().defs()
     }

@@ -30,7 +30,9 @@ use std::time::{Duration, Instant};
 /// Written from a borrow ([`ResumeStateRef`]), read back as this.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResumeState {
+    /// The ledger's books.
     pub ledger: LedgerState,
+    /// Energy counter trackers by source, so restarts do not count a counter twice.
     pub energy_counters: BTreeMap<String, CounterTracker>,
     /// Per-series request counters (earlier checkpoints' `request_counters` sums are
     /// ignored: the first read after restoring one is a baseline).
@@ -42,8 +44,11 @@ pub struct ResumeState {
 /// with the same fields in the same order, so its JSON is byte for byte a [`ResumeState`]'s.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct ResumeStateRef<'a> {
+    /// The ledger's books.
     pub ledger: &'a LedgerState,
+    /// Energy counter trackers by source.
     pub energy_counters: &'a BTreeMap<String, CounterTracker>,
+    /// Request counters and their trackers.
     pub requests: &'a RequestBooks,
 }
 
@@ -106,6 +111,7 @@ pub struct DurabilityStatus {
     pub restored_from: String,
     /// Why the current checkpoint was not used when falling back to the previous one.
     pub recovered_from_error: Option<String>,
+    /// Checkpoints written since start.
     pub checkpoint_writes_total: u64,
     /// Failed checkpoint writes by [`CheckpointError::kind`].
     pub checkpoint_errors: BTreeMap<String, u64>,
@@ -156,6 +162,7 @@ pub fn wall_clock_now() -> Seconds {
 /// What one [`DurableLedger::catch_up`] did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CatchUp {
+    /// Intervals booked by this catch-up.
     pub booked: u64,
     /// Failed sources when booking stopped at an outage.
     pub held_by: Vec<String>,
@@ -251,6 +258,7 @@ impl DurableLedger {
         }
     }
 
+    /// The ledger inside (its state, settings and view).
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
     }
@@ -264,7 +272,7 @@ impl DurableLedger {
         self.update_status(|s| s.restored_state = Some(restored));
     }
 
-    /// Continue from a state rebuilt from Prometheus ([`crate::prom_restore`]) when it is
+    /// Continue from a state rebuilt from Prometheus (`crate::prom_restore`) when it is
     /// later than what this ledger holds (its checkpoint, or nothing). The counter baselines
     /// are re-read at the restored time, so the backfill books the gap from there.
     /// Returns whether the state was adopted.

@@ -19,17 +19,22 @@ use std::collections::BTreeMap;
 /// The finest key an interval is booked under.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct AllocationKey {
+    /// Namespace of the workload.
     pub namespace: String,
     /// `Kind/name`, the `workload` label.
     pub workload: String,
+    /// Phase label (`training`, `inference`, ...).
     pub phase: String,
+    /// Software product, if any.
     pub product: Option<String>,
 }
 
 /// Energy and carbon booked to one key.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Amounts {
+    /// Energy, J.
     pub energy: Joules,
+    /// Carbon by term, gCO2e.
     pub terms: Terms,
 }
 
@@ -43,9 +48,13 @@ impl Amounts {
 /// What one interval `(start, end]` booked.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IntervalDelta {
+    /// Interval start, seconds since the Unix epoch.
     pub start: Seconds,
+    /// Interval end, seconds since the Unix epoch.
     pub end: Seconds,
+    /// What each group was booked in the interval.
     pub items: BTreeMap<AllocationKey, Amounts>,
+    /// Carbon no workload was given, gCO2e, by reason.
     pub unallocated: BTreeMap<UnallocatedReason, Grams>,
 }
 
@@ -171,6 +180,7 @@ fn index_of(t: f64, size: f64) -> i64 {
 }
 
 impl AllocationHistory {
+    /// An empty history keeping what `retention` allows.
     pub fn new(retention: Retention) -> Self {
         let tiers = retention
             .tiers
@@ -256,7 +266,9 @@ impl AllocationHistory {
 /// What [`AllocationHistory::sum`] found (or Prometheus: `crate::allocation_prom`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sums {
+    /// What each group was booked over the span.
     pub items: BTreeMap<AllocationKey, Amounts>,
+    /// Carbon no workload was given over the span, gCO2e, by reason.
     pub unallocated: BTreeMap<UnallocatedReason, Grams>,
     by_index: BTreeMap<u32, Amounts>,
 }

@@ -18,6 +18,7 @@ pub struct KsmHistory {
 }
 
 impl KsmHistory {
+    /// Reads pod history through `client`.
     pub fn new(client: PromClient) -> Self {
         Self { client }
     }

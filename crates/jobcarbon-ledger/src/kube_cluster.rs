@@ -16,6 +16,7 @@ use std::sync::{Mutex, PoisonError};
 
 /// Pods, nodes and products from the reflector stores; CRD products' request counters.
 pub struct KubeCluster {
+    /// The watchers' shared cluster state.
     pub state: ClusterState,
     history: Option<GapHistory>,
 }

@@ -41,6 +41,7 @@ pub struct LatestState {
     pub lookback: Seconds,
     /// `--reset-state`: never restore from Prometheus.
     pub reset: bool,
+    /// What the restore needs (identity, settings, products).
     pub context: RestoreContext,
 }
 

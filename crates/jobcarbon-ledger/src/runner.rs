@@ -23,6 +23,7 @@ use std::time::Instant;
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error("cluster state unavailable: {0}")]
+    /// The source could not answer; the reason.
     Unavailable(String),
 }
 
@@ -40,9 +41,11 @@ pub trait ClusterSource: Send + Sync {
 
 /// What the ledger reads.
 pub struct Sources {
+    /// Energy sources, read in order.
     pub energy: Vec<Box<dyn EnergySource>>,
     /// Request counters and live intensities; `None` when there is no Prometheus.
     pub metrics: Option<Box<dyn MetricQuery>>,
+    /// Pods, nodes and products.
     pub cluster: Box<dyn ClusterSource>,
 }
 
@@ -60,6 +63,7 @@ pub const CLUSTER_SOURCE: &str = "kubernetes";
 /// Name of the metric-query source (requests, live intensity) in self-metrics.
 pub const QUERY_SOURCE: &str = "prometheus";
 
+/// The ledger: books each interval from its sources and publishes the result to its view.
 pub struct Ledger {
     settings: Settings,
     sources: Sources,
@@ -89,6 +93,7 @@ pub struct Ledger {
 const METERED_MEMORY: Seconds = Seconds(600.0);
 
 impl Ledger {
+    /// A ledger over `sources` with `settings`, starting from `state`.
     pub fn new(
         settings: Settings,
         sources: Sources,
@@ -159,20 +164,23 @@ impl Ledger {
         self
     }
 
+    /// The books as of the last interval.
     pub fn state(&self) -> &LedgerState {
         &self.state
     }
 
+    /// The settings it books with.
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
 
+    /// The view the exporter serves (shared, updated after each interval).
     pub fn view(&self) -> SharedView {
         self.view.clone()
     }
 
     /// Read the counters as of `at` without booking anything: the baselines a state restored
-    /// without them ([`crate::prom_restore`]) needs, so the next interval books only its own
+    /// without them (`crate::prom_restore`) needs, so the next interval books only its own
     /// energy and requests.
     pub async fn prime(&mut self, at: Seconds) {
         let mut statuses: BTreeMap<String, SourceStatus> = self

@@ -28,6 +28,7 @@ pub const OUTAGE_RETRY: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
     #[error("cannot read this ledger's exported state from Prometheus: {0}")]
+    /// Prometheus could not be read.
     Prometheus(#[from] SourceError),
 }
 
@@ -59,6 +60,7 @@ pub struct Booked {
 /// Runs after each catch-up that booked at least one interval.
 #[async_trait]
 pub trait AfterBooking: Send {
+    /// Called after each booked interval.
     async fn booked(&mut self, ledger: &DurableLedger, booked: Booked);
 }
 
@@ -73,14 +75,16 @@ pub struct Schedule<R = (), A = ()> {
     /// `None`: this replica always leads (no election). Otherwise it books while the
     /// channel says `true`.
     pub leader: Option<watch::Receiver<bool>>,
+    /// Restores the state before the first booking.
     pub restore: R,
+    /// Runs after each booking.
     pub after_booking: A,
     /// The wait before retrying a held booking or a failed restore.
     pub retry: Duration,
 }
 
 impl Schedule {
-    /// Always leading, no hooks, retrying every [`OUTAGE_RETRY`] (at most once an `interval`).
+    /// Always leading, no hooks, retrying every `OUTAGE_RETRY` (at most once an `interval`).
     pub fn new(interval: Seconds) -> Self {
         Self {
             leader: None,

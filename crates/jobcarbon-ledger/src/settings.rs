@@ -26,26 +26,36 @@ pub enum IdlePolicy {
 #[serde(rename_all = "kebab-case")]
 pub enum PlatformSplit {
     #[default]
+    /// Overhead split equally over the jobs running.
     Equal,
+    /// Overhead split by each job's energy.
     ByEnergy,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Where a region's grid intensity comes from.
 pub enum IntensitySpec {
+    /// A fixed value, gCO2e/kWh.
     Static(GramsPerKwh),
     /// A live PromQL value, evaluated at each interval's end (also when backfilling); the
     /// last good value is kept when the query fails.
     Live {
+        /// The PromQL expression.
         promql: String,
+        /// Used until the first good value, gCO2e/kWh.
         fallback: GramsPerKwh,
         #[serde(default)]
+        /// Average or marginal intensity.
         signal: Signal,
     },
     /// A live provider (`electricity-maps`, `watttime`), attached to the ledger with
     /// `Ledger::with_intensity_providers`; its history books past intervals.
     Provider {
+        /// Provider name.
         provider: String,
+        /// Average or marginal intensity.
         signal: Signal,
+        /// Used until the first good value, gCO2e/kWh.
         fallback: GramsPerKwh,
     },
 }
@@ -61,18 +71,24 @@ impl IntensitySpec {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A region: PUE and grid intensity.
 pub struct RegionDef {
+    /// Power usage effectiveness.
     pub pue: Pue,
+    /// Grid carbon intensity.
     pub intensity: IntensitySpec,
 }
 
 /// Embodied hardware of the nodes whose labels match.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SystemDef {
+    /// Node labels a node must have to be this system.
     pub matches: BTreeMap<String, String>,
+    /// Embodied carbon of one node, gCO2e.
     pub embodied: Grams,
     /// Added per GPU of the node.
     pub per_gpu: Grams,
+    /// Service lifetime, s.
     pub lifetime: Seconds,
 }
 
@@ -82,6 +98,7 @@ impl SystemDef {
         self.embodied + self.per_gpu * f64::from(node.gpu_count)
     }
 
+    /// Whether `node` has every label of `matches`.
     pub fn matches(&self, node: &NodeFacts) -> bool {
         self.matches
             .iter()
@@ -105,16 +122,25 @@ pub struct PlatformDef {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// How the ledger books (DESIGN §2): interval, regions, systems, platform and limits.
 pub struct Settings {
+    /// Booking interval, s.
     pub interval: Seconds,
+    /// How node idle energy is treated.
     pub node_idle: IdlePolicy,
+    /// Regions by name.
     pub regions: BTreeMap<String, RegionDef>,
+    /// Region of nodes that match none.
     pub default_region: String,
     /// First match wins; a node matching none has no embodied carbon booked.
     pub systems: Vec<SystemDef>,
+    /// Platform overhead and embodied cost.
     pub platform: PlatformDef,
+    /// Window of the per-request gauge, s.
     pub inference_window: Seconds,
+    /// How long a finished pod keeps its own series, s.
     pub grace_period: Seconds,
+    /// Pods with their own series at most (more are rolled up).
     pub max_pod_series: usize,
     /// Export one workload series per pod (`exporter.podSeries`), not per workload.
     #[serde(default)]
@@ -199,6 +225,7 @@ impl Settings {
         }
     }
 
+    /// The system `node` is (the first whose labels match).
     pub fn system_for(&self, node: &NodeFacts) -> Option<&SystemDef> {
         self.systems.iter().find(|s| s.matches(node))
     }

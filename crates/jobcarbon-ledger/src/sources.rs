@@ -108,7 +108,9 @@ pub fn dcgm_config(config: &Config) -> DcgmConfig {
 /// The energy sources the config asks for, and the estimated source's cell (refreshed by the
 /// ledger from each snapshot, see [`crate::Ledger::with_estimation`]).
 pub struct EnergySources {
+    /// The sources, in reading order.
     pub sources: Vec<Box<dyn EnergySource>>,
+    /// The estimated source's cell, when estimation is on.
     pub estimation: Option<Arc<EstimationCell>>,
 }
 
@@ -146,8 +148,11 @@ pub fn energy_sources(config: &Config, client: &PromClient) -> Result<EnergySour
 /// Everything the ledger reads from Prometheus: the energy sources, the metric queries
 /// (request counters, intensities) and the client for the restore and the allocation history.
 pub struct Readers {
+    /// Energy sources.
     pub energy: EnergySources,
+    /// Request counters and live intensities, when a Prometheus is configured.
     pub metrics: Option<Box<dyn MetricQuery>>,
+    /// The Prometheus client (restore, allocation history).
     pub prom: Option<PromClient>,
 }
 
@@ -155,8 +160,15 @@ pub struct Readers {
 #[derive(Debug, thiserror::Error)]
 pub enum ReadersError {
     #[error("prometheus.url {url}: {error}")]
-    Client { url: String, error: SourceError },
+    /// No client for the configured URL.
+    Client {
+        /// `prometheus.url`.
+        url: String,
+        /// Why the client could not be built.
+        error: SourceError,
+    },
     #[error("energy sources (energy.keplerZones): {0}")]
+    /// An energy source could not be built.
     Energy(SourceError),
 }
 

@@ -14,9 +14,11 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 pub type ComponentEnergy = BTreeMap<Component, Joules>;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// The ledger's books: every pod, roll-up, product and total booked so far.
 pub struct LedgerState {
     /// End of the last booked interval (seconds since the Unix epoch).
     pub last_booked: Option<Seconds>,
+    /// Intervals booked since the state began.
     pub intervals_booked: u64,
     /// Pods with their own series: running, or finished and within the grace period.
     #[serde(with = "entries")]
@@ -27,6 +29,7 @@ pub struct LedgerState {
     /// Pods over the series cap: booked straight into their roll-up.
     #[serde(with = "entries")]
     pub overflow: BTreeMap<PodKey, OverflowPod>,
+    /// Product books by product name.
     pub products: BTreeMap<String, ProductAccount>,
     /// Cumulative unallocated carbon by reason.
     pub unallocated: BTreeMap<UnallocatedReason, Grams>,
@@ -35,7 +38,7 @@ pub struct LedgerState {
     /// Cumulative GPU energy measured, and the part no pod could be given (`gpu_unmapped`).
     #[serde(default)]
     pub gpu_energy: GpuEnergy,
-    /// The last [`MAX_RUNS_PER_WORKLOAD`] runs of each repeatedly running workload (a
+    /// The last `MAX_RUNS_PER_WORKLOAD` runs of each repeatedly running workload (a
     /// CronJob's Jobs), each with its own books. A view: the workload's own books already
     /// contain them.
     #[serde(default, with = "entries")]
@@ -53,15 +56,20 @@ pub struct LedgerState {
 /// The labels of the totals family.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct TotalsKey {
+    /// Namespace.
     pub namespace: String,
+    /// Phase.
     pub phase: Phase,
+    /// Software product, if any.
     pub product: Option<String>,
 }
 
 /// Energy by component and carbon by term.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Tally {
+    /// Energy by component, J.
     pub energy: ComponentEnergy,
+    /// Carbon by term, gCO2e.
     pub carbon: Terms,
 }
 
@@ -83,22 +91,27 @@ impl Tally {
 /// What the retired workloads had booked, and how many there were.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Retired {
+    /// Workloads retired so far.
     pub workloads: u64,
+    /// What they had booked.
     pub books: Tally,
-    /// The last [`MAX_RECENT_RETIRED`] retired workloads, oldest first, for the JSON API (a
+    /// The last `MAX_RECENT_RETIRED` retired workloads, oldest first, for the JSON API (a
     /// view: their grams are in `books`).
     #[serde(default)]
     pub recent: VecDeque<RetiredWorkload>,
 }
 
 /// Retired workloads the JSON API still lists.
-pub const MAX_RECENT_RETIRED: usize = 1_000;
+pub(crate) const MAX_RECENT_RETIRED: usize = 1_000;
 
 /// A workload whose series stopped, with its books as they were.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RetiredWorkload {
+    /// The workload and labels.
     pub key: RollupKey,
+    /// Its books when it retired.
     pub books: RollupAccount,
+    /// When its series stopped, seconds since the Unix epoch.
     pub retired_at: Seconds,
 }
 
@@ -119,21 +132,26 @@ impl Retired {
 }
 
 /// Runs kept per workload: a daily CronJob shows its last three weeks.
-pub const MAX_RUNS_PER_WORKLOAD: usize = 20;
+pub(crate) const MAX_RUNS_PER_WORKLOAD: usize = 20;
 
 /// One run of a workload (`Job/nightly-retrain-29412960` of `CronJob/nightly-retrain`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunAccount {
+    /// The run's name (`Job/<name>`).
     pub run: String,
+    /// First interval end with a pod of it, seconds since the Unix epoch.
     pub first_seen: Seconds,
+    /// Last interval end with a pod of it, seconds since the Unix epoch.
     pub last_seen: Seconds,
+    /// Energy by component, J.
     pub energy: ComponentEnergy,
+    /// Carbon by term, gCO2e.
     pub carbon: Terms,
 }
 
 impl LedgerState {
     /// The account of `run` of `workload`, opened when first seen. The oldest run (by last
-    /// sight) makes room when the workload has [`MAX_RUNS_PER_WORKLOAD`].
+    /// sight) makes room when the workload has `MAX_RUNS_PER_WORKLOAD`.
     pub fn run_mut(&mut self, workload: &WorkloadRef, run: &str, at: Seconds) -> &mut RunAccount {
         let runs = self.runs.entry(workload.clone()).or_default();
         let index = match runs.iter().position(|r| r.run == run) {
@@ -166,11 +184,14 @@ impl LedgerState {
 /// GPU energy totals, for the share of GPU energy that is unmapped (an alert).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct GpuEnergy {
+    /// GPU energy measured, J.
     pub measured: Joules,
+    /// GPU energy no pod could be given, J.
     pub unmapped: Joules,
 }
 
 impl LedgerState {
+    /// Whether an interval has been booked (`/readyz`).
     pub fn is_ready(&self) -> bool {
         self.intervals_booked > 0
     }
@@ -224,17 +245,29 @@ impl LedgerState {
 /// One pod's running totals.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PodAccount {
+    /// The workload that owns the pod.
     pub workload: WorkloadRef,
+    /// Phase.
     pub phase: Phase,
+    /// Software product, if any.
     pub product: Option<String>,
+    /// Node it ran on.
     pub node: Option<String>,
+    /// Whether it is a platform pod (its carbon is overhead).
     pub platform: bool,
+    /// Whether it was running at the last interval.
     pub running: bool,
+    /// Whether it ever ran (pending-only pods are not booked).
     pub ever_ran: bool,
+    /// Energy by component, J.
     pub energy: ComponentEnergy,
+    /// Carbon by term, gCO2e.
     pub carbon: Terms,
+    /// First seen, seconds since the Unix epoch.
     pub first_seen: Seconds,
+    /// Last seen, seconds since the Unix epoch.
     pub last_seen: Seconds,
+    /// When it finished, if it has.
     pub finished_at: Option<Seconds>,
     /// Components whose energy is estimated (CCF model), not measured.
     #[serde(default)]
@@ -245,6 +278,7 @@ pub struct PodAccount {
 }
 
 impl PodAccount {
+    /// The roll-up its books go to once it is rolled up.
     pub fn rollup_key(&self) -> RollupKey {
         RollupKey {
             workload: self.workload.clone(),
@@ -252,6 +286,7 @@ impl PodAccount {
             product: self.product.clone(),
         }
     }
+    /// Its energy over all components, J.
     pub fn energy_total(&self) -> Joules {
         self.energy.values().sum()
     }
@@ -260,22 +295,31 @@ impl PodAccount {
 /// A pod over the series cap, remembered so late energy still reaches its roll-up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OverflowPod {
+    /// The roll-up it books into.
     pub rollup: RollupKey,
+    /// When it left the cluster, if it has.
     pub gone_at: Option<Seconds>,
 }
 
 /// A workload's finished pods, by the labels they had.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RollupKey {
+    /// The workload.
     pub workload: WorkloadRef,
+    /// Phase.
     pub phase: Phase,
+    /// Software product, if any.
     pub product: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// A workload's rolled-up pods' books.
 pub struct RollupAccount {
+    /// Energy by component, J.
     pub energy: ComponentEnergy,
+    /// Carbon by term, gCO2e.
     pub carbon: Terms,
+    /// Pods rolled up.
     pub pods: u64,
     /// Components whose energy is estimated for some of its pods.
     #[serde(default)]
@@ -285,12 +329,15 @@ pub struct RollupAccount {
 /// One product's books.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProductAccount {
+    /// Product type (model, dataset, ...).
     pub kind: ProductType,
     /// Σ ASCᵉ of the jobs that built it.
     pub measured: Grams,
     /// EPC as of the last interval.
     pub epc: EpcParts,
+    /// Re-training carbon waiting for inference.
     pub pool: RetrainingPool,
+    /// Inference requests counted so far.
     pub requests_total: f64,
     /// Σ ASCᵉ of its inference pods.
     pub inference_grams_total: Grams,
@@ -299,6 +346,7 @@ pub struct ProductAccount {
 }
 
 impl ProductAccount {
+    /// Empty books for a product of `kind`.
     pub fn new(kind: ProductType) -> Self {
         Self {
             kind,
@@ -320,9 +368,13 @@ impl ProductAccount {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// One interval of the per-request window.
 pub struct WindowEntry {
+    /// Interval end, seconds since the Unix epoch.
     pub at: Seconds,
+    /// Inference carbon booked, gCO2e.
     pub grams: Grams,
+    /// Requests counted.
     pub requests: f64,
 }
 
@@ -331,19 +383,27 @@ pub struct WindowEntry {
 /// every gram of re-training eventually lands on inference.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RetrainingPool {
+    /// Deposits not yet drained.
     pub tranches: Vec<Tranche>,
+    /// Carbon ever deposited, gCO2e.
     pub deposited: Grams,
+    /// Carbon drained to inference so far, gCO2e.
     pub drained: Grams,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// One re-training deposit, draining at a fixed rate.
 pub struct Tranche {
+    /// When it was deposited, seconds since the Unix epoch.
     pub opened_at: Seconds,
+    /// Carbon left, gCO2e.
     pub remaining: Grams,
+    /// Drain rate over inference time, gCO2e/s.
     pub rate: GramsPerSecond,
 }
 
 impl RetrainingPool {
+    /// Carbon still waiting, gCO2e.
     pub fn balance(&self) -> Grams {
         self.tranches.iter().map(|t| t.remaining).sum()
     }

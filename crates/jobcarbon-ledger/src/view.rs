@@ -8,10 +8,12 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
+/// The view shared between the ledger (writer) and the HTTP surface (readers).
 pub type SharedView = Arc<RwLock<LedgerView>>;
 
 /// Upper bounds (seconds) of the interval-duration histogram.
-pub const INTERVAL_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+pub(crate) const INTERVAL_BUCKETS: [f64; 10] =
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
 /// Cheap to clone: the state, the lineage and the history are shared (`Arc`), so a reader
 /// takes a [`snapshot`] under the read lock and works on it after releasing the lock.
@@ -20,10 +22,13 @@ pub struct LedgerView {
     /// The booked state, as the ledger published it (the ledger keeps the same `Arc`).
     #[serde(serialize_with = "shared")]
     pub state: Arc<LedgerState>,
+    /// Each region's PUE and intensity as last booked.
     pub regions: BTreeMap<String, RegionStatus>,
     /// Region of nodes without the region label (the advice's home region).
     pub default_region: Option<String>,
+    /// Each energy source's errors and last success.
     pub sources: BTreeMap<String, SourceStatus>,
+    /// Interval booking durations, s.
     pub interval_seconds: Histogram,
     /// Checkpoint, backfill and outage health (`crate::durable`); default when not durable.
     pub durability: crate::durable::DurabilityStatus,
@@ -48,9 +53,10 @@ pub struct LedgerView {
 }
 
 /// Each product's parents, by product.
-pub type Lineage = BTreeMap<String, Vec<ParentEdge>>;
+pub(crate) type Lineage = BTreeMap<String, Vec<ParentEdge>>;
 
 impl LedgerView {
+    /// An empty view, shared.
     pub fn shared() -> SharedView {
         Arc::new(RwLock::new(Self::default()))
     }
@@ -74,8 +80,11 @@ fn shared<T: Serialize, S: serde::Serializer>(value: &Arc<T>, s: S) -> Result<S:
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+/// A region's factors at the last interval.
 pub struct RegionStatus {
+    /// Power usage effectiveness.
     pub pue: Pue,
+    /// Grid carbon intensity, gCO2e/kWh.
     pub intensity: GramsPerKwh,
     /// For live intensities: seconds since the last good value (None: static region).
     pub staleness: Option<Seconds>,
@@ -99,6 +108,7 @@ impl RegionStatus {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+/// An energy source's health.
 pub struct SourceStatus {
     /// Errors by kind (`SourceError::kind`).
     pub errors: BTreeMap<String, u64>,
@@ -106,12 +116,15 @@ pub struct SourceStatus {
     pub last_success: Option<Seconds>,
 }
 
-/// A histogram with fixed buckets ([`INTERVAL_BUCKETS`] and +Inf); counts per bucket, not
+/// A histogram with fixed buckets (`INTERVAL_BUCKETS` and +Inf); counts per bucket, not
 /// cumulative (the encoder accumulates).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Histogram {
+    /// Observations per bucket (not cumulative; the last is +Inf).
     pub counts: Vec<u64>,
+    /// Sum of the observed values, s.
     pub sum: f64,
+    /// Observations.
     pub count: u64,
 }
 
@@ -126,6 +139,7 @@ impl Default for Histogram {
 }
 
 impl Histogram {
+    /// Records one observation of `value` s.
     pub fn observe(&mut self, value: f64) {
         let bucket = INTERVAL_BUCKETS
             .iter()
@@ -152,14 +166,16 @@ impl Histogram {
 /// One lineage edge to a parent product.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ParentEdge {
+    /// Parent product.
     pub product: String,
+    /// Lineage weight (w₁ or w₂) of the parent's EPC.
     pub weight: f64,
     /// `model` (`derivedFrom`) or `dataset` (`datasets`).
     pub via: &'static str,
 }
 
 /// The lineage of `products`, by product.
-pub fn lineage_of(products: &[jobcarbon_core::ProductDef]) -> Lineage {
+pub(crate) fn lineage_of(products: &[jobcarbon_core::ProductDef]) -> Lineage {
     products
         .iter()
         .map(|def| {
@@ -182,7 +198,7 @@ pub fn lineage_of(products: &[jobcarbon_core::ProductDef]) -> Lineage {
 /// The lineage of the last product definitions seen, rebuilt only when they change (the
 /// ledger publishes the same `Arc` every interval until then).
 #[derive(Debug, Default)]
-pub struct LineageCache {
+pub(crate) struct LineageCache {
     products: Vec<jobcarbon_core::ProductDef>,
     lineage: Arc<Lineage>,
 }

@@ -9,7 +9,7 @@ use jobcarbon_core::{
     Joules, NodeFacts, Phase, PodFacts, PodKey, ProductDef, ProductType, Pue, RetrainingPolicy,
     Seconds, Term, Terms, UnallocatedReason, WorkloadRef,
 };
-use jobcarbon_ledger::settings::SystemDef;
+use jobcarbon_ledger::SystemDef;
 use jobcarbon_ledger::state::TotalsKey;
 use jobcarbon_ledger::{
     Account, Conditions, IdlePolicy, IntervalInput, IntervalReport, LedgerState, PlatformSplit,

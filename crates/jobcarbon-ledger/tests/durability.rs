@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use jobcarbon_core::{
     ClusterSnapshot, GramsPerKwh, NodeFacts, Phase, PodFacts, ProductDef, ProductType, Pue, Seconds,
 };
+use jobcarbon_ledger::SystemDef;
 use jobcarbon_ledger::checkpoint::CheckpointFile;
-use jobcarbon_ledger::settings::SystemDef;
 use jobcarbon_ledger::{
     ClusterError, ClusterSource, DurableLedger, Ledger, LedgerState, LedgerView, ResumeState,
     Settings, Sources,

@@ -12,10 +12,10 @@ use jobcarbon_core::{
     ClusterSnapshot, Component, EnergyOwner, EnergyReading, GramsPerKwh, Joules, NodeFacts,
     PodFacts, PodKey, Pue, Seconds, Term,
 };
-use jobcarbon_ledger::settings::{IntensitySpec, RegionDef};
 use jobcarbon_ledger::{
     ClusterError, ClusterSource, DurableLedger, Ledger, LedgerState, LedgerView, Settings, Sources,
 };
+use jobcarbon_ledger::{IntensitySpec, RegionDef};
 use jobcarbon_telemetry::intensity::{
     ElectricityMaps, ElectricityMapsConfig, PolledProvider, WattTime, WattTimeConfig,
 };

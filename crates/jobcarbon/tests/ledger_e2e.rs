@@ -8,9 +8,9 @@
 use jobcarbon_core::Seconds;
 use jobcarbon_exporter::{Format, encode_metrics};
 use jobcarbon_kube::ClusterState;
+use jobcarbon_ledger::KsmHistory;
+use jobcarbon_ledger::KubeCluster;
 use jobcarbon_ledger::clock::ManualClock;
-use jobcarbon_ledger::ksm_history::KsmHistory;
-use jobcarbon_ledger::kube_cluster::KubeCluster;
 use jobcarbon_ledger::view::LedgerView;
 use jobcarbon_ledger::{Config, Ledger, SharedView, Sources};
 use jobcarbon_telemetry::prom::{PromClient, PromConfig, PromMetrics};

@@ -55,13 +55,16 @@ impl Stage {
 /// What entered a stage and what left it, in one unit.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Flow<Q> {
+    /// Quantity that entered the stage.
     pub entered: Q,
+    /// Quantity that left it (booked or passed on).
     pub left: Q,
     /// The size of the running totals the balance was taken from (the tolerance scales with it).
     pub scale: f64,
 }
 
 impl<Q: Quantity> Flow<Q> {
+    /// A flow; `scale` sets the tolerance of its conservation check.
     pub fn new(entered: Q, left: Q, scale: f64) -> Self {
         Self {
             entered,
@@ -87,12 +90,16 @@ impl<Q: Quantity> Flow<Q> {
 /// unit is zero in and out).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct StageFlow {
+    /// The stage.
     pub stage: Stage,
+    /// Energy into and out of the stage, J.
     pub joules: Flow<Joules>,
+    /// Carbon into and out of the stage, gCO2e.
     pub grams: Flow<Grams>,
 }
 
 impl StageFlow {
+    /// An energy-only stage flow.
     pub fn energy(stage: Stage, joules: Flow<Joules>) -> Self {
         Self {
             stage,
@@ -100,6 +107,7 @@ impl StageFlow {
             grams: Flow::none(),
         }
     }
+    /// A carbon-only stage flow.
     pub fn carbon(stage: Stage, grams: Flow<Grams>) -> Self {
         Self {
             stage,

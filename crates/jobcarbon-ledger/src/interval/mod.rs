@@ -61,15 +61,20 @@ pub const DEFAULT_AMORTIZE_OVER: Seconds = Seconds(86_400.0);
 /// PUE and intensity of one region for this interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Conditions {
+    /// Power usage effectiveness of the region.
     pub pue: Pue,
+    /// Grid carbon intensity of the region, gCO2e/kWh.
     pub intensity: GramsPerKwh,
 }
 
 /// Everything observed for one interval ending at `at`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct IntervalInput {
+    /// End of the interval, seconds since the Unix epoch.
     pub at: Seconds,
+    /// Pods, nodes and products at the interval's end.
     pub snapshot: ClusterSnapshot,
+    /// Energy measured in the interval, per owner.
     pub energy: Vec<EnergyDelta>,
     /// Inference requests in the interval, by product.
     pub requests: BTreeMap<String, f64>,
@@ -84,6 +89,7 @@ pub struct IntervalInput {
 /// Where a gram went within an interval.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Account {
+    /// A pod's books.
     Pod(PodKey),
     /// Platform pods' own carbon, passed on to jobs in the same interval.
     Platform,
@@ -92,7 +98,9 @@ pub enum Account {
 /// What one interval booked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IntervalReport {
+    /// End of the interval, seconds since the Unix epoch.
     pub at: Seconds,
+    /// Length of the interval, s.
     pub duration: Seconds,
     /// New carbon: measured energy, embodied hardware, declared platform overhead, platform EPC.
     pub emissions: Books<Account>,
@@ -201,6 +209,7 @@ fn by_key<V>(len: usize, entries: impl Iterator<Item = (PodKey, V)>) -> BTreeMap
 
 /// Sum of a roll-up account and helpers used by the exporter and tests.
 impl RollupAccount {
+    /// All energy booked in the interval, J.
     pub fn energy_total(&self) -> Joules {
         self.energy.values().sum()
     }
