@@ -6,7 +6,8 @@
 //!     scripts/scale.sh 20000        # builds the release binary, then runs this example
 //!
 //! The pods are a mix: 60 % single-pod Jobs (training, fine-tuning, data preparation) and 40 %
-//! Deployment replicas (inference, ten pods per Deployment).
+//! Deployment replicas (inference, four replicas per Deployment, in its namespace with its
+//! labels). `SCALE_DUMP=FILE` keeps the last `/metrics` body.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a harness that cannot start should stop
 
@@ -28,7 +29,14 @@ fn now() -> f64 {
         .as_secs_f64()
 }
 
+/// The workload number of pod `i`: the pod for a Job, its Deployment for a replica. A
+/// Deployment's replicas share its namespace and template labels.
+fn workload_of(i: usize) -> usize {
+    if i % 10 <= 5 { i } else { i / 10 }
+}
+
 fn pod(i: usize, nodes: usize) -> Value {
+    let w = workload_of(i);
     let (phase, owner) = match i % 10 {
         0..=5 => (
             ["training", "fine-tuning", "data-prep"][i % 3],
@@ -45,11 +53,11 @@ fn pod(i: usize, nodes: usize) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
-            "name": format!("pod-{i}"), "namespace": format!("team-{}", i % 50),
+            "name": format!("pod-{i}"), "namespace": format!("team-{}", w % 50),
             "uid": format!("pod-uid-{i}"), "resourceVersion": "1",
             "creationTimestamp": "2026-12-01T00:00:00Z",
             "labels": {"jobcarbon.io/phase": phase,
-                       "jobcarbon.io/product": format!("model-{}", i % 20),
+                       "jobcarbon.io/product": format!("model-{}", w % 20),
                        "pod-template-hash": "5f9c8"},
             "ownerReferences": [owner]
         },
@@ -91,7 +99,7 @@ fn kepler_body(pods: usize, nodes: usize, origin: f64, t: f64) -> String {
         out.push_str(&format!(
             "kepler_pod_cpu_joules_total{{node_name=\"node-{}\",pod_id=\"pod-uid-{i}\",pod_name=\"pod-{i}\",pod_namespace=\"team-{}\",state=\"running\",zone=\"package\"}} {}\n",
             i % nodes,
-            i % 50,
+            workload_of(i) % 50,
             10.0 * dt
         ));
     }
@@ -184,6 +192,10 @@ fn scrape(port: u16) -> Option<(f64, usize, usize, f64, f64)> {
     let mut body = String::new();
     stream.read_to_string(&mut body).ok()?;
     let seconds = started.elapsed().as_secs_f64();
+    // SCALE_DUMP=FILE keeps the last body, to see which series there are.
+    if let Ok(path) = std::env::var("SCALE_DUMP") {
+        let _ = std::fs::write(path, &body);
+    }
     // Every series carries the ledger's identity label: `name{ledger="…"} value`.
     let value = |name: &str| {
         body.lines()
