@@ -225,8 +225,10 @@ impl Ledger {
 
         let snapshot = self.read_cluster(at, &mut statuses).await;
         self.refresh_estimation(&snapshot);
+        let cluster_s = started.elapsed().as_secs_f64();
         let counters_before = hold_on_outage.then(|| self.energy_counters.clone());
         let energy = self.read_energy(at, &snapshot, &mut statuses).await;
+        let energy_s = started.elapsed().as_secs_f64() - cluster_s;
         let failed: Vec<String> = self
             .sources
             .energy
@@ -248,6 +250,7 @@ impl Ledger {
         let (conditions, regions) = self.resolve_regions(at, &mut statuses).await;
 
         let lineage = self.lineage.lineage(&snapshot.products);
+        let booking = Instant::now();
         let input = IntervalInput {
             at,
             snapshot,
@@ -260,7 +263,7 @@ impl Ledger {
         let delta = crate::history::interval_delta(&self.state, &state, &report);
         // Published, not copied: the view gets the same `Arc` (a pointer swap under the lock).
         self.state = Arc::new(state);
-
+        let book_s = booking.elapsed().as_secs_f64();
         let elapsed = started.elapsed().as_secs_f64();
         match self.view.write() {
             Ok(mut view) => {
@@ -276,8 +279,11 @@ impl Ledger {
         }
         tracing::debug!(
             at = at.value(),
-            duration = report.duration.value(),
             emitted = report.emissions.input.value(),
+            cluster_s,
+            energy_s,
+            book_s,
+            total_s = elapsed,
             "interval booked"
         );
         Ok(report)

@@ -7,7 +7,8 @@
 //!
 //! The pods are a mix: 60 % single-pod Jobs (training, fine-tuning, data preparation) and 40 %
 //! Deployment replicas (inference, four replicas per Deployment, in its namespace with its
-//! labels). `SCALE_DUMP=FILE` keeps the last `/metrics` body.
+//! labels). `SCALE_DUMP=FILE` keeps the last `/metrics` body; `SCALE_LEDGER_LOG=FILTER` sets the
+//! ledger's log filter (e.g. `jobcarbon_ledger::runner=debug` for each interval's phase times).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a harness that cannot start should stop
 
@@ -173,7 +174,10 @@ fn start_ledger(dir: &Path, api_url: &str, port: u16) -> Child {
         ])
         .env("KUBECONFIG", write_kubeconfig(dir, api_url))
         .env_remove("JOBCARBON_LEADER_ELECTION_LEASE")
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("SCALE_LEDGER_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        )
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("ledger.log")).unwrap())
         .spawn()
