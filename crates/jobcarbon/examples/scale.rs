@@ -7,7 +7,8 @@
 //!
 //! The pods are a mix: 60 % single-pod Jobs (training, fine-tuning, data preparation) and 40 %
 //! Deployment replicas (inference, four replicas per Deployment, in its namespace with its
-//! labels). `SCALE_DUMP=FILE` keeps the last `/metrics` body; `SCALE_LEDGER_LOG=FILTER` sets the
+//! labels). `SCALE_DUMP=FILE` keeps the last `/metrics` body (and the ledger's log as
+//! `FILE.ledger.log`); `SCALE_LEDGER_LOG=FILTER` sets the
 //! ledger's log filter (e.g. `jobcarbon_ledger::runner=debug` for each interval's phase times).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a harness that cannot start should stop
@@ -295,6 +296,9 @@ async fn main() {
     let report = tokio::task::spawn_blocking(move || measure(port, pid, 3.0)).await;
     let _ = ledger.kill();
     let _ = ledger.wait();
+    if let Ok(path) = std::env::var("SCALE_DUMP") {
+        let _ = std::fs::copy(dir.path().join("ledger.log"), format!("{path}.ledger.log"));
+    }
     match report {
         Ok(line) => println!("{pods} pods on {nodes} nodes: {line}"),
         Err(e) => {
