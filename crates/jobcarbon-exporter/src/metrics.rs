@@ -8,7 +8,7 @@ use jobcarbon_ledger::state::{ComponentEnergy, TotalsKey};
 use jobcarbon_ledger::view::{LedgerView, snapshot};
 use jobcarbon_ledger::{LedgerState, SharedView};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelValue, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::collections::{BTreeMap, BTreeSet};
@@ -196,11 +196,12 @@ fn product(product: &Option<String>) -> &str {
     product.as_deref().unwrap_or("")
 }
 
-fn counter(
+/// Label values are borrowed where the books hold them (`&str`), owned otherwise.
+fn counter<V: EncodeLabelValue>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    samples: impl IntoIterator<Item = (Vec<(&'static str, String)>, f64)>,
+    samples: impl IntoIterator<Item = (Vec<(&'static str, V)>, f64)>,
 ) -> fmt::Result {
     let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
     for (labels, value) in samples {
@@ -224,25 +225,24 @@ fn gauge(
     Ok(())
 }
 
-fn workload_labels(s: &Series<'_>) -> Vec<(&'static str, String)> {
-    let mut labels = vec![
-        ("namespace", s.namespace.to_owned()),
-        ("workload", s.workload.to_owned()),
-    ];
+fn workload_labels<'a>(s: &Series<'a>) -> Vec<(&'static str, &'a str)> {
+    let mut labels = Vec::with_capacity(8);
+    labels.push(("namespace", s.namespace));
+    labels.push(("workload", s.workload));
     if let Some(pod) = s.pod {
-        labels.push(("pod", pod.to_owned()));
+        labels.push(("pod", pod));
     }
-    labels.push(("phase", s.phase.to_owned()));
-    labels.push(("product", s.product.to_owned()));
+    labels.push(("phase", s.phase));
+    labels.push(("product", s.product));
     labels
 }
 
-fn with(
-    mut labels: Vec<(&'static str, String)>,
+fn with<'a>(
+    mut labels: Vec<(&'static str, &'a str)>,
     key: &'static str,
-    value: &str,
-) -> Vec<(&'static str, String)> {
-    labels.push((key, value.to_owned()));
+    value: &'a str,
+) -> Vec<(&'static str, &'a str)> {
+    labels.push((key, value));
     labels
 }
 
@@ -320,13 +320,13 @@ fn encode_workloads(series: &[Series<'_>], encoder: &mut DescriptorEncoder) -> f
 /// including workloads whose series have stopped. Sum this, not the workload series, for
 /// cluster, namespace, phase, product or term totals.
 fn encode_totals(state: &LedgerState, encoder: &mut DescriptorEncoder) -> fmt::Result {
-    let labels = |k: &TotalsKey| {
+    fn labels(k: &TotalsKey) -> Vec<(&'static str, &str)> {
         vec![
-            ("namespace", k.namespace.clone()),
-            ("phase", k.phase.as_str().to_owned()),
-            ("product", product(&k.product).to_owned()),
+            ("namespace", k.namespace.as_str()),
+            ("phase", k.phase.as_str()),
+            ("product", product(&k.product)),
         ]
-    };
+    }
     counter(
         encoder,
         "jobcarbon_energy_joules",
@@ -562,13 +562,13 @@ fn encode_self_books(
         encoder,
         "jobcarbon_workloads_retired",
         "Workloads whose series stopped because none of their pods is left (their grams stay in jobcarbon_carbon_grams_total).",
-        [(Vec::new(), state.retired.workloads as f64)],
+        [(no_labels(), state.retired.workloads as f64)],
     )?;
     counter(
         encoder,
         "jobcarbon_series_dropped",
         "Pods that got no account of their own because of the series cap (booked into their workload's roll-up).",
-        [(Vec::new(), state.series_dropped as f64)],
+        [(no_labels(), state.series_dropped as f64)],
     )
 }
 
@@ -647,7 +647,7 @@ fn encode_durability(d: &DurabilityStatus, encoder: &mut DescriptorEncoder) -> f
         encoder,
         "jobcarbon_ledger_backfilled_intervals",
         "Intervals booked from Prometheus history after a restart or an outage.",
-        [(Vec::new(), d.backfilled_intervals_total as f64)],
+        [(no_labels(), d.backfilled_intervals_total as f64)],
     )?;
     gauge(
         encoder,
@@ -670,7 +670,7 @@ fn encode_durability(d: &DurabilityStatus, encoder: &mut DescriptorEncoder) -> f
         encoder,
         "jobcarbon_checkpoint_writes",
         "Checkpoints written.",
-        [(Vec::new(), d.checkpoint_writes_total as f64)],
+        [(no_labels(), d.checkpoint_writes_total as f64)],
     )?;
     counter(
         encoder,
@@ -686,4 +686,9 @@ fn encode_durability(d: &DurabilityStatus, encoder: &mut DescriptorEncoder) -> f
         "Wall-clock time of the last successful checkpoint write.",
         d.last_checkpoint.map(|t| (Vec::new(), t.value())),
     )
+}
+
+/// The label set of a family with one unlabelled sample.
+fn no_labels() -> Vec<(&'static str, &'static str)> {
+    Vec::new()
 }
