@@ -42,6 +42,20 @@ impl Phase {
         Phase::Inference,
     ];
 
+    /// Every phase, as exported: the labelled ones in life-cycle order, then `Unlabelled` and
+    /// `Invalid`.
+    pub const ALL: [Phase; 9] = [
+        Phase::DataPrep,
+        Phase::Experimentation,
+        Phase::Training,
+        Phase::FineTuning,
+        Phase::Distillation,
+        Phase::Retraining,
+        Phase::Inference,
+        Phase::Unlabelled,
+        Phase::Invalid,
+    ];
+
     /// The label value (kebab-case), also the `phase` metric label.
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -87,11 +87,7 @@ fn parse<T: Copy>(all: &[T], name: fn(T) -> &'static str, value: &str) -> Option
 }
 
 fn phase(value: &str) -> Option<Phase> {
-    let all: Vec<Phase> = Phase::LABELLED
-        .into_iter()
-        .chain([Phase::Unlabelled, Phase::Invalid])
-        .collect();
-    parse(&all, Phase::as_str, value)
+    parse(&Phase::ALL, Phase::as_str, value)
 }
 
 fn product_type(value: &str) -> Option<ProductType> {

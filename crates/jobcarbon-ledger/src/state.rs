@@ -81,10 +81,21 @@ impl Tally {
 
     /// Adds `energy` and `carbon` to these books.
     pub fn add(&mut self, energy: Option<&ComponentEnergy>, carbon: Terms) {
-        for (c, j) in energy.into_iter().flatten() {
-            *self.energy.entry(*c).or_insert(Joules::ZERO) += *j;
-        }
+        add_energy(
+            &mut self.energy,
+            energy.into_iter().flatten().map(|(c, j)| (*c, *j)),
+        );
         self.carbon += carbon;
+    }
+}
+
+/// Adds each `(component, joules)` of `from` to `into`.
+pub(crate) fn add_energy(
+    into: &mut ComponentEnergy,
+    from: impl Iterator<Item = (Component, Joules)>,
+) {
+    for (c, j) in from {
+        *into.entry(c).or_insert(Joules::ZERO) += j;
     }
 }
 

@@ -701,17 +701,7 @@ fn world_settings(
 }
 
 fn world_pods(pods: &[PodParams]) -> Vec<PodFacts> {
-    let phases = [
-        Phase::DataPrep,
-        Phase::Experimentation,
-        Phase::Training,
-        Phase::FineTuning,
-        Phase::Distillation,
-        Phase::Retraining,
-        Phase::Inference,
-        Phase::Unlabelled,
-        Phase::Invalid,
-    ];
+    let phases = Phase::ALL;
     pods.iter()
         .enumerate()
         .map(|(i, (n, ph, pr, w, running, platform, share))| {

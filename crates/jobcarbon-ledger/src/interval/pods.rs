@@ -8,19 +8,16 @@
 use super::context::{Context, PodId, PodIndex};
 use super::flow::{Accumulator, Flow, PodEnergy, Stage, StageFlow, components};
 use crate::settings::Settings;
-use crate::state::{ComponentEnergy, LedgerState, OverflowPod, PodAccount, RollupKey};
-use jobcarbon_core::{Component, Grams, Joules, PodFacts, Seconds, Terms};
+use crate::state::{LedgerState, OverflowPod, PodAccount, RollupKey, add_energy};
+use jobcarbon_core::{Grams, PodFacts, Seconds, Terms};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Carbon held by the state's pods and roll-ups, and its unallocated totals.
+/// Carbon held by the state's workloads (live and retired), and its unallocated totals.
 fn state_carbon(state: &LedgerState) -> (Grams, Grams) {
-    let held = state
-        .pods
-        .values()
-        .map(|p| p.carbon.asce())
-        .chain(state.rolled_up.values().map(|r| r.carbon.asce()))
-        .sum();
-    (held, state.unallocated.values().copied().sum())
+    (
+        state.booked_to_workloads(),
+        state.unallocated.values().copied().sum(),
+    )
 }
 
 /// Stage 9. Books the interval into the next state.
@@ -308,11 +305,5 @@ fn mark_overflow_estimated(ctx: &Context<'_>, acc: &mut Accumulator) {
             let rollup = next.rolled_up.entry(pod.rollup.clone()).or_default();
             rollup.estimated.extend(components(acc.estimated[id]));
         }
-    }
-}
-
-fn add_energy(into: &mut ComponentEnergy, from: impl Iterator<Item = (Component, Joules)>) {
-    for (c, j) in from {
-        *into.entry(c).or_insert(Joules::ZERO) += j;
     }
 }
