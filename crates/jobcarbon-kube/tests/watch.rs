@@ -394,3 +394,116 @@ async fn status_is_written_by_server_side_apply_on_the_subresource() {
     assert!(expired("x").contains("410"));
     let _ = event("ADDED", &json!({}));
 }
+
+/// `count` running pods cloned from the fixture's training pod, named `pod-0000`….
+fn many_pods(count: usize) -> Vec<Value> {
+    let template = pod_list()["items"]
+        .as_array()
+        .and_then(|items| {
+            items
+                .iter()
+                .find(|p| p["metadata"]["name"] == "bert-base-train-7x9kq")
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("fixture lacks bert-base-train-7x9kq"));
+    (0..count)
+        .map(|i| {
+            let mut pod = template.clone();
+            pod["metadata"]["name"] = json!(format!("pod-{i:04}"));
+            pod["metadata"]["uid"] = json!(format!("00000000-0000-4000-8000-{i:012}"));
+            pod
+        })
+        .collect()
+}
+
+fn list_requests(
+    api: &FakeKubeApi,
+    path: &str,
+) -> Vec<jobcarbon_testkit::kube_api::RecordedRequest> {
+    api.requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path == path && !r.has_query("watch", "true"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_large_cluster_arrives_whole_through_pages() {
+    let api = FakeKubeApi::start().await.unwrap_or_else(|e| panic!("{e}"));
+    api.push_list(PODS, list("v1", "PodList", "5000", many_pods(1234)));
+    api.push_list(NODES, node_list());
+
+    let state = start(&api, WatchConfig::default()).await;
+    let mut names = pod_names(&state);
+    names.sort();
+    let expected: Vec<String> = (0..1234).map(|i| format!("pod-{i:04}")).collect();
+    assert_eq!(names, expected);
+    // kube-runtime's watcher asks for pages of 500 and follows `continue` to the end.
+    let pages = list_requests(&api, PODS);
+    assert_eq!(pages.len(), 3, "{pages:?}");
+    assert!(
+        pages.iter().all(|r| r.has_query("limit", "500")),
+        "{pages:?}"
+    );
+    assert!(!pages[0].query.contains("continue="), "{pages:?}");
+    assert!(
+        pages[1..].iter().all(|r| r.query.contains("continue=")),
+        "{pages:?}"
+    );
+}
+
+async fn get(client: &kube::Client, uri: &str) -> Result<Value, kube::Error> {
+    let request = http::Request::get(uri)
+        .body(Vec::new())
+        .unwrap_or_else(|e| panic!("request {uri}: {e}"));
+    client.request::<Value>(request).await
+}
+
+fn api_error_code(result: Result<Value, kube::Error>) -> (u16, String) {
+    match result {
+        Err(kube::Error::Api(status)) => (status.code, status.reason.clone()),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn pages_carry_the_api_servers_continue_and_expire_with_their_snapshot() {
+    let api = FakeKubeApi::start().await.unwrap_or_else(|e| panic!("{e}"));
+    api.push_list(PODS, list("v1", "PodList", "5000", many_pods(5)));
+    api.push_list(PODS, list("v1", "PodList", "6000", many_pods(3)));
+    let client = client(&api).await;
+
+    let first = get(&client, "/api/v1/pods?limit=2")
+        .await
+        .unwrap_or_else(|e| panic!("first page: {e}"));
+    assert_eq!(first["kind"], "PodList");
+    assert_eq!(first["metadata"]["resourceVersion"], "5000");
+    assert_eq!(first["metadata"]["remainingItemCount"], 3);
+    assert_eq!(first["items"].as_array().map(Vec::len), Some(2));
+    let token = first["metadata"]["continue"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no continue token: {first}"))
+        .to_owned();
+
+    let second = get(&client, &format!("/api/v1/pods?limit=2&continue={token}"))
+        .await
+        .unwrap_or_else(|e| panic!("second page: {e}"));
+    assert_eq!(second["items"][0]["metadata"]["name"], "pod-0002");
+    assert_eq!(second["metadata"]["remainingItemCount"], 1);
+
+    // `continue` may not be combined with `resourceVersion` (400), as on the API server.
+    let both = get(
+        &client,
+        &format!("/api/v1/pods?continue={token}&resourceVersion=5000"),
+    )
+    .await;
+    assert_eq!(api_error_code(both), (400, "BadRequest".to_owned()));
+
+    // A new list (resourceVersion 6000) starts; the old snapshot's token is then 410 Expired.
+    let newer = get(&client, "/api/v1/pods?limit=10")
+        .await
+        .unwrap_or_else(|e| panic!("new list: {e}"));
+    assert_eq!(newer["metadata"]["resourceVersion"], "6000");
+    assert!(newer["metadata"].get("continue").is_none(), "{newer}");
+    let stale = get(&client, &format!("/api/v1/pods?limit=2&continue={token}")).await;
+    assert_eq!(api_error_code(stale), (410, "Expired".to_owned()));
+}

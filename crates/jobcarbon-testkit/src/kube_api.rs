@@ -15,7 +15,11 @@
 //!
 //! Scripting, per collection path (`/api/v1/pods`, `/apis/jobcarbon.io/v1alpha1/softwareproducts`):
 //! - each list request (`GET` without `watch`) takes the next pushed list body; when none is
-//!   left the last one is served again (a quiet cluster);
+//!   left the last one is served again (a quiet cluster); with `limit` (kube-runtime's watcher
+//!   asks for pages of 500) the list is served in pages as the API server serves them:
+//!   `metadata.continue` (the server's token format) and `remainingItemCount` while items
+//!   remain, the next page for `continue=<token>`, 410 `Expired` for a token from an older
+//!   list, 400 for `continue` with `resourceVersion`;
 //! - each watch request (`?watch=true`) takes the next pushed [`WatchScript`] and streams its lines;
 //!   the script then closes the stream or keeps it open; with no script left the stream stays
 //!   open and silent (as a real server does until `timeoutSeconds`);
@@ -643,17 +647,179 @@ fn collection_response(
             .unwrap_or_else(|| WatchScript::hang(Vec::new()));
         return watch_response(script, shape);
     }
-    let list = match collection.lists.pop_front() {
-        Some(list) => {
-            collection.last_list = Some(list.clone());
-            Some(list)
-        }
-        None => collection.last_list.clone(),
+    let paging = match Paging::of(query) {
+        Ok(paging) => paging,
+        Err(message) => return bad_request(&message),
     };
-    match list {
-        Some(list) => json_response(StatusCode::OK, &shaped(shape, list, true)),
-        None => not_found(path),
+    // Later pages continue the snapshot the first page started; only a first page moves on.
+    if paging.token.is_none()
+        && let Some(next) = collection.lists.pop_front()
+    {
+        collection.last_list = Some(next);
     }
+    let Some(list) = collection.last_list.as_ref() else {
+        return not_found(path);
+    };
+    match page_of(list, &paging) {
+        Ok(page) => json_response(StatusCode::OK, &shaped(shape, page, true)),
+        Err(error) => page_error(error),
+    }
+}
+
+fn bad_request(message: &str) -> Response<Body> {
+    json_response(
+        StatusCode::BAD_REQUEST,
+        &status_failure(400, "BadRequest", message),
+    )
+}
+
+/// A list request's `limit`, `continue` and `resourceVersion` parameters.
+struct Paging {
+    limit: Option<usize>,
+    token: Option<String>,
+}
+
+impl Paging {
+    fn of(query: &str) -> Result<Self, String> {
+        let mut paging = Paging {
+            limit: None,
+            token: None,
+        };
+        let mut resource_version = false;
+        for (key, value) in query.split('&').filter_map(|pair| pair.split_once('=')) {
+            match key {
+                "limit" => {
+                    let limit: i64 = value
+                        .parse()
+                        .map_err(|_| format!("invalid limit {value:?}"))?;
+                    paging.limit = usize::try_from(limit).ok().filter(|l| *l > 0);
+                }
+                "continue" if !value.is_empty() => paging.token = Some(value.to_owned()),
+                "resourceVersion" if !value.is_empty() => resource_version = true,
+                _ => {}
+            }
+        }
+        if paging.token.is_some() && resource_version {
+            return Err("specifying resource version is not allowed when using continue".into());
+        }
+        Ok(paging)
+    }
+}
+
+/// `namespace/name` (or `name`), the order key of the API server's storage.
+fn storage_key(item: &Value) -> String {
+    let name = item.pointer("/metadata/name").and_then(Value::as_str);
+    match item.pointer("/metadata/namespace").and_then(Value::as_str) {
+        Some(namespace) => format!("{namespace}/{}", name.unwrap_or_default()),
+        None => name.unwrap_or_default().to_owned(),
+    }
+}
+
+fn has_storage_key(item: &Value, key: &str) -> bool {
+    let name = item.pointer("/metadata/name").and_then(Value::as_str);
+    let namespace = item.pointer("/metadata/namespace").and_then(Value::as_str);
+    match (namespace, key.split_once('/')) {
+        (Some(ns), Some((key_ns, key_name))) => ns == key_ns && name == Some(key_name),
+        (None, None) => name == Some(key),
+        _ => false,
+    }
+}
+
+/// The API server's continue token: unpadded URL-safe base64 of
+/// `{"v":"meta.k8s.io/v1","rv":<list resourceVersion>,"start":"<last key>\u0000"}`.
+fn continue_token(resource_version: i64, last_key: &str) -> String {
+    use base64::Engine as _;
+    let token =
+        json!({"v": "meta.k8s.io/v1", "rv": resource_version, "start": format!("{last_key}\u{0}")});
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string())
+}
+
+/// The token's resourceVersion and the key after which the page starts.
+fn read_token(token: &str) -> Option<(i64, String)> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()?;
+    let token: Value = serde_json::from_slice(&bytes).ok()?;
+    if token.get("v")?.as_str()? != "meta.k8s.io/v1" {
+        return None;
+    }
+    let start = token.get("start")?.as_str()?.strip_suffix('\u{0}')?;
+    Some((token.get("rv")?.as_i64()?, start.to_owned()))
+}
+
+/// The whole list without `limit`; with it, the page the token points at, carrying
+/// `metadata.continue` and `metadata.remainingItemCount` while items remain. A token from an
+/// earlier snapshot (a newer list was scripted since) is 410 `Expired`, as after compaction.
+fn page_of(list: &Value, paging: &Paging) -> Result<Value, PageError> {
+    // `continue` without `limit` is the rest of the list.
+    let limit = match (paging.limit, &paging.token) {
+        (None, None) => return Ok(list.clone()),
+        (limit, _) => limit.unwrap_or(usize::MAX),
+    };
+    let resource_version: i64 = list
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|rv| rv.parse().ok())
+        .unwrap_or_default();
+    let items: &[Value] = list
+        .get("items")
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice);
+    let start = match &paging.token {
+        None => 0,
+        Some(token) => {
+            let Some((rv, after)) = read_token(token) else {
+                return Err(PageError::InvalidToken(token.clone()));
+            };
+            let position = items.iter().position(|i| has_storage_key(i, &after));
+            match position {
+                Some(position) if rv == resource_version => position + 1,
+                _ => return Err(PageError::Expired),
+            }
+        }
+    };
+    let end = start.saturating_add(limit).min(items.len());
+    let mut metadata = json!({"resourceVersion": resource_version.to_string()});
+    if end < items.len()
+        && let Some(last) = items.get(end.saturating_sub(1))
+    {
+        metadata["continue"] = json!(continue_token(resource_version, &storage_key(last)));
+        metadata["remainingItemCount"] = json!(items.len() - end);
+    }
+    let mut page =
+        json!({"metadata": metadata, "items": items.get(start..end).unwrap_or_default()});
+    for field in ["apiVersion", "kind"] {
+        if let Some(value) = list.get(field) {
+            page[field] = value.clone();
+        }
+    }
+    Ok(page)
+}
+
+/// Why a page cannot be served.
+enum PageError {
+    InvalidToken(String),
+    Expired,
+}
+
+fn page_error(error: PageError) -> Response<Body> {
+    let token = match error {
+        PageError::InvalidToken(token) => token,
+        PageError::Expired => return expired_continue(),
+    };
+    bad_request(&format!("continue key is not valid: {token}"))
+}
+
+fn expired_continue() -> Response<Body> {
+    json_response(
+        StatusCode::GONE,
+        &status_failure(
+            410,
+            "Expired",
+            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+        ),
+    )
 }
 
 /// `<collection>/<name>` or `<collection>/<name>/status`, served from the collection's last list.

@@ -1,5 +1,5 @@
 //! Whole-process scale harness (issue "Ledger v2", docs/performance.md): the testkit's fake API
-//! server serving N pods on N/100 nodes, a Kepler v0.11-like target with one pod series per pod,
+//! server serving N pods on N/100 nodes (in the watcher's pages of 500), a Kepler v0.11-like target with one pod series per pod,
 //! a real Prometheus scraping it and the ledger, and `jobcarbon ledger` with the chart's default
 //! config (GPU energy off: the nodes have no GPUs). Prints interval time, /metrics scrape time, body size, series count and peak RSS.
 //!
@@ -300,7 +300,10 @@ async fn main() {
         let _ = std::fs::copy(dir.path().join("ledger.log"), format!("{path}.ledger.log"));
     }
     match report {
-        Ok(line) => println!("{pods} pods on {nodes} nodes: {line}"),
+        Ok(line) => {
+            let pages = api.list_count("/api/v1/pods");
+            println!("{pods} pods on {nodes} nodes: {line}, pod list pages {pages}");
+        }
         Err(e) => {
             let log = std::fs::read_to_string(dir.path().join("ledger.log")).unwrap_or_default();
             eprintln!("scale harness failed: {e}\n--- ledger log ---\n{log}");
