@@ -1,5 +1,6 @@
 //! The read path before counter tracking: a Prometheus `/api/v1/query` vector answer with N
-//! Kepler v2 pod series, decoded into samples and turned into `EnergyReading`s.
+//! Kepler v2 pod series, decoded into samples (all labels, or only those the Kepler source
+//! reads, as it reads them) and turned into `EnergyReading`s.
 //! `cargo bench -p jobcarbon-telemetry --bench decode -- --warm-up-time 1 --measurement-time 3`
 //!
 //! The label set of every pod series is Kepler v0.11.4's own (read from
@@ -13,7 +14,7 @@
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use jobcarbon_telemetry::KeplerConfig;
 use jobcarbon_telemetry::kepler::v2_readings;
-use jobcarbon_telemetry::prom::{decode_instant_answer, default_replica_labels};
+use jobcarbon_telemetry::prom::{LabelSelection, decode_instant_answer, default_replica_labels};
 use jobcarbon_testkit::prometheus::exposition_samples;
 use serde_json::{Map, Value, json};
 use std::hint::black_box;
@@ -112,20 +113,29 @@ fn decode(c: &mut Criterion) {
     group.sample_size(10);
     let replicas = default_replica_labels();
     let config = KeplerConfig::default();
+    let read = config.labels_read();
+    let kept = LabelSelection::Only(&read);
     for n in [10_000usize, 100_000] {
         let body = answer(n);
-        let samples = decode_instant_answer(&body, &replicas).expect("the answer decodes");
+        let all = decode_instant_answer(&body, &replicas, LabelSelection::All)
+            .expect("the answer decodes");
+        let samples = decode_instant_answer(&body, &replicas, kept).expect("the answer decodes");
         assert_eq!(samples.len(), n + NODES * 4);
-        assert_eq!(v2_readings(&samples, &config).len(), n + NODES * 4);
+        let readings = v2_readings(&samples, &config);
+        assert_eq!(readings.len(), n + NODES * 4);
+        assert_eq!(readings, v2_readings(&all, &config));
+        group.bench_with_input(BenchmarkId::new("to_samples_all_labels", n), &n, |b, _| {
+            b.iter(|| black_box(decode_instant_answer(&body, &replicas, LabelSelection::All)));
+        });
         group.bench_with_input(BenchmarkId::new("to_samples", n), &n, |b, _| {
-            b.iter(|| black_box(decode_instant_answer(&body, &replicas)));
+            b.iter(|| black_box(decode_instant_answer(&body, &replicas, kept)));
         });
         group.bench_with_input(BenchmarkId::new("samples_to_readings", n), &n, |b, _| {
             b.iter(|| black_box(v2_readings(&samples, &config)));
         });
         group.bench_with_input(BenchmarkId::new("to_readings", n), &n, |b, _| {
             b.iter(|| {
-                let samples = decode_instant_answer(&body, &replicas).unwrap_or_default();
+                let samples = decode_instant_answer(&body, &replicas, kept).unwrap_or_default();
                 black_box(v2_readings(&samples, &config))
             });
         });

@@ -125,7 +125,32 @@ impl KeplerConfig {
         }
         Ok(())
     }
+
+    /// The labels the readings are made of (each also read as `exported_<name>`): an answer
+    /// decoded with only these gives the same readings, without allocating the rest.
+    pub fn labels_read(&self) -> Vec<String> {
+        let mut names: Vec<String> = READ_LABELS.map(String::from).to_vec();
+        names.extend(self.node_labels.iter().cloned());
+        names
+    }
 }
+
+/// What `legacy_readings` and `v2_readings` read besides the node labels.
+const READ_LABELS: [&str; 13] = [
+    "__name__",
+    "zone",
+    "mode",
+    "pod_namespace",
+    "pod_name",
+    "pod_id",
+    "container_namespace",
+    "container_name",
+    "container_id",
+    "package",
+    "index",
+    "gpu",
+    "gpu_uuid",
+];
 
 const SOURCE: &str = "kepler";
 const DETECT: &str = r#"group by (__name__) ({__name__=~"kepler_pod_cpu_joules_total|kepler_container_package_joules_total|kepler_container_joules_total"})"#;
@@ -149,6 +174,7 @@ fn selector(generation: KeplerGeneration, config: &KeplerConfig) -> String {
 pub struct KeplerSource {
     client: PromClient,
     config: KeplerConfig,
+    labels: Vec<String>,
     health: HealthCell,
 }
 
@@ -163,6 +189,7 @@ impl KeplerSource {
             })?;
         Ok(Self {
             client,
+            labels: config.labels_read(),
             config,
             health: HealthCell::default(),
         })
@@ -190,7 +217,11 @@ impl KeplerSource {
         let mut out = Vec::new();
         for generation in generations {
             let query = selector(generation, &self.config);
-            let samples = self.client.instant(SOURCE, &query, at).await?;
+            // ~100k series at scale: only the labels read are decoded.
+            let samples = self
+                .client
+                .instant_keeping(SOURCE, &query, at, &self.labels)
+                .await?;
             if samples.is_empty() && self.config.mode != KeplerMode::Auto {
                 return Err(SourceError::Query {
                     source_name: SOURCE.into(),
@@ -659,6 +690,97 @@ mod tests {
         assert_eq!(cpu.len(), 1);
         assert_eq!(cpu[0].cumulative, Joules(120.0));
         assert!(r.iter().all(|x| x.node == "n1"));
+    }
+
+    /// An instant answer of every `kepler_*` series of a real exposition as a ServiceMonitor
+    /// scrape labels it (`honor_labels: false`: the exporter's clashing labels become
+    /// `exported_*`), once from each of two Prometheus replicas.
+    fn scraped_answer(exposition: &str) -> String {
+        let target = [
+            ("job", "kepler"),
+            ("instance", "10.244.1.17:9102"),
+            ("container", "kepler"),
+            ("endpoint", "http"),
+            ("namespace", "kepler"),
+            ("pod", "kepler-x7k2p"),
+            ("service", "kepler"),
+        ];
+        let samples = jobcarbon_testkit::prometheus::exposition_samples(exposition).unwrap();
+        let mut result = Vec::new();
+        for replica in ["prometheus-0", "prometheus-1"] {
+            for (name, labels, value) in samples.iter().filter(|(n, _, _)| n.starts_with("kepler_"))
+            {
+                let mut metric = serde_json::Map::new();
+                metric.insert("__name__".into(), name.clone().into());
+                for (k, v) in labels {
+                    let clashes = target.iter().any(|(t, _)| t == k);
+                    let k = if clashes {
+                        format!("exported_{k}")
+                    } else {
+                        k.clone()
+                    };
+                    metric.insert(k, v.clone().into());
+                }
+                for (k, v) in target {
+                    metric.insert(k.into(), v.into());
+                }
+                metric.insert("prometheus_replica".into(), replica.into());
+                result.push(
+                    serde_json::json!({"metric": metric, "value": [1.7e9, value.to_string()]}),
+                );
+            }
+        }
+        serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": result}})
+            .to_string()
+    }
+
+    /// Decoding only [`KeplerConfig::labels_read`] gives the same readings as decoding every
+    /// label, for every real Kepler exposition in the fixtures and every counter layout.
+    #[test]
+    fn readings_from_the_labels_read_equal_readings_from_every_label() {
+        use crate::prom::{LabelSelection, decode_instant_answer, default_replica_labels};
+        let configs = [
+            KeplerConfig::default(),
+            KeplerConfig {
+                gpu: true,
+                ..KeplerConfig::default()
+            },
+            KeplerConfig {
+                legacy: LegacyCounters::Total { millijoules: false },
+                ..KeplerConfig::default()
+            },
+        ];
+        for fixture in [
+            "kepler-v0.11.4-gpu-node.prom",
+            "kepler-v0.7.1-kind-gpu-node.prom",
+            "kepler-v0.7.12-gpu-node-source-label.prom",
+        ] {
+            let body = scraped_answer(&jobcarbon_testkit::fixture(&format!("kepler/{fixture}")));
+            for replicas in [vec![], default_replica_labels()] {
+                for config in &configs {
+                    let read = config.labels_read();
+                    let decode =
+                        |keep| decode_instant_answer(body.as_bytes(), &replicas, keep).unwrap();
+                    let (all, kept) = (
+                        decode(LabelSelection::All),
+                        decode(LabelSelection::Only(&read)),
+                    );
+                    let fewer = kept.iter().map(|s| s.labels.len()).sum::<usize>();
+                    assert!(
+                        fewer < all.iter().map(|s| s.labels.len()).sum::<usize>(),
+                        "{fixture}"
+                    );
+                    let legacy = legacy_readings(&kept, config);
+                    let v2 = v2_readings(&kept, config);
+                    assert!(
+                        !legacy.is_empty() || !v2.is_empty(),
+                        "{fixture}: no readings"
+                    );
+                    assert_eq!(legacy, legacy_readings(&all, config), "{fixture} legacy");
+                    assert_eq!(v2, v2_readings(&all, config), "{fixture} v2");
+                }
+            }
+        }
     }
 
     #[test]

@@ -68,6 +68,7 @@ fn exported_or_plain<'a>(labels: &'a BTreeMap<String, String>, name: &str) -> Op
 pub(crate) fn instant_samples(
     data: prometheus_http_query::response::Data,
     replica_labels: &[String],
+    keep: LabelSelection<'_>,
 ) -> Result<Vec<PromSample>, &'static str> {
     use prometheus_http_query::response::Data;
     match data {
@@ -76,7 +77,7 @@ pub(crate) fn instant_samples(
                 .map(|iv| {
                     let (labels, sample) = iv.into_inner();
                     PromSample {
-                        labels: labels.into_iter().collect(),
+                        labels: labels.into_iter().filter(|(k, _)| keep.keeps(k)).collect(),
                         value: sample.value(),
                         at: Seconds(sample.timestamp()),
                     }
@@ -93,18 +94,45 @@ pub(crate) fn instant_samples(
     }
 }
 
-/// A whole `/api/v1/query` answer body (`{"status":"success","data":{…}}`) as samples, the
-/// way [`PromClient::instant`] reads it; an error answer or malformed JSON is `Err` with the reason.
+/// Which labels decoded samples keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelSelection<'a> {
+    /// Every label of the answer.
+    All,
+    /// Only these names, each also as `exported_<name>` (what [`PromSample::label`] reads);
+    /// the others are never allocated. Series that then coincide are one series to the
+    /// replica fold (the largest value), as they are to every reader that keys on these labels.
+    Only(&'a [String]),
+}
+
+impl LabelSelection<'_> {
+    fn keeps(self, name: &str) -> bool {
+        match self {
+            LabelSelection::All => true,
+            LabelSelection::Only(names) => {
+                let plain = name.strip_prefix("exported_").unwrap_or(name);
+                names.iter().any(|n| n == name || n == plain)
+            }
+        }
+    }
+}
+
+/// A whole `/api/v1/query` answer body (`{"status":"success","data":{…}}`) as samples with the
+/// `keep` labels, the way [`PromClient::instant`] and [`PromClient::instant_keeping`] read it;
+/// an error answer or malformed JSON is `Err` with the reason.
 pub fn decode_instant_answer(
     body: &[u8],
     replica_labels: &[String],
+    keep: LabelSelection<'_>,
 ) -> Result<Vec<PromSample>, String> {
     match serde_json::from_slice::<Answer>(body).map_err(|e| e.to_string())? {
         Answer {
             status,
             data: Some(data),
             ..
-        } if status == "success" => data.into_samples(replica_labels).map_err(str::to_owned),
+        } if status == "success" => data
+            .into_samples(replica_labels, keep)
+            .map_err(str::to_owned),
         answer => Err(answer.error_reason()),
     }
 }
@@ -114,13 +142,14 @@ pub fn decode_instant_answer(
 /// `stats`, `warnings` and `infos` are ignored; a line without `value` (a native histogram) or
 /// a non-numeric value fails the answer, as with the library.
 #[derive(serde::Deserialize)]
-struct Answer {
+struct Answer<'a> {
     status: String,
-    data: Option<AnswerData>,
+    #[serde(borrow)]
+    data: Option<AnswerData<'a>>,
     error: Option<String>,
 }
 
-impl Answer {
+impl Answer<'_> {
     /// Why an answer is not a success: Prometheus' `error`, or its status.
     fn error_reason(self) -> String {
         self.error
@@ -130,21 +159,25 @@ impl Answer {
 
 #[derive(serde::Deserialize)]
 #[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
-enum AnswerData {
-    Vector(Vec<AnswerLine>),
+enum AnswerData<'a> {
+    Vector(#[serde(borrow)] Vec<AnswerLine<'a>>),
     Scalar(AnswerPoint),
     Matrix(serde::de::IgnoredAny),
 }
 
-impl AnswerData {
-    /// The vector's lines without replica labels (folded), or the scalar.
-    fn into_samples(self, replica_labels: &[String]) -> Result<Vec<PromSample>, &'static str> {
+impl AnswerData<'_> {
+    /// The vector's lines with the `keep` labels, without replica labels (folded), or the scalar.
+    fn into_samples(
+        self,
+        replica_labels: &[String],
+        keep: LabelSelection<'_>,
+    ) -> Result<Vec<PromSample>, &'static str> {
         match self {
             AnswerData::Vector(lines) => Ok(without_replicas(
                 lines
                     .into_iter()
                     .map(|l| PromSample {
-                        labels: l.metric,
+                        labels: l.metric.into_labels(keep),
                         value: l.value.1.0,
                         at: Seconds(l.value.0),
                     })
@@ -162,9 +195,75 @@ impl AnswerData {
 }
 
 #[derive(serde::Deserialize)]
-struct AnswerLine {
-    metric: BTreeMap<String, String>,
+struct AnswerLine<'a> {
+    #[serde(borrow)]
+    metric: LinePairs<'a>,
     value: AnswerPoint,
+}
+
+/// A line's labels as the answer wrote them, borrowed from the body where JSON allows (no
+/// escapes): only the labels kept are ever allocated.
+struct LinePairs<'a>(Vec<(Text<'a>, Text<'a>)>);
+
+impl LinePairs<'_> {
+    fn into_labels(self, keep: LabelSelection<'_>) -> BTreeMap<String, String> {
+        self.0
+            .into_iter()
+            .filter(|(name, _)| keep.keeps(&name.0))
+            .map(|(name, value)| (name.0.into_owned(), value.0.into_owned()))
+            .collect()
+    }
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for LinePairs<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = LinePairs<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of label names to values")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some(pair) = map.next_entry::<Text<'a>, Text<'a>>()? {
+                    pairs.push(pair);
+                }
+                Ok(LinePairs(pairs))
+            }
+        }
+        deserializer.deserialize_map(Visitor(std::marker::PhantomData))
+    }
+}
+
+/// A JSON string, borrowed from the input when it has no escapes.
+struct Text<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                text: &'de str,
+            ) -> Result<Text<'a>, E> {
+                Ok(Text(std::borrow::Cow::Borrowed(text)))
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Text<'a>, E> {
+                Ok(Text(std::borrow::Cow::Owned(text.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Text<'a>, E> {
+                Ok(Text(std::borrow::Cow::Owned(text)))
+            }
+        }
+        deserializer.deserialize_str(Visitor(std::marker::PhantomData))
+    }
 }
 
 /// `[time, "value"]`.
@@ -334,6 +433,30 @@ impl PromClient {
         promql: &str,
         at: Seconds,
     ) -> Result<Vec<PromSample>, SourceError> {
+        self.instant_selected(source_name, promql, at, LabelSelection::All)
+            .await
+    }
+
+    /// [`PromClient::instant`] keeping only the `keep` labels (and their `exported_` forms):
+    /// for large answers whose reader needs a few of each series' labels.
+    pub async fn instant_keeping(
+        &self,
+        source_name: &str,
+        promql: &str,
+        at: Seconds,
+        keep: &[String],
+    ) -> Result<Vec<PromSample>, SourceError> {
+        self.instant_selected(source_name, promql, at, LabelSelection::Only(keep))
+            .await
+    }
+
+    async fn instant_selected(
+        &self,
+        source_name: &str,
+        promql: &str,
+        at: Seconds,
+        keep: LabelSelection<'_>,
+    ) -> Result<Vec<PromSample>, SourceError> {
         let (client, headers) = self.connection(source_name)?;
         let mut query = client.query(promql).at(at.value().floor() as i64);
         for (name, value) in headers {
@@ -357,7 +480,7 @@ impl PromClient {
                 .await
                 .map_err(|e| self.map_error(source_name, promql, e))?;
             let (data, _) = result.into_inner();
-            return instant_samples(data, &self.config.replica_labels)
+            return instant_samples(data, &self.config.replica_labels, keep)
                 .map_err(|reason| self.query_error(source_name, promql, reason.into()));
         }
         let body = response
@@ -380,7 +503,7 @@ impl PromClient {
                 data: Some(data),
                 ..
             } if status == "success" => data
-                .into_samples(&self.config.replica_labels)
+                .into_samples(&self.config.replica_labels, keep)
                 .map_err(|reason| self.query_error(source_name, promql, reason.into())),
             answer => Err(self.query_error(source_name, promql, answer.error_reason())),
         }
@@ -643,7 +766,12 @@ mod tests {
         let body = jobcarbon_testkit::fixture(
             "prometheus/api-query-vector-dcgm-power-exported-labels.json",
         );
-        let samples = decode_instant_answer(body.as_bytes(), &default_replica_labels()).unwrap();
+        let samples = decode_instant_answer(
+            body.as_bytes(),
+            &default_replica_labels(),
+            LabelSelection::All,
+        )
+        .unwrap();
         assert!(!samples.is_empty());
         assert!(
             samples
@@ -663,18 +791,18 @@ mod tests {
         );
 
         let error = jobcarbon_testkit::fixture("prometheus/api-error-bad-data.json");
-        let reason = decode_instant_answer(error.as_bytes(), &[]).unwrap_err();
+        let reason = decode_instant_answer(error.as_bytes(), &[], LabelSelection::All).unwrap_err();
         assert!(reason.contains("parse error"), "{reason}");
 
         let range = jobcarbon_testkit::fixture(
             "prometheus/api-query-range-kepler-v0.7.1-package-joules.json",
         );
         assert!(
-            decode_instant_answer(range.as_bytes(), &[])
+            decode_instant_answer(range.as_bytes(), &[], LabelSelection::All)
                 .unwrap_err()
                 .contains("range vector")
         );
-        assert!(decode_instant_answer(b"{", &[]).is_err());
+        assert!(decode_instant_answer(b"{", &[], LabelSelection::All).is_err());
     }
 
     /// The one-pass decoder reads answers exactly as the client library's types did.
@@ -700,20 +828,49 @@ mod tests {
         for body in bodies {
             let library: Library = serde_json::from_str(&body).unwrap();
             let (data, _) = library.data.into_inner();
+            let some = ["a".to_owned(), "pod".to_owned(), "__name__".to_owned()];
             for replicas in [vec![], default_replica_labels()] {
-                let ours = decode_instant_answer(body.as_bytes(), &replicas).unwrap();
-                assert!(!ours.is_empty());
-                let theirs = instant_samples(data.clone(), &replicas).unwrap();
-                // Debug form: NaN values compare equal.
-                assert_eq!(format!("{ours:?}"), format!("{theirs:?}"));
+                for keep in [LabelSelection::All, LabelSelection::Only(&some)] {
+                    let ours = decode_instant_answer(body.as_bytes(), &replicas, keep).unwrap();
+                    assert!(!ours.is_empty());
+                    let theirs = instant_samples(data.clone(), &replicas, keep).unwrap();
+                    // Debug form: NaN values compare equal.
+                    assert_eq!(format!("{ours:?}"), format!("{theirs:?}"));
+                }
             }
         }
         let not_a_float = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"x"]}]}}"#;
         assert!(
-            decode_instant_answer(not_a_float.as_bytes(), &[])
+            decode_instant_answer(not_a_float.as_bytes(), &[], LabelSelection::All)
                 .unwrap_err()
                 .contains("quoted")
         );
+    }
+
+    /// Kept: the names asked for and their `exported_` forms; escaped strings decode too.
+    #[test]
+    fn only_the_selected_labels_are_kept() {
+        let body = r#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"__name__":"m","pod":"kepler-x","exported_pod":"tr\u0061in","job":"k","instance":"n1"},"value":[1,"2"]},
+            {"metric":{"__name__":"m","pod":"kepler-y","exported_pod":"train","job":"k2","instance":"n1"},"value":[1,"3"]}]}}"#;
+        let keep = ["__name__".to_owned(), "pod".to_owned()];
+        let all = decode_instant_answer(body.as_bytes(), &[], LabelSelection::All).unwrap();
+        assert_eq!(all[0].labels.len(), 5);
+        let kept =
+            decode_instant_answer(body.as_bytes(), &[], LabelSelection::Only(&keep)).unwrap();
+        let names: Vec<Vec<&str>> = kept
+            .iter()
+            .map(|s| s.labels.keys().map(String::as_str).collect())
+            .collect();
+        assert_eq!(names, vec![vec!["__name__", "exported_pod", "pod"]; 2]);
+        assert_eq!(kept[0].label("pod"), Some("train"));
+        // With replica labels the fold folds lines the selection made equal: the largest wins.
+        let replicas = ["pod".to_owned()];
+        let folded =
+            decode_instant_answer(body.as_bytes(), &replicas, LabelSelection::Only(&keep)).unwrap();
+        assert_eq!(folded.len(), 1);
+        assert_eq!(folded[0].value, 3.0);
+        assert_eq!(folded[0].label("pod"), Some("train"));
     }
 
     #[test]
