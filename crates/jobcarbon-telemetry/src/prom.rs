@@ -15,15 +15,17 @@ use std::sync::Arc;
 
 /// Drops replica labels and keeps one line per remaining label set (the largest value: the
 /// later scrape of a counter), lines ordered by label set. Sorted in place (stable, so lines
-/// with the same labels are weighed in answer order), no label set copied.
+/// with the same labels are weighed in answer order), no label set copied. An answer without
+/// replica labels is returned as it came: Prometheus never answers two lines with one label set.
 fn without_replicas(mut samples: Vec<PromSample>, replica_labels: &[String]) -> Vec<PromSample> {
-    if replica_labels.is_empty() {
-        return samples;
-    }
+    let mut removed = false;
     for s in &mut samples {
         for l in replica_labels {
-            s.labels.remove(l);
+            removed |= s.labels.remove(l).is_some();
         }
+    }
+    if !removed {
+        return samples;
     }
     samples.sort_by(|a, b| a.labels.cmp(&b.labels));
     let mut lines: Vec<PromSample> = Vec::with_capacity(samples.len());
@@ -77,7 +79,10 @@ pub(crate) fn instant_samples(
                 .map(|iv| {
                     let (labels, sample) = iv.into_inner();
                     PromSample {
-                        labels: labels.into_iter().filter(|(k, _)| keep.keeps(k)).collect(),
+                        labels: labels
+                            .into_iter()
+                            .filter(|(k, _)| keep.keeps(k) || replica_labels.contains(k))
+                            .collect(),
                         value: sample.value(),
                         at: Seconds(sample.timestamp()),
                     }
@@ -177,7 +182,7 @@ impl AnswerData<'_> {
                 lines
                     .into_iter()
                     .map(|l| PromSample {
-                        labels: l.metric.into_labels(keep),
+                        labels: l.metric.into_labels(keep, replica_labels),
                         value: l.value.1.0,
                         at: Seconds(l.value.0),
                     })
@@ -206,10 +211,15 @@ struct AnswerLine<'a> {
 struct LinePairs<'a>(Vec<(Text<'a>, Text<'a>)>);
 
 impl LinePairs<'_> {
-    fn into_labels(self, keep: LabelSelection<'_>) -> BTreeMap<String, String> {
+    /// The `keep` labels, and the replica labels for the fold to find and drop.
+    fn into_labels(
+        self,
+        keep: LabelSelection<'_>,
+        replicas: &[String],
+    ) -> BTreeMap<String, String> {
         self.0
             .into_iter()
-            .filter(|(name, _)| keep.keeps(&name.0))
+            .filter(|(name, _)| keep.keeps(&name.0) || replicas.iter().any(|r| *r == name.0))
             .map(|(name, value)| (name.0.into_owned(), value.0.into_owned()))
             .collect()
     }
