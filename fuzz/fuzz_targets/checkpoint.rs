@@ -21,8 +21,15 @@ fn round_trip(file: &[u8]) {
 
 fuzz_target!(|data: &[u8]| {
     round_trip(data);
-    let digest: String = Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect();
-    let mut file = format!("jobcarbon-checkpoint {FORMAT_VERSION} {} {digest}\n", data.len()).into_bytes();
+    let digest: String = Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut file = format!(
+        "jobcarbon-checkpoint {FORMAT_VERSION} {} {digest}\n",
+        data.len()
+    )
+    .into_bytes();
     file.extend_from_slice(data);
     round_trip(&file);
 });

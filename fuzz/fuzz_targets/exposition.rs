@@ -27,7 +27,9 @@ fn sample_labels(line: &str) -> Result<BTreeMap<String, String>, String> {
                 rest = after;
                 break;
             }
-            let eq = rest.find("=\"").ok_or_else(|| format!("no label value: {line:?}"))?;
+            let eq = rest
+                .find("=\"")
+                .ok_or_else(|| format!("no label value: {line:?}"))?;
             let key = &rest[..eq];
             if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("bad label name {key:?}: {line:?}"));
@@ -51,7 +53,9 @@ fn sample_labels(line: &str) -> Result<BTreeMap<String, String>, String> {
             rest = rest.strip_prefix(',').unwrap_or(rest);
         }
     }
-    let value = rest.strip_prefix(' ').ok_or_else(|| format!("no value: {line:?}"))?;
+    let value = rest
+        .strip_prefix(' ')
+        .ok_or_else(|| format!("no value: {line:?}"))?;
     let number = value.split(' ').next().unwrap_or_default();
     if number.parse::<f64>().is_err() && !["+Inf", "-Inf", "NaN"].contains(&number) {
         return Err(format!("bad value {number:?}: {line:?}"));
@@ -78,7 +82,10 @@ fuzz_target!(|names: (String, String, String, String)| {
             },
             energy: vec![EnergyDelta {
                 node: "n1".into(),
-                owner: EnergyOwner::Pod { key: facts.key.clone(), container: "c".into() },
+                owner: EnergyOwner::Pod {
+                    key: facts.key.clone(),
+                    container: "c".into(),
+                },
                 component: Component::Gpu,
                 energy: Joules(3.6e6),
                 estimated: false,
@@ -86,16 +93,25 @@ fuzz_target!(|names: (String, String, String, String)| {
             requests: BTreeMap::new(),
             conditions: BTreeMap::from([(
                 "default".to_owned(),
-                Conditions { pue: Pue(1.2), intensity: GramsPerKwh(400.0) },
+                Conditions {
+                    pue: Pue(1.2),
+                    intensity: GramsPerKwh(400.0),
+                },
             )]),
             requests_unknown: Default::default(),
         };
         state = book_interval(&state, &settings, &input).0;
     }
-    let view = LedgerView { state: std::sync::Arc::new(state), ..LedgerView::default() };
+    let view = LedgerView {
+        state: std::sync::Arc::new(state),
+        ..LedgerView::default()
+    };
     let shared = std::sync::Arc::new(std::sync::RwLock::new(view));
     let text = encode_metrics(&shared, Format::PrometheusText).expect("exposition encodes");
-    for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         let labels = sample_labels(line).unwrap_or_else(|e| panic!("{e}"));
         if let Some(ns) = labels.get("namespace") {
             assert_eq!(ns, &namespace, "{line:?}");

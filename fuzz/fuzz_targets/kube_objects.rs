@@ -1,8 +1,8 @@
 //! Any pod or node JSON, decoded and resolved the way the watcher does: no panic, and the
 //! facts the ledger books by are finite (reserved share, creation time, CPUs).
 #![no_main]
-use jobcarbon_kube::{trim_node, trim_pod};
 use jobcarbon_kube::{AttributionConfig, SlimPod};
+use jobcarbon_kube::{trim_node, trim_pod};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use libfuzzer_sys::fuzz_target;
 
@@ -25,7 +25,10 @@ fuzz_target!(|data: &[u8]| {
                 facts.reserved_share.is_finite() && facts.reserved_share >= 0.0,
                 "{facts:?}"
             );
-            assert!(facts.created.is_none_or(|t| t.value().is_finite()), "{facts:?}");
+            assert!(
+                facts.created.is_none_or(|t| t.value().is_finite()),
+                "{facts:?}"
+            );
         }
     }
 });

@@ -11,7 +11,10 @@ fuzz_target!(|text: &str| {
             let settings = config.settings();
             assert!(settings.interval.value().is_finite() && settings.interval.value() > 0.0);
             for (name, region) in &settings.regions {
-                assert!(region.pue.0.is_finite() && region.pue.0 >= 1.0, "{name}: {region:?}");
+                assert!(
+                    region.pue.0.is_finite() && region.pue.0 >= 1.0,
+                    "{name}: {region:?}"
+                );
             }
             for system in &settings.systems {
                 assert!(system.embodied.value().is_finite(), "{system:?}");

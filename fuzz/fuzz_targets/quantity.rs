@@ -6,10 +6,16 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {
     if let Ok(j) = parse::<Joules>(text) {
-        assert!(j.value().is_finite() && j.value() >= 0.0, "{text:?} → {j:?}");
+        assert!(
+            j.value().is_finite() && j.value() >= 0.0,
+            "{text:?} → {j:?}"
+        );
     }
     if let Ok(s) = parse::<Seconds>(text) {
-        assert!(s.value().is_finite() && s.value() >= 0.0, "{text:?} → {s:?}");
+        assert!(
+            s.value().is_finite() && s.value() >= 0.0,
+            "{text:?} → {s:?}"
+        );
     }
     let _ = parse::<Grams>(text);
     let _ = parse::<Watts>(text);
