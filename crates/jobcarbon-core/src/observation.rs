@@ -187,6 +187,20 @@ pub enum EnergyOwner {
     NodeActive,
 }
 
+impl EnergyOwner {
+    /// A container of pod `namespace/pod` (empty `container`: the whole pod).
+    pub fn pod(
+        namespace: impl Into<String>,
+        pod: impl Into<String>,
+        container: impl Into<String>,
+    ) -> Self {
+        EnergyOwner::Pod {
+            key: PodKey::new(namespace, pod),
+            container: container.into(),
+        }
+    }
+}
+
 /// How a reading shares its counter with the other readings of the same `series` (a
 /// time-sliced GPU, MIG instances): the series' delta goes to its slots by `weight`, and a
 /// slot's part equally to its readings. A lone reading takes the whole delta.

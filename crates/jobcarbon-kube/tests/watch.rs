@@ -416,16 +416,6 @@ fn many_pods(count: usize) -> Vec<Value> {
         .collect()
 }
 
-fn list_requests(
-    api: &FakeKubeApi,
-    path: &str,
-) -> Vec<jobcarbon_testkit::kube_api::RecordedRequest> {
-    api.requests()
-        .into_iter()
-        .filter(|r| r.method == "GET" && r.path == path && !r.has_query("watch", "true"))
-        .collect()
-}
-
 #[tokio::test]
 async fn a_large_cluster_arrives_whole_through_pages() {
     let api = FakeKubeApi::start().await.unwrap_or_else(|e| panic!("{e}"));
@@ -438,7 +428,7 @@ async fn a_large_cluster_arrives_whole_through_pages() {
     let expected: Vec<String> = (0..1234).map(|i| format!("pod-{i:04}")).collect();
     assert_eq!(names, expected);
     // kube-runtime's watcher asks for pages of 500 and follows `continue` to the end.
-    let pages = list_requests(&api, PODS);
+    let pages = api.list_requests(PODS);
     assert_eq!(pages.len(), 3, "{pages:?}");
     assert!(
         pages.iter().all(|r| r.has_query("limit", "500")),

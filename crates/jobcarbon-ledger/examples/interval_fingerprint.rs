@@ -13,7 +13,7 @@
 #[allow(dead_code)]
 mod world;
 
-use jobcarbon_core::{Component, EnergyDelta, EnergyOwner, Joules, PodKey, Seconds};
+use jobcarbon_core::{Component, EnergyDelta, EnergyOwner, Joules, Seconds};
 use jobcarbon_ledger::{IdlePolicy, PlatformSplit};
 use jobcarbon_ledger::{LedgerState, book_interval};
 use std::fmt::Write;
@@ -48,10 +48,7 @@ fn varied_world(variant: usize) -> world::World {
     }
     w.energy.push(EnergyDelta {
         node: "node-00001".into(),
-        owner: EnergyOwner::Pod {
-            key: PodKey::new("x", "nobody"),
-            container: "c".into(),
-        },
+        owner: EnergyOwner::pod("x", "nobody", "c"),
         component: Component::Cpu,
         energy: Joules(5.0),
         estimated: false,

@@ -635,10 +635,7 @@ mod tests {
         EnergyReading::new(
             "dcgm/GPU-1",
             "n1",
-            EnergyOwner::Pod {
-                key: PodKey::new("ns", pod),
-                container: String::new(),
-            },
+            EnergyOwner::pod("ns", pod, String::new()),
             Component::Gpu,
             Joules(1.0),
             Seconds(0.0),
@@ -669,10 +666,7 @@ mod tests {
             EnergyReading::new(
                 format!("node-agent/GPU-9/ns/{pod}/main"),
                 "n1",
-                EnergyOwner::Pod {
-                    key: PodKey::new("ns", pod),
-                    container: "main".into(),
-                },
+                EnergyOwner::pod("ns", pod, "main"),
                 Component::Gpu,
                 Joules(1.0),
                 Seconds(0.0),

@@ -725,10 +725,7 @@ fn world_energy(deltas: &[(usize, usize, f64)]) -> Vec<EnergyDelta> {
         .map(|(owner, c, j)| EnergyDelta {
             node: format!("n{}", owner % 3),
             owner: match owner {
-                0..=7 => EnergyOwner::Pod {
-                    key: PodKey::new("ns", format!("p{owner}")),
-                    container: "c".into(),
-                },
+                0..=7 => EnergyOwner::pod("ns", format!("p{owner}"), "c"),
                 8 => EnergyOwner::NodeSystem,
                 9 => EnergyOwner::UnmappedGpu { uuid: "g".into() },
                 10 => EnergyOwner::NodeActive,

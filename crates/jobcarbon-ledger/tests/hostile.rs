@@ -24,10 +24,7 @@ impl EnergySource for Broken {
         "broken"
     }
     async fn read(&self, at: Seconds) -> Result<Vec<EnergyReading>, SourceError> {
-        let owner = EnergyOwner::Pod {
-            key: PodKey::new("ml", "p"),
-            container: "c".into(),
-        };
+        let owner = EnergyOwner::pod("ml", "p", "c");
         let reading = |series: &str, joules: f64| {
             EnergyReading::new(
                 series,

@@ -171,10 +171,7 @@ impl EnergySource for Counters {
                 EnergyReading::new(
                     format!("fake/{pod}"),
                     if *pod == "a" { "n1" } else { "n2" },
-                    EnergyOwner::Pod {
-                        key: PodKey::new("ml", *pod),
-                        container: "c".into(),
-                    },
+                    EnergyOwner::pod("ml", *pod, "c"),
                     Component::Cpu,
                     Joules(joules(pod, at)),
                     Seconds(at as f64),

@@ -10,9 +10,7 @@ mod common;
 
 use async_trait::async_trait;
 use common::OnePod;
-use jobcarbon_core::{
-    Component, EnergyOwner, EnergyReading, GramsPerKwh, Joules, PodKey, Pue, Seconds,
-};
+use jobcarbon_core::{Component, EnergyOwner, EnergyReading, GramsPerKwh, Joules, Pue, Seconds};
 use jobcarbon_ledger::checkpoint::CheckpointFile;
 use jobcarbon_ledger::clock::ManualClock;
 use jobcarbon_ledger::{
@@ -40,10 +38,7 @@ impl EnergySource for Counter {
         "counter"
     }
     async fn read(&self, at: Seconds) -> Result<Vec<EnergyReading>, SourceError> {
-        let owner = EnergyOwner::Pod {
-            key: PodKey::new("ml", "p"),
-            container: "c".into(),
-        };
+        let owner = EnergyOwner::pod("ml", "p", "c");
         let joules = Joules(at.value() / INTERVAL * 100.0);
         Ok(vec![EnergyReading::new(
             "counter",

@@ -55,10 +55,7 @@ impl EnergySource for Counters {
     }
     async fn read(&self, at: Seconds) -> Result<Vec<EnergyReading>, SourceError> {
         let reading = |pod: &str, watts: f64| {
-            let owner = EnergyOwner::Pod {
-                key: PodKey::new("ml", pod),
-                container: "c".into(),
-            };
+            let owner = EnergyOwner::pod("ml", pod, "c");
             let joules = Joules(watts * at.value());
             EnergyReading::new(pod, "n1", owner, Component::Cpu, joules, at)
         };

@@ -664,10 +664,7 @@ mod tests {
         EnergyReading::new(
             series,
             "n1",
-            EnergyOwner::Pod {
-                key: PodKey::new("ns", pod),
-                container: "c".into(),
-            },
+            EnergyOwner::pod("ns", pod, "c"),
             Component::Cpu,
             Joules(value),
             Seconds(at),
@@ -908,10 +905,7 @@ mod tests {
             .map(|&(series, pod, node, slot, value, estimated)| {
                 let owner = match pod {
                     4 => EnergyOwner::NodeIdle,
-                    _ => EnergyOwner::Pod {
-                        key: PodKey::new("ns", format!("p{pod}")),
-                        container: "c".into(),
-                    },
+                    _ => EnergyOwner::pod("ns", format!("p{pod}"), "c"),
                 };
                 let component = if series.is_multiple_of(2) {
                     Component::Cpu

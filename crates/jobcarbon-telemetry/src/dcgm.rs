@@ -22,7 +22,7 @@
 use crate::prom::{PromClient, PromSample};
 use crate::{EnergySource, HealthCell, SourceError, SourceHealth};
 use async_trait::async_trait;
-use jobcarbon_core::{Component, EnergyOwner, EnergyReading, Joules, PodKey, Seconds};
+use jobcarbon_core::{Component, EnergyOwner, EnergyReading, Joules, Seconds};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
@@ -266,10 +266,7 @@ fn gpu_id(s: &PromSample) -> String {
 /// The owner a DCGM line names (see the module docs for the label precedence).
 pub(crate) fn owner_of(s: &PromSample, config: &DcgmConfig) -> EnergyOwner {
     let pod_of = |ns: Option<&str>, pod: Option<&str>, container: Option<&str>| {
-        Some(EnergyOwner::Pod {
-            key: PodKey::new(ns?, pod?),
-            container: container.unwrap_or("").to_owned(),
-        })
+        Some(EnergyOwner::pod(ns?, pod?, container.unwrap_or("")))
     };
     let exported = pod_of(
         raw(s, "exported_namespace").or(raw(s, "exported_pod_namespace")),
@@ -426,13 +423,7 @@ mod tests {
         let r = energy_readings(&[s], &DcgmConfig::default());
         assert_eq!(r[0].node, "n2");
         assert_eq!(r[0].cumulative, Joules(2.0));
-        assert_eq!(
-            r[0].owner,
-            EnergyOwner::Pod {
-                key: PodKey::new("ml", "train"),
-                container: "t".into()
-            }
-        );
+        assert_eq!(r[0].owner, EnergyOwner::pod("ml", "train", "t"));
         // Scraped without mapping: the pod label names the exporter itself.
         let s = line(
             &[
@@ -503,10 +494,7 @@ mod tests {
     #[test]
     fn label_precedence_exported_then_old_names_then_target() {
         let c = DcgmConfig::default();
-        let pod = |ns: &str, p: &str| EnergyOwner::Pod {
-            key: PodKey::new(ns, p),
-            container: "t".into(),
-        };
+        let pod = |ns: &str, p: &str| EnergyOwner::pod(ns, p, "t");
         // --use-old-namespace, scraped with honor_labels false: pod_name is the workload.
         let s = line(
             &[

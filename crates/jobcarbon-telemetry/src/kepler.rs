@@ -21,7 +21,7 @@
 use crate::prom::{PromClient, PromSample};
 use crate::{EnergySource, HealthCell, SourceError, SourceHealth};
 use async_trait::async_trait;
-use jobcarbon_core::{Component, EnergyOwner, EnergyReading, Joules, PodKey, Seconds};
+use jobcarbon_core::{Component, EnergyOwner, EnergyReading, Joules, Seconds};
 use std::collections::BTreeMap;
 
 /// `energy.kepler` (DESIGN §11); `off` is the ledger's business (no source built).
@@ -393,10 +393,7 @@ fn legacy_container(
     let owner = if NON_POD.contains(&container) || NON_POD.contains(&pod) {
         EnergyOwner::NodeSystem
     } else {
-        EnergyOwner::Pod {
-            key: PodKey::new(namespace, pod),
-            container: container.to_owned(),
-        }
+        EnergyOwner::pod(namespace, pod, container)
     };
     EnergyReading::new(
         format!("kepler/legacy/{node}/{namespace}/{pod}/{container_id}/{component}"),
@@ -459,10 +456,7 @@ fn v2_reading(s: &PromSample, config: &KeplerConfig) -> Option<EnergyReading> {
             let pod = s.label("pod_name").unwrap_or("");
             let pod_id = s.label("pod_id").unwrap_or(pod);
             let zone = s.label("zone").unwrap_or("gpu");
-            let owner = EnergyOwner::Pod {
-                key: PodKey::new(namespace, pod),
-                container: String::new(),
-            };
+            let owner = EnergyOwner::pod(namespace, pod, String::new());
             (
                 format!("kepler/v2/{node}/pod/{pod_id}/{zone}"),
                 owner,

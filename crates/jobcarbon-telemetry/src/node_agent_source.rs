@@ -13,7 +13,7 @@
 use crate::prom::{PromClient, PromSample};
 use crate::{EnergySource, HealthCell, SourceError, SourceHealth};
 use async_trait::async_trait;
-use jobcarbon_core::{Component, EnergyOwner, EnergyReading, Joules, PodKey, Seconds};
+use jobcarbon_core::{Component, EnergyOwner, EnergyReading, Joules, Seconds};
 
 const SOURCE: &str = "node-agent";
 const ENERGY: &str = "jobcarbon_node_gpu_energy_joules_total";
@@ -90,10 +90,9 @@ pub(crate) fn owner_of(s: &PromSample, config: &NodeAgentSourceConfig) -> Energy
     let names_agent = !s.labels.contains_key("exported_pod")
         && s.labels.get("container") == Some(&config.agent_container);
     match (s.label("namespace"), s.label("pod")) {
-        (Some(ns), Some(pod)) if !names_agent => EnergyOwner::Pod {
-            key: PodKey::new(ns, pod),
-            container: s.label("container").unwrap_or("").to_owned(),
-        },
+        (Some(ns), Some(pod)) if !names_agent => {
+            EnergyOwner::pod(ns, pod, s.label("container").unwrap_or(""))
+        }
         _ => EnergyOwner::UnmappedGpu { uuid },
     }
 }
@@ -189,13 +188,7 @@ mod tests {
         let r = energy_readings(&[honoured], &c);
         assert_eq!(r[0].node, "n1");
         assert_eq!(r[0].cumulative, Joules(5.0));
-        assert_eq!(
-            r[0].owner,
-            EnergyOwner::Pod {
-                key: PodKey::new("ml", "a"),
-                container: "main".into()
-            }
-        );
+        assert_eq!(r[0].owner, EnergyOwner::pod("ml", "a", "main"));
         // honorLabels: false — the workload's labels are `exported_*`.
         let exported = line(
             &[
@@ -209,13 +202,7 @@ mod tests {
             ],
             5.0,
         );
-        assert_eq!(
-            owner_of(&exported, &c),
-            EnergyOwner::Pod {
-                key: PodKey::new("ml", "a"),
-                container: "main".into()
-            }
-        );
+        assert_eq!(owner_of(&exported, &c), EnergyOwner::pod("ml", "a", "main"));
         // An idle GPU: empty pod labels (dropped by Prometheus), so only the target's remain.
         let idle = line(
             &[

@@ -81,7 +81,7 @@ pub(crate) fn instant_samples(
                     PromSample {
                         labels: labels
                             .into_iter()
-                            .filter(|(k, _)| keep.keeps(k) || replica_labels.contains(k))
+                            .filter(|(k, _)| keep.keeps(k, replica_labels))
                             .collect(),
                         value: sample.value(),
                         at: Seconds(sample.timestamp()),
@@ -111,12 +111,14 @@ pub enum LabelSelection<'a> {
 }
 
 impl LabelSelection<'_> {
-    fn keeps(self, name: &str) -> bool {
+    /// Whether a line keeps label `name`. The replica labels are always kept: the fold must
+    /// find them to fold an HA pair's lines, then drops them.
+    fn keeps(self, name: &str, replicas: &[String]) -> bool {
         match self {
             LabelSelection::All => true,
             LabelSelection::Only(names) => {
                 let plain = name.strip_prefix("exported_").unwrap_or(name);
-                names.iter().any(|n| n == name || n == plain)
+                names.iter().any(|n| n == name || n == plain) || replicas.iter().any(|r| r == name)
             }
         }
     }
@@ -211,7 +213,7 @@ struct AnswerLine<'a> {
 struct LinePairs<'a>(Vec<(Text<'a>, Text<'a>)>);
 
 impl LinePairs<'_> {
-    /// The `keep` labels, and the replica labels for the fold to find and drop.
+    /// The labels `keep` keeps, owned.
     fn into_labels(
         self,
         keep: LabelSelection<'_>,
@@ -219,7 +221,7 @@ impl LinePairs<'_> {
     ) -> BTreeMap<String, String> {
         self.0
             .into_iter()
-            .filter(|(name, _)| keep.keeps(&name.0) || replicas.iter().any(|r| *r == name.0))
+            .filter(|(name, _)| keep.keeps(&name.0, replicas))
             .map(|(name, value)| (name.0.into_owned(), value.0.into_owned()))
             .collect()
     }

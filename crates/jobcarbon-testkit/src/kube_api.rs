@@ -256,12 +256,17 @@ impl FakeKubeApi {
             .collect()
     }
 
+    /// The list (non-watch GET) requests `collection` has answered, pages included.
+    pub fn list_requests(&self, collection: &str) -> Vec<RecordedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == "GET" && r.path == collection && !is_watch(&r.query))
+            .collect()
+    }
+
     /// How many list (non-watch GET) requests `collection` has answered.
     pub fn list_count(&self, collection: &str) -> usize {
-        self.requests()
-            .iter()
-            .filter(|r| r.method == "GET" && r.path == collection && !is_watch(&r.query))
-            .count()
+        self.list_requests(collection).len()
     }
 
     /// How many watch requests `collection` has received.
@@ -706,21 +711,28 @@ impl Paging {
     }
 }
 
-/// `namespace/name` (or `name`), the order key of the API server's storage.
-fn storage_key(item: &Value) -> String {
+/// `(namespace, name)` of a listed object: its order key in the API server's storage.
+fn key_parts(item: &Value) -> (Option<&str>, &str) {
     let name = item.pointer("/metadata/name").and_then(Value::as_str);
-    match item.pointer("/metadata/namespace").and_then(Value::as_str) {
-        Some(namespace) => format!("{namespace}/{}", name.unwrap_or_default()),
-        None => name.unwrap_or_default().to_owned(),
+    let namespace = item.pointer("/metadata/namespace").and_then(Value::as_str);
+    (namespace, name.unwrap_or_default())
+}
+
+/// `namespace/name` (or `name`), the storage key a continue token carries.
+fn storage_key(item: &Value) -> String {
+    match key_parts(item) {
+        (Some(namespace), name) => format!("{namespace}/{name}"),
+        (None, name) => name.to_owned(),
     }
 }
 
+/// [`storage_key`]` == key`, without building the key for every item of a page search.
 fn has_storage_key(item: &Value, key: &str) -> bool {
-    let name = item.pointer("/metadata/name").and_then(Value::as_str);
-    let namespace = item.pointer("/metadata/namespace").and_then(Value::as_str);
-    match (namespace, key.split_once('/')) {
-        (Some(ns), Some((key_ns, key_name))) => ns == key_ns && name == Some(key_name),
-        (None, None) => name == Some(key),
+    match (key_parts(item), key.split_once('/')) {
+        ((Some(namespace), name), Some((key_namespace, key_name))) => {
+            namespace == key_namespace && name == key_name
+        }
+        ((None, name), None) => name == key,
         _ => false,
     }
 }
